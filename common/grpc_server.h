@@ -1,0 +1,32 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "grpcpp/server.h"
+
+namespace parley::common {
+
+struct GrpcServerOptions {
+  std::string listen;  // HOST:PORT; port 0 picks a free port.
+  std::vector<grpc::Service*> services;
+  // Connections older than this are asked to reconnect (GOAWAY), so long-lived
+  // clients spread over replicas that started later. 0 disables.
+  int max_connection_age_ms = 0;
+};
+
+struct RunningGrpcServer {
+  std::unique_ptr<grpc::Server> server;
+  int port = 0;
+};
+
+// Builds and starts a server with `grpc.health.v1` and server reflection
+// enabled. The health status starts NOT_SERVING; call SetServing() when ready.
+absl::StatusOr<RunningGrpcServer> StartGrpcServer(const GrpcServerOptions& options);
+
+// Sets the overall health status and that of every service.
+void SetServing(grpc::Server& server, bool serving);
+
+}  // namespace parley::common
