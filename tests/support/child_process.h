@@ -1,0 +1,68 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <memory>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+
+namespace parley::testing {
+
+// A real binary started by a test, with its stdout collected line by line.
+// Killed with SIGKILL on destruction if it is still running, so a failing
+// test never leaves servers behind.
+class ChildProcess {
+ public:
+  // `binary_name` is looked up in the build's bin directory (see BinaryPath).
+  // Returns nullptr if the process cannot be started.
+  static std::unique_ptr<ChildProcess> Start(
+      const std::string& binary_name, std::vector<std::string> args,
+      std::vector<std::pair<std::string, std::string>> env = {});
+
+  ~ChildProcess();
+  ChildProcess(const ChildProcess&) = delete;
+  ChildProcess& operator=(const ChildProcess&) = delete;
+
+  // Waits for a stdout line containing `needle`; returns it, or "" on timeout or exit.
+  std::string WaitForLine(std::string_view needle, absl::Duration timeout = absl::Seconds(30));
+
+  // Returns the address in `field` of the JSON "listening" line services print first,
+  // e.g. "127.0.0.1:41234"; "" if it never came.
+  std::string WaitForListening(std::string_view field = "listen");
+
+  void Signal(int signal);
+
+  // Waits for exit; returns the exit code, or 128 + signal number if killed.
+  int Wait();
+
+  std::vector<std::string> Lines();
+  pid_t pid() const { return pid_; }
+
+ private:
+  ChildProcess(pid_t pid, int stdout_fd);
+  void ReadOutput();
+
+  const pid_t pid_;
+  const int stdout_fd_;
+  std::thread reader_;
+  absl::Mutex mutex_;
+  std::vector<std::string> lines_ ABSL_GUARDED_BY(mutex_);
+  bool output_closed_ ABSL_GUARDED_BY(mutex_) = false;
+  bool reaped_ = false;
+  int exit_code_ = 0;
+};
+
+// Absolute path of a binary built by this tree.
+std::string BinaryPath(const std::string& name);
+
+// A new empty directory under $TMPDIR (or /tmp).
+std::string MakeTempDir();
+
+}  // namespace parley::testing
