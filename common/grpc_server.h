@@ -6,6 +6,7 @@
 
 #include "absl/status/statusor.h"
 #include "grpcpp/server.h"
+#include "prometheus/registry.h"
 
 namespace parley::common {
 
@@ -15,6 +16,10 @@ struct GrpcServerOptions {
   // Connections older than this are asked to reconnect (GOAWAY), so long-lived
   // clients spread over replicas that started later. 0 disables.
   int max_connection_age_ms = 0;
+  // When set, every RPC is counted in this registry as
+  // parley_<metrics_service>_grpc_server_* (see common/grpc_metrics.h).
+  std::shared_ptr<prometheus::Registry> metrics_registry;
+  std::string metrics_service;
 };
 
 struct RunningGrpcServer {

@@ -1,0 +1,307 @@
+#include "common/grpc_metrics.h"
+
+#include <atomic>
+#include <chrono>
+#include <utility>
+#include <vector>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+
+namespace parley::common {
+namespace {
+
+using grpc::experimental::ClientRpcInfo;
+using grpc::experimental::InterceptionHookPoints;
+using grpc::experimental::Interceptor;
+using grpc::experimental::InterceptorBatchMethods;
+using grpc::experimental::ServerRpcInfo;
+using Clock = std::chrono::steady_clock;
+
+// Canonical names, as grpc-go and the Prometheus gRPC exporters spell them, so
+// dashboards written for other gRPC services read these too.
+std::string CodeName(grpc::StatusCode code) {
+  switch (code) {
+    case grpc::StatusCode::OK:
+      return "OK";
+    case grpc::StatusCode::CANCELLED:
+      return "Canceled";
+    case grpc::StatusCode::UNKNOWN:
+      return "Unknown";
+    case grpc::StatusCode::INVALID_ARGUMENT:
+      return "InvalidArgument";
+    case grpc::StatusCode::DEADLINE_EXCEEDED:
+      return "DeadlineExceeded";
+    case grpc::StatusCode::NOT_FOUND:
+      return "NotFound";
+    case grpc::StatusCode::ALREADY_EXISTS:
+      return "AlreadyExists";
+    case grpc::StatusCode::PERMISSION_DENIED:
+      return "PermissionDenied";
+    case grpc::StatusCode::RESOURCE_EXHAUSTED:
+      return "ResourceExhausted";
+    case grpc::StatusCode::FAILED_PRECONDITION:
+      return "FailedPrecondition";
+    case grpc::StatusCode::ABORTED:
+      return "Aborted";
+    case grpc::StatusCode::OUT_OF_RANGE:
+      return "OutOfRange";
+    case grpc::StatusCode::UNIMPLEMENTED:
+      return "Unimplemented";
+    case grpc::StatusCode::INTERNAL:
+      return "Internal";
+    case grpc::StatusCode::UNAVAILABLE:
+      return "Unavailable";
+    case grpc::StatusCode::DATA_LOSS:
+      return "DataLoss";
+    case grpc::StatusCode::UNAUTHENTICATED:
+      return "Unauthenticated";
+    default:
+      return absl::StrCat(static_cast<int>(code));
+  }
+}
+
+// "/parley.inference.v1.InferenceService/Generate" → service and method.
+std::pair<std::string, std::string> SplitMethod(const char* full_method) {
+  std::string text = full_method == nullptr ? "" : full_method;
+  if (!text.empty() && text.front() == '/') {
+    text.erase(0, 1);
+  }
+  const size_t slash = text.find('/');
+  if (slash == std::string::npos) {
+    return {"unknown", text.empty() ? "unknown" : text};
+  }
+  return {text.substr(0, slash), text.substr(slash + 1)};
+}
+
+const char* TypeName(int type) {
+  switch (type) {
+    case 0:
+      return "unary";
+    case 1:
+      return "client_stream";
+    case 2:
+      return "server_stream";
+    default:
+      return "bidi_stream";
+  }
+}
+
+// The metric families of one side (server or client) of one service.
+struct Families {
+  Families(prometheus::Registry& registry, const std::string& prefix, const std::string& side)
+      : started(prometheus::BuildCounter()
+                    .Name(absl::StrCat(prefix, "_started_total"))
+                    .Help(absl::StrCat("RPCs started on the ", side, " side."))
+                    .Register(registry)),
+        handled(
+            prometheus::BuildCounter()
+                .Name(absl::StrCat(prefix, "_handled_total"))
+                .Help(absl::StrCat("RPCs completed on the ", side, " side, by gRPC status code."))
+                .Register(registry)),
+        handling(prometheus::BuildHistogram()
+                     .Name(absl::StrCat(prefix, "_handling_seconds"))
+                     .Help(absl::StrCat("Time from the start of an RPC to its status on the ", side,
+                                        " side, in seconds (whole streams included)."))
+                     .Register(registry)),
+        in_flight(prometheus::BuildGauge()
+                      .Name(absl::StrCat(prefix, "_streams_in_flight"))
+                      .Help(absl::StrCat("Streaming RPCs currently open on the ", side, " side."))
+                      .Register(registry)),
+        received(prometheus::BuildCounter()
+                     .Name(absl::StrCat(prefix, "_msg_received_total"))
+                     .Help(absl::StrCat("Messages received on the ", side, " side."))
+                     .Register(registry)),
+        sent(prometheus::BuildCounter()
+                 .Name(absl::StrCat(prefix, "_msg_sent_total"))
+                 .Help(absl::StrCat("Messages sent on the ", side, " side."))
+                 .Register(registry)) {}
+
+  prometheus::Family<prometheus::Counter>& started;
+  prometheus::Family<prometheus::Counter>& handled;
+  prometheus::Family<prometheus::Histogram>& handling;
+  prometheus::Family<prometheus::Gauge>& in_flight;
+  prometheus::Family<prometheus::Counter>& received;
+  prometheus::Family<prometheus::Counter>& sent;
+};
+
+// Per-RPC bookkeeping shared by the server and client interceptors. Resolves
+// the per-method metrics once at the start of the call, so the hot path of a
+// stream (one hook per message) touches only atomics.
+class CallMetrics {
+ public:
+  CallMetrics(std::shared_ptr<Families> families, const char* full_method, int type)
+      : families_(std::move(families)), streaming_(type != 0), start_(Clock::now()) {
+    auto [service, method] = SplitMethod(full_method);
+    service_ = std::move(service);
+    method_ = std::move(method);
+    const prometheus::Labels labels{{"grpc_service", service_}, {"grpc_method", method_}};
+    families_->started
+        .Add({{"grpc_service", service_}, {"grpc_method", method_}, {"grpc_type", TypeName(type)}})
+        .Increment();
+    handling_ = &families_->handling.Add(labels, LatencyBuckets());
+    received_ = &families_->received.Add(labels);
+    sent_ = &families_->sent.Add(labels);
+    if (streaming_) {
+      in_flight_ = &families_->in_flight.Add(labels);
+      in_flight_->Increment();
+    }
+  }
+
+  ~CallMetrics() {
+    // A call that ends without a status (the peer went away) counts as cancelled.
+    Finish(grpc::StatusCode::CANCELLED);
+  }
+
+  void MessageReceived() { received_->Increment(); }
+  void MessageSent() { sent_->Increment(); }
+
+  // Records the outcome once; later calls are ignored.
+  void Finish(grpc::StatusCode code) {
+    if (finished_.exchange(true)) {
+      return;
+    }
+    const std::chrono::duration<double> elapsed = Clock::now() - start_;
+    handling_->Observe(elapsed.count());
+    families_->handled
+        .Add({{"grpc_service", service_}, {"grpc_method", method_}, {"grpc_code", CodeName(code)}})
+        .Increment();
+    if (in_flight_ != nullptr) {
+      in_flight_->Decrement();
+    }
+  }
+
+ private:
+  std::shared_ptr<Families> families_;
+  bool streaming_;
+  Clock::time_point start_;
+  std::string service_;
+  std::string method_;
+  prometheus::Histogram* handling_ = nullptr;
+  prometheus::Counter* received_ = nullptr;
+  prometheus::Counter* sent_ = nullptr;
+  prometheus::Gauge* in_flight_ = nullptr;
+  std::atomic<bool> finished_{false};
+};
+
+class ServerMetricsInterceptor : public Interceptor {
+ public:
+  ServerMetricsInterceptor(std::shared_ptr<Families> families, ServerRpcInfo* info)
+      : call_(std::move(families), info->method(), static_cast<int>(info->type())) {}
+
+  void Intercept(InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() != nullptr) {
+      call_.MessageReceived();
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE)) {
+      call_.MessageSent();
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      call_.Finish(methods->GetSendStatus().error_code());
+    }
+    methods->Proceed();
+  }
+
+ private:
+  CallMetrics call_;
+};
+
+class ClientMetricsInterceptor : public Interceptor {
+ public:
+  ClientMetricsInterceptor(std::shared_ptr<Families> families, ClientRpcInfo* info)
+      : call_(std::move(families), info->method(), static_cast<int>(info->type())) {}
+
+  void Intercept(InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_MESSAGE)) {
+      call_.MessageSent();
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_MESSAGE) &&
+        methods->GetRecvMessage() != nullptr) {
+      call_.MessageReceived();
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_STATUS)) {
+      const grpc::Status* status = methods->GetRecvStatus();
+      call_.Finish(status == nullptr ? grpc::StatusCode::UNKNOWN : status->error_code());
+    }
+    methods->Proceed();
+  }
+
+ private:
+  CallMetrics call_;
+};
+
+class ServerFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  ServerFactory(std::shared_ptr<prometheus::Registry> registry, const std::string& service)
+      : registry_(std::move(registry)),
+        families_(std::make_shared<Families>(
+            *registry_, absl::StrCat("parley_", service, "_grpc_server"), "server")) {}
+
+  Interceptor* CreateServerInterceptor(ServerRpcInfo* info) override {
+    return new ServerMetricsInterceptor(families_, info);
+  }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;  // Keeps the families alive.
+  std::shared_ptr<Families> families_;
+};
+
+class ClientFactory : public grpc::experimental::ClientInterceptorFactoryInterface {
+ public:
+  ClientFactory(std::shared_ptr<prometheus::Registry> registry, const std::string& service)
+      : registry_(std::move(registry)),
+        families_(std::make_shared<Families>(
+            *registry_, absl::StrCat("parley_", service, "_grpc_client"), "client")) {}
+
+  Interceptor* CreateClientInterceptor(ClientRpcInfo* info) override {
+    return new ClientMetricsInterceptor(families_, info);
+  }
+
+ private:
+  std::shared_ptr<prometheus::Registry> registry_;
+  std::shared_ptr<Families> families_;
+};
+
+}  // namespace
+
+const std::vector<double>& LatencyBuckets() {
+  static const std::vector<double> kBuckets = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                               0.1,    0.25,  0.5,    1,     2.5,  5,     10};
+  return kBuckets;
+}
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+MakeServerMetricsInterceptorFactory(std::shared_ptr<prometheus::Registry> registry,
+                                    const std::string& service) {
+  return std::make_unique<ServerFactory>(std::move(registry), service);
+}
+
+std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>
+MakeClientMetricsInterceptorFactory(std::shared_ptr<prometheus::Registry> registry,
+                                    const std::string& service) {
+  return std::make_unique<ClientFactory>(std::move(registry), service);
+}
+
+std::shared_ptr<grpc::Channel> CreateInstrumentedChannel(
+    const std::string& target, std::shared_ptr<prometheus::Registry> registry,
+    const std::string& service, grpc::ChannelArguments args) {
+  // Without this a channel sticks to the first address (pick_first), and a
+  // headless Service would send every stream of one edge to one pod.
+  args.SetServiceConfigJSON(R"({"loadBalancingConfig":[{"round_robin":{}}]})");
+  const std::shared_ptr<grpc::ChannelCredentials> credentials = grpc::InsecureChannelCredentials();
+  if (registry == nullptr) {
+    return grpc::CreateCustomChannel(target, credentials, args);
+  }
+  std::vector<std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>> creators;
+  creators.push_back(MakeClientMetricsInterceptorFactory(std::move(registry), service));
+  return grpc::experimental::CreateCustomChannelWithInterceptors(target, credentials, args,
+                                                                 std::move(creators));
+}
+
+}  // namespace parley::common
