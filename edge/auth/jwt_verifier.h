@@ -1,0 +1,130 @@
+#pragma once
+
+#include <sys/types.h>
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <string_view>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "edge/auth/jwks.h"
+
+namespace parley::edge {
+
+// Why a token was refused. The label of each value is meant for the `reason` label of
+// `parley_edge_handshakes_refused_total`; it never contains token data.
+enum class AuthRefusal {
+  kMissingToken,    // "missing_token": no token in any accepted place
+  kMalformed,       // "malformed": not a JWS, bad base64url or JSON, missing/ill-typed claim
+  kBadSignature,    // "bad_signature"
+  kExpired,         // "expired": exp (plus skew) has passed
+  kNotYetValid,     // "not_yet_valid": nbf or iat lies in the future (beyond skew)
+  kWrongIssuer,     // "wrong_issuer"
+  kWrongAudience,   // "wrong_audience"
+  kUnsupportedAlg,  // "unsupported_alg": none, unknown, or not configured on this server
+  kUnknownKey,      // "unknown_key": no key in the JWKS matches the kid and algorithm
+};
+
+absl::string_view AuthRefusalLabel(AuthRefusal refusal);
+
+// Builds the Unauthenticated status the verifier returns; the refusal rides as a payload so
+// callers can recover it with RefusalOf().
+absl::Status AuthRefusalError(AuthRefusal refusal, absl::string_view detail);
+
+// The refusal carried by a status from JwtVerifier::Verify; nullopt for OK or foreign statuses.
+std::optional<AuthRefusal> RefusalOf(const absl::Status& status);
+
+// Who is on the other end of a connection. `user_id` is what persistence sees.
+struct Identity {
+  std::string user_id;     // the token's `sub`
+  bool anonymous = false;  // never set by the verifier; for the server's development mode
+  absl::Time expires_at = absl::InfiniteFuture();  // the token's `exp`, if any
+};
+
+struct JwtVerifierOptions {
+  // HS256: the shared secret, read from this file (trailing CR/LF stripped) at Create().
+  std::string hs256_secret_file;
+  // HS256 secret given directly; used when `hs256_secret_file` is empty. At least 32 bytes
+  // (RFC 7518 section 3.2: the key must be as long as the hash output).
+  std::string hs256_secret;
+  // RS256 / ES256: the JWKS file, reloaded when its mtime, size or inode changes.
+  std::string jwks_file;
+  // Expected `iss`; empty means not checked.
+  std::string issuer;
+  // Expected `aud` (the token's `aud` may be a string or an array of strings); empty means not
+  // checked.
+  std::string audience;
+  // Allowance for clocks that disagree between the token issuer and this server.
+  absl::Duration clock_skew = absl::Seconds(30);
+  // Tokens without `exp` would never expire; refuse them (as malformed) unless this is false.
+  bool require_exp = true;
+  // Verify() stats the JWKS file at most this often, in exactly one thread at a time while the
+  // others go on with the current keys. Zero disables the check on Verify(); then call
+  // ReloadJwksIfChanged() from a timer instead.
+  absl::Duration jwks_check_interval = absl::Seconds(1);
+  // Current time; absl::Now when unset. Tests inject a fake.
+  std::function<absl::Time()> clock;
+};
+
+// Verifies compact JWS tokens (RFC 7515/7519) signed with HS256, RS256 or ES256.
+// Thread-safe: one instance is shared by all connections of an edge. Verify() never waits on
+// file I/O done by another thread; key sets are immutable and swapped by pointer.
+class JwtVerifier {
+ public:
+  // Fails (InvalidArgument/NotFound) when no algorithm is configured, the secret is too short,
+  // or the JWKS file is missing or unusable: broken auth configuration must stop start-up.
+  static absl::StatusOr<std::unique_ptr<JwtVerifier>> Create(JwtVerifierOptions options);
+
+  // On success the Identity of the token's subject; otherwise an Unauthenticated status whose
+  // RefusalOf() says why. An empty token gives kMissingToken.
+  absl::StatusOr<Identity> Verify(std::string_view token) const;
+
+  // Re-reads the JWKS file if it changed since the last load. On a parse error the previous
+  // keys stay in force and the error is returned (and logged). OK when nothing changed or no
+  // JWKS file is configured.
+  absl::Status ReloadJwksIfChanged() const;
+
+  // Algorithms this instance accepts, e.g. "HS256,RS256,ES256" (for the start-up log).
+  std::string AcceptedAlgorithms() const;
+
+  JwtVerifier(const JwtVerifier&) = delete;
+  JwtVerifier& operator=(const JwtVerifier&) = delete;
+
+ private:
+  struct FileStamp {
+    int64_t mtime_ns = 0;
+    int64_t size = 0;
+    ino_t inode = 0;
+    dev_t device = 0;
+    bool operator==(const FileStamp&) const = default;
+  };
+
+  explicit JwtVerifier(JwtVerifierOptions options);
+
+  std::shared_ptr<const KeySet> Keys() const;
+  void MaybeCheckJwks(absl::Time now) const;
+  absl::Status Reload(bool only_if_changed) const;
+  absl::Status ReloadLocked(bool only_if_changed) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
+
+  const JwtVerifierOptions options_;
+
+  // Serialises reloads; Verify() only ever TryLock()s it, so it never waits for a reload.
+  mutable absl::Mutex reload_mu_;
+  mutable std::optional<FileStamp> loaded_stamp_ ABSL_GUARDED_BY(reload_mu_);
+  mutable std::atomic<int64_t> next_check_unix_ns_{0};
+
+  // Held only to copy or replace the pointer, never during I/O or verification.
+  mutable absl::Mutex keys_mu_;
+  mutable std::shared_ptr<const KeySet> keys_ ABSL_GUARDED_BY(keys_mu_);
+};
+
+}  // namespace parley::edge

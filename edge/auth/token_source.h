@@ -1,0 +1,49 @@
+#pragma once
+
+#include <boost/beast/http/message.hpp>
+#include <boost/beast/http/string_body.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+
+namespace parley::edge {
+
+// Where a client may put its JWT when it opens a WebSocket (or calls the HTTP API):
+//
+//  1. `Authorization: Bearer <token>` — for clients that can set headers (native apps, servers,
+//     Socket.IO clients with extraHeaders). The scheme is matched case-insensitively.
+//  2. `Sec-WebSocket-Protocol: parley.v1, bearer.<token>` — for browsers, whose WebSocket API
+//     cannot set headers but can offer subprotocols. A JWT is made of base64url and dots, all
+//     valid in a subprotocol token. The server must answer with `parley.v1` only (see
+//     SelectSubprotocol); it never echoes the `bearer.` entry, so the token does not come back
+//     in the response. A browser fails the handshake if it offered subprotocols and the answer
+//     names none, so a client using this place must also offer `parley.v1`.
+//  3. `?token=<token>` in the request target (percent-decoded) — for clients that can do
+//     neither. Query strings end up in proxy access logs, so prefer 1 or 2.
+//
+// The first place that holds a token wins, in the order above; the others are not looked at.
+enum class TokenLocation { kNone, kAuthorizationHeader, kSubprotocol, kQueryParameter };
+
+struct ExtractedToken {
+  std::string token;  // empty when location == kNone
+  TokenLocation location = TokenLocation::kNone;
+};
+
+// `target` is the request target ("/ws/chat?token=..."); the header arguments are the raw
+// header values, empty when absent (several Sec-WebSocket-Protocol headers may be joined with
+// ", " as RFC 9110 allows).
+ExtractedToken ExtractToken(std::string_view target, std::string_view authorization,
+                            std::string_view websocket_protocol);
+
+// Same, reading the headers from a Beast request (all Sec-WebSocket-Protocol lines).
+ExtractedToken ExtractToken(
+    const boost::beast::http::request<boost::beast::http::string_body>& request);
+
+// The subprotocol to put in the handshake response for the client's Sec-WebSocket-Protocol
+// offer: `parley.v1` when offered, otherwise nullopt (send no Sec-WebSocket-Protocol header).
+// Never returns a `bearer.` entry.
+std::optional<std::string> SelectSubprotocol(std::string_view websocket_protocol);
+
+inline constexpr std::string_view kParleySubprotocol = "parley.v1";
+
+}  // namespace parley::edge
