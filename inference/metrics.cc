@@ -1,0 +1,101 @@
+#include "inference/metrics.h"
+
+namespace parley::inference {
+namespace {
+
+// Milliseconds matter for streaming latency; long tails are capped at 10 s.
+const prometheus::Histogram::BucketBoundaries& LatencyBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
+  return *buckets;
+}
+
+// Whole generations run from milliseconds to minutes.
+const prometheus::Histogram::BucketBoundaries& DurationBuckets() {
+  static const auto* buckets = new prometheus::Histogram::BucketBoundaries{
+      0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300};
+  return *buckets;
+}
+
+}  // namespace
+
+InferenceMetrics::InferenceMetrics(prometheus::Registry& registry)
+    : streams_active_family_(prometheus::BuildGauge()
+                                 .Name("parley_inference_streams_active")
+                                 .Help("Generate streams currently open")
+                                 .Register(registry)),
+      streams_active_(streams_active_family_.Add({})),
+      generations_(prometheus::BuildCounter()
+                       .Name("parley_inference_generations_total")
+                       .Help("Finished generations by model and outcome")
+                       .Register(registry)),
+      tokens_(prometheus::BuildCounter()
+                  .Name("parley_inference_tokens_total")
+                  .Help("Text and reasoning deltas sent to clients")
+                  .Register(registry)),
+      time_to_first_token_(prometheus::BuildHistogram()
+                               .Name("parley_inference_time_to_first_token_seconds")
+                               .Help("Time from request to the first delta sent")
+                               .Register(registry)),
+      generation_duration_(prometheus::BuildHistogram()
+                               .Name("parley_inference_generation_duration_seconds")
+                               .Help("Time from request to the end of the stream")
+                               .Register(registry)),
+      upstream_requests_(prometheus::BuildCounter()
+                             .Name("parley_inference_upstream_requests_total")
+                             .Help("Upstream HTTP requests by model and outcome")
+                             .Register(registry)),
+      upstream_time_to_first_token_(
+          prometheus::BuildHistogram()
+              .Name("parley_inference_upstream_time_to_first_token_seconds")
+              .Help("Time from sending the upstream request to its first delta")
+              .Register(registry)),
+      upstream_inter_chunk_gap_(prometheus::BuildHistogram()
+                                    .Name("parley_inference_upstream_inter_chunk_gap_seconds")
+                                    .Help("Silence between consecutive upstream SSE events")
+                                    .Register(registry)),
+      upstream_active_streams_family_(prometheus::BuildGauge()
+                                          .Name("parley_inference_upstream_active_streams")
+                                          .Help("Upstream requests currently in flight")
+                                          .Register(registry)),
+      upstream_active_streams_(upstream_active_streams_family_.Add({})),
+      upstream_retries_(prometheus::BuildCounter()
+                            .Name("parley_inference_upstream_retries_total")
+                            .Help("Upstream requests retried before the first byte")
+                            .Register(registry)) {}
+
+prometheus::Counter& InferenceMetrics::Generations(const std::string& model,
+                                                   const std::string& outcome) {
+  return generations_.Add({{"model", model}, {"outcome", outcome}});
+}
+
+prometheus::Counter& InferenceMetrics::Tokens(const std::string& model) {
+  return tokens_.Add({{"model", model}});
+}
+
+prometheus::Histogram& InferenceMetrics::TimeToFirstToken(const std::string& model) {
+  return time_to_first_token_.Add({{"model", model}}, LatencyBuckets());
+}
+
+prometheus::Histogram& InferenceMetrics::GenerationDuration(const std::string& model) {
+  return generation_duration_.Add({{"model", model}}, DurationBuckets());
+}
+
+prometheus::Counter& InferenceMetrics::UpstreamRequests(const std::string& model,
+                                                        const std::string& outcome) {
+  return upstream_requests_.Add({{"model", model}, {"outcome", outcome}});
+}
+
+prometheus::Histogram& InferenceMetrics::UpstreamTimeToFirstToken(const std::string& model) {
+  return upstream_time_to_first_token_.Add({{"model", model}}, LatencyBuckets());
+}
+
+prometheus::Histogram& InferenceMetrics::UpstreamInterChunkGap(const std::string& model) {
+  return upstream_inter_chunk_gap_.Add({{"model", model}}, LatencyBuckets());
+}
+
+prometheus::Counter& InferenceMetrics::UpstreamRetries(const std::string& model) {
+  return upstream_retries_.Add({{"model", model}});
+}
+
+}  // namespace parley::inference

@@ -1,0 +1,79 @@
+#include <signal.h>
+
+#include <string>
+
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/impl/codegen/client_unary_call.h"
+#include "grpcpp/impl/codegen/rpc_method.h"
+#include "grpcpp/security/credentials.h"
+#include "grpcpp/support/byte_buffer.h"
+#include "gtest/gtest.h"
+#include "parley/inference/v1/inference_service.grpc.pb.h"
+#include "tests/support/child_process.h"
+
+namespace parley::inference {
+namespace {
+
+// Asks grpc.health.v1 for the overall status; returns the raw response bytes
+// ("\x08\x01" is SERVING). Spares the test a copy of health.proto.
+std::string CheckHealth(grpc::Channel& channel) {
+  grpc::ClientContext context;
+  // An empty HealthCheckRequest serializes to zero bytes, but the buffer must hold a slice.
+  grpc::Slice empty("");
+  grpc::ByteBuffer request(&empty, 1);
+  grpc::ByteBuffer response;
+  const grpc::internal::RpcMethod method("/grpc.health.v1.Health/Check",
+                                         grpc::internal::RpcMethod::NORMAL_RPC);
+  const grpc::Status status =
+      grpc::internal::BlockingUnaryCall(&channel, method, &context, request, &response);
+  if (!status.ok()) {
+    return "error: " + status.error_message();
+  }
+  std::vector<grpc::Slice> slices;
+  (void)response.Dump(&slices);
+  std::string bytes;
+  for (const grpc::Slice& slice : slices) {
+    bytes.append(reinterpret_cast<const char*>(slice.begin()), slice.size());
+  }
+  return bytes;
+}
+
+TEST(InferenceBinaryTest, ServesHealthAndStreamsThenStopsCleanlyOnSigterm) {
+  auto process = parley::testing::ChildProcess::Start(
+      "parley-inference",
+      {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=simulated",
+       "--sim_ttft_ms=0", "--sim_tokens_per_second=0", "--sim_max_tokens=4"});
+  ASSERT_NE(process, nullptr);
+  const std::string listen = process->WaitForListening();
+  ASSERT_FALSE(listen.empty());
+  EXPECT_FALSE(process->WaitForListening("metrics_listen").empty());
+  auto channel = grpc::CreateChannel(listen, grpc::InsecureChannelCredentials());
+
+  EXPECT_EQ(CheckHealth(*channel), std::string("\x08\x01"));
+
+  v1::GenerateRequest request;
+  v1::ChatMessage* user = request.add_messages();
+  user->set_role(v1::ROLE_USER);
+  user->set_content("hello");
+  grpc::ClientContext context;
+  auto reader = v1::InferenceService::NewStub(channel)->Generate(&context, request);
+  int deltas = 0;
+  v1::GenerateResponse chunk;
+  v1::FinishReason reason = v1::FINISH_REASON_UNSPECIFIED;
+  while (reader->Read(&chunk)) {
+    deltas += chunk.has_text_delta() ? 1 : 0;
+    if (chunk.has_finish()) {
+      reason = chunk.finish().reason();
+    }
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(deltas, 4);
+  EXPECT_EQ(reason, v1::FINISH_REASON_LENGTH);
+
+  process->Signal(SIGTERM);
+  EXPECT_EQ(process->Wait(), 0);
+}
+
+}  // namespace
+}  // namespace parley::inference

@@ -1,0 +1,209 @@
+#include "inference/inference_service.h"
+
+#include <memory>
+#include <string>
+
+#include "absl/synchronization/notification.h"
+#include "common/grpc_server.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "inference/engines/simulated_engine.h"
+#include "inference/io_threads.h"
+
+namespace parley::inference {
+namespace {
+
+// Wraps an engine and tells the test when a generation was cancelled.
+class CancelObservingEngine : public Engine {
+ public:
+  explicit CancelObservingEngine(std::shared_ptr<Engine> inner) : inner_(std::move(inner)) {}
+
+  std::shared_ptr<Generation> Start(const v1::GenerateRequest& request,
+                                    absl::Time deadline) override {
+    return std::make_shared<Observed>(inner_->Start(request, deadline), cancelled_);
+  }
+
+  bool WaitForCancel() { return cancelled_->WaitForNotificationWithTimeout(absl::Seconds(30)); }
+
+ private:
+  class Observed : public Generation {
+   public:
+    Observed(std::shared_ptr<Generation> inner, std::shared_ptr<absl::Notification> cancelled)
+        : inner_(std::move(inner)), cancelled_(std::move(cancelled)) {}
+    void Next(StepCallback callback) override { inner_->Next(std::move(callback)); }
+    void Cancel() override {
+      inner_->Cancel();
+      if (!cancelled_->HasBeenNotified()) {
+        cancelled_->Notify();
+      }
+    }
+
+   private:
+    std::shared_ptr<Generation> inner_;
+    std::shared_ptr<absl::Notification> cancelled_;
+  };
+
+  std::shared_ptr<Engine> inner_;
+  std::shared_ptr<absl::Notification> cancelled_ = std::make_shared<absl::Notification>();
+};
+
+v1::Model ModelInfo(const std::string& name, bool is_default = false) {
+  v1::Model model;
+  model.set_name(name);
+  model.set_engine("simulated");
+  model.set_is_default(is_default);
+  return model;
+}
+
+class InferenceServiceTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    SimulatedEngine::Options fast;
+    fast.time_to_first_token = absl::ZeroDuration();
+    fast.tokens_per_second = 0;
+    fast.max_tokens = 1000;
+    models_.Add(ModelInfo("simulated", /*is_default=*/true),
+                std::make_shared<SimulatedEngine>(io_.context(), fast));
+
+    SimulatedEngine::Options trickle = fast;
+    trickle.tokens_per_second = 0.5;  // Long enough that the test cancels mid-stream.
+    trickle_ = std::make_shared<CancelObservingEngine>(
+        std::make_shared<SimulatedEngine>(io_.context(), trickle));
+    models_.Add(ModelInfo("trickle"), trickle_);
+
+    SimulatedEngine::Options stalled = fast;
+    stalled.time_to_first_token = absl::Hours(1);
+    models_.Add(ModelInfo("stalled"), std::make_shared<SimulatedEngine>(io_.context(), stalled));
+
+    service_ = std::make_unique<InferenceService>(models_, metrics_);
+    common::GrpcServerOptions options;
+    options.listen = "127.0.0.1:0";
+    options.services = {service_.get()};
+    absl::StatusOr<common::RunningGrpcServer> server = common::StartGrpcServer(options);
+    ASSERT_TRUE(server.ok()) << server.status();
+    server_ = std::move(*server);
+    stub_ = v1::InferenceService::NewStub(grpc::CreateChannel(
+        "127.0.0.1:" + std::to_string(server_.port), grpc::InsecureChannelCredentials()));
+  }
+
+  void TearDown() override {
+    if (server_.server) {
+      server_.server->Shutdown();
+    }
+  }
+
+  static v1::GenerateRequest Prompt(const std::string& model, const std::string& text) {
+    v1::GenerateRequest request;
+    request.set_model(model);
+    v1::ChatMessage* user = request.add_messages();
+    user->set_role(v1::ROLE_USER);
+    user->set_content(text);
+    return request;
+  }
+
+  IoThreads io_{2};
+  prometheus::Registry registry_;
+  InferenceMetrics metrics_{registry_};
+  ModelRegistry models_;
+  std::shared_ptr<CancelObservingEngine> trickle_;
+  std::unique_ptr<InferenceService> service_;
+  common::RunningGrpcServer server_;
+  std::unique_ptr<v1::InferenceService::Stub> stub_;
+};
+
+TEST_F(InferenceServiceTest, StreamsTokensInOrderThenUsageAndFinish) {
+  grpc::ClientContext context;
+  const v1::GenerateRequest request = Prompt("simulated", "What is a river?");
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
+      stub_->Generate(&context, request);
+  std::vector<v1::GenerateResponse> chunks;
+  v1::GenerateResponse chunk;
+  while (reader->Read(&chunk)) {
+    chunks.push_back(chunk);
+  }
+  const grpc::Status status = reader->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_GE(chunks.size(), 3u);
+  std::string text;
+  for (size_t i = 0; i + 2 < chunks.size(); ++i) {
+    ASSERT_TRUE(chunks[i].has_text_delta()) << i;
+    text += chunks[i].text_delta().text();
+  }
+  EXPECT_EQ(text, SimulatedEngine::NaturalReply(request));
+  ASSERT_TRUE(chunks[chunks.size() - 2].has_usage());
+  EXPECT_EQ(chunks[chunks.size() - 2].usage().completion_tokens(),
+            static_cast<int>(chunks.size()) - 2);
+  ASSERT_TRUE(chunks.back().has_finish());
+  EXPECT_EQ(chunks.back().finish().reason(), v1::FINISH_REASON_STOP);
+}
+
+TEST_F(InferenceServiceTest, EmptyModelSelectsTheDefault) {
+  grpc::ClientContext context;
+  auto reader = stub_->Generate(&context, Prompt("", "hi"));
+  v1::GenerateResponse chunk;
+  std::string text;
+  while (reader->Read(&chunk)) {
+    text += chunk.text_delta().text();
+  }
+  ASSERT_TRUE(reader->Finish().ok());
+  EXPECT_EQ(text, SimulatedEngine::NaturalReply(Prompt("", "hi")));
+}
+
+TEST_F(InferenceServiceTest, ClientCancelStopsTheEngine) {
+  grpc::ClientContext context;
+  auto reader = stub_->Generate(&context, Prompt("trickle", "go slowly"));
+  v1::GenerateResponse chunk;
+  ASSERT_TRUE(reader->Read(&chunk));  // The first token comes at once; the next in 2 s.
+  ASSERT_TRUE(chunk.has_text_delta());
+  context.TryCancel();
+  EXPECT_TRUE(trickle_->WaitForCancel());
+  while (reader->Read(&chunk)) {
+  }
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::CANCELLED);
+}
+
+TEST_F(InferenceServiceTest, DeadlineEndsTheStreamWithDeadlineExceeded) {
+  grpc::ClientContext context;
+  context.set_deadline(std::chrono::system_clock::now() + std::chrono::milliseconds(200));
+  auto reader = stub_->Generate(&context, Prompt("stalled", "anyone?"));
+  v1::GenerateResponse chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::DEADLINE_EXCEEDED);
+}
+
+TEST_F(InferenceServiceTest, UnknownModelIsNotFound) {
+  grpc::ClientContext context;
+  auto reader = stub_->Generate(&context, Prompt("gpt-nope", "hi"));
+  v1::GenerateResponse chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  const grpc::Status status = reader->Finish();
+  EXPECT_EQ(status.error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_NE(status.error_message().find("gpt-nope"), std::string::npos);
+}
+
+TEST_F(InferenceServiceTest, EmptyMessagesAreInvalid) {
+  grpc::ClientContext context;
+  v1::GenerateRequest request;
+  auto reader = stub_->Generate(&context, request);
+  v1::GenerateResponse chunk;
+  EXPECT_FALSE(reader->Read(&chunk));
+  EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_F(InferenceServiceTest, ListModelsNamesEveryModelAndTheDefault) {
+  grpc::ClientContext context;
+  v1::ListModelsResponse response;
+  ASSERT_TRUE(stub_->ListModels(&context, {}, &response).ok());
+  ASSERT_EQ(response.models_size(), 3);
+  EXPECT_EQ(response.models(0).name(), "simulated");
+  EXPECT_TRUE(response.models(0).is_default());
+  EXPECT_EQ(response.models(0).engine(), "simulated");
+  EXPECT_EQ(response.models(1).name(), "trickle");
+  EXPECT_FALSE(response.models(1).is_default());
+  EXPECT_EQ(response.models(2).name(), "stalled");
+}
+
+}  // namespace
+}  // namespace parley::inference
