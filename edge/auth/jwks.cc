@@ -8,7 +8,6 @@
 #include <boost/json.hpp>
 #include <fstream>
 #include <optional>
-#include <sstream>
 
 #include "absl/status/status.h"
 #include "absl/strings/str_cat.h"

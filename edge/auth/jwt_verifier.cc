@@ -9,7 +9,6 @@
 #include <boost/json.hpp>
 #include <cmath>
 #include <fstream>
-#include <limits>
 #include <vector>
 
 #include "absl/strings/cord.h"
@@ -382,7 +381,6 @@ absl::StatusOr<Identity> JwtVerifier::Verify(std::string_view token) const {
     return AuthRefusalError(AuthRefusal::kUnsupportedAlg, "critical header extensions");
   }
   const boost::json::string& alg_name = alg_value->get_string();
-  std::shared_ptr<const KeySet> keys;
   Algorithm algorithm;
   if (alg_name == "HS256" && !options_.hs256_secret.empty()) {
     algorithm = Algorithm::kHs256;
@@ -399,7 +397,7 @@ absl::StatusOr<Identity> JwtVerifier::Verify(std::string_view token) const {
     }
   } else {
     MaybeCheckJwks(now);
-    keys = Keys();
+    std::shared_ptr<const KeySet> keys = Keys();
     KeyType wanted = algorithm == Algorithm::kRs256 ? KeyType::kRsa : KeyType::kEcP256;
     const boost::json::value* kid_value = header->if_contains("kid");
     if (kid_value != nullptr && !kid_value->is_string()) {

@@ -9,7 +9,6 @@
 #include <openssl/rsa.h>
 
 #include <cstdlib>
-#include <stdexcept>
 
 #include "edge/auth/base64url.h"
 
