@@ -1,0 +1,57 @@
+#include "edge/protocol/messages.h"
+
+namespace parley::edge {
+namespace {
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+
+}  // namespace
+
+absl::string_view ErrorCodeName(ErrorCode code) {
+  switch (code) {
+    case ErrorCode::kInvalidJson:
+      return "invalid_json";
+    case ErrorCode::kInvalidFrame:
+      return "invalid_frame";
+    case ErrorCode::kUnknownType:
+      return "unknown_type";
+    case ErrorCode::kNotFound:
+      return "not_found";
+    case ErrorCode::kInferenceUnavailable:
+      return "inference_unavailable";
+    case ErrorCode::kStorageUnavailable:
+      return "storage_unavailable";
+    case ErrorCode::kShuttingDown:
+      return "shutting_down";
+    case ErrorCode::kInternal:
+      return "internal";
+  }
+  return "internal";
+}
+
+absl::string_view CommandName(const Command& command) {
+  return std::visit(Overloaded{
+                        [](const SendMessage&) { return absl::string_view("message"); },
+                        [](const Ping&) { return absl::string_view("ping"); },
+                        [](const GetHistory&) { return absl::string_view("history"); },
+                    },
+                    command);
+}
+
+absl::string_view EventName(const Event& event) {
+  return std::visit(Overloaded{
+                        [](const Ack&) { return absl::string_view("ack"); },
+                        [](const StreamStart&) { return absl::string_view("stream_start"); },
+                        [](const StreamToken&) { return absl::string_view("stream_token"); },
+                        [](const StreamComplete&) { return absl::string_view("stream_complete"); },
+                        [](const ErrorEvent&) { return absl::string_view("error"); },
+                        [](const Pong&) { return absl::string_view("pong"); },
+                        [](const History&) { return absl::string_view("history"); },
+                    },
+                    event);
+}
+
+}  // namespace parley::edge

@@ -1,0 +1,100 @@
+#include "edge/server/edge_server.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/ip/address.hpp"
+#include "common/host_port.h"
+#include "common/log.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+
+namespace parley::edge {
+
+namespace net = boost::asio;
+
+namespace {
+
+// Closing sockets and cancelling turns are quick; these bound a stuck peer.
+constexpr absl::Duration kCancelGrace = absl::Seconds(5);
+constexpr absl::Duration kCloseGrace = absl::Seconds(3);
+
+}  // namespace
+
+EdgeServer::EdgeServer(const EdgeOptions& options)
+    : options_(options), io_(options.threads > 0 ? options.threads : 1) {}
+
+absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions& options) {
+  absl::StatusOr<common::HostPort> listen = common::ParseHostPort(options.listen);
+  if (!listen.ok()) {
+    return listen.status();
+  }
+  boost::system::error_code ec;
+  const net::ip::address address = net::ip::make_address(listen->host, ec);
+  if (ec) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("--listen needs a numeric IP address, got \"", listen->host, "\""));
+  }
+
+  std::unique_ptr<EdgeServer> server(new EdgeServer(options));
+  ServerContext& context = server->context_;
+  context.allow_anonymous = options.allow_anonymous;
+  // Channels connect lazily and reconnect by themselves; a backend that is
+  // down at start only makes /readyz fail until it comes up.
+  context.persistence = std::make_unique<PersistenceClient>(
+      grpc::CreateChannel(options.persistence, grpc::InsecureChannelCredentials()));
+  context.inference = std::make_unique<InferenceClient>(
+      grpc::CreateChannel(options.inference, grpc::InsecureChannelCredentials()));
+  context.turn_deps = TurnDeps{
+      .persistence = context.persistence.get(),
+      .inference = context.inference.get(),
+      .metrics = &context.metrics,
+      .tracker = &context.tracker,
+      .history_messages = options.history_messages,
+  };
+
+  absl::StatusOr<std::shared_ptr<Listener>> listener =
+      Listener::Create(server->io_, net::ip::tcp::endpoint(address, listen->port), context);
+  if (!listener.ok()) {
+    return listener.status();
+  }
+  server->listener_ = *std::move(listener);
+  server->address_ = common::HostPort{listen->host, server->listener_->port()}.ToString();
+
+  server->work_.emplace(server->io_.get_executor());
+  server->listener_->Run();
+  const int threads = options.threads > 0 ? options.threads : 1;
+  for (int i = 0; i < threads; ++i) {
+    server->threads_.emplace_back([io = &server->io_] { io->run(); });
+  }
+  return server;
+}
+
+EdgeServer::~EdgeServer() { Shutdown(); }
+
+void EdgeServer::Shutdown() {
+  if (stopped_) {
+    return;
+  }
+  stopped_ = true;
+  context_.draining = true;
+  listener_->Stop();
+  if (!context_.tracker.WaitUntilIdle(options_.drain_grace)) {
+    common::LogWarning("turns still running after the drain grace period; cancelling them",
+                       {{"turns", absl::StrCat(context_.tracker.running())}});
+  }
+  context_.connections.CloseAll();
+  context_.tracker.CancelAll();
+  if (!context_.tracker.WaitUntilIdle(kCancelGrace)) {
+    common::LogError("turns did not stop after cancellation",
+                     {{"turns", absl::StrCat(context_.tracker.running())}});
+  }
+  context_.connections.WaitUntilEmpty(kCloseGrace);
+  work_.reset();
+  io_.stop();
+  for (std::thread& thread : threads_) {
+    thread.join();
+  }
+}
+
+}  // namespace parley::edge

@@ -1,0 +1,57 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/time/time.h"
+#include "boost/asio/executor_work_guard.hpp"
+#include "boost/asio/io_context.hpp"
+#include "edge/server/listener.h"
+#include "edge/server/server_context.h"
+
+namespace parley::edge {
+
+struct EdgeOptions {
+  std::string listen = "127.0.0.1:8080";
+  std::string inference = "127.0.0.1:50051";
+  std::string persistence = "127.0.0.1:50052";
+  int threads = 1;
+  int history_messages = 20;
+  bool allow_anonymous = true;
+  // On shutdown, how long running turns may take to finish before sockets close.
+  absl::Duration drain_grace = absl::Seconds(10);
+};
+
+// The whole edge: one port for WebSocket and HTTP, one io_context run by
+// `threads` threads, gRPC clients for both backends.
+class EdgeServer {
+ public:
+  static absl::StatusOr<std::unique_ptr<EdgeServer>> Start(const EdgeOptions& options);
+
+  ~EdgeServer();
+
+  // Bound address, "HOST:PORT".
+  const std::string& address() const { return address_; }
+
+  // Drains and stops: readiness fails, no new connections or turns, running
+  // turns get the grace period, then sockets close with 1001. Idempotent.
+  void Shutdown();
+
+ private:
+  explicit EdgeServer(const EdgeOptions& options);
+
+  EdgeOptions options_;
+  ServerContext context_;
+  boost::asio::io_context io_;
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::shared_ptr<Listener> listener_;
+  std::vector<std::thread> threads_;
+  std::string address_;
+  bool stopped_ = false;
+};
+
+}  // namespace parley::edge

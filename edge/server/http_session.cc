@@ -1,0 +1,228 @@
+#include "edge/server/http_session.h"
+
+#include <atomic>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
+#include "absl/strings/str_split.h"
+#include "boost/asio/dispatch.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/beast/core/bind_handler.hpp"
+#include "boost/beast/http/read.hpp"
+#include "boost/beast/http/write.hpp"
+#include "boost/beast/websocket/rfc6455.hpp"
+#include "common/metrics_endpoint.h"
+#include "edge/clients/health_check.h"
+#include "edge/server/ws_session.h"
+#include "edge/web/chat_page.h"
+
+namespace parley::edge {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+
+constexpr size_t kMaxRequestBodyBytes = 64 * 1024;
+constexpr auto kReadTimeout = std::chrono::seconds(30);
+constexpr absl::Duration kReadinessTimeout = absl::Seconds(1);
+
+int HexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+std::string PercentDecode(absl::string_view text) {
+  std::string out;
+  out.reserve(text.size());
+  for (size_t i = 0; i < text.size(); ++i) {
+    if (text[i] == '+') {
+      out += ' ';
+    } else if (text[i] == '%' && i + 2 < text.size() && HexValue(text[i + 1]) >= 0 &&
+               HexValue(text[i + 2]) >= 0) {
+      out += static_cast<char>(HexValue(text[i + 1]) * 16 + HexValue(text[i + 2]));
+      i += 2;
+    } else {
+      out += text[i];
+    }
+  }
+  return out;
+}
+
+std::string QueryParameter(absl::string_view query, absl::string_view name) {
+  for (absl::string_view pair : absl::StrSplit(query, '&')) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(pair, absl::MaxSplits('=', 1));
+    if (kv.first == name) {
+      return PercentDecode(kv.second);
+    }
+  }
+  return "";
+}
+
+absl::string_view PathLabel(absl::string_view path) {
+  for (absl::string_view known : {"/", "/healthz", "/readyz", "/metrics", "/ws/chat"}) {
+    if (path == known) {
+      return known;
+    }
+  }
+  return "other";
+}
+
+}  // namespace
+
+std::string DevelopmentUserId(absl::string_view query) {
+  std::string user_id = QueryParameter(query, "userId");
+  if (!user_id.empty()) {
+    return user_id;
+  }
+  thread_local absl::BitGen bitgen;
+  return absl::StrFormat("anonymous-%016x%016x", absl::Uniform<uint64_t>(bitgen),
+                         absl::Uniform<uint64_t>(bitgen));
+}
+
+HttpSession::HttpSession(net::ip::tcp::socket&& socket, ServerContext& context)
+    : stream_(std::move(socket)), context_(context) {}
+
+void HttpSession::Run() {
+  // The socket's executor is this connection's strand.
+  net::dispatch(stream_.get_executor(),
+                beast::bind_front_handler(&HttpSession::DoRead, shared_from_this()));
+}
+
+void HttpSession::DoRead() {
+  parser_.emplace();
+  parser_->body_limit(kMaxRequestBodyBytes);
+  stream_.expires_after(kReadTimeout);
+  http::async_read(stream_, buffer_, *parser_,
+                   beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
+}
+
+void HttpSession::OnRead(beast::error_code ec, size_t /*bytes*/) {
+  if (ec) {
+    // Peer closed, timed out or sent garbage: nothing to answer.
+    stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
+    return;
+  }
+  Handle(parser_->release());
+}
+
+void HttpSession::Handle(Request request) {
+  const absl::string_view target(request.target().data(), request.target().size());
+  const size_t question = target.find('?');
+  const absl::string_view path = target.substr(0, question);
+  const std::string query =
+      question == absl::string_view::npos ? "" : std::string(target.substr(question + 1));
+
+  if (beast::websocket::is_upgrade(request)) {
+    if (path == "/ws/chat") {
+      return Upgrade(std::move(request), query);
+    }
+    return Respond(request, PathLabel(path), 404, "text/plain", "no WebSocket endpoint here\n");
+  }
+  if (request.method() != http::verb::get && request.method() != http::verb::head) {
+    return Respond(request, PathLabel(path), 405, "text/plain", "method not allowed\n");
+  }
+  if (path == "/healthz") {
+    return Respond(request, path, 200, "text/plain", "ok\n");
+  }
+  if (path == "/readyz") {
+    return CheckReady(std::move(request));
+  }
+  if (path == "/metrics") {
+    return Respond(request, path, 200, "text/plain; version=0.0.4",
+                   common::SerializeMetrics(context_.metrics.registry()));
+  }
+  if (path == "/" || path == "/index.html") {
+    return Respond(request, "/", 200, "text/html; charset=utf-8",
+                   std::string(kChatPage.data(), kChatPage.size()));
+  }
+  Respond(request, "other", 404, "text/plain", "not found\n");
+}
+
+void HttpSession::Upgrade(Request request, const std::string& query) {
+  if (!context_.allow_anonymous) {
+    context_.metrics.HandshakeRefused("unauthenticated").Increment();
+    return Respond(request, "/ws/chat", 401, "text/plain", "authentication required\n");
+  }
+  if (context_.draining.load()) {
+    context_.metrics.HandshakeRefused("draining").Increment();
+    return Respond(request, "/ws/chat", 503, "text/plain", "shutting down\n");
+  }
+  context_.metrics.HttpRequest("/ws/chat", 101).Increment();
+  // The WebSocket takes over the socket; its timeouts replace the HTTP ones.
+  stream_.expires_never();
+  std::make_shared<WsSession>(stream_.release_socket(), context_, context_.native_codec,
+                              DevelopmentUserId(query))
+      ->Run(std::move(request));
+}
+
+void HttpSession::CheckReady(Request request) {
+  if (context_.draining.load()) {
+    return Respond(request, "/readyz", 503, "text/plain", "draining\n");
+  }
+  // Both backends are asked at once; the answer is posted back to this strand.
+  struct Pending {
+    std::atomic<int> remaining{2};
+    std::atomic<bool> inference{false};
+    std::atomic<bool> persistence{false};
+  };
+  auto pending = std::make_shared<Pending>();
+  auto request_ptr = std::make_shared<Request>(std::move(request));
+  auto on_answer = [self = shared_from_this(), pending, request_ptr] {
+    if (pending->remaining.fetch_sub(1) != 1) {
+      return;
+    }
+    net::post(self->stream_.get_executor(), [self, pending, request_ptr] {
+      const bool inference = pending->inference.load();
+      const bool persistence = pending->persistence.load();
+      const bool ready = inference && persistence && !self->context_.draining.load();
+      self->Respond(*request_ptr, "/readyz", ready ? 200 : 503, "application/json",
+                    absl::StrCat("{\"ready\":", ready ? "true" : "false",
+                                 ",\"inference\":", inference ? "true" : "false",
+                                 ",\"persistence\":", persistence ? "true" : "false", "}\n"));
+    });
+  };
+  CheckServing(context_.inference->channel(), kReadinessTimeout,
+               [pending, on_answer](bool serving) {
+                 pending->inference = serving;
+                 on_answer();
+               });
+  CheckServing(context_.persistence->channel(), kReadinessTimeout,
+               [pending, on_answer](bool serving) {
+                 pending->persistence = serving;
+                 on_answer();
+               });
+}
+
+void HttpSession::Respond(const Request& request, absl::string_view path_label, unsigned status,
+                          std::string content_type, std::string body) {
+  context_.metrics.HttpRequest(path_label, static_cast<int>(status)).Increment();
+  response_ = std::make_shared<Response>(static_cast<http::status>(status), request.version());
+  response_->set(http::field::server, "parley-edge");
+  response_->set(http::field::content_type, content_type);
+  response_->set(http::field::cache_control, "no-store");
+  response_->keep_alive(request.keep_alive());
+  if (request.method() != http::verb::head) {
+    response_->body() = std::move(body);
+  }
+  response_->prepare_payload();
+  http::async_write(stream_, *response_,
+                    beast::bind_front_handler(&HttpSession::OnWrite, shared_from_this(),
+                                              response_->keep_alive()));
+}
+
+void HttpSession::OnWrite(bool keep_alive, beast::error_code ec, size_t /*bytes*/) {
+  response_.reset();
+  if (ec || !keep_alive) {
+    stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
+    return;
+  }
+  DoRead();
+}
+
+}  // namespace parley::edge

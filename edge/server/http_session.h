@@ -1,0 +1,50 @@
+#pragma once
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/beast/core/flat_buffer.hpp"
+#include "boost/beast/core/tcp_stream.hpp"
+#include "boost/beast/http/message.hpp"
+#include "boost/beast/http/parser.hpp"
+#include "boost/beast/http/string_body.hpp"
+#include "edge/server/server_context.h"
+
+namespace parley::edge {
+
+// One accepted TCP connection speaking HTTP/1.1 until it upgrades: serves
+// /healthz, /readyz, /metrics and the chat page, and hands WebSocket upgrades
+// on /ws/chat to a WsSession. Runs on its own strand.
+class HttpSession final : public std::enable_shared_from_this<HttpSession> {
+ public:
+  HttpSession(boost::asio::ip::tcp::socket&& socket, ServerContext& context);
+
+  void Run();
+
+ private:
+  using Request = boost::beast::http::request<boost::beast::http::string_body>;
+  using Response = boost::beast::http::response<boost::beast::http::string_body>;
+
+  void DoRead();
+  void OnRead(boost::beast::error_code ec, size_t bytes);
+  void Handle(Request request);
+  void Upgrade(Request request, const std::string& query);
+  void CheckReady(Request request);
+  void Respond(const Request& request, absl::string_view path_label, unsigned status,
+               std::string content_type, std::string body);
+  void OnWrite(bool keep_alive, boost::beast::error_code ec, size_t bytes);
+
+  boost::beast::tcp_stream stream_;
+  ServerContext& context_;
+  boost::beast::flat_buffer buffer_;
+  std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
+  std::shared_ptr<Response> response_;
+};
+
+// The WebSocket identity of a connection with no token: the `userId` query
+// parameter if present, otherwise a fresh anonymous id.
+std::string DevelopmentUserId(absl::string_view query);
+
+}  // namespace parley::edge

@@ -1,0 +1,72 @@
+#include "edge/server/listener.h"
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/post.hpp"
+#include "boost/asio/strand.hpp"
+#include "boost/beast/core/bind_handler.hpp"
+#include "common/log.h"
+#include "edge/server/http_session.h"
+
+namespace parley::edge {
+
+namespace net = boost::asio;
+namespace beast = boost::beast;
+
+absl::StatusOr<std::shared_ptr<Listener>> Listener::Create(net::io_context& io,
+                                                           const net::ip::tcp::endpoint& at,
+                                                           ServerContext& context) {
+  auto listener = std::make_shared<Listener>(io, context);
+  beast::error_code ec;
+  net::ip::tcp::acceptor& acceptor = listener->acceptor_;
+  acceptor.open(at.protocol(), ec);
+  if (!ec) {
+    acceptor.set_option(net::socket_base::reuse_address(true), ec);
+  }
+  if (!ec) {
+    acceptor.bind(at, ec);
+  }
+  if (!ec) {
+    acceptor.listen(net::socket_base::max_listen_connections, ec);
+  }
+  if (ec) {
+    return absl::UnavailableError(absl::StrCat("cannot listen on ", at.address().to_string(), ":",
+                                               at.port(), ": ", ec.message()));
+  }
+  listener->port_ = acceptor.local_endpoint().port();
+  return listener;
+}
+
+Listener::Listener(net::io_context& io, ServerContext& context)
+    : io_(io), acceptor_(net::make_strand(io)), context_(context) {}
+
+void Listener::Run() {
+  net::post(acceptor_.get_executor(), [self = shared_from_this()] { self->DoAccept(); });
+}
+
+void Listener::Stop() {
+  net::post(acceptor_.get_executor(), [self = shared_from_this()] {
+    beast::error_code ec;
+    self->acceptor_.close(ec);
+  });
+}
+
+void Listener::DoAccept() {
+  // Each connection gets its own strand: its handlers never run concurrently.
+  acceptor_.async_accept(net::make_strand(io_),
+                         beast::bind_front_handler(&Listener::OnAccept, shared_from_this()));
+}
+
+void Listener::OnAccept(beast::error_code ec, net::ip::tcp::socket socket) {
+  if (ec == net::error::operation_aborted || !acceptor_.is_open()) {
+    return;
+  }
+  if (ec) {
+    // Usually out of file descriptors: log and keep accepting.
+    common::LogWarning("accept failed", {{"error", ec.message()}});
+  } else {
+    std::make_shared<HttpSession>(std::move(socket), context_)->Run();
+  }
+  DoAccept();
+}
+
+}  // namespace parley::edge

@@ -1,0 +1,233 @@
+#include "edge/server/ws_session.h"
+
+#include <utility>
+
+#include "absl/strings/str_split.h"
+#include "absl/strings/string_view.h"
+#include "absl/strings/strip.h"
+#include "boost/asio/dispatch.hpp"
+#include "boost/asio/post.hpp"
+#include "boost/beast/core/bind_handler.hpp"
+#include "boost/beast/core/buffers_to_string.hpp"
+#include "boost/beast/http/field.hpp"
+#include "boost/beast/websocket/rfc6455.hpp"
+#include "common/log.h"
+#include "edge/protocol/native_codec.h"
+#include "edge/turn/history.h"
+#include "edge/turn/turn.h"
+
+namespace parley::edge {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace net = boost::asio;
+namespace websocket = beast::websocket;
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+
+// True when the client offered `wanted` in Sec-WebSocket-Protocol.
+bool OffersSubprotocol(const http::request<http::string_body>& request, absl::string_view wanted) {
+  const auto header = request[http::field::sec_websocket_protocol];
+  for (absl::string_view offered :
+       absl::StrSplit(absl::string_view(header.data(), header.size()), ',')) {
+    if (absl::StripAsciiWhitespace(offered) == wanted) {
+      return true;
+    }
+  }
+  return false;
+}
+
+}  // namespace
+
+WsSession::WsSession(net::ip::tcp::socket&& socket, ServerContext& context, const Codec& codec,
+                     std::string user_id)
+    : ws_(std::move(socket)), context_(context), codec_(codec), user_id_(std::move(user_id)) {}
+
+WsSession::~WsSession() {
+  if (accepted_) {
+    context_.metrics.connections.Decrement();
+  }
+  context_.connections.Remove(registry_key_);
+}
+
+void WsSession::Run(http::request<http::string_body> request) {
+  const bool parley_v1 = OffersSubprotocol(request, NativeCodec::kSubprotocol);
+  ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  ws_.set_option(websocket::stream_base::decorator([parley_v1](websocket::response_type& response) {
+    response.set(http::field::server, "parley-edge");
+    if (parley_v1) {
+      response.set(http::field::sec_websocket_protocol,
+                   std::string(NativeCodec::kSubprotocol.data(), NativeCodec::kSubprotocol.size()));
+    }
+  }));
+  ws_.read_message_max(kMaxFrameBytes);
+  ws_.text(true);
+  std::weak_ptr<WsSession> weak = weak_from_this();
+  registry_key_ = context_.connections.Add([weak] {
+    if (auto self = weak.lock()) {
+      self->Close(websocket::close_code::going_away);
+    }
+  });
+  ws_.async_accept(request, beast::bind_front_handler(&WsSession::OnAccept, shared_from_this()));
+}
+
+void WsSession::OnAccept(beast::error_code ec) {
+  if (ec) {
+    context_.metrics.HandshakeRefused("bad_handshake").Increment();
+    return;
+  }
+  accepted_ = true;
+  context_.metrics.connections.Increment();
+  context_.metrics.connections_total.Increment();
+  DoRead();
+}
+
+void WsSession::DoRead() {
+  if (reading_ || closing_) {
+    return;
+  }
+  reading_ = true;
+  ws_.async_read(buffer_, beast::bind_front_handler(&WsSession::OnRead, shared_from_this()));
+}
+
+void WsSession::OnRead(beast::error_code ec, size_t /*bytes*/) {
+  reading_ = false;
+  if (ec) {
+    // Closed by the client, a protocol error (Beast already sent the close
+    // code, e.g. 1009 for an oversized frame) or shutdown: the session ends
+    // when its last pending operation does. Running turns carry on.
+    if (ec != websocket::error::closed && ec != net::error::operation_aborted) {
+      common::LogInfo("connection closed", {{"reason", ec.message()}});
+    }
+    closing_ = true;
+    return;
+  }
+  Dispatch();
+  buffer_.consume(buffer_.size());
+  // Reading pauses while the client is not taking what it asked for.
+  if (queue_.size() < kHighWater) {
+    DoRead();
+  }
+}
+
+void WsSession::Dispatch() {
+  if (!ws_.got_text()) {
+    context_.metrics.FrameReceived("invalid").Increment();
+    Emit(ErrorEvent{ErrorCode::kInvalidFrame, "binary frames are not supported", ""}, std::nullopt);
+    return;
+  }
+  const std::string frame = beast::buffers_to_string(buffer_.data());
+  std::variant<Command, ErrorEvent> decoded = codec_.Decode(frame);
+  if (ErrorEvent* error = std::get_if<ErrorEvent>(&decoded)) {
+    context_.metrics.FrameReceived("invalid").Increment();
+    Emit(std::move(*error), std::nullopt);
+    return;
+  }
+  Command& command = std::get<Command>(decoded);
+  context_.metrics.FrameReceived(CommandName(command)).Increment();
+  std::visit(
+      Overloaded{
+          [this](SendMessage& message) {
+            if (context_.draining.load()) {
+              Emit(ErrorEvent{ErrorCode::kShuttingDown,
+                              "this server is shutting down; reconnect and retry", message.id},
+                   std::nullopt);
+              return;
+            }
+            Turn::Start(context_.turn_deps, ws_.get_executor(), weak_from_this(), user_id_,
+                        std::move(message), Clock::now());
+          },
+          [this](Ping&) { Emit(Pong{}, std::nullopt); },
+          [this](GetHistory& history) {
+            LoadHistory(*context_.persistence, ws_.get_executor(), weak_from_this(), user_id_,
+                        std::move(history.conversation_id));
+          },
+      },
+      command);
+}
+
+void WsSession::Emit(Event event, std::optional<Clock::time_point> arrival) {
+  if (closing_) {
+    return;
+  }
+  context_.metrics.FrameSent(EventName(event)).Increment();
+  queue_.push_back(Outbound{codec_.Encode(event), arrival});
+  if (queue_.size() > kMaxQueued) {
+    context_.metrics.slow_client_closes_total.Increment();
+    CloseOnStrand(websocket::close_code::policy_error);
+    return;
+  }
+  DoWrite();
+}
+
+bool WsSession::Writable() const { return closing_ || queue_.size() < kHighWater; }
+
+void WsSession::WhenWritable(std::function<void()> resume) {
+  if (Writable()) {
+    resume();
+    return;
+  }
+  waiting_for_writable_.push_back(std::move(resume));
+}
+
+void WsSession::DoWrite() {
+  if (writing_ || queue_.empty() || closing_) {
+    return;
+  }
+  writing_ = true;
+  const Outbound& next = queue_.front();
+  if (next.arrival.has_value()) {
+    context_.metrics.added_latency.Observe(
+        std::chrono::duration<double>(Clock::now() - *next.arrival).count());
+  }
+  ws_.async_write(net::buffer(next.frame),
+                  beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
+}
+
+void WsSession::OnWrite(beast::error_code ec, size_t /*bytes*/) {
+  writing_ = false;
+  if (ec) {
+    closing_ = true;
+    queue_.clear();
+  } else {
+    queue_.pop_front();
+  }
+  if (queue_.size() <= kLowWater || closing_) {
+    // Producers resume; a closed socket takes nothing, so they must not wait on it.
+    std::vector<std::function<void()>> waiting = std::move(waiting_for_writable_);
+    waiting_for_writable_.clear();
+    for (auto& resume : waiting) {
+      resume();
+    }
+    if (!closing_) {
+      DoRead();
+    }
+  }
+  DoWrite();
+}
+
+void WsSession::Close(websocket::close_code code) {
+  net::dispatch(ws_.get_executor(),
+                [self = shared_from_this(), code] { self->CloseOnStrand(code); });
+}
+
+void WsSession::CloseOnStrand(websocket::close_code code) {
+  if (closing_ || !accepted_) {
+    return;
+  }
+  closing_ = true;
+  // The frame being written must outlive its async_write.
+  queue_.erase(writing_ ? queue_.begin() + 1 : queue_.begin(), queue_.end());
+  std::vector<std::function<void()>> waiting = std::move(waiting_for_writable_);
+  waiting_for_writable_.clear();
+  for (auto& resume : waiting) {
+    resume();
+  }
+  ws_.async_close(websocket::close_reason(code), [self = shared_from_this()](beast::error_code) {});
+}
+
+}  // namespace parley::edge

@@ -1,0 +1,78 @@
+#pragma once
+
+#include <deque>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/beast/core/flat_buffer.hpp"
+#include "boost/beast/core/tcp_stream.hpp"
+#include "boost/beast/http/message.hpp"
+#include "boost/beast/http/string_body.hpp"
+#include "boost/beast/websocket/stream.hpp"
+#include "edge/protocol/codec.h"
+#include "edge/server/server_context.h"
+#include "edge/turn/event_sink.h"
+
+namespace parley::edge {
+
+// One client WebSocket. Lives on its own strand (the socket's executor) and
+// through shared_from_this while an operation is pending. Exactly one
+// async_write is in flight; the rest wait in a bounded queue. Reading pauses
+// while the queue is above its high-water mark, and turns stop pulling tokens
+// from inference until it drains (see EventSink).
+class WsSession final : public EventSink, public std::enable_shared_from_this<WsSession> {
+ public:
+  // Frames queued before turns stop pulling tokens and reading pauses.
+  static constexpr size_t kHighWater = 64;
+  static constexpr size_t kLowWater = 16;
+  // A client that lets this many frames pile up is not reading: it is closed (1008).
+  static constexpr size_t kMaxQueued = 1024;
+  static constexpr size_t kMaxFrameBytes = 64 * 1024;
+
+  WsSession(boost::asio::ip::tcp::socket&& socket, ServerContext& context, const Codec& codec,
+            std::string user_id);
+  ~WsSession() override;
+
+  // Completes the upgrade `request` asked for.
+  void Run(boost::beast::http::request<boost::beast::http::string_body> request);
+
+  // Closes the connection with `code`. Any thread.
+  void Close(boost::beast::websocket::close_code code);
+
+  void Emit(Event event, std::optional<Clock::time_point> arrival) override;
+  bool Writable() const override;
+  void WhenWritable(std::function<void()> resume) override;
+
+ private:
+  struct Outbound {
+    std::string frame;
+    std::optional<Clock::time_point> arrival;
+  };
+
+  void OnAccept(boost::beast::error_code ec);
+  void DoRead();
+  void OnRead(boost::beast::error_code ec, size_t bytes);
+  void Dispatch();
+  void DoWrite();
+  void OnWrite(boost::beast::error_code ec, size_t bytes);
+  void CloseOnStrand(boost::beast::websocket::close_code code);
+
+  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  ServerContext& context_;
+  const Codec& codec_;
+  const std::string user_id_;
+  uint64_t registry_key_ = 0;
+  boost::beast::flat_buffer buffer_;
+  std::deque<Outbound> queue_;
+  std::vector<std::function<void()>> waiting_for_writable_;
+  bool accepted_ = false;
+  bool writing_ = false;
+  bool reading_ = false;
+  bool closing_ = false;
+};
+
+}  // namespace parley::edge

@@ -1,0 +1,78 @@
+#include "edge/turn/history.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/post.hpp"
+
+namespace parley::edge {
+namespace {
+
+std::string RoleName(persistence_pb::Role role) {
+  switch (role) {
+    case persistence_pb::ROLE_SYSTEM:
+      return "system";
+    case persistence_pb::ROLE_ASSISTANT:
+      return "assistant";
+    default:
+      return "user";
+  }
+}
+
+std::string StatusName(persistence_pb::MessageStatus status) {
+  switch (status) {
+    case persistence_pb::MESSAGE_STATUS_STREAMING:
+      return "streaming";
+    case persistence_pb::MESSAGE_STATUS_CANCELLED:
+      return "cancelled";
+    case persistence_pb::MESSAGE_STATUS_INTERRUPTED:
+      return "interrupted";
+    case persistence_pb::MESSAGE_STATUS_ERROR:
+      return "error";
+    default:
+      return "complete";
+  }
+}
+
+Event ToEvent(const std::string& conversation_id,
+              const absl::StatusOr<persistence_pb::ListMessagesResponse>& response) {
+  if (!response.ok()) {
+    if (response.status().code() == absl::StatusCode::kNotFound) {
+      return ErrorEvent{ErrorCode::kNotFound, "no such conversation", ""};
+    }
+    return ErrorEvent{ErrorCode::kStorageUnavailable,
+                      absl::StrCat("cannot load the conversation: ", response.status().message()),
+                      ""};
+  }
+  History history;
+  history.conversation_id = conversation_id;
+  for (const persistence_pb::Message& message : response->messages()) {
+    history.messages.push_back(HistoryMessage{message.id(), RoleName(message.role()),
+                                              message.content(), StatusName(message.status())});
+  }
+  return history;
+}
+
+}  // namespace
+
+void LoadHistory(PersistenceClient& persistence, boost::asio::any_io_executor executor,
+                 std::weak_ptr<EventSink> sink, std::string user_id, std::string conversation_id) {
+  persistence_pb::ListMessagesRequest request;
+  request.set_user_id(std::move(user_id));
+  request.set_conversation_id(conversation_id);
+  request.set_page_size(kHistoryPageSize);
+  request.set_newest(true);
+  persistence.ListMessages(
+      std::move(request),
+      [executor, sink = std::move(sink), conversation_id = std::move(conversation_id)](
+          absl::StatusOr<persistence_pb::ListMessagesResponse> response) {
+        Event event = ToEvent(conversation_id, response);
+        boost::asio::post(executor, [sink, event = std::move(event)]() mutable {
+          if (std::shared_ptr<EventSink> target = sink.lock()) {
+            target->Emit(std::move(event), std::nullopt);
+          }
+        });
+      });
+}
+
+}  // namespace parley::edge

@@ -1,0 +1,20 @@
+#pragma once
+
+#include <memory>
+#include <string>
+
+#include "boost/asio/any_io_executor.hpp"
+#include "edge/clients/persistence_client.h"
+#include "edge/turn/event_sink.h"
+
+namespace parley::edge {
+
+// The most messages a `history` frame returns (the newest ones).
+inline constexpr int kHistoryPageSize = 200;
+
+// Answers a `history` command: loads the conversation's newest messages and
+// emits one History event (or an error) on `executor`.
+void LoadHistory(PersistenceClient& persistence, boost::asio::any_io_executor executor,
+                 std::weak_ptr<EventSink> sink, std::string user_id, std::string conversation_id);
+
+}  // namespace parley::edge

@@ -1,0 +1,360 @@
+#include "edge/turn/turn.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "boost/asio/post.hpp"
+#include "common/log.h"
+
+namespace parley::edge {
+namespace {
+
+namespace net = boost::asio;
+
+inference_pb::Role ToInferenceRole(persistence_pb::Role role) {
+  switch (role) {
+    case persistence_pb::ROLE_SYSTEM:
+      return inference_pb::ROLE_SYSTEM;
+    case persistence_pb::ROLE_ASSISTANT:
+      return inference_pb::ROLE_ASSISTANT;
+    default:
+      return inference_pb::ROLE_USER;
+  }
+}
+
+std::string FinishReasonName(inference_pb::FinishReason reason) {
+  switch (reason) {
+    case inference_pb::FINISH_REASON_LENGTH:
+      return "length";
+    case inference_pb::FINISH_REASON_CONTENT_FILTER:
+      return "content_filter";
+    case inference_pb::FINISH_REASON_TOOL_CALLS:
+      return "tool_calls";
+    default:
+      return "stop";
+  }
+}
+
+// A storage failure as the client sees it: its own mistakes are named, the rest is "unavailable".
+ErrorCode StorageErrorCode(const absl::Status& status) {
+  switch (status.code()) {
+    case absl::StatusCode::kNotFound:
+      return ErrorCode::kNotFound;
+    case absl::StatusCode::kInvalidArgument:
+      return ErrorCode::kInvalidFrame;
+    default:
+      return ErrorCode::kStorageUnavailable;
+  }
+}
+
+double Seconds(Turn::Clock::duration duration) {
+  return std::chrono::duration<double>(duration).count();
+}
+
+}  // namespace
+
+template <class F>
+auto Turn::OnExecutor(F f) {
+  return [self = shared_from_this(), f = std::move(f)](auto&&... args) mutable {
+    net::post(self->executor_,
+              [self, f = std::move(f), ... args = std::forward<decltype(args)>(args)]() mutable {
+                f(self.get(), std::move(args)...);
+              });
+  };
+}
+
+std::shared_ptr<Turn> Turn::Start(const TurnDeps& deps, net::any_io_executor executor,
+                                  std::weak_ptr<EventSink> sink, std::string user_id,
+                                  SendMessage message, Clock::time_point received) {
+  auto turn = std::make_shared<Turn>(deps, std::move(executor), std::move(sink), std::move(user_id),
+                                     std::move(message), received);
+  std::weak_ptr<Turn> weak = turn;
+  turn->tracker_key_ = deps.tracker->Add([weak] {
+    if (auto turn = weak.lock()) {
+      turn->Cancel();
+    }
+  });
+  net::post(turn->executor_, [turn] { turn->StoreUserMessage(); });
+  return turn;
+}
+
+Turn::Turn(const TurnDeps& deps, net::any_io_executor executor, std::weak_ptr<EventSink> sink,
+           std::string user_id, SendMessage message, Clock::time_point received)
+    : deps_(deps),
+      executor_(std::move(executor)),
+      sink_(std::move(sink)),
+      user_id_(std::move(user_id)),
+      message_(std::move(message)),
+      received_(received) {}
+
+void Turn::Cancel() {
+  net::post(executor_, [self = shared_from_this()] {
+    if (self->ended_ || self->cancelled_) {
+      return;
+    }
+    self->cancelled_ = true;
+    if (self->generate_ != nullptr) {
+      // The stream ends with CANCELLED and OnGenerateDone closes the stored message.
+      self->generate_->Cancel();
+    }
+  });
+}
+
+void Turn::Emit(Event event, std::optional<Clock::time_point> arrival) {
+  // A dropped connection does not stop the turn; its events just go nowhere.
+  if (std::shared_ptr<EventSink> sink = sink_.lock()) {
+    sink->Emit(std::move(event), arrival);
+  }
+}
+
+void Turn::StoreUserMessage() {
+  persistence_pb::AppendMessageRequest request;
+  request.set_user_id(user_id_);
+  request.set_conversation_id(message_.conversation_id);
+  request.set_role(persistence_pb::ROLE_USER);
+  request.set_content(message_.content);
+  request.set_client_message_id(message_.id);
+  request.set_model(message_.model);
+  request.set_status(persistence_pb::MESSAGE_STATUS_COMPLETE);
+  deps_.persistence->AppendMessage(
+      std::move(request),
+      OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::AppendMessageResponse> response) {
+        if (!response.ok()) {
+          self->Fail(StorageErrorCode(response.status()),
+                     absl::StrCat("cannot store the message: ", response.status().message()));
+          return;
+        }
+        self->conversation_id_ = response->message().conversation_id();
+        self->user_message_id_ = response->message().id();
+        self->Emit(Ack{self->message_.id, self->conversation_id_, self->user_message_id_});
+        self->LoadHistory();
+      }));
+}
+
+void Turn::LoadHistory() {
+  if (cancelled_) {
+    return End("cancelled");
+  }
+  persistence_pb::ListMessagesRequest request;
+  request.set_user_id(user_id_);
+  request.set_conversation_id(conversation_id_);
+  request.set_page_size(deps_.history_messages);
+  request.set_newest(true);
+  deps_.persistence->ListMessages(
+      std::move(request),
+      OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::ListMessagesResponse> response) {
+        if (!response.ok()) {
+          self->Fail(StorageErrorCode(response.status()),
+                     absl::StrCat("cannot load the conversation: ", response.status().message()));
+          return;
+        }
+        self->history_.assign(response->messages().begin(), response->messages().end());
+        self->ResolveModel();
+      }));
+}
+
+void Turn::ResolveModel() {
+  if (!message_.model.empty()) {
+    model_ = message_.model;
+    return OpenAssistantMessage();
+  }
+  // The stored message and stream_start name the model that actually answers.
+  deps_.inference->DefaultModel(OnExecutor([](Turn* self, absl::StatusOr<std::string> model) {
+    if (!model.ok()) {
+      self->Fail(ErrorCode::kInferenceUnavailable,
+                 absl::StrCat("cannot reach inference: ", model.status().message()));
+      return;
+    }
+    self->model_ = *model;
+    self->OpenAssistantMessage();
+  }));
+}
+
+void Turn::OpenAssistantMessage() {
+  if (cancelled_) {
+    return End("cancelled");
+  }
+  persistence_pb::AppendMessageRequest request;
+  request.set_user_id(user_id_);
+  request.set_conversation_id(conversation_id_);
+  request.set_parent_id(user_message_id_);
+  request.set_role(persistence_pb::ROLE_ASSISTANT);
+  request.set_model(model_);
+  request.set_status(persistence_pb::MESSAGE_STATUS_STREAMING);
+  deps_.persistence->AppendMessage(
+      std::move(request),
+      OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::AppendMessageResponse> response) {
+        if (!response.ok()) {
+          self->Fail(StorageErrorCode(response.status()),
+                     absl::StrCat("cannot store the reply: ", response.status().message()));
+          return;
+        }
+        self->assistant_message_id_ = response->message().id();
+        self->Emit(StreamStart{self->conversation_id_, self->assistant_message_id_, self->model_});
+        self->StartStreams();
+      }));
+}
+
+void Turn::StartStreams() {
+  inference_pb::GenerateRequest request;
+  request.set_model(model_);
+  request.set_user_id(user_id_);
+  request.set_request_id(assistant_message_id_);
+  bool has_new_message = false;
+  for (const persistence_pb::Message& stored : history_) {
+    // Failed or empty replies carry no context worth sending.
+    if (stored.content().empty() || stored.id() == assistant_message_id_) {
+      continue;
+    }
+    inference_pb::ChatMessage* out = request.add_messages();
+    out->set_role(ToInferenceRole(stored.role()));
+    out->set_content(stored.content());
+    has_new_message = has_new_message || stored.id() == user_message_id_;
+  }
+  if (!has_new_message) {
+    inference_pb::ChatMessage* out = request.add_messages();
+    out->set_role(inference_pb::ROLE_USER);
+    out->set_content(message_.content);
+  }
+  history_.clear();
+
+  writer_ = deps_.persistence->OpenWriter(
+      user_id_, assistant_message_id_,
+      OnExecutor([](Turn* self, MessageWriter::Result result) { self->OnWriterDone(result); }));
+  generate_ = deps_.inference->Generate(
+      std::move(request), deps_.generate_deadline,
+      GenerateStream::Callbacks{
+          .on_chunk =
+              [self = shared_from_this()](inference_pb::GenerateResponse chunk) {
+                const Clock::time_point arrival = Clock::now();
+                net::post(self->executor_, [self, chunk = std::move(chunk), arrival]() mutable {
+                  self->OnChunk(std::move(chunk), arrival);
+                });
+              },
+          .on_done = OnExecutor(
+              [](Turn* self, absl::Status status) { self->OnGenerateDone(std::move(status)); }),
+      });
+  if (cancelled_) {
+    generate_->Cancel();
+  }
+}
+
+void Turn::OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arrival) {
+  switch (chunk.chunk_case()) {
+    case inference_pb::GenerateResponse::kTextDelta: {
+      if (chunk.text_delta().text().empty()) {
+        break;
+      }
+      ++seq_;
+      if (seq_ == 1) {
+        deps_.metrics->time_to_first_token.Observe(Seconds(arrival - received_));
+      } else if (last_chunk_.has_value()) {
+        deps_.metrics->inter_token_gap.Observe(Seconds(arrival - *last_chunk_));
+      }
+      last_chunk_ = arrival;
+      deps_.metrics->tokens_total.Increment();
+      writer_->Append(seq_, chunk.text_delta().text());
+      Emit(StreamToken{assistant_message_id_, seq_,
+                       std::move(*chunk.mutable_text_delta()->mutable_text())},
+           arrival);
+      break;
+    }
+    case inference_pb::GenerateResponse::kUsage:
+      prompt_tokens_ = chunk.usage().prompt_tokens();
+      completion_tokens_ = chunk.usage().completion_tokens();
+      break;
+    case inference_pb::GenerateResponse::kFinish:
+      finish_reason_ = FinishReasonName(chunk.finish().reason());
+      break;
+    default:
+      // Reasoning deltas are not part of the native protocol yet.
+      break;
+  }
+  // Pull the next chunk only when the client can take it: this is what lets
+  // gRPC flow control slow the engine down for a slow reader.
+  std::shared_ptr<EventSink> sink = sink_.lock();
+  if (sink == nullptr || sink->Writable()) {
+    generate_->ReadNext();
+  } else {
+    sink->WhenWritable([self = shared_from_this()] {
+      if (self->generate_ != nullptr) {
+        self->generate_->ReadNext();
+      }
+    });
+  }
+}
+
+void Turn::OnGenerateDone(absl::Status status) {
+  generate_done_ = true;
+  inference_status_ = status;
+  if (writer_done_) {
+    return MaybeFinish();
+  }
+  if (status.ok()) {
+    writer_->Finish(persistence_pb::MESSAGE_STATUS_COMPLETE,
+                    finish_reason_.empty() ? "stop" : finish_reason_, prompt_tokens_,
+                    completion_tokens_);
+  } else if (cancelled_) {
+    writer_->Finish(persistence_pb::MESSAGE_STATUS_CANCELLED, "cancelled", prompt_tokens_,
+                    completion_tokens_);
+  } else {
+    writer_->Finish(persistence_pb::MESSAGE_STATUS_INTERRUPTED, std::string(status.message()),
+                    prompt_tokens_, completion_tokens_);
+  }
+}
+
+void Turn::OnWriterDone(MessageWriter::Result result) {
+  writer_done_ = true;
+  writer_result_ = std::move(result);
+  if (!generate_done_) {
+    // Persistence gave up mid-stream: a reply that cannot be stored is not worth generating.
+    generate_->Cancel();
+    return;
+  }
+  MaybeFinish();
+}
+
+void Turn::MaybeFinish() {
+  if (!generate_done_ || !writer_done_) {
+    return;
+  }
+  if (!writer_result_.status.ok() || !writer_result_.finished) {
+    const std::string reason = writer_result_.status.ok()
+                                   ? std::string("the write stream ended early")
+                                   : std::string(writer_result_.status.message());
+    return Fail(ErrorCode::kStorageUnavailable, absl::StrCat("cannot store the reply: ", reason));
+  }
+  if (cancelled_) {
+    return End("cancelled");
+  }
+  if (!inference_status_.ok()) {
+    return Fail(ErrorCode::kInferenceUnavailable,
+                absl::StrCat("the model stopped: ", inference_status_.message()));
+  }
+  Emit(StreamComplete{assistant_message_id_, seq_, finish_reason_.empty() ? "stop" : finish_reason_,
+                      prompt_tokens_, completion_tokens_});
+  End("complete");
+}
+
+void Turn::Fail(ErrorCode code, absl::string_view message) {
+  Emit(ErrorEvent{code, std::string(message), message_.id});
+  const absl::string_view name = ErrorCodeName(code);
+  common::LogWarning("turn failed", {{"code", std::string_view(name.data(), name.size())},
+                                     {"message_id", assistant_message_id_}});
+  End(generate_ != nullptr && seq_ > 0 ? "interrupted" : "error");
+}
+
+void Turn::End(absl::string_view outcome) {
+  if (ended_) {
+    return;
+  }
+  ended_ = true;
+  deps_.metrics->Turn(outcome).Increment();
+  deps_.metrics->turn_duration.Observe(Seconds(Clock::now() - received_));
+  // Release callbacks that hold this turn alive.
+  generate_.reset();
+  writer_.reset();
+  deps_.tracker->Remove(tracker_key_);
+}
+
+}  // namespace parley::edge

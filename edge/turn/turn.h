@@ -1,0 +1,101 @@
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "absl/status/status.h"
+#include "absl/time/time.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "edge/clients/inference_client.h"
+#include "edge/clients/persistence_client.h"
+#include "edge/metrics.h"
+#include "edge/protocol/messages.h"
+#include "edge/turn/event_sink.h"
+#include "edge/turn/turn_tracker.h"
+
+namespace parley::edge {
+
+// What every turn needs; owned by the server, outliving every turn.
+struct TurnDeps {
+  PersistenceClient* persistence = nullptr;
+  InferenceClient* inference = nullptr;
+  EdgeMetrics* metrics = nullptr;
+  TurnTracker* tracker = nullptr;
+  // Most recent stored messages sent to inference as context.
+  int history_messages = 20;
+  absl::Duration generate_deadline = absl::Minutes(5);
+};
+
+// One chat turn: store the user message, load recent history, open the
+// assistant message, stream the model's reply to the client and into
+// persistence, and close both ends. All state lives on `executor` (the
+// connection's strand); gRPC callbacks are posted there. The turn keeps itself
+// alive until both gRPC streams are done, so a dropped connection does not
+// stop it: the reply is still stored.
+class Turn : public std::enable_shared_from_this<Turn> {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  static std::shared_ptr<Turn> Start(const TurnDeps& deps, boost::asio::any_io_executor executor,
+                                     std::weak_ptr<EventSink> sink, std::string user_id,
+                                     SendMessage message, Clock::time_point received);
+
+  Turn(const TurnDeps& deps, boost::asio::any_io_executor executor, std::weak_ptr<EventSink> sink,
+       std::string user_id, SendMessage message, Clock::time_point received);
+
+  // Stops the turn; what was streamed so far is stored as cancelled. Any thread.
+  void Cancel();
+
+ private:
+  // Each step runs on the executor.
+  void StoreUserMessage();
+  void LoadHistory();
+  void ResolveModel();
+  void OpenAssistantMessage();
+  void StartStreams();
+  void OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arrival);
+  void OnGenerateDone(absl::Status status);
+  void OnWriterDone(MessageWriter::Result result);
+  void MaybeFinish();
+  void Fail(ErrorCode code, absl::string_view message);
+  void End(absl::string_view outcome);
+
+  void Emit(Event event, std::optional<Clock::time_point> arrival = std::nullopt);
+  // Wraps a callback so that it runs on the executor with this turn alive.
+  template <class F>
+  auto OnExecutor(F f);
+
+  const TurnDeps deps_;
+  boost::asio::any_io_executor executor_;
+  std::weak_ptr<EventSink> sink_;
+  const std::string user_id_;
+  const SendMessage message_;
+  const Clock::time_point received_;
+  uint64_t tracker_key_ = 0;
+
+  std::string conversation_id_;
+  std::string user_message_id_;
+  std::string assistant_message_id_;
+  std::string model_;
+  std::vector<persistence_pb::Message> history_;
+
+  std::shared_ptr<GenerateStream> generate_;
+  std::shared_ptr<MessageWriter> writer_;
+  bool generate_done_ = false;
+  bool writer_done_ = false;
+  bool cancelled_ = false;
+  bool ended_ = false;
+  absl::Status inference_status_;
+  MessageWriter::Result writer_result_;
+
+  int64_t seq_ = 0;
+  std::string finish_reason_;
+  int32_t prompt_tokens_ = 0;
+  int32_t completion_tokens_ = 0;
+  std::optional<Clock::time_point> last_chunk_;
+};
+
+}  // namespace parley::edge

@@ -1,0 +1,148 @@
+#include "edge/protocol/native_codec.h"
+
+#include <string>
+#include <variant>
+
+#include "gtest/gtest.h"
+
+namespace parley::edge {
+namespace {
+
+class NativeCodecTest : public ::testing::Test {
+ protected:
+  Command DecodeOk(const std::string& frame) {
+    std::variant<Command, ErrorEvent> decoded = codec_.Decode(frame);
+    if (const ErrorEvent* error = std::get_if<ErrorEvent>(&decoded)) {
+      ADD_FAILURE() << frame << " -> " << ErrorCodeName(error->code) << ": " << error->message;
+      return Ping{};
+    }
+    return std::get<Command>(decoded);
+  }
+
+  ErrorEvent DecodeError(const std::string& frame) {
+    std::variant<Command, ErrorEvent> decoded = codec_.Decode(frame);
+    if (!std::holds_alternative<ErrorEvent>(decoded)) {
+      ADD_FAILURE() << frame << " decoded without error";
+      return {};
+    }
+    return std::get<ErrorEvent>(decoded);
+  }
+
+  NativeCodec codec_;
+};
+
+TEST_F(NativeCodecTest, DecodesAMessageWithEveryField) {
+  const Command command = DecodeOk(
+      R"({"type":"message","id":"c1","conversationId":"conv","content":"Hi ☃","model":"m"})");
+  const SendMessage* message = std::get_if<SendMessage>(&command);
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->id, "c1");
+  EXPECT_EQ(message->conversation_id, "conv");
+  EXPECT_EQ(message->content, "Hi ☃");
+  EXPECT_EQ(message->model, "m");
+}
+
+TEST_F(NativeCodecTest, DecodesAMessageWithOnlyTheRequiredFields) {
+  const Command command =
+      DecodeOk(R"({"type":"message","id":"c1","content":"x","conversationId":null,"extra":1})");
+  const SendMessage* message = std::get_if<SendMessage>(&command);
+  ASSERT_NE(message, nullptr);
+  EXPECT_EQ(message->conversation_id, "");
+  EXPECT_EQ(message->model, "");
+}
+
+TEST_F(NativeCodecTest, DecodesPingAndHistory) {
+  EXPECT_TRUE(std::holds_alternative<Ping>(DecodeOk(R"({"type":"ping"})")));
+  const Command command = DecodeOk(R"({"type":"history","conversationId":"conv"})");
+  const GetHistory* history = std::get_if<GetHistory>(&command);
+  ASSERT_NE(history, nullptr);
+  EXPECT_EQ(history->conversation_id, "conv");
+}
+
+TEST_F(NativeCodecTest, NamesCommandsForMetrics) {
+  EXPECT_EQ(CommandName(DecodeOk(R"({"type":"ping"})")), "ping");
+  EXPECT_EQ(CommandName(DecodeOk(R"({"type":"message","id":"a","content":"b"})")), "message");
+  EXPECT_EQ(CommandName(DecodeOk(R"({"type":"history","conversationId":"c"})")), "history");
+}
+
+TEST_F(NativeCodecTest, RejectsWhatIsNotJson) {
+  for (const std::string frame : {"", "{", "not json", R"({"type":"ping"} trailing)"}) {
+    EXPECT_EQ(DecodeError(frame).code, ErrorCode::kInvalidJson) << frame;
+  }
+}
+
+TEST_F(NativeCodecTest, RejectsJsonThatIsNotAFrame) {
+  for (const std::string frame : {"[]", "42", R"("ping")", "{}", R"({"type":7})"}) {
+    EXPECT_EQ(DecodeError(frame).code, ErrorCode::kInvalidFrame) << frame;
+  }
+}
+
+TEST_F(NativeCodecTest, RejectsUnknownTypesAndEchoesTheId) {
+  const ErrorEvent error = DecodeError(R"({"type":"teleport","id":"c9"})");
+  EXPECT_EQ(error.code, ErrorCode::kUnknownType);
+  EXPECT_EQ(error.id, "c9");
+  EXPECT_NE(error.message.find("teleport"), std::string::npos);
+}
+
+TEST_F(NativeCodecTest, RejectsMessagesWithMissingOrMistypedFields) {
+  const struct {
+    std::string frame;
+    std::string id;
+  } cases[] = {
+      {R"({"type":"message","content":"x"})", ""},
+      {R"({"type":"message","id":"","content":"x"})", ""},
+      {R"({"type":"message","id":5,"content":"x"})", ""},
+      {R"({"type":"message","id":"c1"})", "c1"},
+      {R"({"type":"message","id":"c1","content":""})", "c1"},
+      {R"({"type":"message","id":"c1","content":["x"]})", "c1"},
+      {R"({"type":"message","id":"c1","content":"x","conversationId":3})", "c1"},
+      {R"({"type":"message","id":"c1","content":"x","model":{}})", "c1"},
+      {R"({"type":"history"})", ""},
+      {R"({"type":"history","conversationId":""})", ""},
+  };
+  for (const auto& c : cases) {
+    const ErrorEvent error = DecodeError(c.frame);
+    EXPECT_EQ(error.code, ErrorCode::kInvalidFrame) << c.frame;
+    EXPECT_EQ(error.id, c.id) << c.frame;
+    EXPECT_FALSE(error.message.empty());
+  }
+}
+
+TEST_F(NativeCodecTest, EncodesEveryEventExactly) {
+  EXPECT_EQ(codec_.Encode(Ack{"c1", "conv", "m1"}),
+            R"({"type":"ack","id":"c1","conversationId":"conv","messageId":"m1"})");
+  EXPECT_EQ(codec_.Encode(StreamStart{"conv", "m2", "sim"}),
+            R"({"type":"stream_start","conversationId":"conv","messageId":"m2","model":"sim"})");
+  EXPECT_EQ(codec_.Encode(StreamToken{"m2", 1, "Hel\"lo\n"}),
+            R"({"type":"stream_token","messageId":"m2","seq":1,"token":"Hel\"lo\n"})");
+  EXPECT_EQ(codec_.Encode(StreamComplete{"m2", 7, "stop", 12, 7}),
+            R"({"type":"stream_complete","messageId":"m2","lastSeq":7,"finishReason":"stop",)"
+            R"("usage":{"promptTokens":12,"completionTokens":7}})");
+  EXPECT_EQ(codec_.Encode(ErrorEvent{ErrorCode::kInvalidJson, "frame is not valid JSON", ""}),
+            R"({"type":"error","code":"invalid_json","message":"frame is not valid JSON"})");
+  EXPECT_EQ(codec_.Encode(ErrorEvent{ErrorCode::kStorageUnavailable, "down", "c1"}),
+            R"({"type":"error","code":"storage_unavailable","message":"down","id":"c1"})");
+  EXPECT_EQ(codec_.Encode(Pong{}), R"({"type":"pong"})");
+  EXPECT_EQ(
+      codec_.Encode(History{
+          "conv", {{"m1", "user", "hi", "complete"}, {"m2", "assistant", "hello", "streaming"}}}),
+      R"({"type":"history","conversationId":"conv","messages":[)"
+      R"({"id":"m1","role":"user","content":"hi","status":"complete"},)"
+      R"({"id":"m2","role":"assistant","content":"hello","status":"streaming"}]})");
+  EXPECT_EQ(codec_.Encode(History{"conv", {}}),
+            R"({"type":"history","conversationId":"conv","messages":[]})");
+}
+
+TEST_F(NativeCodecTest, EveryErrorCodeHasAStableName) {
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kInvalidJson), "invalid_json");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kInvalidFrame), "invalid_frame");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kUnknownType), "unknown_type");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kNotFound), "not_found");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kInferenceUnavailable), "inference_unavailable");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kStorageUnavailable), "storage_unavailable");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kShuttingDown), "shutting_down");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kInternal), "internal");
+}
+
+}  // namespace
+}  // namespace parley::edge
