@@ -1,0 +1,796 @@
+#include "persistence/conversation_service.h"
+
+#include <algorithm>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace parley::persistence {
+namespace {
+
+using WriteRequest = v1::WriteMessageStreamRequest;
+using WriteResponse = v1::WriteMessageStreamResponse;
+
+// A writer may run this far ahead of durability before reading pauses.
+constexpr int64_t kMaxUnackedDeltas = 1024;
+
+grpc::Status ToGrpcStatus(const absl::Status& status) {
+  if (status.ok()) {
+    return grpc::Status::OK;
+  }
+  // absl and gRPC share the canonical code numbers.
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+absl::Status CheckId(const std::string& value, absl::string_view field) {
+  if (value.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " is required"));
+  }
+  if (value.size() > kMaxIdBytes) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " is longer than ", kMaxIdBytes));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckOptionalId(const std::string& value, absl::string_view field) {
+  return value.empty() ? absl::OkStatus() : CheckId(value, field);
+}
+
+// PostgreSQL text cannot hold NUL, so neither store accepts it.
+absl::Status CheckText(const std::string& value, size_t limit, absl::string_view field) {
+  if (value.size() > limit) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " is longer than ", limit, " bytes"));
+  }
+  if (value.find('\0') != std::string::npos) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " contains a NUL byte"));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status CheckMetadata(const google::protobuf::Map<std::string, std::string>& metadata) {
+  size_t bytes = 0;
+  for (const auto& [key, value] : metadata) {
+    bytes += key.size() + value.size();
+    if (key.find('\0') != std::string::npos || value.find('\0') != std::string::npos) {
+      return absl::InvalidArgumentError("metadata contains a NUL byte");
+    }
+  }
+  if (bytes > kMaxMetadataBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("metadata is larger than ", kMaxMetadataBytes, " bytes"));
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<int> PageSize(int requested, int default_size, int max_size) {
+  if (requested < 0) {
+    return absl::InvalidArgumentError("page_size must not be negative");
+  }
+  if (requested == 0) {
+    return default_size;
+  }
+  return std::min(requested, max_size);
+}
+
+bool IsTerminal(v1::MessageStatus status) {
+  return status == v1::MESSAGE_STATUS_COMPLETE || status == v1::MESSAGE_STATUS_CANCELLED ||
+         status == v1::MESSAGE_STATUS_INTERRUPTED || status == v1::MESSAGE_STATUS_ERROR;
+}
+
+// WriteMessageStream: `open`, then `delta`s handed to the group committer,
+// then `finish`. Acknowledgements carry the highest durable seq; the first one
+// (right after `open`) tells a resuming writer where the store stands.
+//
+// All state is under `mu_`; gRPC operations are started after releasing it
+// (Step()), and Finish() waits until no store work or commit is outstanding,
+// so nothing calls back into a deleted reactor.
+class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, WriteResponse>,
+                                 public DeltaSink {
+ public:
+  explicit WriteStreamReactor(ConversationService::Deps deps) : deps_(deps) {
+    deps_.metrics.streams_active().Increment();
+    Step();
+  }
+
+  void OnReadDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      if (!ok) {
+        read_closed_ = true;
+        if (phase_ == Phase::kWaitOpen) {
+          Fail(absl::InvalidArgumentError("stream closed before open"));
+        }
+      } else if (!final_status_.has_value()) {
+        HandleFrame();
+      }
+    }
+    Step();
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        Fail(absl::CancelledError("client went away"));
+      } else if (finished_sent_) {
+        Fail(absl::OkStatus());
+      }
+    }
+    Step();
+  }
+
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      Fail(absl::CancelledError("stream cancelled"));
+    }
+    Step();
+  }
+
+  void OnDone() override {
+    deps_.metrics.streams_active().Decrement();
+    delete this;
+  }
+
+  void OnCommitted(int deltas, absl::StatusOr<int64_t> durable_seq) override {
+    {
+      absl::MutexLock lock(&mu_);
+      in_flight_ -= deltas;
+      if (!durable_seq.ok()) {
+        Fail(durable_seq.status());
+      } else {
+        durable_seq_ = std::max(durable_seq_, *durable_seq);
+      }
+    }
+    Step();
+  }
+
+ private:
+  enum class Phase { kWaitOpen, kOpening, kStreaming };
+
+  // The first error (or OK) decides how the call ends.
+  void Fail(absl::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!final_status_.has_value()) {
+      final_status_ = ToGrpcStatus(status);
+    }
+  }
+
+  void HandleFrame() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (phase_ == Phase::kWaitOpen) {
+      if (!request_.has_open()) {
+        Fail(absl::InvalidArgumentError("the first frame must be open"));
+        return;
+      }
+      user_id_ = request_.open().user_id();
+      message_id_ = request_.open().message_id();
+      if (absl::Status status = CheckId(user_id_, "open.user_id"); !status.ok()) {
+        Fail(status);
+        return;
+      }
+      if (absl::Status status = CheckId(message_id_, "open.message_id"); !status.ok()) {
+        Fail(status);
+        return;
+      }
+      phase_ = Phase::kOpening;
+      open_requested_ = true;
+      return;
+    }
+    if (request_.has_delta()) {
+      const v1::StreamDelta& delta = request_.delta();
+      if (finish_.has_value()) {
+        Fail(absl::InvalidArgumentError("delta after finish"));
+        return;
+      }
+      if (delta.seq() <= accepted_seq_) {
+        return;  // Already stored or queued: a retry.
+      }
+      if (delta.seq() != accepted_seq_ + 1) {
+        Fail(absl::FailedPreconditionError(
+            absl::StrCat("delta seq ", delta.seq(), " leaves a gap after ", accepted_seq_)));
+        return;
+      }
+      if (absl::Status status = CheckText(delta.text(), kMaxDeltaBytes, "delta.text");
+          !status.ok()) {
+        Fail(status);
+        return;
+      }
+      streamed_bytes_ += delta.text().size();
+      if (streamed_bytes_ > kMaxStreamedBytes) {
+        Fail(absl::InvalidArgumentError(
+            absl::StrCat("streamed message is larger than ", kMaxStreamedBytes, " bytes")));
+        return;
+      }
+      accepted_seq_ = delta.seq();
+      ++in_flight_;
+      deps_.committer.Submit(this, message_id_, delta.seq(), delta.text());
+      return;
+    }
+    if (request_.has_finish()) {
+      if (!IsTerminal(request_.finish().status())) {
+        Fail(absl::InvalidArgumentError(
+            "finish.status must be complete, cancelled, interrupted or error"));
+        return;
+      }
+      if (absl::Status status =
+              CheckText(request_.finish().finish_reason(), kMaxIdBytes, "finish.finish_reason");
+          !status.ok()) {
+        Fail(status);
+        return;
+      }
+      finish_ = request_.finish();
+      return;
+    }
+    Fail(absl::InvalidArgumentError(request_.has_open() ? "the stream is already open"
+                                                        : "empty frame"));
+  }
+
+  void Open() {
+    absl::StatusOr<v1::Message> message = deps_.store.GetMessage(user_id_, message_id_);
+    {
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+      if (!message.ok()) {
+        Fail(message.status());
+      } else if (message->status() != v1::MESSAGE_STATUS_STREAMING) {
+        Fail(absl::FailedPreconditionError("message is not streaming"));
+      } else {
+        phase_ = Phase::kStreaming;
+        accepted_seq_ = durable_seq_ = message->last_seq();
+        streamed_bytes_ = message->content().size();
+        ack_open_ = true;
+      }
+    }
+    Step();
+  }
+
+  void FinishMessage(v1::StreamFinish finish) {
+    const absl::Time start = absl::Now();
+    absl::StatusOr<v1::Message> message = deps_.store.FinishMessage(message_id_, finish);
+    deps_.metrics.ObserveOperation("finish_message", absl::Now() - start);
+    {
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+      if (!message.ok()) {
+        Fail(message.status());
+      } else {
+        store_finished_ = true;
+      }
+    }
+    Step();
+  }
+
+  // Decides under the lock what to start next, then starts it without the lock.
+  void Step() {
+    bool start_read = false;
+    bool start_write = false;
+    bool start_open = false;
+    std::optional<v1::StreamFinish> start_finish;
+    std::optional<grpc::Status> finish_call;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!final_status_.has_value()) {
+        if (open_requested_) {
+          open_requested_ = false;
+          ++in_flight_;
+          start_open = true;
+        }
+        if (finish_.has_value() && !finish_started_ && in_flight_ == 0 &&
+            durable_seq_ == accepted_seq_) {
+          finish_started_ = true;
+          ++in_flight_;
+          start_finish = finish_;
+        }
+        if (!writing_) {
+          if (store_finished_ && !finished_sent_ && in_flight_ == 0) {
+            response_.set_durable_seq(durable_seq_);
+            response_.set_finished(true);
+            finished_sent_ = writing_ = start_write = true;
+          } else if (!store_finished_ && (durable_seq_ > acked_seq_ || ack_open_)) {
+            response_.set_durable_seq(durable_seq_);
+            response_.set_finished(false);
+            acked_seq_ = durable_seq_;
+            ack_open_ = false;
+            writing_ = start_write = true;
+          }
+        }
+        const bool want_frames = phase_ == Phase::kWaitOpen || phase_ == Phase::kStreaming;
+        if (want_frames && !reading_ && !read_closed_ && !finish_.has_value() &&
+            accepted_seq_ - durable_seq_ < kMaxUnackedDeltas) {
+          reading_ = start_read = true;
+        }
+        // A writer that half-closes without `finish` leaves the message
+        // streaming (it may reopen it); end once everything it sent is acked.
+        if (read_closed_ && !finish_.has_value() && phase_ == Phase::kStreaming &&
+            in_flight_ == 0 && !writing_ && acked_seq_ == durable_seq_) {
+          Fail(absl::OkStatus());
+        }
+      }
+      if (final_status_.has_value() && !finish_called_ && !writing_ && in_flight_ == 0) {
+        finish_called_ = true;
+        finish_call = final_status_;
+      }
+    }
+    if (start_open) {
+      deps_.pool.Submit([this] { Open(); });
+    }
+    if (start_finish.has_value()) {
+      deps_.pool.Submit([this, finish = *start_finish] { FinishMessage(finish); });
+    }
+    if (start_write) {
+      StartWrite(&response_);
+    }
+    if (start_read) {
+      StartRead(&request_);
+    }
+    if (finish_call.has_value()) {
+      Finish(*finish_call);
+    }
+  }
+
+  ConversationService::Deps deps_;
+  absl::Mutex mu_;
+  WriteRequest request_;    // owned by the read in flight
+  WriteResponse response_;  // owned by the write in flight
+  Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kWaitOpen;
+  std::string user_id_;
+  std::string message_id_;
+  bool open_requested_ ABSL_GUARDED_BY(mu_) = false;
+  bool ack_open_ ABSL_GUARDED_BY(mu_) = false;
+  int64_t accepted_seq_ ABSL_GUARDED_BY(mu_) = 0;  // last seq handed to the committer
+  int64_t durable_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  int64_t acked_seq_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t streamed_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  int in_flight_ ABSL_GUARDED_BY(mu_) = 0;  // deltas being committed + store calls
+  std::optional<v1::StreamFinish> finish_ ABSL_GUARDED_BY(mu_);
+  bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
+  bool store_finished_ ABSL_GUARDED_BY(mu_) = false;
+  bool finished_sent_ ABSL_GUARDED_BY(mu_) = false;
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// WatchMessage: reads the tail on the pool whenever the hub says the message
+// changed, coalescing everything read while a write is in flight into the next
+// WatchDelta (whose seq covers all of it), and ends with WatchFinish.
+class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchMessageResponse>,
+                           public MessageWatcher {
+ public:
+  WatchReactor(ConversationService::Deps deps, const v1::WatchMessageRequest& request)
+      : deps_(deps),
+        user_id_(request.user_id()),
+        message_id_(request.message_id()),
+        read_seq_(request.after_seq()) {
+    deps_.metrics.watchers().Increment();
+    // Subscribe before the first read so no commit falls between the two.
+    deps_.hub.Subscribe(message_id_, this);
+    Step();
+  }
+
+  void OnMessageChanged() override {
+    bool step = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!final_status_.has_value() && !finish_.has_value()) {
+        dirty_ = true;
+        step = !reading_;
+      }
+    }
+    if (step) {
+      Step();
+    }
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        Fail(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      } else if (finish_sent_) {
+        Fail(grpc::Status::OK);
+      }
+    }
+    Step();
+  }
+
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      Fail(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+    }
+    Step();
+  }
+
+  void OnDone() override {
+    deps_.hub.Unsubscribe(message_id_, this);
+    deps_.metrics.watchers().Decrement();
+    delete this;
+  }
+
+ private:
+  void Fail(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!final_status_.has_value()) {
+      final_status_ = std::move(status);
+    }
+  }
+
+  void Read(int64_t after_seq) {
+    absl::StatusOr<MessageTail> tail = deps_.store.ReadTail(user_id_, message_id_, after_seq);
+    {
+      absl::MutexLock lock(&mu_);
+      reading_ = false;
+      if (!tail.ok()) {
+        Fail(ToGrpcStatus(tail.status()));
+      } else {
+        std::string text = std::move(tail->text);
+        if (after_seq == 0) {
+          // Seq 0 reads the whole content; skip what an earlier read sent.
+          text.erase(0, std::min(text.size(), zero_bytes_));
+          zero_bytes_ += text.size();
+        }
+        pending_text_ += text;
+        if (!text.empty() || tail->last_seq > read_seq_) {
+          has_pending_ = true;
+        }
+        read_seq_ = std::max(read_seq_, tail->last_seq);
+        if (tail->status != v1::MESSAGE_STATUS_STREAMING) {
+          v1::WatchFinish finish;
+          finish.set_status(tail->status);
+          finish.set_finish_reason(tail->finish_reason);
+          *finish.mutable_usage() = tail->usage;
+          finish.set_last_seq(tail->last_seq);
+          finish_ = finish;
+        }
+      }
+    }
+    Step();
+  }
+
+  void Step() {
+    std::optional<int64_t> start_read;
+    bool start_write = false;
+    std::optional<grpc::Status> finish_call;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!final_status_.has_value()) {
+        if (dirty_ && !reading_ && !finish_.has_value()) {
+          dirty_ = false;
+          reading_ = true;
+          start_read = read_seq_;
+        }
+        if (!writing_) {
+          if (has_pending_) {
+            response_.mutable_delta()->set_seq(read_seq_);
+            response_.mutable_delta()->set_text(std::move(pending_text_));
+            pending_text_.clear();
+            has_pending_ = false;
+            writing_ = start_write = true;
+          } else if (finish_.has_value() && !finish_sent_ && !reading_) {
+            *response_.mutable_finish() = *finish_;
+            finish_sent_ = writing_ = start_write = true;
+          }
+        }
+      }
+      if (final_status_.has_value() && !finish_called_ && !writing_ && !reading_) {
+        finish_called_ = true;
+        finish_call = final_status_;
+      }
+    }
+    if (start_read.has_value()) {
+      deps_.pool.Submit([this, after = *start_read] { Read(after); });
+    }
+    if (start_write) {
+      StartWrite(&response_);
+    }
+    if (finish_call.has_value()) {
+      Finish(*finish_call);
+    }
+  }
+
+  ConversationService::Deps deps_;
+  const std::string user_id_;
+  const std::string message_id_;
+  absl::Mutex mu_;
+  v1::WatchMessageResponse response_;      // owned by the write in flight
+  int64_t read_seq_ ABSL_GUARDED_BY(mu_);  // the tail is read up to here
+  size_t zero_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  std::string pending_text_ ABSL_GUARDED_BY(mu_);
+  bool has_pending_ ABSL_GUARDED_BY(mu_) = false;
+  bool dirty_ ABSL_GUARDED_BY(mu_) = true;  // the first read is due at once
+  bool reading_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<v1::WatchFinish> finish_ ABSL_GUARDED_BY(mu_);
+  bool finish_sent_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+};
+
+// Finishes a stream call that was refused before it began.
+template <typename Base>
+class RefusedReactor final : public Base {
+ public:
+  explicit RefusedReactor(const absl::Status& status) { this->Finish(ToGrpcStatus(status)); }
+  void OnDone() override { delete this; }
+};
+
+}  // namespace
+
+ConversationService::ConversationService(Store& store,
+                                         std::shared_ptr<prometheus::Registry> registry,
+                                         Options options)
+    : store_(store),
+      registry_(std::move(registry)),
+      metrics_(*registry_, store.kind()),
+      committer_(store, metrics_, options.commit),
+      pool_(options.store_threads),
+      deps_{store_, metrics_, pool_, committer_, hub_} {
+  store_.SetChangeListener([this](const std::string& message_id) { hub_.Notify(message_id); });
+}
+
+ConversationService::~ConversationService() { store_.SetChangeListener(nullptr); }
+
+template <typename Work>
+grpc::ServerUnaryReactor* ConversationService::RunOnPool(grpc::CallbackServerContext* context,
+                                                         const char* operation, Work work) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  pool_.Submit([this, reactor, operation, work = std::move(work)]() mutable {
+    const absl::Time start = absl::Now();
+    const absl::Status status = work();
+    metrics_.ObserveOperation(operation, absl::Now() - start);
+    reactor->Finish(ToGrpcStatus(status));
+  });
+  return reactor;
+}
+
+namespace {
+
+grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context, const absl::Status& status) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(ToGrpcStatus(status));
+  return reactor;
+}
+
+}  // namespace
+
+grpc::ServerUnaryReactor* ConversationService::CreateConversation(
+    grpc::CallbackServerContext* context, const v1::CreateConversationRequest* request,
+    v1::CreateConversationResponse* response) {
+  for (const absl::Status& status :
+       {CheckId(request->user_id(), "user_id"),
+        CheckText(request->title(), kMaxTitleBytes, "title"), CheckMetadata(request->metadata())}) {
+    if (!status.ok()) {
+      return Refuse(context, status);
+    }
+  }
+  return RunOnPool(context, "create_conversation", [this, request, response] {
+    absl::StatusOr<v1::Conversation> conversation = store_.CreateConversation(*request);
+    if (conversation.ok()) {
+      *response->mutable_conversation() = *std::move(conversation);
+    }
+    return conversation.status();
+  });
+}
+
+grpc::ServerUnaryReactor* ConversationService::GetConversation(
+    grpc::CallbackServerContext* context, const v1::GetConversationRequest* request,
+    v1::GetConversationResponse* response) {
+  for (const absl::Status& status : {CheckId(request->user_id(), "user_id"),
+                                     CheckId(request->conversation_id(), "conversation_id")}) {
+    if (!status.ok()) {
+      return Refuse(context, status);
+    }
+  }
+  return RunOnPool(context, "get_conversation", [this, request, response] {
+    absl::StatusOr<v1::Conversation> conversation =
+        store_.GetConversation(request->user_id(), request->conversation_id());
+    if (conversation.ok()) {
+      *response->mutable_conversation() = *std::move(conversation);
+    }
+    return conversation.status();
+  });
+}
+
+grpc::ServerUnaryReactor* ConversationService::ListConversations(
+    grpc::CallbackServerContext* context, const v1::ListConversationsRequest* request,
+    v1::ListConversationsResponse* response) {
+  if (absl::Status status = CheckId(request->user_id(), "user_id"); !status.ok()) {
+    return Refuse(context, status);
+  }
+  absl::StatusOr<int> page_size = PageSize(request->page_size(), 20, 100);
+  if (!page_size.ok()) {
+    return Refuse(context, page_size.status());
+  }
+  return RunOnPool(context, "list_conversations", [this, request, response, size = *page_size] {
+    absl::StatusOr<ConversationPage> page =
+        store_.ListConversations(request->user_id(), size, request->page_token());
+    if (page.ok()) {
+      for (v1::Conversation& conversation : page->conversations) {
+        *response->add_conversations() = std::move(conversation);
+      }
+      response->set_next_page_token(page->next_page_token);
+    }
+    return page.status();
+  });
+}
+
+grpc::ServerUnaryReactor* ConversationService::UpdateConversation(
+    grpc::CallbackServerContext* context, const v1::UpdateConversationRequest* request,
+    v1::UpdateConversationResponse* response) {
+  for (const absl::Status& status :
+       {CheckId(request->user_id(), "user_id"),
+        CheckId(request->conversation().id(), "conversation.id"),
+        CheckText(request->conversation().title(), kMaxTitleBytes, "title"),
+        CheckMetadata(request->conversation().metadata())}) {
+    if (!status.ok()) {
+      return Refuse(context, status);
+    }
+  }
+  auto update = std::make_shared<v1::UpdateConversationRequest>(*request);
+  if (update->update_mask().paths().empty()) {
+    // An empty mask replaces every updatable field.
+    update->mutable_update_mask()->add_paths("title");
+    update->mutable_update_mask()->add_paths("metadata");
+  }
+  for (const std::string& path : update->update_mask().paths()) {
+    if (path != "title" && path != "metadata") {
+      return Refuse(context,
+                    absl::InvalidArgumentError(absl::StrCat(
+                        "update_mask path \"", path, "\" is not one of \"title\", \"metadata\"")));
+    }
+  }
+  return RunOnPool(context, "update_conversation", [this, update, response] {
+    absl::StatusOr<v1::Conversation> conversation = store_.UpdateConversation(*update);
+    if (conversation.ok()) {
+      *response->mutable_conversation() = *std::move(conversation);
+    }
+    return conversation.status();
+  });
+}
+
+grpc::ServerUnaryReactor* ConversationService::DeleteConversation(
+    grpc::CallbackServerContext* context, const v1::DeleteConversationRequest* request,
+    v1::DeleteConversationResponse* /*response*/) {
+  for (const absl::Status& status : {CheckId(request->user_id(), "user_id"),
+                                     CheckId(request->conversation_id(), "conversation_id")}) {
+    if (!status.ok()) {
+      return Refuse(context, status);
+    }
+  }
+  return RunOnPool(context, "delete_conversation", [this, request] {
+    return store_.DeleteConversation(request->user_id(), request->conversation_id());
+  });
+}
+
+grpc::ServerUnaryReactor* ConversationService::ForkConversation(
+    grpc::CallbackServerContext* context, const v1::ForkConversationRequest* request,
+    v1::ForkConversationResponse* response) {
+  for (const absl::Status& status : {CheckId(request->user_id(), "user_id"),
+                                     CheckId(request->conversation_id(), "conversation_id"),
+                                     CheckId(request->message_id(), "message_id"),
+                                     CheckText(request->title(), kMaxTitleBytes, "title")}) {
+    if (!status.ok()) {
+      return Refuse(context, status);
+    }
+  }
+  return RunOnPool(context, "fork_conversation", [this, request, response] {
+    absl::StatusOr<v1::Conversation> conversation = store_.ForkConversation(*request);
+    if (conversation.ok()) {
+      *response->mutable_conversation() = *std::move(conversation);
+    }
+    return conversation.status();
+  });
+}
+
+grpc::ServerUnaryReactor* ConversationService::AppendMessage(
+    grpc::CallbackServerContext* context, const v1::AppendMessageRequest* request,
+    v1::AppendMessageResponse* response) {
+  for (const absl::Status& status :
+       {CheckId(request->user_id(), "user_id"),
+        CheckOptionalId(request->conversation_id(), "conversation_id"),
+        CheckOptionalId(request->parent_id(), "parent_id"),
+        CheckOptionalId(request->client_message_id(), "client_message_id"),
+        CheckOptionalId(request->model(), "model"),
+        CheckText(request->content(), kMaxContentBytes, "content"),
+        CheckText(request->conversation_title(), kMaxTitleBytes, "conversation_title")}) {
+    if (!status.ok()) {
+      return Refuse(context, status);
+    }
+  }
+  if (request->role() == v1::ROLE_UNSPECIFIED || !v1::Role_IsValid(request->role())) {
+    return Refuse(context, absl::InvalidArgumentError("role is required"));
+  }
+  auto append = std::make_shared<v1::AppendMessageRequest>(*request);
+  if (append->status() == v1::MESSAGE_STATUS_UNSPECIFIED) {
+    append->set_status(v1::MESSAGE_STATUS_COMPLETE);
+  }
+  if (!v1::MessageStatus_IsValid(append->status())) {
+    return Refuse(context, absl::InvalidArgumentError("unknown status"));
+  }
+  if (append->status() == v1::MESSAGE_STATUS_STREAMING && append->role() != v1::ROLE_ASSISTANT) {
+    return Refuse(context, absl::InvalidArgumentError("only assistant messages can stream"));
+  }
+  return RunOnPool(context, "append_message", [this, append, response] {
+    absl::StatusOr<AppendResult> result = store_.AppendMessage(*append);
+    if (result.ok()) {
+      *response->mutable_message() = std::move(result->message);
+      response->set_created(result->created);
+    }
+    return result.status();
+  });
+}
+
+grpc::ServerUnaryReactor* ConversationService::GetMessage(grpc::CallbackServerContext* context,
+                                                          const v1::GetMessageRequest* request,
+                                                          v1::GetMessageResponse* response) {
+  for (const absl::Status& status :
+       {CheckId(request->user_id(), "user_id"), CheckId(request->message_id(), "message_id")}) {
+    if (!status.ok()) {
+      return Refuse(context, status);
+    }
+  }
+  return RunOnPool(context, "get_message", [this, request, response] {
+    absl::StatusOr<v1::Message> message =
+        store_.GetMessage(request->user_id(), request->message_id());
+    if (message.ok()) {
+      *response->mutable_message() = *std::move(message);
+    }
+    return message.status();
+  });
+}
+
+grpc::ServerUnaryReactor* ConversationService::ListMessages(grpc::CallbackServerContext* context,
+                                                            const v1::ListMessagesRequest* request,
+                                                            v1::ListMessagesResponse* response) {
+  for (const absl::Status& status :
+       {CheckId(request->user_id(), "user_id"),
+        CheckId(request->conversation_id(), "conversation_id"),
+        CheckOptionalId(request->leaf_message_id(), "leaf_message_id")}) {
+    if (!status.ok()) {
+      return Refuse(context, status);
+    }
+  }
+  absl::StatusOr<int> page_size = PageSize(request->page_size(), 100, 1000);
+  if (!page_size.ok()) {
+    return Refuse(context, page_size.status());
+  }
+  auto list = std::make_shared<v1::ListMessagesRequest>(*request);
+  list->set_page_size(*page_size);
+  return RunOnPool(context, "list_messages", [this, list, response] {
+    absl::StatusOr<MessagePage> page = store_.ListMessages(*list);
+    if (page.ok()) {
+      for (v1::Message& message : page->messages) {
+        *response->add_messages() = std::move(message);
+      }
+      response->set_next_page_token(page->next_page_token);
+    }
+    return page.status();
+  });
+}
+
+grpc::ServerBidiReactor<v1::WriteMessageStreamRequest, v1::WriteMessageStreamResponse>*
+ConversationService::WriteMessageStream(grpc::CallbackServerContext* /*context*/) {
+  return new WriteStreamReactor(deps_);
+}
+
+grpc::ServerWriteReactor<v1::WatchMessageResponse>* ConversationService::WatchMessage(
+    grpc::CallbackServerContext* /*context*/, const v1::WatchMessageRequest* request) {
+  for (const absl::Status& status :
+       {CheckId(request->user_id(), "user_id"), CheckId(request->message_id(), "message_id"),
+        request->after_seq() < 0 ? absl::InvalidArgumentError("after_seq must not be negative")
+                                 : absl::OkStatus()}) {
+    if (!status.ok()) {
+      return new RefusedReactor<grpc::ServerWriteReactor<v1::WatchMessageResponse>>(status);
+    }
+  }
+  return new WatchReactor(deps_, *request);
+}
+
+}  // namespace parley::persistence

@@ -1,0 +1,72 @@
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/statusor.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
+#include "persistence/metrics.h"
+#include "persistence/store.h"
+
+namespace parley::persistence {
+
+// Receives the outcome of deltas handed to a DeltaCommitter.
+class DeltaSink {
+ public:
+  virtual ~DeltaSink() = default;
+  // `deltas` of this sink's submissions were committed (or failed) together;
+  // `durable_seq` is the message's highest durable seq afterwards. Runs on the
+  // committer's thread: must not block.
+  virtual void OnCommitted(int deltas, absl::StatusOr<int64_t> durable_seq) = 0;
+};
+
+// Group commit for every open stream: deltas from all streams wait at most
+// `max_delay` (or until the batch is full) and are written in one transaction,
+// so one fsync makes hundreds of deltas durable. One thread commits batches in
+// order, so a message's deltas never overtake each other.
+class DeltaCommitter {
+ public:
+  struct Options {
+    absl::Duration max_delay = absl::Milliseconds(2);
+    int max_batch_deltas = 4096;
+    size_t max_batch_bytes = 4 << 20;
+  };
+
+  DeltaCommitter(Store& store, PersistenceMetrics& metrics, Options options);
+  // Commits what is queued, then stops.
+  ~DeltaCommitter();
+
+  // `seq` must follow the sink's previous submission. The sink must outlive
+  // its OnCommitted call.
+  void Submit(DeltaSink* sink, const std::string& message_id, int64_t seq, std::string text);
+
+ private:
+  struct Pending {
+    DeltaSink* sink;
+    DeltaRun run;
+    absl::Time received;
+  };
+
+  void Run();
+  bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+
+  Store& store_;
+  PersistenceMetrics& metrics_;
+  const Options options_;
+
+  absl::Mutex mu_;
+  std::vector<Pending> pending_ ABSL_GUARDED_BY(mu_);
+  std::unordered_map<DeltaSink*, size_t> index_ ABSL_GUARDED_BY(mu_);
+  int pending_deltas_ ABSL_GUARDED_BY(mu_) = 0;
+  size_t pending_bytes_ ABSL_GUARDED_BY(mu_) = 0;
+  absl::Time oldest_ ABSL_GUARDED_BY(mu_);
+  bool stopping_ ABSL_GUARDED_BY(mu_) = false;
+  std::thread thread_;
+};
+
+}  // namespace parley::persistence

@@ -1,0 +1,110 @@
+// parley-persistence: conversations, messages and the durable stream log.
+
+#include <cstdio>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+
+#include "absl/flags/flag.h"
+#include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
+#include "common/flags.h"
+#include "common/grpc_server.h"
+#include "common/host_port.h"
+#include "common/log.h"
+#include "common/metrics_endpoint.h"
+#include "common/shutdown_signal.h"
+#include "persistence/conversation_service.h"
+#include "persistence/store_factory.h"
+
+ABSL_FLAG(std::string, listen, "127.0.0.1:50052", "gRPC listen address HOST:PORT (port 0: any)");
+ABSL_FLAG(std::string, metrics_listen, "127.0.0.1:9092",
+          "Prometheus /metrics listen address HOST:PORT (port 0: any)");
+ABSL_FLAG(std::string, store, "sqlite:data/parley.db",
+          "sqlite:PATH or postgresql://USER@HOST:PORT/DB");
+ABSL_FLAG(std::string, store_password_file, "",
+          "File holding the PostgreSQL password (else PARLEY_STORE_PASSWORD)");
+ABSL_FLAG(int, store_threads, 8, "Threads running blocking store calls");
+
+namespace {
+
+int Fail(const std::string& message) {
+  parley::common::LogError("cannot start", {{"error", message}});
+  return 1;
+}
+
+// The password never travels on the command line, where `ps` shows it.
+std::string StorePassword() {
+  const std::string file = absl::GetFlag(FLAGS_store_password_file);
+  if (!file.empty()) {
+    std::ifstream in(file);
+    std::stringstream contents;
+    contents << in.rdbuf();
+    return std::string(absl::StripTrailingAsciiWhitespace(contents.str()));
+  }
+  const char* password = std::getenv("PARLEY_STORE_PASSWORD");
+  return password != nullptr ? password : "";
+}
+
+// The configured host with the port actually bound (port 0 picks one).
+std::string BoundAddress(const std::string& configured, int port) {
+  absl::StatusOr<parley::common::HostPort> address = parley::common::ParseHostPort(configured);
+  parley::common::HostPort bound{address.ok() ? address->host : "127.0.0.1",
+                                 static_cast<uint16_t>(port)};
+  return bound.ToString();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  parley::common::BlockShutdownSignals();
+  parley::common::SetLogService("persistence");
+  parley::common::ParseFlags(argc, argv,
+                             "parley-persistence --listen=HOST:PORT --metrics_listen=HOST:PORT "
+                             "--store=sqlite:PATH|postgresql://USER@HOST:PORT/DB");
+
+  absl::StatusOr<std::unique_ptr<parley::persistence::Store>> store =
+      parley::persistence::OpenStore(absl::GetFlag(FLAGS_store), StorePassword());
+  if (!store.ok()) {
+    return Fail(store.status().ToString());
+  }
+  auto registry = std::make_shared<prometheus::Registry>();
+  parley::persistence::ConversationService::Options options;
+  options.store_threads = absl::GetFlag(FLAGS_store_threads);
+  auto service =
+      std::make_unique<parley::persistence::ConversationService>(**store, registry, options);
+
+  absl::StatusOr<std::unique_ptr<parley::common::MetricsEndpoint>> metrics =
+      parley::common::MetricsEndpoint::Start(absl::GetFlag(FLAGS_metrics_listen), registry);
+  if (!metrics.ok()) {
+    return Fail(metrics.status().ToString());
+  }
+  parley::common::GrpcServerOptions server_options;
+  server_options.listen = absl::GetFlag(FLAGS_listen);
+  server_options.services = {service.get()};
+  absl::StatusOr<parley::common::RunningGrpcServer> server =
+      parley::common::StartGrpcServer(server_options);
+  if (!server.ok()) {
+    return Fail(server.status().ToString());
+  }
+  parley::common::SetServing(*server->server, true);
+  const std::string listen = BoundAddress(server_options.listen, server->port);
+  const std::string metrics_listen =
+      BoundAddress(absl::GetFlag(FLAGS_metrics_listen), (*metrics)->port());
+  const std::string store_kind((*store)->kind());
+  parley::common::LogInfo(
+      "listening", {{"listen", listen}, {"metrics_listen", metrics_listen}, {"store", store_kind}});
+
+  const int signal = parley::common::WaitForShutdownSignal();
+  parley::common::LogInfo("shutting down", {{"signal", std::to_string(signal)}});
+  parley::common::SetServing(*server->server, false);
+  // Running calls end (streams are cancelled, acknowledged deltas are already
+  // durable); then the committer drains and the store closes.
+  server->server->Shutdown(std::chrono::system_clock::now() + std::chrono::seconds(5));
+  server->server->Wait();
+  service.reset();
+  store->reset();
+  parley::common::LogInfo("stopped");
+  return 0;
+}

@@ -1,0 +1,39 @@
+#pragma once
+
+#include <string>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/gauge.h"
+#include "prometheus/histogram.h"
+#include "prometheus/registry.h"
+
+namespace parley::persistence {
+
+// The service's Prometheus metrics (`parley_persistence_*`), registered once.
+class PersistenceMetrics {
+ public:
+  PersistenceMetrics(prometheus::Registry& registry, absl::string_view store_kind);
+
+  // Latency of one store call, by operation ("append_message", …).
+  void ObserveOperation(absl::string_view operation, absl::Duration duration);
+
+  prometheus::Histogram& write_batch_size() { return write_batch_size_; }
+  prometheus::Histogram& durable_lag() { return durable_lag_; }
+  prometheus::Gauge& watchers() { return watchers_; }
+  prometheus::Counter& deltas() { return deltas_; }
+  prometheus::Gauge& streams_active() { return streams_active_; }
+
+ private:
+  std::string store_kind_;
+  prometheus::Family<prometheus::Histogram>& operation_duration_;
+  prometheus::Histogram& write_batch_size_;
+  prometheus::Histogram& durable_lag_;
+  prometheus::Gauge& watchers_;
+  prometheus::Counter& deltas_;
+  prometheus::Gauge& streams_active_;
+};
+
+}  // namespace parley::persistence

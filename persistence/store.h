@@ -1,0 +1,110 @@
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "parley/persistence/v1/conversation_service.pb.h"
+
+namespace parley::persistence {
+
+namespace v1 = ::parley::persistence::v1;
+
+struct ConversationPage {
+  std::vector<v1::Conversation> conversations;
+  std::string next_page_token;  // empty on the last page
+};
+
+struct MessagePage {
+  std::vector<v1::Message> messages;
+  std::string next_page_token;
+};
+
+struct AppendResult {
+  v1::Message message;
+  bool created = false;  // false: the client message id matched a stored message
+};
+
+// Consecutive deltas of one streaming message: `texts[i]` is seq `first_seq + i`.
+struct DeltaRun {
+  std::string message_id;
+  int64_t first_seq = 0;
+  std::vector<std::string> texts;
+};
+
+// What a reader of a (possibly still streaming) message has not seen yet.
+struct MessageTail {
+  std::string text;      // every delta after the requested seq, concatenated
+  int64_t last_seq = 0;  // the highest durable seq, which `text` ends at
+  v1::MessageStatus status = v1::MESSAGE_STATUS_UNSPECIFIED;
+  std::string finish_reason;
+  v1::Usage usage;
+};
+
+// Durable home of conversations and messages. Every call that names user data
+// takes the acting user's id and answers NOT_FOUND for anything that user does
+// not own (or that is soft-deleted), so ids never leak. Implementations are
+// thread-safe and block; the service calls them from its own thread pool.
+//
+// Inputs arrive validated by the service (sizes, required fields, page sizes
+// already clamped); a store checks only what needs its data.
+class Store {
+ public:
+  // Called after a commit that changed a message's deltas or status, with the
+  // message id; an empty id means "anything may have changed" (e.g. after a
+  // lost notification channel). May run on any thread; must not block.
+  using ChangeListener = std::function<void(const std::string& message_id)>;
+
+  virtual ~Store() = default;
+
+  // "sqlite" or "postgresql", for metrics and logs.
+  virtual absl::string_view kind() const = 0;
+
+  virtual absl::StatusOr<v1::Conversation> CreateConversation(
+      const v1::CreateConversationRequest& request) = 0;
+  virtual absl::StatusOr<v1::Conversation> GetConversation(const std::string& user_id,
+                                                           const std::string& conversation_id) = 0;
+  // Newest update first. `page_size` is 1..100.
+  virtual absl::StatusOr<ConversationPage> ListConversations(const std::string& user_id,
+                                                             int page_size,
+                                                             const std::string& page_token) = 0;
+  // `update_mask` paths are "title" and/or "metadata" (validated by the caller).
+  virtual absl::StatusOr<v1::Conversation> UpdateConversation(
+      const v1::UpdateConversationRequest& request) = 0;
+  virtual absl::Status DeleteConversation(const std::string& user_id,
+                                          const std::string& conversation_id) = 0;
+  // Copies root → `message_id` into a new conversation. Copied messages get new
+  // ids; a copy of a message still streaming is marked interrupted.
+  virtual absl::StatusOr<v1::Conversation> ForkConversation(
+      const v1::ForkConversationRequest& request) = 0;
+
+  // Idempotent on `client_message_id`. `status` is already defaulted.
+  virtual absl::StatusOr<AppendResult> AppendMessage(const v1::AppendMessageRequest& request) = 0;
+  virtual absl::StatusOr<v1::Message> GetMessage(const std::string& user_id,
+                                                 const std::string& message_id) = 0;
+  // `page_size` is 1..1000.
+  virtual absl::StatusOr<MessagePage> ListMessages(const v1::ListMessagesRequest& request) = 0;
+
+  // Commits every run in one transaction (group commit) and returns, per run,
+  // the message's highest durable seq afterwards. Seqs already stored are
+  // skipped; a run that would leave a gap fails with FAILED_PRECONDITION, as
+  // does one for a message that is not streaming. Ownership was checked when
+  // the stream opened.
+  virtual std::vector<absl::StatusOr<int64_t>> AppendDeltas(const std::vector<DeltaRun>& runs) = 0;
+  // Ends a streaming message; FAILED_PRECONDITION if it is not streaming.
+  virtual absl::StatusOr<v1::Message> FinishMessage(const std::string& message_id,
+                                                    const v1::StreamFinish& finish) = 0;
+  // The durable text after `after_seq` (after_seq 0: the whole content).
+  virtual absl::StatusOr<MessageTail> ReadTail(const std::string& user_id,
+                                               const std::string& message_id,
+                                               int64_t after_seq) = 0;
+
+  // Set once, before serving.
+  virtual void SetChangeListener(ChangeListener listener) = 0;
+};
+
+}  // namespace parley::persistence

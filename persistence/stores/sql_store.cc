@@ -1,0 +1,808 @@
+#include "persistence/stores/sql_store.h"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <utility>
+
+#include "absl/random/random.h"
+#include "absl/strings/escaping.h"
+#include "absl/strings/numbers.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "boost/json/parse.hpp"
+#include "boost/json/serialize.hpp"
+#include "boost/json/value.hpp"
+
+namespace parley::persistence {
+namespace {
+
+constexpr int kMaxIdRetries = 3;
+
+// Columns read into a Conversation, in ReadConversation's order.
+constexpr char kConversationColumns[] =
+    "c.id, c.owner, c.title, c.metadata, c.create_time, c.update_time, c.pos";
+// Columns read into a Message, in ReadMessage's order.
+constexpr char kMessageColumns[] =
+    "m.id, m.conversation_id, m.parent_id, m.role, m.content, m.status, m.finish_reason, "
+    "m.prompt_tokens, m.completion_tokens, m.usage_estimated, m.model, m.client_message_id, "
+    "m.last_seq, m.create_time, m.update_time, m.pos";
+
+// 128 random bits, hex: URL-safe and unguessable enough that ids reveal nothing.
+std::string NewId() {
+  thread_local absl::BitGen bits;
+  const uint64_t high = absl::Uniform<uint64_t>(bits);
+  const uint64_t low = absl::Uniform<uint64_t>(bits);
+  return absl::StrCat(absl::Hex(high, absl::kZeroPad16), absl::Hex(low, absl::kZeroPad16));
+}
+
+int64_t NowMicros() { return absl::ToUnixMicros(absl::Now()); }
+
+void SetTime(int64_t micros, google::protobuf::Timestamp* timestamp) {
+  timestamp->set_seconds(micros / 1000000);
+  timestamp->set_nanos(static_cast<int32_t>(micros % 1000000) * 1000);
+}
+
+SqlParam NullIfEmpty(const std::string& text) {
+  if (text.empty()) {
+    return nullptr;
+  }
+  return text;
+}
+
+std::string MetadataToJson(const google::protobuf::Map<std::string, std::string>& metadata) {
+  boost::json::object object;
+  for (const auto& [key, value] : metadata) {
+    object[key] = value;
+  }
+  return boost::json::serialize(object);
+}
+
+// A row that does not parse reads as no metadata rather than failing the call.
+void MetadataFromJson(const std::string& json,
+                      google::protobuf::Map<std::string, std::string>* metadata) {
+  boost::system::error_code error;
+  boost::json::value value = boost::json::parse(json, error);
+  if (error || !value.is_object()) {
+    return;
+  }
+  for (const auto& [key, item] : value.get_object()) {
+    if (item.is_string()) {
+      (*metadata)[std::string(key)] = std::string(item.get_string());
+    }
+  }
+}
+
+v1::Conversation ReadConversation(const SqlRows& rows, int r) {
+  v1::Conversation conversation;
+  conversation.set_id(rows.Text(r, 0));
+  conversation.set_user_id(rows.Text(r, 1));
+  conversation.set_title(rows.Text(r, 2));
+  MetadataFromJson(rows.Text(r, 3), conversation.mutable_metadata());
+  SetTime(rows.Int(r, 4), conversation.mutable_create_time());
+  SetTime(rows.Int(r, 5), conversation.mutable_update_time());
+  return conversation;
+}
+
+v1::Message ReadMessage(const SqlRows& rows, int r) {
+  v1::Message message;
+  message.set_id(rows.Text(r, 0));
+  message.set_conversation_id(rows.Text(r, 1));
+  message.set_parent_id(rows.Text(r, 2));
+  message.set_role(static_cast<v1::Role>(rows.Int(r, 3)));
+  message.set_content(rows.Text(r, 4));
+  message.set_status(static_cast<v1::MessageStatus>(rows.Int(r, 5)));
+  message.set_finish_reason(rows.Text(r, 6));
+  message.mutable_usage()->set_prompt_tokens(static_cast<int32_t>(rows.Int(r, 7)));
+  message.mutable_usage()->set_completion_tokens(static_cast<int32_t>(rows.Int(r, 8)));
+  message.mutable_usage()->set_estimated(rows.Int(r, 9) != 0);
+  message.set_model(rows.Text(r, 10));
+  message.set_client_message_id(rows.Text(r, 11));
+  message.set_last_seq(rows.Int(r, 12));
+  SetTime(rows.Int(r, 13), message.mutable_create_time());
+  SetTime(rows.Int(r, 14), message.mutable_update_time());
+  return message;
+}
+
+// Page tokens are opaque to clients: a kind letter and positions, base64url'd.
+std::string EncodeToken(absl::string_view kind, int64_t a, int64_t b) {
+  return absl::WebSafeBase64Escape(absl::StrCat(kind, ":", a, ":", b));
+}
+
+absl::Status DecodeToken(const std::string& token, absl::string_view kind, int64_t* a, int64_t* b) {
+  std::string plain;
+  if (!absl::WebSafeBase64Unescape(token, &plain)) {
+    return absl::InvalidArgumentError("invalid page token");
+  }
+  std::vector<std::string> parts = absl::StrSplit(plain, ':');
+  if (parts.size() != 3 || parts[0] != kind || !absl::SimpleAtoi(parts[1], a) ||
+      !absl::SimpleAtoi(parts[2], b) || *a < 0 || *b < 0) {
+    return absl::InvalidArgumentError("invalid page token");
+  }
+  return absl::OkStatus();
+}
+
+absl::StatusOr<v1::Conversation> LoadConversation(SqlTransaction& tx, const std::string& user_id,
+                                                  const std::string& conversation_id,
+                                                  const char* for_update) {
+  absl::StatusOr<SqlRows> rows =
+      tx.Query(absl::StrCat("SELECT ", kConversationColumns,
+                            " FROM conversations c WHERE c.id = $1 AND c.owner = $2"
+                            " AND c.delete_time IS NULL",
+                            for_update),
+               {conversation_id, user_id});
+  if (!rows.ok()) {
+    return rows.status();
+  }
+  if (rows->empty()) {
+    return absl::NotFoundError("conversation not found");
+  }
+  return ReadConversation(*rows, 0);
+}
+
+absl::StatusOr<v1::Message> LoadMessage(SqlTransaction& tx, const std::string& user_id,
+                                        const std::string& message_id) {
+  absl::StatusOr<SqlRows> rows =
+      tx.Query(absl::StrCat("SELECT ", kMessageColumns,
+                            " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
+                            " WHERE m.id = $1 AND c.owner = $2 AND c.delete_time IS NULL"),
+               {message_id, user_id});
+  if (!rows.ok()) {
+    return rows.status();
+  }
+  if (rows->empty()) {
+    return absl::NotFoundError("message not found");
+  }
+  return ReadMessage(*rows, 0);
+}
+
+// Root first. Empty when `leaf_id` is not in the conversation.
+absl::StatusOr<std::vector<v1::Message>> LoadPath(SqlTransaction& tx,
+                                                  const std::string& conversation_id,
+                                                  const std::string& leaf_id) {
+  absl::StatusOr<SqlRows> rows = tx.Query(
+      absl::StrCat("WITH RECURSIVE path (id, depth) AS ("
+                   " SELECT id, 0 FROM messages WHERE id = $1 AND conversation_id = $2"
+                   " UNION ALL"
+                   " SELECT m.parent_id, path.depth + 1 FROM messages m JOIN path ON m.id = path.id"
+                   " WHERE m.parent_id IS NOT NULL)"
+                   " SELECT ",
+                   kMessageColumns, " FROM path JOIN messages m ON m.id = path.id",
+                   " ORDER BY path.depth DESC"),
+      {leaf_id, conversation_id});
+  if (!rows.ok()) {
+    return rows.status();
+  }
+  std::vector<v1::Message> path;
+  for (int r = 0; r < rows->size(); ++r) {
+    path.push_back(ReadMessage(*rows, r));
+  }
+  return path;
+}
+
+absl::Status InsertConversation(SqlTransaction& tx, const v1::Conversation& conversation,
+                                const std::string& origin_client_message_id, int64_t now) {
+  return tx
+      .Query(
+          "INSERT INTO conversations (id, owner, title, metadata, origin_client_message_id,"
+          " create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+          {conversation.id(), conversation.user_id(), conversation.title(),
+           MetadataToJson(conversation.metadata()), NullIfEmpty(origin_client_message_id), now})
+      .status();
+}
+
+absl::Status InsertMessage(SqlTransaction& tx, const v1::Message& message, int64_t now) {
+  return tx
+      .Query(
+          "INSERT INTO messages (id, conversation_id, parent_id, role, content, status,"
+          " finish_reason, prompt_tokens, completion_tokens, usage_estimated, model,"
+          " client_message_id, last_seq, create_time, update_time)"
+          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+          {message.id(), message.conversation_id(), NullIfEmpty(message.parent_id()),
+           int64_t{message.role()}, message.content(), int64_t{message.status()},
+           message.finish_reason(), int64_t{message.usage().prompt_tokens()},
+           int64_t{message.usage().completion_tokens()},
+           int64_t{message.usage().estimated() ? 1 : 0}, message.model(),
+           NullIfEmpty(message.client_message_id()), message.last_seq(), now})
+      .status();
+}
+
+}  // namespace
+
+const std::string& SqlRows::Text(int row, int column) const {
+  static const std::string* const kEmpty = new std::string();
+  const std::optional<std::string>& value = rows_[row][column];
+  return value.has_value() ? *value : *kEmpty;
+}
+
+int64_t SqlRows::Int(int row, int column) const {
+  int64_t number = 0;
+  if (!absl::SimpleAtoi(Text(row, column), &number)) {
+    return 0;
+  }
+  return number;
+}
+
+absl::StatusOr<std::unique_ptr<Store>> SqlStore::Create(
+    std::unique_ptr<SqlDatabase> database, const std::vector<std::vector<std::string>>& migrations,
+    const std::string& migration_lock_sql) {
+  absl::Status status = database->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
+    if (!migration_lock_sql.empty()) {
+      if (absl::Status locked = tx.Query(migration_lock_sql).status(); !locked.ok()) {
+        return locked;
+      }
+    }
+    if (absl::Status created =
+            tx.Query("CREATE TABLE IF NOT EXISTS schema_version (version INTEGER NOT NULL)")
+                .status();
+        !created.ok()) {
+      return created;
+    }
+    absl::StatusOr<SqlRows> rows = tx.Query("SELECT MAX(version) FROM schema_version");
+    if (!rows.ok()) {
+      return rows.status();
+    }
+    const int64_t current = rows->Int(0, 0);
+    if (current > static_cast<int64_t>(migrations.size())) {
+      return absl::FailedPreconditionError(absl::StrCat(
+          "database schema version ", current, " is newer than this binary's ", migrations.size()));
+    }
+    for (size_t version = current; version < migrations.size(); ++version) {
+      for (const std::string& statement : migrations[version]) {
+        if (absl::Status applied = tx.Query(statement).status(); !applied.ok()) {
+          return absl::Status(applied.code(), absl::StrCat("schema migration ", version + 1, ": ",
+                                                           applied.message()));
+        }
+      }
+      if (absl::Status recorded = tx.Query("INSERT INTO schema_version (version) VALUES ($1)",
+                                           {static_cast<int64_t>(version + 1)})
+                                      .status();
+          !recorded.ok()) {
+        return recorded;
+      }
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  return std::unique_ptr<Store>(new SqlStore(std::move(database)));
+}
+
+void SqlStore::SetChangeListener(ChangeListener listener) {
+  {
+    absl::MutexLock lock(&listener_mu_);
+    listener_ = listener;
+  }
+  database_->SetRemoteChangeListener(std::move(listener));
+}
+
+void SqlStore::Changed(const std::vector<std::string>& message_ids) {
+  absl::MutexLock lock(&listener_mu_);
+  if (!listener_) {
+    return;
+  }
+  for (const std::string& id : message_ids) {
+    listener_(id);
+  }
+}
+
+absl::StatusOr<v1::Conversation> SqlStore::CreateConversation(
+    const v1::CreateConversationRequest& request) {
+  v1::Conversation conversation;
+  conversation.set_id(NewId());
+  conversation.set_user_id(request.user_id());
+  conversation.set_title(request.title());
+  *conversation.mutable_metadata() = request.metadata();
+  const int64_t now = NowMicros();
+  SetTime(now, conversation.mutable_create_time());
+  SetTime(now, conversation.mutable_update_time());
+  absl::Status status = database_->Transact(
+      true, [&](SqlTransaction& tx) { return InsertConversation(tx, conversation, "", now); });
+  if (!status.ok()) {
+    return status;
+  }
+  return conversation;
+}
+
+absl::StatusOr<v1::Conversation> SqlStore::GetConversation(const std::string& user_id,
+                                                           const std::string& conversation_id) {
+  absl::StatusOr<v1::Conversation> result;
+  absl::Status status = database_->Transact(false, [&](SqlTransaction& tx) {
+    result = LoadConversation(tx, user_id, conversation_id, "");
+    return result.status();
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  return result;
+}
+
+absl::StatusOr<ConversationPage> SqlStore::ListConversations(const std::string& user_id,
+                                                             int page_size,
+                                                             const std::string& page_token) {
+  int64_t before_time = std::numeric_limits<int64_t>::max();
+  int64_t before_pos = std::numeric_limits<int64_t>::max();
+  if (!page_token.empty()) {
+    if (absl::Status status = DecodeToken(page_token, "c", &before_time, &before_pos);
+        !status.ok()) {
+      return status;
+    }
+  }
+  ConversationPage page;
+  absl::Status status = database_->Transact(false, [&](SqlTransaction& tx) -> absl::Status {
+    // One extra row tells whether another page exists, so an exact multiple of
+    // the page size ends without an empty trailing page.
+    absl::StatusOr<SqlRows> rows =
+        tx.Query(absl::StrCat("SELECT ", kConversationColumns,
+                              " FROM conversations c WHERE c.owner = $1 AND c.delete_time IS NULL"
+                              " AND (c.update_time < $2 OR (c.update_time = $2 AND c.pos < $3))"
+                              " ORDER BY c.update_time DESC, c.pos DESC LIMIT $4"),
+                 {user_id, before_time, before_pos, int64_t{page_size} + 1});
+    if (!rows.ok()) {
+      return rows.status();
+    }
+    const int count = std::min(rows->size(), page_size);
+    for (int r = 0; r < count; ++r) {
+      page.conversations.push_back(ReadConversation(*rows, r));
+    }
+    if (rows->size() > page_size) {
+      page.next_page_token = EncodeToken("c", rows->Int(count - 1, 5), rows->Int(count - 1, 6));
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  return page;
+}
+
+absl::StatusOr<v1::Conversation> SqlStore::UpdateConversation(
+    const v1::UpdateConversationRequest& request) {
+  absl::StatusOr<v1::Conversation> result;
+  absl::Status status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
+    result = LoadConversation(tx, request.user_id(), request.conversation().id(),
+                              database_->ForUpdate());
+    if (!result.ok()) {
+      return result.status();
+    }
+    for (const std::string& path : request.update_mask().paths()) {
+      if (path == "title") {
+        result->set_title(request.conversation().title());
+      } else if (path == "metadata") {
+        *result->mutable_metadata() = request.conversation().metadata();
+      }
+    }
+    const int64_t now = NowMicros();
+    SetTime(now, result->mutable_update_time());
+    return tx
+        .Query("UPDATE conversations SET title = $1, metadata = $2, update_time = $3 WHERE id = $4",
+               {result->title(), MetadataToJson(result->metadata()), now, result->id()})
+        .status();
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  return result;
+}
+
+absl::Status SqlStore::DeleteConversation(const std::string& user_id,
+                                          const std::string& conversation_id) {
+  return database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
+    absl::StatusOr<v1::Conversation> conversation =
+        LoadConversation(tx, user_id, conversation_id, database_->ForUpdate());
+    if (!conversation.ok()) {
+      return conversation.status();
+    }
+    return tx
+        .Query("UPDATE conversations SET delete_time = $1 WHERE id = $2",
+               {NowMicros(), conversation_id})
+        .status();
+  });
+}
+
+absl::StatusOr<v1::Conversation> SqlStore::ForkConversation(
+    const v1::ForkConversationRequest& request) {
+  v1::Conversation fork;
+  absl::Status status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
+    absl::StatusOr<v1::Conversation> source =
+        LoadConversation(tx, request.user_id(), request.conversation_id(), "");
+    if (!source.ok()) {
+      return source.status();
+    }
+    absl::StatusOr<std::vector<v1::Message>> path =
+        LoadPath(tx, request.conversation_id(), request.message_id());
+    if (!path.ok()) {
+      return path.status();
+    }
+    if (path->empty()) {
+      return absl::NotFoundError("message not found");
+    }
+    const int64_t now = NowMicros();
+    fork = *source;
+    fork.set_id(NewId());
+    if (!request.title().empty()) {
+      fork.set_title(request.title());
+    }
+    SetTime(now, fork.mutable_create_time());
+    SetTime(now, fork.mutable_update_time());
+    if (absl::Status inserted = InsertConversation(tx, fork, "", now); !inserted.ok()) {
+      return inserted;
+    }
+    std::string parent_id;
+    for (v1::Message& message : *path) {
+      message.set_id(NewId());
+      message.set_conversation_id(fork.id());
+      message.set_parent_id(parent_id);
+      // The copy gets no further deltas: its stream ends where the fork was taken.
+      if (message.status() == v1::MESSAGE_STATUS_STREAMING) {
+        message.set_status(v1::MESSAGE_STATUS_INTERRUPTED);
+      }
+      if (absl::Status inserted = InsertMessage(tx, message, now); !inserted.ok()) {
+        return inserted;
+      }
+      parent_id = message.id();
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  return fork;
+}
+
+absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequest& request) {
+  const std::string& user_id = request.user_id();
+  const std::string& client_id = request.client_message_id();
+  AppendResult result;
+  absl::Status status;
+  // A concurrent append with the same client id (another replica) makes our
+  // insert fail on the unique index; the retry then finds the stored message.
+  for (int attempt = 0; attempt < kMaxIdRetries; ++attempt) {
+    status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
+      const int64_t now = NowMicros();
+      std::string conversation_id = request.conversation_id();
+      if (conversation_id.empty() && !client_id.empty()) {
+        absl::StatusOr<SqlRows> rows = tx.Query(
+            "SELECT id, delete_time FROM conversations"
+            " WHERE owner = $1 AND origin_client_message_id = $2",
+            {user_id, client_id});
+        if (!rows.ok()) {
+          return rows.status();
+        }
+        if (!rows->empty()) {
+          if (!rows->IsNull(0, 1)) {
+            return absl::NotFoundError("conversation not found");
+          }
+          conversation_id = rows->Text(0, 0);
+        }
+      }
+      if (conversation_id.empty()) {
+        v1::Conversation conversation;
+        conversation.set_id(NewId());
+        conversation.set_user_id(user_id);
+        conversation.set_title(request.conversation_title());
+        if (absl::Status inserted = InsertConversation(tx, conversation, client_id, now);
+            !inserted.ok()) {
+          return inserted;
+        }
+        conversation_id = conversation.id();
+      } else {
+        absl::StatusOr<v1::Conversation> conversation =
+            LoadConversation(tx, user_id, conversation_id, database_->ForUpdate());
+        if (!conversation.ok()) {
+          return conversation.status();
+        }
+        if (!client_id.empty()) {
+          absl::StatusOr<SqlRows> rows =
+              tx.Query(absl::StrCat("SELECT ", kMessageColumns,
+                                    " FROM messages m WHERE m.conversation_id = $1"
+                                    " AND m.client_message_id = $2"),
+                       {conversation_id, client_id});
+          if (!rows.ok()) {
+            return rows.status();
+          }
+          if (!rows->empty()) {
+            result.message = ReadMessage(*rows, 0);
+            result.created = false;
+            return absl::OkStatus();
+          }
+        }
+      }
+      std::string parent_id = request.parent_id();
+      if (!parent_id.empty()) {
+        absl::StatusOr<SqlRows> rows =
+            tx.Query("SELECT id FROM messages WHERE id = $1 AND conversation_id = $2",
+                     {parent_id, conversation_id});
+        if (!rows.ok()) {
+          return rows.status();
+        }
+        if (rows->empty()) {
+          return absl::NotFoundError("parent message not found");
+        }
+      } else {
+        absl::StatusOr<SqlRows> rows =
+            tx.Query("SELECT id FROM messages WHERE conversation_id = $1 ORDER BY pos DESC LIMIT 1",
+                     {conversation_id});
+        if (!rows.ok()) {
+          return rows.status();
+        }
+        if (!rows->empty()) {
+          parent_id = rows->Text(0, 0);
+        }
+      }
+      v1::Message& message = result.message;
+      message.Clear();
+      message.set_id(NewId());
+      message.set_conversation_id(conversation_id);
+      message.set_parent_id(parent_id);
+      message.set_role(request.role());
+      message.set_content(request.content());
+      message.set_status(request.status());
+      message.set_model(request.model());
+      message.set_client_message_id(client_id);
+      message.mutable_usage();
+      SetTime(now, message.mutable_create_time());
+      SetTime(now, message.mutable_update_time());
+      result.created = true;
+      if (absl::Status inserted = InsertMessage(tx, message, now); !inserted.ok()) {
+        return inserted;
+      }
+      return tx
+          .Query("UPDATE conversations SET update_time = $1 WHERE id = $2", {now, conversation_id})
+          .status();
+    });
+    if (status.code() != absl::StatusCode::kAlreadyExists) {
+      break;
+    }
+  }
+  if (!status.ok()) {
+    return status;
+  }
+  return result;
+}
+
+absl::StatusOr<v1::Message> SqlStore::GetMessage(const std::string& user_id,
+                                                 const std::string& message_id) {
+  absl::StatusOr<v1::Message> result;
+  absl::Status status = database_->Transact(false, [&](SqlTransaction& tx) {
+    result = LoadMessage(tx, user_id, message_id);
+    return result.status();
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  return result;
+}
+
+absl::StatusOr<MessagePage> SqlStore::ListMessages(const v1::ListMessagesRequest& request) {
+  const int page_size = request.page_size();
+  int64_t after = 0;
+  int64_t unused = 0;
+  const char* token_kind = request.leaf_message_id().empty() ? "m" : "p";
+  if (!request.page_token().empty()) {
+    if (absl::Status status = DecodeToken(request.page_token(), token_kind, &after, &unused);
+        !status.ok()) {
+      return status;
+    }
+  }
+  const bool newest = request.newest() && request.page_token().empty();
+  MessagePage page;
+  absl::Status status = database_->Transact(false, [&](SqlTransaction& tx) -> absl::Status {
+    absl::StatusOr<v1::Conversation> conversation =
+        LoadConversation(tx, request.user_id(), request.conversation_id(), "");
+    if (!conversation.ok()) {
+      return conversation.status();
+    }
+    if (!request.leaf_message_id().empty()) {
+      absl::StatusOr<std::vector<v1::Message>> path =
+          LoadPath(tx, request.conversation_id(), request.leaf_message_id());
+      if (!path.ok()) {
+        return path.status();
+      }
+      if (path->empty()) {
+        return absl::NotFoundError("message not found");
+      }
+      const int64_t total = static_cast<int64_t>(path->size());
+      // `after` is an offset into the path here.
+      const int64_t begin = newest ? std::max<int64_t>(0, total - page_size) : after;
+      const int64_t end = std::min<int64_t>(total, begin + page_size);
+      for (int64_t i = begin; i < end; ++i) {
+        page.messages.push_back(std::move((*path)[i]));
+      }
+      if (!newest && end < total) {
+        page.next_page_token = EncodeToken("p", end, 0);
+      }
+      return absl::OkStatus();
+    }
+    if (newest) {
+      absl::StatusOr<SqlRows> rows =
+          tx.Query(absl::StrCat("SELECT ", kMessageColumns,
+                                " FROM messages m WHERE m.conversation_id = $1 ORDER BY m.pos DESC"
+                                " LIMIT $2"),
+                   {request.conversation_id(), int64_t{page_size}});
+      if (!rows.ok()) {
+        return rows.status();
+      }
+      for (int r = rows->size() - 1; r >= 0; --r) {
+        page.messages.push_back(ReadMessage(*rows, r));
+      }
+      return absl::OkStatus();
+    }
+    absl::StatusOr<SqlRows> rows =
+        tx.Query(absl::StrCat("SELECT ", kMessageColumns,
+                              " FROM messages m WHERE m.conversation_id = $1 AND m.pos > $2"
+                              " ORDER BY m.pos LIMIT $3"),
+                 {request.conversation_id(), after, int64_t{page_size} + 1});
+    if (!rows.ok()) {
+      return rows.status();
+    }
+    const int count = std::min(rows->size(), page_size);
+    for (int r = 0; r < count; ++r) {
+      page.messages.push_back(ReadMessage(*rows, r));
+    }
+    if (rows->size() > page_size) {
+      page.next_page_token = EncodeToken("m", rows->Int(count - 1, 15), 0);
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  return page;
+}
+
+std::vector<absl::StatusOr<int64_t>> SqlStore::AppendDeltas(const std::vector<DeltaRun>& runs) {
+  std::vector<absl::StatusOr<int64_t>> results(runs.size());
+  std::vector<std::string> changed;
+  absl::Status status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
+    changed.clear();
+    const int64_t now = NowMicros();
+    for (size_t i = 0; i < runs.size(); ++i) {
+      const DeltaRun& run = runs[i];
+      absl::StatusOr<SqlRows> rows =
+          tx.Query(absl::StrCat("SELECT status, last_seq FROM messages WHERE id = $1",
+                                database_->ForUpdate()),
+                   {run.message_id});
+      if (!rows.ok()) {
+        return rows.status();
+      }
+      if (rows->empty()) {
+        results[i] = absl::NotFoundError("message not found");
+        continue;
+      }
+      const int64_t last_seq = rows->Int(0, 1);
+      if (rows->Int(0, 0) != v1::MESSAGE_STATUS_STREAMING) {
+        results[i] = absl::FailedPreconditionError("message is not streaming");
+        continue;
+      }
+      if (run.first_seq > last_seq + 1) {
+        results[i] = absl::FailedPreconditionError(
+            absl::StrCat("delta seq ", run.first_seq, " leaves a gap after ", last_seq));
+        continue;
+      }
+      std::string appended;
+      int64_t seq = run.first_seq;
+      for (const std::string& text : run.texts) {
+        if (seq > last_seq) {
+          if (absl::Status inserted =
+                  tx.Query("INSERT INTO message_deltas (message_id, seq, text) VALUES ($1, $2, $3)",
+                           {run.message_id, seq, text})
+                      .status();
+              !inserted.ok()) {
+            return inserted;
+          }
+          appended += text;
+        }
+        ++seq;
+      }
+      const int64_t new_last = std::max(last_seq, seq - 1);
+      if (new_last > last_seq) {
+        if (absl::Status updated =
+                tx.Query("UPDATE messages SET content = content || $1, last_seq = $2,"
+                         " update_time = $3 WHERE id = $4",
+                         {appended, new_last, now, run.message_id})
+                    .status();
+            !updated.ok()) {
+          return updated;
+        }
+        changed.push_back(run.message_id);
+      }
+      results[i] = new_last;
+    }
+    return database_->NotifyChanged(tx, changed);
+  });
+  if (!status.ok()) {
+    for (auto& result : results) {
+      result = status;
+    }
+    return results;
+  }
+  Changed(changed);
+  return results;
+}
+
+absl::StatusOr<v1::Message> SqlStore::FinishMessage(const std::string& message_id,
+                                                    const v1::StreamFinish& finish) {
+  absl::StatusOr<v1::Message> result;
+  absl::Status status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
+    absl::StatusOr<SqlRows> rows =
+        tx.Query(absl::StrCat("SELECT ", kMessageColumns, " FROM messages m WHERE m.id = $1",
+                              database_->ForUpdate()),
+                 {message_id});
+    if (!rows.ok()) {
+      return rows.status();
+    }
+    if (rows->empty()) {
+      return absl::NotFoundError("message not found");
+    }
+    result = ReadMessage(*rows, 0);
+    if (result->status() != v1::MESSAGE_STATUS_STREAMING) {
+      return absl::FailedPreconditionError("message is not streaming");
+    }
+    const int64_t now = NowMicros();
+    result->set_status(finish.status());
+    result->set_finish_reason(finish.finish_reason());
+    *result->mutable_usage() = finish.usage();
+    SetTime(now, result->mutable_update_time());
+    if (absl::Status updated =
+            tx.Query("UPDATE messages SET status = $1, finish_reason = $2, prompt_tokens = $3,"
+                     " completion_tokens = $4, usage_estimated = $5, update_time = $6"
+                     " WHERE id = $7",
+                     {int64_t{finish.status()}, finish.finish_reason(),
+                      int64_t{finish.usage().prompt_tokens()},
+                      int64_t{finish.usage().completion_tokens()},
+                      int64_t{finish.usage().estimated() ? 1 : 0}, now, message_id})
+                .status();
+        !updated.ok()) {
+      return updated;
+    }
+    return database_->NotifyChanged(tx, {message_id});
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  Changed({message_id});
+  return result;
+}
+
+absl::StatusOr<MessageTail> SqlStore::ReadTail(const std::string& user_id,
+                                               const std::string& message_id, int64_t after_seq) {
+  MessageTail tail;
+  absl::Status status = database_->Transact(false, [&](SqlTransaction& tx) -> absl::Status {
+    absl::StatusOr<v1::Message> message = LoadMessage(tx, user_id, message_id);
+    if (!message.ok()) {
+      return message.status();
+    }
+    tail.last_seq = message->last_seq();
+    tail.status = message->status();
+    tail.finish_reason = message->finish_reason();
+    tail.usage = message->usage();
+    if (after_seq <= 0) {
+      tail.text = message->content();
+      return absl::OkStatus();
+    }
+    if (after_seq >= tail.last_seq) {
+      return absl::OkStatus();
+    }
+    absl::StatusOr<SqlRows> rows = tx.Query(
+        "SELECT text FROM message_deltas WHERE message_id = $1 AND seq > $2 AND seq <= $3"
+        " ORDER BY seq",
+        {message_id, after_seq, tail.last_seq});
+    if (!rows.ok()) {
+      return rows.status();
+    }
+    for (int r = 0; r < rows->size(); ++r) {
+      tail.text += rows->Text(r, 0);
+    }
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  return tail;
+}
+
+}  // namespace parley::persistence

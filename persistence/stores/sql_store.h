@@ -1,0 +1,62 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+#include "persistence/store.h"
+#include "persistence/stores/sql_database.h"
+
+namespace parley::persistence {
+
+// The Store contract written once in SQL that SQLite and PostgreSQL both
+// accept; the two database files supply the connection handling and DDL.
+class SqlStore : public Store {
+ public:
+  // Applies every migration not yet recorded in `schema_version` (all in one
+  // transaction, so running twice or concurrently is safe). `migration_lock_sql`
+  // runs first in that transaction to serialize concurrent starts ("" if the
+  // write transaction already does).
+  static absl::StatusOr<std::unique_ptr<Store>> Create(
+      std::unique_ptr<SqlDatabase> database,
+      const std::vector<std::vector<std::string>>& migrations,
+      const std::string& migration_lock_sql);
+
+  absl::string_view kind() const override { return database_->kind(); }
+
+  absl::StatusOr<v1::Conversation> CreateConversation(
+      const v1::CreateConversationRequest& request) override;
+  absl::StatusOr<v1::Conversation> GetConversation(const std::string& user_id,
+                                                   const std::string& conversation_id) override;
+  absl::StatusOr<ConversationPage> ListConversations(const std::string& user_id, int page_size,
+                                                     const std::string& page_token) override;
+  absl::StatusOr<v1::Conversation> UpdateConversation(
+      const v1::UpdateConversationRequest& request) override;
+  absl::Status DeleteConversation(const std::string& user_id,
+                                  const std::string& conversation_id) override;
+  absl::StatusOr<v1::Conversation> ForkConversation(
+      const v1::ForkConversationRequest& request) override;
+  absl::StatusOr<AppendResult> AppendMessage(const v1::AppendMessageRequest& request) override;
+  absl::StatusOr<v1::Message> GetMessage(const std::string& user_id,
+                                         const std::string& message_id) override;
+  absl::StatusOr<MessagePage> ListMessages(const v1::ListMessagesRequest& request) override;
+  std::vector<absl::StatusOr<int64_t>> AppendDeltas(const std::vector<DeltaRun>& runs) override;
+  absl::StatusOr<v1::Message> FinishMessage(const std::string& message_id,
+                                            const v1::StreamFinish& finish) override;
+  absl::StatusOr<MessageTail> ReadTail(const std::string& user_id, const std::string& message_id,
+                                       int64_t after_seq) override;
+  void SetChangeListener(ChangeListener listener) override;
+
+ private:
+  explicit SqlStore(std::unique_ptr<SqlDatabase> database) : database_(std::move(database)) {}
+
+  void Changed(const std::vector<std::string>& message_ids);
+
+  std::unique_ptr<SqlDatabase> database_;
+  absl::Mutex listener_mu_;
+  ChangeListener listener_ ABSL_GUARDED_BY(listener_mu_);
+};
+
+}  // namespace parley::persistence

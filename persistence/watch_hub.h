@@ -1,0 +1,36 @@
+#pragma once
+
+#include <string>
+#include <unordered_map>
+#include <unordered_set>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/synchronization/mutex.h"
+
+namespace parley::persistence {
+
+// Something following a message: told when the message may have changed.
+class MessageWatcher {
+ public:
+  virtual ~MessageWatcher() = default;
+  // Runs with the hub's lock held: must not block or call back into the hub.
+  virtual void OnMessageChanged() = 0;
+};
+
+// In-process fan-out of "message X changed" (from local commits and, with
+// PostgreSQL, from other replicas) to the watchers of X.
+class WatchHub {
+ public:
+  void Subscribe(const std::string& message_id, MessageWatcher* watcher);
+  // After this returns the watcher is never called again.
+  void Unsubscribe(const std::string& message_id, MessageWatcher* watcher);
+  // An empty id wakes every watcher.
+  void Notify(const std::string& message_id);
+
+ private:
+  absl::Mutex mu_;
+  std::unordered_map<std::string, std::unordered_set<MessageWatcher*>> watchers_
+      ABSL_GUARDED_BY(mu_);
+};
+
+}  // namespace parley::persistence
