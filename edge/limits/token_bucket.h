@@ -1,5 +1,7 @@
 #pragma once
 
+#include <cstdint>
+
 #include "absl/time/time.h"
 
 namespace parley::edge {
@@ -9,6 +11,12 @@ struct RateDecision {
   bool allowed = true;
   // When refused: how long until one message would be allowed (for `retryAfterMs`).
   absl::Duration retry_after = absl::ZeroDuration();
+
+  // `retry_after` rounded up to whole milliseconds, so a client told to wait that long is
+  // never refused again for waiting too little.
+  int64_t RetryAfterMillis() const {
+    return absl::ToInt64Milliseconds(absl::Ceil(retry_after, absl::Milliseconds(1)));
+  }
 };
 
 // A token bucket for "N messages per minute, with bursts of up to B", kept as a single

@@ -52,6 +52,16 @@ TEST(TokenBucketTest, RefillsToBurstButNotBeyond) {
   EXPECT_EQ(refused.retry_after, absl::Seconds(10));
 }
 
+TEST(TokenBucketTest, RetryAfterRoundsUpToMilliseconds) {
+  TokenBucket bucket(/*per_minute=*/7, /*burst=*/1, kStart);  // 60/7 s is not whole ms
+  EXPECT_TRUE(bucket.TryAcquire(kStart).allowed);
+  RateDecision refused = bucket.TryAcquire(kStart);
+  ASSERT_FALSE(refused.allowed);
+  EXPECT_EQ(refused.RetryAfterMillis(), 8572);
+  EXPECT_FALSE(bucket.TryAcquire(kStart + absl::Milliseconds(8571)).allowed);
+  EXPECT_TRUE(bucket.TryAcquire(kStart + absl::Milliseconds(8572)).allowed);
+}
+
 TEST(TokenBucketTest, ZeroRateMeansUnlimited) {
   TokenBucket bucket(/*per_minute=*/0, /*burst=*/0, kStart);
   EXPECT_TRUE(bucket.unlimited());
