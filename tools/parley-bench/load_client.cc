@@ -165,6 +165,13 @@ class Connection : public std::enable_shared_from_this<Connection> {
       run_.ConnectSettled(shared_from_this(), false);
       return;
     }
+    // A server too busy to accept must not hang the run: give up on the attempt.
+    timer_.expires_after(absl::ToChronoNanoseconds(o.connect_timeout));
+    timer_.async_wait([self = shared_from_this()](beast::error_code ec) {
+      if (!ec && !self->settled_) {
+        beast::get_lowest_layer(self->ws_).close(ec);
+      }
+    });
     socket.async_connect(tcp::endpoint(address, o.port),
                          beast::bind_front_handler(&Connection::OnConnect, shared_from_this()));
   }
@@ -204,9 +211,15 @@ class Connection : public std::enable_shared_from_this<Connection> {
   }
 
  private:
+  void Settle(bool ok) {
+    settled_ = true;
+    timer_.cancel();
+    run_.ConnectSettled(shared_from_this(), ok);
+  }
+
   void OnConnect(beast::error_code ec) {
     if (ec) {
-      run_.ConnectSettled(shared_from_this(), false);
+      Settle(false);
       return;
     }
     beast::get_lowest_layer(ws_).set_option(tcp::no_delay(true), ec);
@@ -218,11 +231,11 @@ class Connection : public std::enable_shared_from_this<Connection> {
 
   void OnHandshake(beast::error_code ec) {
     if (ec) {
-      run_.ConnectSettled(shared_from_this(), false);
+      Settle(false);
       return;
     }
     open_ = true;
-    run_.ConnectSettled(shared_from_this(), true);
+    Settle(true);
     Read();
   }
 
@@ -474,6 +487,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   std::deque<std::string> queue_;
   std::string conversation_id_;
   std::string message_id_;
+  bool settled_ = false;  // the connect attempt has been reported
   bool open_ = false;
   bool closing_ = false;
   bool close_after_write_ = false;

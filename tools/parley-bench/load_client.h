@@ -29,6 +29,7 @@ struct ClientOptions {
   // do not all start in the same millisecond.
   absl::Duration ramp = absl::Seconds(1);
   absl::Duration turn_timeout = absl::Seconds(30);
+  absl::Duration connect_timeout = absl::Seconds(15);  // TCP connect plus WebSocket handshake
   bool same_conversation = true;  // later turns of a connection continue its conversation
   std::string content = "Tell me about streaming chat backends.";
   std::string model;  // empty: the server's default
