@@ -1,0 +1,356 @@
+// Starts the three real binaries and drives chat turns over a real WebSocket,
+// the way a browser would.
+#include <signal.h>
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/status/status.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/synchronization/notification.h"
+#include "absl/time/time.h"
+#include "boost/json/object.hpp"
+#include "boost/json/serialize.hpp"
+#include "edge/clients/health_check.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "parley/persistence/v1/conversation_service.grpc.pb.h"
+#include "tests/support/child_process.h"
+#include "tests/support/ws_client.h"
+
+namespace parley {
+namespace {
+
+namespace json = boost::json;
+namespace persistence_pb = ::parley::persistence::v1;
+using ::parley::testing::ChildProcess;
+using ::parley::testing::HttpGet;
+using ::parley::testing::HttpResponse;
+using ::parley::testing::WsClient;
+
+std::string Str(const json::object& frame, const char* key) {
+  const json::value* value = frame.if_contains(key);
+  return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
+}
+
+int64_t Int(const json::object& frame, const char* key) {
+  const json::value* value = frame.if_contains(key);
+  return value != nullptr && value->is_int64() ? value->get_int64() : -1;
+}
+
+bool Serving(const std::string& address) {
+  auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());
+  absl::Notification done;
+  bool serving = false;
+  edge::CheckServing(channel, absl::Seconds(10), [&](bool result) {
+    serving = result;
+    done.Notify();
+  });
+  done.WaitForNotification();
+  return serving;
+}
+
+// What one turn looked like from the client's side.
+struct TurnResult {
+  std::string conversation_id;
+  std::string user_message_id;
+  std::string assistant_message_id;
+  std::string text;  // Every stream_token, concatenated.
+  int64_t last_seq = 0;
+};
+
+class ChatTurnTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    data_dir_ = testing::MakeTempDir();
+    persistence_ = ChildProcess::Start("parley-persistence",
+                                       {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+                                        absl::StrCat("--store=sqlite:", data_dir_, "/parley.db")});
+    inference_ = ChildProcess::Start(
+        "parley-inference",
+        {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=simulated",
+         "--sim_ttft_ms=1", "--sim_tokens_per_second=0", "--sim_max_tokens=24"});
+    ASSERT_NE(persistence_, nullptr);
+    ASSERT_NE(inference_, nullptr);
+    persistence_address_ = persistence_->WaitForListening();
+    inference_address_ = inference_->WaitForListening();
+    ASSERT_FALSE(persistence_address_.empty());
+    ASSERT_FALSE(inference_address_.empty());
+    edge_ = ChildProcess::Start(
+        "parley-edge", {"--listen=127.0.0.1:0", absl::StrCat("--inference=", inference_address_),
+                        absl::StrCat("--persistence=", persistence_address_), "--threads=2"});
+    ASSERT_NE(edge_, nullptr);
+    edge_address_ = edge_->WaitForListening();
+    ASSERT_FALSE(edge_address_.empty());
+    EXPECT_EQ(edge_->WaitForListening("metrics_listen"), edge_address_);
+  }
+
+  std::unique_ptr<WsClient> Connect(const std::string& user) {
+    absl::StatusOr<std::unique_ptr<WsClient>> client =
+        WsClient::Connect(edge_address_, absl::StrCat("/ws/chat?userId=", user), {"parley.v1"});
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? *std::move(client) : nullptr;
+  }
+
+  // Sends one message and reads its frames up to stream_complete, checking
+  // their order and sequence numbers on the way.
+  TurnResult RunTurn(WsClient& client, const std::string& id, const std::string& content,
+                     const std::string& conversation_id) {
+    TurnResult result;
+    json::object message{{"type", "message"}, {"id", id}, {"content", content}};
+    if (!conversation_id.empty()) {
+      message["conversationId"] = conversation_id;
+    }
+    EXPECT_TRUE(client.SendJson(message).ok());
+
+    absl::StatusOr<json::object> ack = client.ReadJson();
+    if (!ack.ok() || Str(*ack, "type") != "ack") {
+      ADD_FAILURE() << "expected ack, got "
+                    << (ack.ok() ? json::serialize(*ack) : ack.status().ToString());
+      return result;
+    }
+    EXPECT_EQ(Str(*ack, "id"), id);
+    result.conversation_id = Str(*ack, "conversationId");
+    result.user_message_id = Str(*ack, "messageId");
+    EXPECT_FALSE(result.conversation_id.empty());
+    EXPECT_FALSE(result.user_message_id.empty());
+    if (!conversation_id.empty()) {
+      EXPECT_EQ(result.conversation_id, conversation_id);
+    }
+
+    absl::StatusOr<json::object> start = client.ReadJson();
+    if (!start.ok() || Str(*start, "type") != "stream_start") {
+      ADD_FAILURE() << "expected stream_start, got "
+                    << (start.ok() ? json::serialize(*start) : start.status().ToString());
+      return result;
+    }
+    EXPECT_EQ(Str(*start, "conversationId"), result.conversation_id);
+    result.assistant_message_id = Str(*start, "messageId");
+    EXPECT_FALSE(result.assistant_message_id.empty());
+    EXPECT_NE(result.assistant_message_id, result.user_message_id);
+    EXPECT_FALSE(Str(*start, "model").empty());
+
+    while (true) {
+      absl::StatusOr<json::object> frame = client.ReadJson();
+      if (!frame.ok()) {
+        ADD_FAILURE() << "stream ended without stream_complete: " << frame.status();
+        return result;
+      }
+      const std::string type = Str(*frame, "type");
+      if (type == "stream_token") {
+        EXPECT_EQ(Str(*frame, "messageId"), result.assistant_message_id);
+        EXPECT_EQ(Int(*frame, "seq"), result.last_seq + 1) << "tokens out of order or with a gap";
+        result.last_seq = Int(*frame, "seq");
+        result.text += Str(*frame, "token");
+        continue;
+      }
+      if (type == "stream_complete") {
+        EXPECT_EQ(Str(*frame, "messageId"), result.assistant_message_id);
+        EXPECT_EQ(Int(*frame, "lastSeq"), result.last_seq);
+        EXPECT_FALSE(Str(*frame, "finishReason").empty());
+        const json::value* usage = frame->if_contains("usage");
+        EXPECT_TRUE(usage != nullptr && usage->is_object() &&
+                    usage->as_object().contains("promptTokens") &&
+                    usage->as_object().contains("completionTokens"))
+            << json::serialize(*frame);
+        break;
+      }
+      ADD_FAILURE() << "unexpected frame mid-stream: " << json::serialize(*frame);
+      return result;
+    }
+    EXPECT_GT(result.last_seq, 0);
+    EXPECT_FALSE(result.text.empty());
+    return result;
+  }
+
+  void ExpectError(WsClient& client, const std::string& frame, const std::string& code) {
+    ASSERT_TRUE(client.Send(frame).ok());
+    absl::StatusOr<json::object> reply = client.ReadJson();
+    ASSERT_TRUE(reply.ok()) << reply.status();
+    EXPECT_EQ(Str(*reply, "type"), "error") << json::serialize(*reply);
+    EXPECT_EQ(Str(*reply, "code"), code) << "for frame " << frame;
+    EXPECT_FALSE(Str(*reply, "message").empty());
+  }
+
+  std::string data_dir_;
+  std::unique_ptr<ChildProcess> persistence_;
+  std::unique_ptr<ChildProcess> inference_;
+  std::unique_ptr<ChildProcess> edge_;
+  std::string persistence_address_;
+  std::string inference_address_;
+  std::string edge_address_;
+};
+
+TEST_F(ChatTurnTest, TwoTurnsStreamInOrderAndAreStored) {
+  std::unique_ptr<WsClient> client = Connect("alice");
+  ASSERT_NE(client, nullptr);
+  EXPECT_EQ(client->subprotocol(), "parley.v1");
+
+  const TurnResult first = RunTurn(*client, "client-1", "Hello there, who are you?", "");
+  ASSERT_FALSE(first.conversation_id.empty());
+
+  // Mistakes between turns are answered with errors and break nothing.
+  ExpectError(*client, "{not json", "invalid_json");
+  ExpectError(*client, R"({"type":"no_such_frame"})", "unknown_type");
+  ExpectError(*client, R"({"type":"message","content":"no id"})", "invalid_frame");
+  ASSERT_TRUE(client->Send(R"({"type":"ping"})").ok());
+  absl::StatusOr<json::object> pong = client->ReadJson();
+  ASSERT_TRUE(pong.ok());
+  EXPECT_EQ(Str(*pong, "type"), "pong");
+
+  const TurnResult second =
+      RunTurn(*client, "client-2", "Tell me more about streaming.", first.conversation_id);
+  EXPECT_EQ(second.conversation_id, first.conversation_id);
+
+  // The history frame gives back the four messages in order.
+  ASSERT_TRUE(
+      client->SendJson({{"type", "history"}, {"conversationId", first.conversation_id}}).ok());
+  absl::StatusOr<json::object> history = client->ReadJson();
+  ASSERT_TRUE(history.ok()) << history.status();
+  ASSERT_EQ(Str(*history, "type"), "history") << json::serialize(*history);
+  EXPECT_EQ(Str(*history, "conversationId"), first.conversation_id);
+  const json::array& messages = history->at("messages").as_array();
+  ASSERT_EQ(messages.size(), 4u) << json::serialize(*history);
+  const std::vector<std::string> roles = {"user", "assistant", "user", "assistant"};
+  const std::vector<std::string> ids = {first.user_message_id, first.assistant_message_id,
+                                        second.user_message_id, second.assistant_message_id};
+  const std::vector<std::string> contents = {"Hello there, who are you?", first.text,
+                                             "Tell me more about streaming.", second.text};
+  for (size_t i = 0; i < 4; ++i) {
+    const json::object& message = messages[i].as_object();
+    EXPECT_EQ(Str(message, "role"), roles[i]) << i;
+    EXPECT_EQ(Str(message, "id"), ids[i]) << i;
+    EXPECT_EQ(Str(message, "content"), contents[i]) << i;
+    EXPECT_EQ(Str(message, "status"), "complete") << i;
+  }
+
+  // Persistence holds exactly what was streamed, for the user who sent it only.
+  auto stub = persistence_pb::ConversationService::NewStub(
+      grpc::CreateChannel(persistence_address_, grpc::InsecureChannelCredentials()));
+  persistence_pb::ListMessagesRequest request;
+  request.set_user_id("alice");
+  request.set_conversation_id(first.conversation_id);
+  persistence_pb::ListMessagesResponse response;
+  {
+    grpc::ClientContext context;
+    ASSERT_TRUE(stub->ListMessages(&context, request, &response).ok());
+  }
+  ASSERT_EQ(response.messages_size(), 4);
+  EXPECT_EQ(response.messages(1).content(), first.text);
+  EXPECT_EQ(response.messages(1).last_seq(), first.last_seq);
+  EXPECT_EQ(response.messages(1).status(), persistence_pb::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(response.messages(3).content(), second.text);
+  EXPECT_EQ(response.messages(3).last_seq(), second.last_seq);
+  EXPECT_EQ(response.messages(3).parent_id(), second.user_message_id);
+  request.set_user_id("mallory");
+  {
+    grpc::ClientContext context;
+    EXPECT_EQ(stub->ListMessages(&context, request, &response).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+
+  // Another user cannot read the conversation through the edge either.
+  std::unique_ptr<WsClient> other = Connect("mallory");
+  ASSERT_NE(other, nullptr);
+  ExpectError(
+      *other,
+      json::serialize(json::object{{"type", "history"}, {"conversationId", first.conversation_id}}),
+      "not_found");
+
+  EXPECT_TRUE(Serving(persistence_address_));
+  EXPECT_TRUE(Serving(inference_address_));
+
+  absl::StatusOr<HttpResponse> metrics = HttpGet(edge_address_, "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_TRUE(absl::StrContains(metrics->body, "parley_edge_turns_total{outcome=\"complete\"} 2"))
+      << metrics->body;
+  EXPECT_TRUE(absl::StrContains(
+      metrics->body, absl::StrCat("parley_edge_tokens_total ", first.last_seq + second.last_seq)));
+  EXPECT_TRUE(
+      absl::StrContains(metrics->body, "parley_edge_frames_received_total{type=\"invalid\"} 3"));
+}
+
+TEST_F(ChatTurnTest, ServesHealthReadinessMetricsAndTheChatPage) {
+  absl::StatusOr<HttpResponse> healthz = HttpGet(edge_address_, "/healthz");
+  ASSERT_TRUE(healthz.ok()) << healthz.status();
+  EXPECT_EQ(healthz->status, 200);
+
+  absl::StatusOr<HttpResponse> readyz = HttpGet(edge_address_, "/readyz");
+  ASSERT_TRUE(readyz.ok()) << readyz.status();
+  EXPECT_EQ(readyz->status, 200) << readyz->body;
+
+  absl::StatusOr<HttpResponse> metrics = HttpGet(edge_address_, "/metrics");
+  ASSERT_TRUE(metrics.ok()) << metrics.status();
+  EXPECT_EQ(metrics->status, 200);
+  EXPECT_TRUE(absl::StrContains(metrics->body, "# HELP parley_edge_connections "));
+
+  absl::StatusOr<HttpResponse> page = HttpGet(edge_address_, "/");
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->status, 200);
+  EXPECT_TRUE(absl::StartsWith(page->content_type, "text/html"));
+  EXPECT_TRUE(absl::StrContains(page->body, "/ws/chat"));
+  EXPECT_TRUE(absl::StrContains(page->body, "crypto.randomUUID"));
+
+  absl::StatusOr<HttpResponse> missing = HttpGet(edge_address_, "/no-such-page");
+  ASSERT_TRUE(missing.ok());
+  EXPECT_EQ(missing->status, 404);
+
+  // Without inference the edge is alive but not ready.
+  inference_->Signal(SIGTERM);
+  EXPECT_EQ(inference_->Wait(), 0);
+  readyz = HttpGet(edge_address_, "/readyz");
+  ASSERT_TRUE(readyz.ok()) << readyz.status();
+  EXPECT_EQ(readyz->status, 503);
+  healthz = HttpGet(edge_address_, "/healthz");
+  ASSERT_TRUE(healthz.ok());
+  EXPECT_EQ(healthz->status, 200);
+}
+
+TEST_F(ChatTurnTest, InferenceDownIsAnErrorAndTheSocketStaysOpen) {
+  std::unique_ptr<WsClient> client = Connect("carol");
+  ASSERT_NE(client, nullptr);
+  inference_->Signal(SIGTERM);
+  ASSERT_EQ(inference_->Wait(), 0);
+
+  ASSERT_TRUE(
+      client->SendJson({{"type", "message"}, {"id", "c-1"}, {"content", "anyone there?"}}).ok());
+  absl::StatusOr<json::object> ack = client->ReadJson();
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  EXPECT_EQ(Str(*ack, "type"), "ack");
+  // Whatever comes next, the turn ends in an error event for this message.
+  while (true) {
+    absl::StatusOr<json::object> frame = client->ReadJson();
+    ASSERT_TRUE(frame.ok()) << frame.status();
+    if (Str(*frame, "type") == "error") {
+      EXPECT_EQ(Str(*frame, "code"), "inference_unavailable") << json::serialize(*frame);
+      EXPECT_EQ(Str(*frame, "id"), "c-1");
+      break;
+    }
+    ASSERT_EQ(Str(*frame, "type"), "stream_start") << json::serialize(*frame);
+  }
+  ASSERT_TRUE(client->Send(R"({"type":"ping"})").ok());
+  absl::StatusOr<json::object> pong = client->ReadJson();
+  ASSERT_TRUE(pong.ok()) << pong.status();
+  EXPECT_EQ(Str(*pong, "type"), "pong");
+}
+
+TEST_F(ChatTurnTest, SigtermClosesSocketsWithGoingAwayAndExitsCleanly) {
+  std::unique_ptr<WsClient> client = Connect("dave");
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send(R"({"type":"ping"})").ok());
+  ASSERT_TRUE(client->ReadJson().ok());
+
+  edge_->Signal(SIGTERM);
+  absl::StatusOr<std::string> frame = client->Read();
+  EXPECT_EQ(frame.status().code(), absl::StatusCode::kFailedPrecondition) << frame.status();
+  EXPECT_EQ(client->close_code(), 1001);
+  EXPECT_EQ(edge_->Wait(), 0);
+}
+
+}  // namespace
+}  // namespace parley
