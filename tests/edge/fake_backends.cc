@@ -1,0 +1,305 @@
+#include "tests/edge/fake_backends.h"
+
+#include <algorithm>
+#include <deque>
+
+#include "absl/strings/str_cat.h"
+#include "grpcpp/security/server_credentials.h"
+#include "grpcpp/server_builder.h"
+
+namespace parley::edge::testing {
+namespace {
+
+grpc::Status ToGrpc(const absl::Status& status) {
+  return grpc::Status(static_cast<grpc::StatusCode>(status.code()), std::string(status.message()));
+}
+
+}  // namespace
+
+void FakePersistence::Reset() {
+  absl::MutexLock lock(&mutex_);
+  messages_.clear();
+  append_status_ = absl::OkStatus();
+}
+
+void FakePersistence::FailAppends(absl::Status status) {
+  absl::MutexLock lock(&mutex_);
+  append_status_ = std::move(status);
+}
+
+std::string FakePersistence::Seed(const std::string& user_id, const std::string& conversation_id,
+                                  persistence_pb::Role role, const std::string& content) {
+  absl::MutexLock lock(&mutex_);
+  Stored stored{user_id, {}};
+  stored.message.set_id(absl::StrCat("m", next_id_++));
+  stored.message.set_conversation_id(conversation_id);
+  stored.message.set_role(role);
+  stored.message.set_content(content);
+  stored.message.set_status(persistence_pb::MESSAGE_STATUS_COMPLETE);
+  messages_.push_back(stored);
+  return stored.message.id();
+}
+
+std::vector<persistence_pb::Message> FakePersistence::Messages(const std::string& conversation_id) {
+  absl::MutexLock lock(&mutex_);
+  std::vector<persistence_pb::Message> out;
+  for (const Stored& stored : messages_) {
+    if (stored.message.conversation_id() == conversation_id) {
+      out.push_back(stored.message);
+    }
+  }
+  return out;
+}
+
+grpc::ServerUnaryReactor* FakePersistence::AppendMessage(
+    grpc::CallbackServerContext* context, const persistence_pb::AppendMessageRequest* request,
+    persistence_pb::AppendMessageResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::MutexLock lock(&mutex_);
+  if (!append_status_.ok()) {
+    reactor->Finish(ToGrpc(append_status_));
+    return reactor;
+  }
+  std::string conversation_id = request->conversation_id();
+  if (conversation_id.empty()) {
+    conversation_id = absl::StrCat("c", next_id_++);
+  } else {
+    const bool owned = std::any_of(messages_.begin(), messages_.end(), [&](const Stored& s) {
+      return s.message.conversation_id() == conversation_id && s.user_id == request->user_id();
+    });
+    if (!owned) {
+      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "no such conversation"));
+      return reactor;
+    }
+  }
+  Stored stored{request->user_id(), {}};
+  persistence_pb::Message& message = stored.message;
+  message.set_id(absl::StrCat("m", next_id_++));
+  message.set_conversation_id(conversation_id);
+  message.set_parent_id(request->parent_id());
+  message.set_role(request->role());
+  message.set_content(request->content());
+  message.set_model(request->model());
+  message.set_client_message_id(request->client_message_id());
+  message.set_status(request->status() == persistence_pb::MESSAGE_STATUS_UNSPECIFIED
+                         ? persistence_pb::MESSAGE_STATUS_COMPLETE
+                         : request->status());
+  messages_.push_back(stored);
+  *response->mutable_message() = message;
+  response->set_created(true);
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+grpc::ServerUnaryReactor* FakePersistence::ListMessages(
+    grpc::CallbackServerContext* context, const persistence_pb::ListMessagesRequest* request,
+    persistence_pb::ListMessagesResponse* response) {
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  absl::MutexLock lock(&mutex_);
+  std::vector<const persistence_pb::Message*> found;
+  for (const Stored& stored : messages_) {
+    if (stored.message.conversation_id() == request->conversation_id() &&
+        stored.user_id == request->user_id()) {
+      found.push_back(&stored.message);
+    }
+  }
+  if (found.empty()) {
+    reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "no such conversation"));
+    return reactor;
+  }
+  const size_t page = request->page_size() > 0 ? request->page_size() : 100;
+  const size_t first = request->newest() && found.size() > page ? found.size() - page : 0;
+  for (size_t i = first; i < found.size() && i < first + page; ++i) {
+    *response->add_messages() = *found[i];
+  }
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+persistence_pb::WriteMessageStreamResponse FakePersistence::Apply(
+    const std::string& user_id, const std::string& message_id,
+    const persistence_pb::WriteMessageStreamRequest& frame) {
+  absl::MutexLock lock(&mutex_);
+  persistence_pb::WriteMessageStreamResponse ack;
+  for (Stored& stored : messages_) {
+    if (stored.message.id() != message_id || stored.user_id != user_id) {
+      continue;
+    }
+    persistence_pb::Message& message = stored.message;
+    if (frame.has_delta() && frame.delta().seq() == message.last_seq() + 1) {
+      message.set_content(message.content() + frame.delta().text());
+      message.set_last_seq(frame.delta().seq());
+    }
+    if (frame.has_finish()) {
+      message.set_status(frame.finish().status());
+      message.set_finish_reason(frame.finish().finish_reason());
+      *message.mutable_usage() = frame.finish().usage();
+      ack.set_finished(true);
+    }
+    ack.set_durable_seq(message.last_seq());
+  }
+  return ack;
+}
+
+// Acknowledges every frame as soon as it is applied, one write at a time.
+class WriteReactor final
+    : public grpc::ServerBidiReactor<persistence_pb::WriteMessageStreamRequest,
+                                     persistence_pb::WriteMessageStreamResponse> {
+ public:
+  explicit WriteReactor(FakePersistence* owner) : owner_(owner) { StartRead(&request_); }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      absl::MutexLock lock(&mutex_);
+      reads_done_ = true;
+      MaybeFinishLocked();
+      return;
+    }
+    if (request_.has_open()) {
+      user_id_ = request_.open().user_id();
+      message_id_ = request_.open().message_id();
+    } else {
+      Enqueue(owner_->Apply(user_id_, message_id_, request_));
+    }
+    StartRead(&request_);
+  }
+
+  void OnWriteDone(bool /*ok*/) override {
+    absl::MutexLock lock(&mutex_);
+    acks_.pop_front();
+    writing_ = false;
+    WriteNextLocked();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void Enqueue(persistence_pb::WriteMessageStreamResponse ack) {
+    absl::MutexLock lock(&mutex_);
+    acks_.push_back(std::move(ack));
+    WriteNextLocked();
+  }
+  void WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (writing_) {
+      return;
+    }
+    if (acks_.empty()) {
+      MaybeFinishLocked();
+      return;
+    }
+    writing_ = true;
+    StartWrite(&acks_.front());
+  }
+  void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (reads_done_ && !writing_ && acks_.empty() && !finished_) {
+      finished_ = true;
+      Finish(grpc::Status::OK);
+    }
+  }
+
+  FakePersistence* const owner_;
+  persistence_pb::WriteMessageStreamRequest request_;
+  std::string user_id_;
+  std::string message_id_;
+  absl::Mutex mutex_;
+  std::deque<persistence_pb::WriteMessageStreamResponse> acks_ ABSL_GUARDED_BY(mutex_);
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool reads_done_ ABSL_GUARDED_BY(mutex_) = false;
+  bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+};
+
+grpc::ServerBidiReactor<persistence_pb::WriteMessageStreamRequest,
+                        persistence_pb::WriteMessageStreamResponse>*
+FakePersistence::WriteMessageStream(grpc::CallbackServerContext* /*context*/) {
+  return new WriteReactor(this);
+}
+
+void FakeInference::Reset() {
+  absl::MutexLock lock(&mutex_);
+  script_ = Script();
+  requests_.clear();
+}
+
+void FakeInference::SetScript(Script script) {
+  absl::MutexLock lock(&mutex_);
+  script_ = std::move(script);
+}
+
+std::vector<inference_pb::GenerateRequest> FakeInference::Requests() {
+  absl::MutexLock lock(&mutex_);
+  return requests_;
+}
+
+// Writes the scripted chunks one after another, then finishes.
+class GenerateReactor final : public grpc::ServerWriteReactor<inference_pb::GenerateResponse> {
+ public:
+  explicit GenerateReactor(const FakeInference::Script& script) : status_(script.fail_with) {
+    for (const std::string& delta : script.deltas) {
+      chunks_.emplace_back().mutable_text_delta()->set_text(delta);
+    }
+    if (status_.ok()) {
+      inference_pb::Usage* usage = chunks_.emplace_back().mutable_usage();
+      usage->set_prompt_tokens(5);
+      usage->set_completion_tokens(static_cast<int32_t>(script.deltas.size()));
+      chunks_.emplace_back().mutable_finish()->set_reason(inference_pb::FINISH_REASON_STOP);
+    }
+    WriteNext();
+  }
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      Finish(grpc::Status::CANCELLED);
+      return;
+    }
+    chunks_.pop_front();
+    WriteNext();
+  }
+
+  void OnDone() override { delete this; }
+
+ private:
+  void WriteNext() {
+    if (chunks_.empty()) {
+      Finish(ToGrpc(status_));
+      return;
+    }
+    StartWrite(&chunks_.front());
+  }
+
+  std::deque<inference_pb::GenerateResponse> chunks_;
+  absl::Status status_;
+};
+
+grpc::ServerWriteReactor<inference_pb::GenerateResponse>* FakeInference::Generate(
+    grpc::CallbackServerContext* /*context*/, const inference_pb::GenerateRequest* request) {
+  absl::MutexLock lock(&mutex_);
+  requests_.push_back(*request);
+  return new GenerateReactor(script_);
+}
+
+grpc::ServerUnaryReactor* FakeInference::ListModels(grpc::CallbackServerContext* context,
+                                                    const inference_pb::ListModelsRequest*,
+                                                    inference_pb::ListModelsResponse* response) {
+  inference_pb::Model* other = response->add_models();
+  other->set_name("other-model");
+  inference_pb::Model* model = response->add_models();
+  model->set_name("fake-model");
+  model->set_is_default(true);
+  grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
+  reactor->Finish(grpc::Status::OK);
+  return reactor;
+}
+
+FakeBackends::FakeBackends() {
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(&persistence);
+  builder.RegisterService(&inference);
+  server = builder.BuildAndStart();
+  address = absl::StrCat("127.0.0.1:", port);
+}
+
+FakeBackends::~FakeBackends() { server->Shutdown(); }
+
+}  // namespace parley::edge::testing

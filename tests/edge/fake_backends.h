@@ -1,0 +1,94 @@
+#pragma once
+
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "grpcpp/server.h"
+#include "parley/inference/v1/inference_service.grpc.pb.h"
+#include "parley/persistence/v1/conversation_service.grpc.pb.h"
+
+namespace parley::edge::testing {
+
+namespace inference_pb = ::parley::inference::v1;
+namespace persistence_pb = ::parley::persistence::v1;
+
+// An in-memory ConversationService with just enough behaviour for the edge:
+// append (idempotent on client id), list, and the streaming write.
+class FakePersistence final : public persistence_pb::ConversationService::CallbackService {
+ public:
+  // Forgets everything stored and every configured failure.
+  void Reset();
+  // Every AppendMessage fails with this status while it is not OK.
+  void FailAppends(absl::Status status);
+  // Stores a message as if a previous turn had.
+  std::string Seed(const std::string& user_id, const std::string& conversation_id,
+                   persistence_pb::Role role, const std::string& content);
+  std::vector<persistence_pb::Message> Messages(const std::string& conversation_id);
+
+  grpc::ServerUnaryReactor* AppendMessage(grpc::CallbackServerContext* context,
+                                          const persistence_pb::AppendMessageRequest* request,
+                                          persistence_pb::AppendMessageResponse* response) override;
+  grpc::ServerUnaryReactor* ListMessages(grpc::CallbackServerContext* context,
+                                         const persistence_pb::ListMessagesRequest* request,
+                                         persistence_pb::ListMessagesResponse* response) override;
+  grpc::ServerBidiReactor<persistence_pb::WriteMessageStreamRequest,
+                          persistence_pb::WriteMessageStreamResponse>*
+  WriteMessageStream(grpc::CallbackServerContext* context) override;
+
+ private:
+  friend class WriteReactor;
+  struct Stored {
+    std::string user_id;
+    persistence_pb::Message message;
+  };
+  // Applies one stream frame; returns the acknowledgement to send.
+  persistence_pb::WriteMessageStreamResponse Apply(
+      const std::string& user_id, const std::string& message_id,
+      const persistence_pb::WriteMessageStreamRequest& frame);
+
+  absl::Mutex mutex_;
+  std::vector<Stored> messages_ ABSL_GUARDED_BY(mutex_);
+  absl::Status append_status_ ABSL_GUARDED_BY(mutex_);
+  int next_id_ ABSL_GUARDED_BY(mutex_) = 1;
+};
+
+// An InferenceService that replies with a scripted list of text deltas, then
+// usage and finish, or fails after them with `fail_with`.
+class FakeInference final : public inference_pb::InferenceService::CallbackService {
+ public:
+  struct Script {
+    std::vector<std::string> deltas = {"Hel", "lo", " there"};
+    absl::Status fail_with;  // OK: finish normally.
+  };
+  void SetScript(Script script);
+  // Back to the default script, with no requests seen.
+  void Reset();
+  std::vector<inference_pb::GenerateRequest> Requests();
+
+  grpc::ServerWriteReactor<inference_pb::GenerateResponse>* Generate(
+      grpc::CallbackServerContext* context, const inference_pb::GenerateRequest* request) override;
+  grpc::ServerUnaryReactor* ListModels(grpc::CallbackServerContext* context,
+                                       const inference_pb::ListModelsRequest* request,
+                                       inference_pb::ListModelsResponse* response) override;
+
+ private:
+  absl::Mutex mutex_;
+  Script script_ ABSL_GUARDED_BY(mutex_);
+  std::vector<inference_pb::GenerateRequest> requests_ ABSL_GUARDED_BY(mutex_);
+};
+
+// Both fakes behind one in-process server on a free port.
+struct FakeBackends {
+  FakeBackends();
+  ~FakeBackends();
+  FakePersistence persistence;
+  FakeInference inference;
+  std::unique_ptr<grpc::Server> server;
+  std::string address;  // "127.0.0.1:PORT"
+};
+
+}  // namespace parley::edge::testing

@@ -1,0 +1,280 @@
+#include "edge/turn/turn.h"
+
+#include <memory>
+#include <string>
+#include <variant>
+#include <vector>
+
+#include "absl/time/clock.h"
+#include "boost/asio/executor_work_guard.hpp"
+#include "boost/asio/io_context.hpp"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "tests/edge/fake_backends.h"
+
+namespace parley::edge {
+namespace {
+
+namespace net = boost::asio;
+
+// Records events like a connection would, with a switch for backpressure.
+class RecordingSink final : public EventSink {
+ public:
+  void Emit(Event event, std::optional<Clock::time_point>) override {
+    events.push_back(std::move(event));
+  }
+  bool Writable() const override { return writable; }
+  void WhenWritable(std::function<void()> resume) override { waiting.push_back(std::move(resume)); }
+
+  template <class T>
+  std::vector<T> All() const {
+    std::vector<T> out;
+    for (const Event& event : events) {
+      if (const T* typed = std::get_if<T>(&event)) {
+        out.push_back(*typed);
+      }
+    }
+    return out;
+  }
+
+  std::vector<Event> events;
+  bool writable = true;
+  std::vector<std::function<void()>> waiting;
+};
+
+SendMessage Message(std::string id, std::string content, std::string conversation_id = "",
+                    std::string model = "") {
+  return SendMessage{std::move(id), std::move(conversation_id), std::move(content),
+                     std::move(model)};
+}
+
+class TurnTest : public ::testing::Test {
+ protected:
+  // One server and channel for the whole suite, as in production where both
+  // live as long as the process: tearing gRPC down and up per test only tests gRPC.
+  static void SetUpTestSuite() {
+    backends_ = new testing::FakeBackends();
+    channel_ = new std::shared_ptr<grpc::Channel>(
+        grpc::CreateChannel(backends_->address, grpc::InsecureChannelCredentials()));
+  }
+
+  TurnTest() : work_(io_.get_executor()), persistence_(*channel_), inference_(*channel_) {
+    backends_->persistence.Reset();
+    backends_->inference.Reset();
+    deps_.persistence = &persistence_;
+    deps_.inference = &inference_;
+    deps_.metrics = &metrics_;
+    deps_.tracker = &tracker_;
+    deps_.history_messages = 20;
+  }
+
+  ~TurnTest() override {
+    // Let cancelled or abandoned turns unwind before the clients go away.
+    RunUntil([&] { return tracker_.running() == 0; });
+  }
+
+  // Runs the strand's work until `done` holds; fails the test after 30 s.
+  template <class Predicate>
+  bool RunUntil(Predicate done) {
+    const absl::Time deadline = absl::Now() + absl::Seconds(30);
+    while (!done()) {
+      if (absl::Now() > deadline) {
+        ADD_FAILURE() << "timed out";
+        return false;
+      }
+      io_.run_one_for(std::chrono::milliseconds(100));
+    }
+    return true;
+  }
+
+  void StartTurn(SendMessage message, std::shared_ptr<RecordingSink> sink,
+                 const std::string& user = "alice") {
+    Turn::Start(deps_, io_.get_executor(), sink, user, std::move(message), Turn::Clock::now());
+  }
+
+  // Runs a whole turn and returns what the client saw.
+  std::shared_ptr<RecordingSink> RunTurn(SendMessage message, const std::string& user = "alice") {
+    auto sink = std::make_shared<RecordingSink>();
+    StartTurn(std::move(message), sink, user);
+    RunUntil([&] { return tracker_.running() == 0; });
+    return sink;
+  }
+
+  double TurnsWithOutcome(const std::string& outcome) { return metrics_.Turn(outcome).Value(); }
+
+  static testing::FakeBackends* backends_;
+  static std::shared_ptr<grpc::Channel>* channel_;
+  net::io_context io_;
+  net::executor_work_guard<net::io_context::executor_type> work_;
+  PersistenceClient persistence_;
+  InferenceClient inference_;
+  EdgeMetrics metrics_;
+  TurnTracker tracker_;
+  TurnDeps deps_;
+};
+
+testing::FakeBackends* TurnTest::backends_ = nullptr;
+std::shared_ptr<grpc::Channel>* TurnTest::channel_ = nullptr;
+
+TEST_F(TurnTest, StreamsTheReplyAndStoresExactlyWhatWasStreamed) {
+  std::shared_ptr<RecordingSink> sink = RunTurn(Message("c1", "Hi"));
+
+  ASSERT_EQ(sink->events.size(), 6u);
+  const Ack* ack = std::get_if<Ack>(&sink->events[0]);
+  ASSERT_NE(ack, nullptr);
+  EXPECT_EQ(ack->id, "c1");
+  const StreamStart* start = std::get_if<StreamStart>(&sink->events[1]);
+  ASSERT_NE(start, nullptr);
+  EXPECT_EQ(start->conversation_id, ack->conversation_id);
+  EXPECT_EQ(start->model, "fake-model");  // The service's default, by name.
+  std::string streamed;
+  const std::vector<StreamToken> tokens = sink->All<StreamToken>();
+  ASSERT_EQ(tokens.size(), 3u);
+  for (size_t i = 0; i < tokens.size(); ++i) {
+    EXPECT_EQ(tokens[i].seq, static_cast<int64_t>(i + 1));
+    EXPECT_EQ(tokens[i].message_id, start->message_id);
+    streamed += tokens[i].token;
+  }
+  EXPECT_EQ(streamed, "Hello there");
+  const StreamComplete* complete = std::get_if<StreamComplete>(&sink->events[5]);
+  ASSERT_NE(complete, nullptr);
+  EXPECT_EQ(complete->message_id, start->message_id);
+  EXPECT_EQ(complete->last_seq, 3);
+  EXPECT_EQ(complete->finish_reason, "stop");
+  EXPECT_EQ(complete->prompt_tokens, 5);
+  EXPECT_EQ(complete->completion_tokens, 3);
+
+  const std::vector<persistence_pb::Message> stored =
+      backends_->persistence.Messages(ack->conversation_id);
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[0].id(), ack->message_id);
+  EXPECT_EQ(stored[0].content(), "Hi");
+  EXPECT_EQ(stored[0].client_message_id(), "c1");
+  EXPECT_EQ(stored[1].id(), start->message_id);
+  EXPECT_EQ(stored[1].parent_id(), ack->message_id);
+  EXPECT_EQ(stored[1].role(), persistence_pb::ROLE_ASSISTANT);
+  EXPECT_EQ(stored[1].content(), streamed);
+  EXPECT_EQ(stored[1].status(), persistence_pb::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(stored[1].model(), "fake-model");
+  EXPECT_EQ(TurnsWithOutcome("complete"), 1);
+  EXPECT_EQ(metrics_.tokens_total.Value(), 3);
+}
+
+TEST_F(TurnTest, SendsRecentHistoryAndTheNewMessageToInference) {
+  const std::string conversation = "conv-1";
+  backends_->persistence.Seed("alice", conversation, persistence_pb::ROLE_USER, "one");
+  backends_->persistence.Seed("alice", conversation, persistence_pb::ROLE_ASSISTANT, "two");
+  backends_->persistence.Seed("alice", conversation, persistence_pb::ROLE_USER, "three");
+  backends_->persistence.Seed("alice", conversation, persistence_pb::ROLE_ASSISTANT, "four");
+  deps_.history_messages = 3;
+
+  std::shared_ptr<RecordingSink> sink = RunTurn(Message("c2", "five", conversation, "m"));
+  ASSERT_EQ(sink->All<StreamComplete>().size(), 1u);
+
+  const std::vector<inference_pb::GenerateRequest> requests = backends_->inference.Requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].model(), "m");
+  EXPECT_EQ(requests[0].user_id(), "alice");
+  ASSERT_EQ(requests[0].messages_size(), 3);
+  EXPECT_EQ(requests[0].messages(0).content(), "three");
+  EXPECT_EQ(requests[0].messages(0).role(), inference_pb::ROLE_USER);
+  EXPECT_EQ(requests[0].messages(1).content(), "four");
+  EXPECT_EQ(requests[0].messages(1).role(), inference_pb::ROLE_ASSISTANT);
+  EXPECT_EQ(requests[0].messages(2).content(), "five");
+  EXPECT_EQ(requests[0].messages(2).role(), inference_pb::ROLE_USER);
+}
+
+TEST_F(TurnTest, InferenceFailingMidStreamStoresThePartialReplyAsInterrupted) {
+  backends_->inference.SetScript(
+      {.deltas = {"par", "tial"}, .fail_with = absl::UnavailableError("engine crashed")});
+  std::shared_ptr<RecordingSink> sink = RunTurn(Message("c3", "Hi"));
+
+  EXPECT_EQ(sink->All<StreamToken>().size(), 2u);
+  EXPECT_TRUE(sink->All<StreamComplete>().empty());
+  const std::vector<ErrorEvent> errors = sink->All<ErrorEvent>();
+  ASSERT_EQ(errors.size(), 1u);
+  EXPECT_EQ(errors[0].code, ErrorCode::kInferenceUnavailable);
+  EXPECT_EQ(errors[0].id, "c3");
+
+  const std::vector<persistence_pb::Message> stored =
+      backends_->persistence.Messages(sink->All<Ack>().at(0).conversation_id);
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[1].content(), "partial");
+  EXPECT_EQ(stored[1].status(), persistence_pb::MESSAGE_STATUS_INTERRUPTED);
+  EXPECT_EQ(TurnsWithOutcome("interrupted"), 1);
+}
+
+TEST_F(TurnTest, StorageDownIsAnErrorBeforeAnyAck) {
+  backends_->persistence.FailAppends(absl::UnavailableError("disk on fire"));
+  std::shared_ptr<RecordingSink> sink = RunTurn(Message("c4", "Hi"));
+  ASSERT_EQ(sink->events.size(), 1u);
+  const ErrorEvent* error = std::get_if<ErrorEvent>(&sink->events[0]);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->code, ErrorCode::kStorageUnavailable);
+  EXPECT_EQ(error->id, "c4");
+  EXPECT_TRUE(backends_->inference.Requests().empty());
+  EXPECT_EQ(TurnsWithOutcome("error"), 1);
+}
+
+TEST_F(TurnTest, SomeoneElsesConversationIsNotFound) {
+  backends_->persistence.Seed("bob", "bobs", persistence_pb::ROLE_USER, "secret");
+  std::shared_ptr<RecordingSink> sink = RunTurn(Message("c5", "let me in", "bobs"));
+  ASSERT_EQ(sink->events.size(), 1u);
+  const ErrorEvent* error = std::get_if<ErrorEvent>(&sink->events[0]);
+  ASSERT_NE(error, nullptr);
+  EXPECT_EQ(error->code, ErrorCode::kNotFound);
+  EXPECT_EQ(backends_->persistence.Messages("bobs").size(), 1u);
+}
+
+TEST_F(TurnTest, ASlowSocketStopsTheTurnPullingTokensUntilItDrains) {
+  auto sink = std::make_shared<RecordingSink>();
+  sink->writable = false;
+  StartTurn(Message("c6", "Hi"), sink);
+  ASSERT_TRUE(RunUntil([&] { return !sink->waiting.empty(); }));
+  // One chunk was taken; the next is not read until the socket drains.
+  EXPECT_EQ(sink->All<StreamToken>().size(), 1u);
+  EXPECT_EQ(tracker_.running(), 1u);
+
+  sink->writable = true;
+  for (auto& resume : std::exchange(sink->waiting, {})) {
+    resume();
+  }
+  ASSERT_TRUE(RunUntil([&] { return tracker_.running() == 0; }));
+  EXPECT_EQ(sink->All<StreamToken>().size(), 3u);
+  EXPECT_EQ(sink->All<StreamComplete>().size(), 1u);
+}
+
+TEST_F(TurnTest, ADroppedConnectionDoesNotStopTheTurn) {
+  auto sink = std::make_shared<RecordingSink>();
+  StartTurn(Message("c7", "Hi"), sink);
+  ASSERT_TRUE(RunUntil([&] { return !sink->All<StreamStart>().empty(); }));
+  const std::string conversation = sink->All<Ack>().at(0).conversation_id;
+  sink.reset();  // The client went away.
+  ASSERT_TRUE(RunUntil([&] { return tracker_.running() == 0; }));
+
+  const std::vector<persistence_pb::Message> stored = backends_->persistence.Messages(conversation);
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[1].content(), "Hello there");
+  EXPECT_EQ(stored[1].status(), persistence_pb::MESSAGE_STATUS_COMPLETE);
+}
+
+TEST_F(TurnTest, CancelStoresTheStreamedPrefixAsCancelled) {
+  auto sink = std::make_shared<RecordingSink>();
+  sink->writable = false;  // Holds the turn after its first token.
+  StartTurn(Message("c8", "Hi"), sink);
+  ASSERT_TRUE(RunUntil([&] { return !sink->waiting.empty(); }));
+  tracker_.CancelAll();
+  ASSERT_TRUE(RunUntil([&] { return tracker_.running() == 0; }));
+
+  EXPECT_TRUE(sink->All<StreamComplete>().empty());
+  const std::vector<persistence_pb::Message> stored =
+      backends_->persistence.Messages(sink->All<Ack>().at(0).conversation_id);
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[1].content(), "Hel");
+  EXPECT_EQ(stored[1].status(), persistence_pb::MESSAGE_STATUS_CANCELLED);
+  EXPECT_EQ(TurnsWithOutcome("cancelled"), 1);
+}
+
+}  // namespace
+}  // namespace parley::edge
