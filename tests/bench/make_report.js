@@ -57,15 +57,15 @@ if (concurrencies.length > 0) {
   md.push('### Stream latency (64 tokens at 20 ms, zero engine TTFT)', '');
   md.push('Client-side, vLLM `benchmark_serving` conventions: TTFT from handing the `message` frame to the socket ' +
     'to the first `stream_token`; inter-token gap (ITL) pooled over all streams; milliseconds.', '');
-  md.push('| C | side | turns | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 | ITL p99.9 | ITL max | tokens/s | seq faults | failed turns | edge CPU s/1k tok |');
-  md.push('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  md.push('| C | side | turns | TTFT p50 | TTFT p99 | ITL p50 | ITL p99 | ITL p99.9 | ITL max | tokens/s | seq faults | failed turns | edge CPU s/1k tok | servers CPU s/1k tok |');
+  md.push('| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const c of concurrencies) {
     for (const side of sides) {
       const r = latency(side, c);
       if (!r) continue;
       md.push(`| ${int(c)} | ${sideNames[side]} | ${int(get(r, 'turns', 'completed'))} | ${f(get(r, 'ttft_ms', 'p50'))} | ${f(get(r, 'ttft_ms', 'p99'))} | ` +
         `${f(get(r, 'itl_ms', 'p50'))} | ${f(get(r, 'itl_ms', 'p99'))} | ${f(get(r, 'itl_ms', 'p999'))} | ${f(get(r, 'itl_ms', 'max'))} | ` +
-        `${int(r.tokens_per_second)} | ${int(faults(r))} | ${int(failures(r))} | ${f(get(r, 'cpu_seconds_per_1000_tokens', 'edge'), 4)} |`);
+        `${int(r.tokens_per_second)} | ${int(faults(r))} | ${int(failures(r))} | ${f(get(r, 'cpu_seconds_per_1000_tokens', 'edge'), 4)} | ${f(get(r, 'cpu_seconds_per_1000_tokens', 'servers'), 4)} |`);
     }
   }
   md.push('');
@@ -87,7 +87,7 @@ if (concurrencies.length > 0) {
 // --- saturation ----------------------------------------------------------------------
 const saturation = (side) => runs[`${side}-saturation`];
 if (sides.some(saturation)) {
-  md.push('### Saturation (unpaced engine, replies of up to 256 tokens, 64 clients)', '');
+  md.push('### Saturation (unpaced engine, 64-token replies, 64 clients)', '');
   md.push('| side | tokens/s to clients | turns/s | tokens per reply | TTFT p99 | edge CPU s / 1k tokens | all servers CPU s / 1k tokens | load generator CPU s / 1k tokens | seq faults | failed turns |');
   md.push('| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const side of sides) {
