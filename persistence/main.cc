@@ -26,6 +26,7 @@ ABSL_FLAG(std::string, store, "sqlite:data/parley.db",
 ABSL_FLAG(std::string, store_password_file, "",
           "File holding the PostgreSQL password (else PARLEY_STORE_PASSWORD)");
 ABSL_FLAG(int, store_threads, 8, "Threads running blocking store calls");
+ABSL_FLAG(int, store_pool_size, 8, "Most PostgreSQL connections open at once");
 
 namespace {
 
@@ -35,16 +36,19 @@ int Fail(const std::string& message) {
 }
 
 // The password never travels on the command line, where `ps` shows it.
-std::string StorePassword() {
+absl::StatusOr<std::string> StorePassword() {
   const std::string file = absl::GetFlag(FLAGS_store_password_file);
   if (!file.empty()) {
     std::ifstream in(file);
+    if (!in) {
+      return absl::InvalidArgumentError(absl::StrCat("cannot read --store_password_file ", file));
+    }
     std::stringstream contents;
     contents << in.rdbuf();
     return std::string(absl::StripTrailingAsciiWhitespace(contents.str()));
   }
   const char* password = std::getenv("PARLEY_STORE_PASSWORD");
-  return password != nullptr ? password : "";
+  return std::string(password != nullptr ? password : "");
 }
 
 // The configured host with the port actually bound (port 0 picks one).
@@ -64,8 +68,13 @@ int main(int argc, char** argv) {
                              "parley-persistence --listen=HOST:PORT --metrics_listen=HOST:PORT "
                              "--store=sqlite:PATH|postgresql://USER@HOST:PORT/DB");
 
+  absl::StatusOr<std::string> password = StorePassword();
+  if (!password.ok()) {
+    return Fail(password.status().ToString());
+  }
   absl::StatusOr<std::unique_ptr<parley::persistence::Store>> store =
-      parley::persistence::OpenStore(absl::GetFlag(FLAGS_store), StorePassword());
+      parley::persistence::OpenStore(absl::GetFlag(FLAGS_store), *password,
+                                     absl::GetFlag(FLAGS_store_pool_size));
   if (!store.ok()) {
     return Fail(store.status().ToString());
   }
