@@ -166,7 +166,7 @@ before(async () => {
   context = await chromium.launchPersistentContext(path.join(tempDir, "chromium-profile"), {
     executablePath: chromiumPath,
     headless: true,
-    timeout: kStartTimeoutMs,
+    timeout: 2 * kStartTimeoutMs,  // a cold browser start is slow on a loaded machine
     viewport: { width: 900, height: 640 },
     args: [
       "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
