@@ -1,14 +1,10 @@
 #include "edge/metrics.h"
 
 #include "absl/strings/str_cat.h"
+#include "common/grpc_metrics.h"
 
 namespace parley::edge {
 namespace {
-
-// Millisecond-friendly latency buckets, 0.5 ms to 10 s, shared by every service.
-prometheus::Histogram::BucketBoundaries LatencyBuckets() {
-  return {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10};
-}
 
 prometheus::Family<prometheus::Counter>& CounterFamily(prometheus::Registry& registry,
                                                        const std::string& name,
@@ -19,7 +15,7 @@ prometheus::Family<prometheus::Counter>& CounterFamily(prometheus::Registry& reg
 prometheus::Histogram& Latency(prometheus::Registry& registry, const std::string& name,
                                const std::string& help) {
   return prometheus::BuildHistogram().Name(name).Help(help).Register(registry).Add(
-      {}, LatencyBuckets());
+      {}, common::LatencyBuckets());
 }
 
 }  // namespace

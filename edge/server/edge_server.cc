@@ -4,10 +4,9 @@
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/ip/address.hpp"
+#include "common/grpc_metrics.h"
 #include "common/host_port.h"
 #include "common/log.h"
-#include "grpcpp/create_channel.h"
-#include "grpcpp/security/credentials.h"
 
 namespace parley::edge {
 
@@ -41,10 +40,12 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
   context.allow_anonymous = options.allow_anonymous;
   // Channels connect lazily and reconnect by themselves; a backend that is
   // down at start only makes /readyz fail until it comes up.
-  context.persistence = std::make_unique<PersistenceClient>(
-      grpc::CreateChannel(options.persistence, grpc::InsecureChannelCredentials()));
-  context.inference = std::make_unique<InferenceClient>(
-      grpc::CreateChannel(options.inference, grpc::InsecureChannelCredentials()));
+  // Calls are counted as parley_edge_grpc_client_* and balanced over every
+  // address a target resolves to (a headless Service's pods).
+  context.persistence = std::make_unique<PersistenceClient>(common::CreateInstrumentedChannel(
+      options.persistence, context.metrics.shared_registry(), "edge"));
+  context.inference = std::make_unique<InferenceClient>(common::CreateInstrumentedChannel(
+      options.inference, context.metrics.shared_registry(), "edge"));
   context.turn_deps = TurnDeps{
       .persistence = context.persistence.get(),
       .inference = context.inference.get(),
