@@ -273,6 +273,7 @@ TEST_F(ChatTurnTest, TwoTurnsStreamInOrderAndAreStored) {
       metrics->body, absl::StrCat("parley_edge_tokens_total ", first.last_seq + second.last_seq)));
   EXPECT_TRUE(
       absl::StrContains(metrics->body, "parley_edge_frames_received_total{type=\"invalid\"} 3"));
+  EXPECT_TRUE(absl::StrContains(metrics->body, "parley_edge_grpc_client_handled_total{"));
 }
 
 TEST_F(ChatTurnTest, ServesHealthReadinessMetricsAndTheChatPage) {
