@@ -2,7 +2,9 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <functional>
 #include <limits>
+#include <unordered_map>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -122,6 +124,54 @@ absl::Status DecodeToken(const std::string& token, absl::string_view kind, int64
     return absl::InvalidArgumentError("invalid page token");
   }
   return absl::OkStatus();
+}
+
+// Splits `total` rows into statements of 64, 16, 4 or 1 rows, so a few
+// prepared statements serve every batch size.
+absl::Status ForChunks(size_t total,
+                       const std::function<absl::Status(size_t begin, size_t count)>& run) {
+  size_t begin = 0;
+  while (begin < total) {
+    size_t count = 1;
+    for (size_t size : {64, 16, 4}) {
+      if (total - begin >= size) {
+        count = size;
+        break;
+      }
+    }
+    if (absl::Status status = run(begin, count); !status.ok()) {
+      return status;
+    }
+    begin += count;
+  }
+  return absl::OkStatus();
+}
+
+// "$1, $2, …" for `count` values.
+std::string Placeholders(size_t count) {
+  std::string out;
+  for (size_t i = 1; i <= count; ++i) {
+    absl::StrAppend(&out, i == 1 ? "" : ", ", "$", i);
+  }
+  return out;
+}
+
+// "($1, $2, $3), ($4, $5, $6)…" for `rows` rows of `width` values; the last
+// value of each row is wrapped in `last_prefix` … `last_suffix` (a cast).
+std::string RowPlaceholders(size_t rows, size_t width, absl::string_view last_prefix = "",
+                            absl::string_view last_suffix = "") {
+  std::string out;
+  size_t n = 1;
+  for (size_t r = 0; r < rows; ++r) {
+    absl::StrAppend(&out, r == 0 ? "(" : ", (");
+    for (size_t c = 0; c < width; ++c, ++n) {
+      const bool last = c + 1 == width;
+      absl::StrAppend(&out, c == 0 ? "" : ", ", last ? last_prefix : "", "$", n,
+                      last ? last_suffix : "");
+    }
+    out += ")";
+  }
+  return out;
 }
 
 absl::StatusOr<v1::Conversation> LoadConversation(SqlTransaction& tx, const std::string& user_id,
@@ -657,60 +707,108 @@ absl::StatusOr<MessagePage> SqlStore::ListMessages(const v1::ListMessagesRequest
 std::vector<absl::StatusOr<int64_t>> SqlStore::AppendDeltas(const std::vector<DeltaRun>& runs) {
   std::vector<absl::StatusOr<int64_t>> results(runs.size());
   std::vector<std::string> changed;
+  // Runs for the same message (two writers racing) go in later rounds so
+  // each round reads the state the previous one left.
+  std::vector<std::vector<size_t>> rounds;
+  {
+    std::unordered_map<std::string, size_t> seen;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      const size_t round = seen[runs[i].message_id]++;
+      if (round == rounds.size()) {
+        rounds.emplace_back();
+      }
+      rounds[round].push_back(i);
+    }
+  }
   absl::Status status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
     changed.clear();
     const int64_t now = NowMicros();
-    for (size_t i = 0; i < runs.size(); ++i) {
-      const DeltaRun& run = runs[i];
-      absl::StatusOr<SqlRows> rows =
-          tx.Query(absl::StrCat("SELECT status, last_seq FROM messages WHERE id = $1",
-                                database_->ForUpdate()),
-                   {run.message_id});
-      if (!rows.ok()) {
-        return rows.status();
+    for (const std::vector<size_t>& round : rounds) {
+      // Statements carry many rows each: a batch of a thousand streams costs
+      // tens of round trips, not thousands.
+      std::unordered_map<std::string, std::pair<int64_t, int64_t>> state;  // status, last_seq
+      absl::Status read = ForChunks(round.size(), [&](size_t begin, size_t count) {
+        std::vector<SqlParam> ids;
+        for (size_t k = 0; k < count; ++k) {
+          ids.push_back(runs[round[begin + k]].message_id);
+        }
+        absl::StatusOr<SqlRows> rows =
+            tx.Query(absl::StrCat("SELECT id, status, last_seq FROM messages WHERE id IN (",
+                                  Placeholders(count), ")", database_->ForUpdate()),
+                     ids);
+        if (!rows.ok()) {
+          return rows.status();
+        }
+        for (int r = 0; r < rows->size(); ++r) {
+          state[rows->Text(r, 0)] = {rows->Int(r, 1), rows->Int(r, 2)};
+        }
+        return absl::OkStatus();
+      });
+      if (!read.ok()) {
+        return read;
       }
-      if (rows->empty()) {
-        results[i] = absl::NotFoundError("message not found");
-        continue;
-      }
-      const int64_t last_seq = rows->Int(0, 1);
-      if (rows->Int(0, 0) != v1::MESSAGE_STATUS_STREAMING) {
-        results[i] = absl::FailedPreconditionError("message is not streaming");
-        continue;
-      }
-      if (run.first_seq > last_seq + 1) {
-        results[i] = absl::FailedPreconditionError(
-            absl::StrCat("delta seq ", run.first_seq, " leaves a gap after ", last_seq));
-        continue;
-      }
-      std::string appended;
-      int64_t seq = run.first_seq;
-      for (const std::string& text : run.texts) {
-        if (seq > last_seq) {
-          if (absl::Status inserted =
-                  tx.Query("INSERT INTO message_deltas (message_id, seq, text) VALUES ($1, $2, $3)",
-                           {run.message_id, seq, text})
-                      .status();
-              !inserted.ok()) {
-            return inserted;
+      std::vector<SqlParam> inserts;  // message_id, seq, text per row
+      std::vector<SqlParam> updates;  // message_id, appended text, new last seq per row
+      for (size_t i : round) {
+        const DeltaRun& run = runs[i];
+        auto it = state.find(run.message_id);
+        if (it == state.end()) {
+          results[i] = absl::NotFoundError("message not found");
+          continue;
+        }
+        const auto [message_status, last_seq] = it->second;
+        if (message_status != v1::MESSAGE_STATUS_STREAMING) {
+          results[i] = absl::FailedPreconditionError("message is not streaming");
+          continue;
+        }
+        if (run.first_seq > last_seq + 1) {
+          results[i] = absl::FailedPreconditionError(
+              absl::StrCat("delta seq ", run.first_seq, " leaves a gap after ", last_seq));
+          continue;
+        }
+        std::string appended;
+        int64_t seq = run.first_seq;
+        for (const std::string& text : run.texts) {
+          if (seq > last_seq) {  // lower seqs are stored already: a retry
+            inserts.insert(inserts.end(), {run.message_id, seq, text});
+            appended += text;
           }
-          appended += text;
+          ++seq;
         }
-        ++seq;
-      }
-      const int64_t new_last = std::max(last_seq, seq - 1);
-      if (new_last > last_seq) {
-        if (absl::Status updated =
-                tx.Query("UPDATE messages SET content = content || $1, last_seq = $2,"
-                         " update_time = $3 WHERE id = $4",
-                         {appended, new_last, now, run.message_id})
-                    .status();
-            !updated.ok()) {
-          return updated;
+        const int64_t new_last = std::max(last_seq, seq - 1);
+        if (new_last > last_seq) {
+          updates.insert(updates.end(), {run.message_id, std::move(appended), new_last});
+          changed.push_back(run.message_id);
         }
-        changed.push_back(run.message_id);
+        results[i] = new_last;
       }
-      results[i] = new_last;
+      absl::Status written = ForChunks(inserts.size() / 3, [&](size_t begin, size_t count) {
+        return tx
+            .Query(absl::StrCat("INSERT INTO message_deltas (message_id, seq, text) VALUES ",
+                                RowPlaceholders(count, 3)),
+                   std::vector<SqlParam>(inserts.begin() + 3 * begin,
+                                         inserts.begin() + 3 * (begin + count)))
+            .status();
+      });
+      if (!written.ok()) {
+        return written;
+      }
+      written = ForChunks(updates.size() / 3, [&](size_t begin, size_t count) {
+        std::vector<SqlParam> params(updates.begin() + 3 * begin,
+                                     updates.begin() + 3 * (begin + count));
+        params.push_back(now);
+        return tx
+            .Query(absl::StrCat("UPDATE messages SET content = content || v.column2,"
+                                " last_seq = v.column3, update_time = $",
+                                3 * count + 1, " FROM (VALUES ",
+                                RowPlaceholders(count, 3, "CAST(", " AS BIGINT)"),
+                                ") AS v WHERE messages.id = v.column1"),
+                   params)
+            .status();
+      });
+      if (!written.ok()) {
+        return written;
+      }
     }
     return database_->NotifyChanged(tx, changed);
   });

@@ -99,5 +99,23 @@ TEST_F(SqliteStoreTest, DeltaRunsSkipRepeatsRefuseGapsAndNotify) {
   EXPECT_EQ(reread->status(), v1::MESSAGE_STATUS_CANCELLED);
 }
 
+TEST_F(SqliteStoreTest, LargeBatchesAndRepeatedMessagesCommitInOrder) {
+  // 70 messages span several multi-row statements; the first also appears twice.
+  std::vector<DeltaRun> runs;
+  for (int i = 0; i < 70; ++i) {
+    runs.push_back(DeltaRun{Streaming().id(), 1, {"a", "b"}});
+  }
+  runs.push_back(DeltaRun{runs[0].message_id, 3, {"c"}});
+  std::vector<absl::StatusOr<int64_t>> results = store_->AppendDeltas(runs);
+  ASSERT_EQ(results.size(), runs.size());
+  for (int i = 0; i < 70; ++i) {
+    ASSERT_TRUE(results[i].ok()) << results[i].status();
+    EXPECT_EQ(*results[i], 2);
+    EXPECT_EQ(store_->GetMessage("u", runs[i].message_id)->content(), i == 0 ? "abc" : "ab");
+  }
+  ASSERT_TRUE(results[70].ok());
+  EXPECT_EQ(*results[70], 3);
+}
+
 }  // namespace
 }  // namespace parley::persistence
