@@ -92,6 +92,8 @@ int main(int argc, char** argv) {
   parley::common::GrpcServerOptions server_options;
   server_options.listen = absl::GetFlag(FLAGS_listen);
   server_options.services = {service.get()};
+  server_options.metrics_registry = registry;
+  server_options.metrics_service = "persistence";
   absl::StatusOr<parley::common::RunningGrpcServer> server =
       parley::common::StartGrpcServer(server_options);
   if (!server.ok()) {

@@ -1,7 +1,11 @@
 // Drives real parley-persistence processes: crashes, restarts, and replicas
 // sharing one PostgreSQL.
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
+#include <unistd.h>
 
 #include <cstdlib>
 #include <memory>
@@ -28,6 +32,30 @@ std::string TextThrough(int64_t last_seq) {
     text += DeltaText(seq);
   }
   return text;
+}
+
+// GET /metrics over a plain socket; "" if it cannot connect.
+std::string FetchMetrics(const std::string& address) {
+  const size_t colon = address.rfind(':');
+  sockaddr_in target{};
+  target.sin_family = AF_INET;
+  target.sin_port = htons(static_cast<uint16_t>(std::stoi(address.substr(colon + 1))));
+  inet_pton(AF_INET, address.substr(0, colon).c_str(), &target.sin_addr);
+  const int fd = socket(AF_INET, SOCK_STREAM, 0);
+  if (connect(fd, reinterpret_cast<sockaddr*>(&target), sizeof(target)) != 0) {
+    close(fd);
+    return "";
+  }
+  const std::string request = "GET /metrics HTTP/1.0\r\nHost: " + address + "\r\n\r\n";
+  EXPECT_EQ(write(fd, request.data(), request.size()), static_cast<ssize_t>(request.size()));
+  std::string response;
+  char buffer[4096];
+  ssize_t n;
+  while ((n = read(fd, buffer, sizeof(buffer))) > 0) {
+    response.append(buffer, n);
+  }
+  close(fd);
+  return response;
 }
 
 struct Server {
@@ -160,9 +188,19 @@ TEST_P(ProcessTest, AcknowledgedDeltasSurviveSigkill) {
   }
 }
 
-TEST_P(ProcessTest, SigtermStopsCleanly) {
+TEST_P(ProcessTest, ServesMetricsAndStopsCleanlyOnSigterm) {
   Server server = StartServer(Spec());
   ASSERT_NE(server.stub, nullptr);
+  AppendStreaming(*server.stub, testing::UniqueUser("metrics"));
+  const std::string metrics = FetchMetrics(server.process->WaitForListening("metrics_listen"));
+  for (const char* name :
+       {"parley_persistence_operation_duration_seconds", "parley_persistence_write_batch_size",
+        "parley_persistence_durable_lag_seconds", "parley_persistence_watchers",
+        "parley_persistence_deltas_total", "parley_persistence_streams_active"}) {
+    EXPECT_NE(metrics.find(name), std::string::npos) << name;
+  }
+  EXPECT_NE(metrics.find("operation=\"append_message\""), std::string::npos);
+  EXPECT_NE(metrics.find("parley_persistence_grpc_server_handled_total"), std::string::npos);
   server.process->Signal(SIGTERM);
   EXPECT_EQ(server.process->Wait(), 0);
 }
