@@ -216,8 +216,8 @@ if (concurrencies.length > 0) {
     `set output '${path.join(assets, file)}'`,
     `set title '${title}'`,
     `plot ${plotted.flatMap((s) => [
-      `'${path.join(work, `${s}.dat`)}' using 1:${col} with linespoints title '${sideNames[s]} p50'`,
-      `'${path.join(work, `${s}.dat`)}' using 1:${col + 2} with linespoints dashtype 2 title '${sideNames[s]} p99'`,
+      `'${path.join(work, `${s}.dat`)}' using 1:${col} with linespoints linecolor ${sides.indexOf(s) + 1} title '${sideNames[s]} p50'`,
+      `'${path.join(work, `${s}.dat`)}' using 1:${col + 2} with linespoints linecolor ${sides.indexOf(s) + 1} dashtype 2 title '${sideNames[s]} p99'`,
     ]).join(', ')}`,
   ].join('\n');
   const script = [
