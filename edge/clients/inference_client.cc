@@ -10,10 +10,12 @@ namespace parley::edge {
 GenerateStream::GenerateStream(inference_pb::InferenceService::Stub* stub, Callbacks callbacks)
     : stub_(stub), callbacks_(std::move(callbacks)) {}
 
-void GenerateStream::Start(inference_pb::GenerateRequest request, absl::Duration deadline) {
+void GenerateStream::Start(inference_pb::GenerateRequest request, absl::Duration deadline,
+                           const common::TraceContext& trace) {
   self_ = shared_from_this();
   request_ = std::move(request);
   context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  common::AttachTraceContext(context_, trace);
   stub_->async()->Generate(&context_, &request_, this);
   AddHold();
   {
@@ -105,9 +107,10 @@ InferenceClient::InferenceClient(std::shared_ptr<grpc::Channel> channel)
 
 std::shared_ptr<GenerateStream> InferenceClient::Generate(inference_pb::GenerateRequest request,
                                                           absl::Duration deadline,
+                                                          const common::TraceContext& trace,
                                                           GenerateStream::Callbacks callbacks) {
   auto stream = std::make_shared<GenerateStream>(stub_.get(), std::move(callbacks));
-  stream->Start(std::move(request), deadline);
+  stream->Start(std::move(request), deadline, trace);
   return stream;
 }
 

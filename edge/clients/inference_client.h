@@ -9,6 +9,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/trace_context.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/client_callback.h"
@@ -37,7 +38,8 @@ class GenerateStream final : public grpc::ClientReadReactor<inference_pb::Genera
   // Stops the engine; on_done follows with CANCELLED. Safe to repeat.
   void Cancel();
 
-  void Start(inference_pb::GenerateRequest request, absl::Duration deadline);
+  void Start(inference_pb::GenerateRequest request, absl::Duration deadline,
+             const common::TraceContext& trace);
 
  private:
   void OnReadDone(bool ok) override;
@@ -64,6 +66,7 @@ class InferenceClient {
 
   std::shared_ptr<GenerateStream> Generate(inference_pb::GenerateRequest request,
                                            absl::Duration deadline,
+                                           const common::TraceContext& trace,
                                            GenerateStream::Callbacks callbacks);
 
   // Name of the model the service uses when a request names none.

@@ -18,10 +18,11 @@ struct UnaryCall {
 
 template <class Request, class Response, class Method>
 void CallUnary(Method method, Request request, absl::Duration deadline,
-               PersistenceClient::Callback<Response> done) {
+               const common::TraceContext& trace, PersistenceClient::Callback<Response> done) {
   auto call = std::make_shared<UnaryCall<Request, Response>>();
   call->request = std::move(request);
   call->context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  common::AttachTraceContext(call->context, trace);
   method(&call->context, &call->request, &call->response,
          [call, done = std::move(done)](grpc::Status status) {
            if (!status.ok()) {
@@ -37,9 +38,11 @@ void CallUnary(Method method, Request request, absl::Duration deadline,
 MessageWriter::MessageWriter(persistence_pb::ConversationService::Stub* stub, DoneCallback done)
     : stub_(stub), done_(std::move(done)) {}
 
-void MessageWriter::Start(persistence_pb::StreamOpen open, absl::Duration deadline) {
+void MessageWriter::Start(persistence_pb::StreamOpen open, absl::Duration deadline,
+                          const common::TraceContext& trace) {
   self_ = shared_from_this();
   context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  common::AttachTraceContext(context_, trace);
   stub_->async()->WriteMessageStream(&context_, this);
   AddHold();
   persistence_pb::WriteMessageStreamRequest frame;
@@ -184,6 +187,7 @@ PersistenceClient::PersistenceClient(std::shared_ptr<grpc::Channel> channel,
       deadline_(deadline) {}
 
 void PersistenceClient::AppendMessage(persistence_pb::AppendMessageRequest request,
+                                      const common::TraceContext& trace,
                                       Callback<persistence_pb::AppendMessageResponse> done) {
   auto* async = stub_->async();
   CallUnary(
@@ -191,10 +195,11 @@ void PersistenceClient::AppendMessage(persistence_pb::AppendMessageRequest reque
               persistence_pb::AppendMessageResponse* resp, std::function<void(grpc::Status)> cb) {
         async->AppendMessage(context, req, resp, std::move(cb));
       },
-      std::move(request), deadline_, std::move(done));
+      std::move(request), deadline_, trace, std::move(done));
 }
 
 void PersistenceClient::ListMessages(persistence_pb::ListMessagesRequest request,
+                                     const common::TraceContext& trace,
                                      Callback<persistence_pb::ListMessagesResponse> done) {
   auto* async = stub_->async();
   CallUnary(
@@ -202,18 +207,19 @@ void PersistenceClient::ListMessages(persistence_pb::ListMessagesRequest request
               persistence_pb::ListMessagesResponse* resp, std::function<void(grpc::Status)> cb) {
         async->ListMessages(context, req, resp, std::move(cb));
       },
-      std::move(request), deadline_, std::move(done));
+      std::move(request), deadline_, trace, std::move(done));
 }
 
 std::shared_ptr<MessageWriter> PersistenceClient::OpenWriter(const std::string& user_id,
                                                              const std::string& message_id,
+                                                             const common::TraceContext& trace,
                                                              MessageWriter::DoneCallback done) {
   auto writer = std::make_shared<MessageWriter>(stub_.get(), std::move(done));
   persistence_pb::StreamOpen open;
   open.set_user_id(user_id);
   open.set_message_id(message_id);
   // A reply streams for as long as the model talks; the deadline only bounds a stuck stream.
-  writer->Start(std::move(open), absl::Hours(1));
+  writer->Start(std::move(open), absl::Hours(1), trace);
   return writer;
 }
 

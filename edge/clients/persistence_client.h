@@ -11,6 +11,7 @@
 #include "absl/status/statusor.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "common/trace_context.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/client_callback.h"
@@ -49,7 +50,8 @@ class MessageWriter final
   // Frames queued but not yet written.
   size_t pending() const;
 
-  void Start(persistence_pb::StreamOpen open, absl::Duration deadline);
+  void Start(persistence_pb::StreamOpen open, absl::Duration deadline,
+             const common::TraceContext& trace);
 
  private:
   void OnWriteDone(bool ok) override;
@@ -90,14 +92,17 @@ class PersistenceClient {
   template <class T>
   using Callback = std::function<void(absl::StatusOr<T>)>;
 
+  // `trace` is the turn's (or request's) trace context, propagated as `traceparent`.
   void AppendMessage(persistence_pb::AppendMessageRequest request,
+                     const common::TraceContext& trace,
                      Callback<persistence_pb::AppendMessageResponse> done);
-  void ListMessages(persistence_pb::ListMessagesRequest request,
+  void ListMessages(persistence_pb::ListMessagesRequest request, const common::TraceContext& trace,
                     Callback<persistence_pb::ListMessagesResponse> done);
 
   // Opens a write stream for an assistant message appended with status STREAMING.
   std::shared_ptr<MessageWriter> OpenWriter(const std::string& user_id,
                                             const std::string& message_id,
+                                            const common::TraceContext& trace,
                                             MessageWriter::DoneCallback done);
 
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }

@@ -104,6 +104,7 @@ void WsSession::OnRead(beast::error_code ec, size_t /*bytes*/) {
       common::LogInfo("connection closed", {{"reason", ec.message()}});
     }
     closing_ = true;
+    ReleaseWaiters();
     return;
   }
   Dispatch();
@@ -197,17 +198,22 @@ void WsSession::OnWrite(beast::error_code ec, size_t /*bytes*/) {
     queue_.pop_front();
   }
   if (queue_.size() <= kLowWater || closing_) {
-    // Producers resume; a closed socket takes nothing, so they must not wait on it.
-    std::vector<std::function<void()>> waiting = std::move(waiting_for_writable_);
-    waiting_for_writable_.clear();
-    for (auto& resume : waiting) {
-      resume();
-    }
+    ReleaseWaiters();
     if (!closing_) {
       DoRead();
     }
   }
   DoWrite();
+}
+
+void WsSession::ReleaseWaiters() {
+  // Producers resume; a closing socket takes nothing, so nobody may wait on it:
+  // a turn whose client went away still runs to its end and is stored.
+  std::vector<std::function<void()>> waiting = std::move(waiting_for_writable_);
+  waiting_for_writable_.clear();
+  for (auto& resume : waiting) {
+    resume();
+  }
 }
 
 void WsSession::Close(websocket::close_code code) {
@@ -222,11 +228,7 @@ void WsSession::CloseOnStrand(websocket::close_code code) {
   closing_ = true;
   // The frame being written must outlive its async_write.
   queue_.erase(writing_ ? queue_.begin() + 1 : queue_.begin(), queue_.end());
-  std::vector<std::function<void()>> waiting = std::move(waiting_for_writable_);
-  waiting_for_writable_.clear();
-  for (auto& resume : waiting) {
-    resume();
-  }
+  ReleaseWaiters();
   ws_.async_close(websocket::close_reason(code), [self = shared_from_this()](beast::error_code) {});
 }
 

@@ -60,6 +60,7 @@ class WsSession final : public EventSink, public std::enable_shared_from_this<Ws
   void DoWrite();
   void OnWrite(boost::beast::error_code ec, size_t bytes);
   void CloseOnStrand(boost::beast::websocket::close_code code);
+  void ReleaseWaiters();
 
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
   ServerContext& context_;

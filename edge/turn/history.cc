@@ -63,7 +63,7 @@ void LoadHistory(PersistenceClient& persistence, boost::asio::any_io_executor ex
   request.set_page_size(kHistoryPageSize);
   request.set_newest(true);
   persistence.ListMessages(
-      std::move(request),
+      std::move(request), common::NewTraceContext(),
       [executor, sink = std::move(sink), conversation_id = std::move(conversation_id)](
           absl::StatusOr<persistence_pb::ListMessagesResponse> response) {
         Event event = ToEvent(conversation_id, response);

@@ -117,7 +117,7 @@ void Turn::StoreUserMessage() {
   request.set_model(message_.model);
   request.set_status(persistence_pb::MESSAGE_STATUS_COMPLETE);
   deps_.persistence->AppendMessage(
-      std::move(request),
+      std::move(request), trace_,
       OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::AppendMessageResponse> response) {
         if (!response.ok()) {
           self->Fail(StorageErrorCode(response.status()),
@@ -141,7 +141,7 @@ void Turn::LoadHistory() {
   request.set_page_size(deps_.history_messages);
   request.set_newest(true);
   deps_.persistence->ListMessages(
-      std::move(request),
+      std::move(request), trace_,
       OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::ListMessagesResponse> response) {
         if (!response.ok()) {
           self->Fail(StorageErrorCode(response.status()),
@@ -182,7 +182,7 @@ void Turn::OpenAssistantMessage() {
   request.set_model(model_);
   request.set_status(persistence_pb::MESSAGE_STATUS_STREAMING);
   deps_.persistence->AppendMessage(
-      std::move(request),
+      std::move(request), trace_,
       OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::AppendMessageResponse> response) {
         if (!response.ok()) {
           self->Fail(StorageErrorCode(response.status()),
@@ -219,10 +219,10 @@ void Turn::StartStreams() {
   history_.clear();
 
   writer_ = deps_.persistence->OpenWriter(
-      user_id_, assistant_message_id_,
+      user_id_, assistant_message_id_, trace_,
       OnExecutor([](Turn* self, MessageWriter::Result result) { self->OnWriterDone(result); }));
   generate_ = deps_.inference->Generate(
-      std::move(request), deps_.generate_deadline,
+      std::move(request), deps_.generate_deadline, trace_,
       GenerateStream::Callbacks{
           .on_chunk =
               [self = shared_from_this()](inference_pb::GenerateResponse chunk) {
@@ -340,7 +340,8 @@ void Turn::Fail(ErrorCode code, absl::string_view message) {
   Emit(ErrorEvent{code, std::string(message), message_.id});
   const absl::string_view name = ErrorCodeName(code);
   common::LogWarning("turn failed", {{"code", std::string_view(name.data(), name.size())},
-                                     {"message_id", assistant_message_id_}});
+                                     {"message_id", assistant_message_id_},
+                                     {"trace_id", trace_.trace_id}});
   End(generate_ != nullptr && seq_ > 0 ? "interrupted" : "error");
 }
 

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "boost/asio/any_io_executor.hpp"
+#include "common/trace_context.h"
 #include "edge/clients/inference_client.h"
 #include "edge/clients/persistence_client.h"
 #include "edge/metrics.h"
@@ -74,6 +75,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   const std::string user_id_;
   const SendMessage message_;
   const Clock::time_point received_;
+  // Ties the three services' log lines about this turn together.
+  const common::TraceContext trace_ = common::NewTraceContext();
   uint64_t tracker_key_ = 0;
 
   std::string conversation_id_;
