@@ -2,10 +2,15 @@
 
 #include <atomic>
 #include <chrono>
+#include <cstdint>
+#include <optional>
 #include <utility>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/log.h"
+#include "common/trace_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "prometheus/counter.h"
@@ -236,6 +241,79 @@ class ClientMetricsInterceptor : public Interceptor {
   CallMetrics call_;
 };
 
+// Writes one JSON log line per finished RPC (method, code, duration and the
+// caller's trace id), so a turn can be followed into the backends' logs by
+// the trace id the edge sent. Health checks and reflection are not logged:
+// probes would drown everything else.
+class CallLogInterceptor : public Interceptor {
+ public:
+  explicit CallLogInterceptor(const char* method) : method_(method), start_(Clock::now()) {}
+
+  ~CallLogInterceptor() override { Finish(grpc::StatusCode::CANCELLED); }
+
+  void Intercept(InterceptorBatchMethods* methods) override {
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::POST_RECV_INITIAL_METADATA)) {
+      if (auto* metadata = methods->GetRecvInitialMetadata()) {
+        const auto it = metadata->find(kTraceparentKey);
+        if (it != metadata->end()) {
+          if (std::optional<TraceContext> trace =
+                  ParseTraceparent(absl::string_view(it->second.data(), it->second.size()))) {
+            trace_id_ = trace->trace_id;
+          }
+        }
+      }
+    }
+    if (methods->QueryInterceptionHookPoint(InterceptionHookPoints::PRE_SEND_STATUS)) {
+      Finish(methods->GetSendStatus().error_code());
+    }
+    methods->Proceed();
+  }
+
+ private:
+  void Finish(grpc::StatusCode code) {
+    if (logged_) {
+      return;
+    }
+    logged_ = true;
+    const std::chrono::duration<double, std::milli> elapsed = Clock::now() - start_;
+    const std::string code_name = CodeName(code);
+    const std::string duration = absl::StrCat(static_cast<int64_t>(elapsed.count()));
+    // Codes that blame the server are worth a look; the rest are ordinary.
+    const bool server_fault =
+        code == grpc::StatusCode::UNKNOWN || code == grpc::StatusCode::INTERNAL ||
+        code == grpc::StatusCode::UNAVAILABLE || code == grpc::StatusCode::DATA_LOSS;
+    const LogLevel level = server_fault ? LogLevel::kWarning : LogLevel::kInfo;
+    if (trace_id_.empty()) {
+      Log(level, "rpc finished",
+          {{"grpc_method", method_}, {"grpc_code", code_name}, {"duration_ms", duration}});
+    } else {
+      Log(level, "rpc finished",
+          {{"grpc_method", method_},
+           {"grpc_code", code_name},
+           {"duration_ms", duration},
+           {"trace_id", trace_id_}});
+    }
+  }
+
+  std::string method_;
+  Clock::time_point start_;
+  std::string trace_id_;
+  // Hooks of one call never run concurrently, and the destructor runs last.
+  bool logged_ = false;
+};
+
+class CallLogFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
+ public:
+  Interceptor* CreateServerInterceptor(ServerRpcInfo* info) override {
+    const char* method = info->method() == nullptr ? "" : info->method();
+    if (absl::StartsWith(method, "/grpc.health.") ||
+        absl::StartsWith(method, "/grpc.reflection.")) {
+      return nullptr;
+    }
+    return new CallLogInterceptor(method);
+  }
+};
+
 class ServerFactory : public grpc::experimental::ServerInterceptorFactoryInterface {
  public:
   ServerFactory(std::shared_ptr<prometheus::Registry> registry, const std::string& service)
@@ -280,6 +358,11 @@ std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 MakeServerMetricsInterceptorFactory(std::shared_ptr<prometheus::Registry> registry,
                                     const std::string& service) {
   return std::make_unique<ServerFactory>(std::move(registry), service);
+}
+
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+MakeServerCallLogInterceptorFactory() {
+  return std::make_unique<CallLogFactory>();
 }
 
 std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>

@@ -29,6 +29,12 @@ std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
 MakeServerMetricsInterceptorFactory(std::shared_ptr<prometheus::Registry> registry,
                                     const std::string& service);
 
+// Logs one JSON line per finished RPC ("rpc finished": grpc_method, grpc_code,
+// duration_ms, and trace_id when the caller sent a `traceparent`). Health
+// checks and reflection are skipped. Server-fault codes log as warnings.
+std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>
+MakeServerCallLogInterceptorFactory();
+
 // The same for the calling side, as parley_<service>_grpc_client_* (the edge
 // uses "edge"): started, handled by code, handling seconds and messages.
 std::unique_ptr<grpc::experimental::ClientInterceptorFactoryInterface>

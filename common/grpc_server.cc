@@ -24,10 +24,15 @@ absl::StatusOr<RunningGrpcServer> StartGrpcServer(const GrpcServerOptions& optio
     // Give in-flight streams time to finish after the GOAWAY.
     builder.AddChannelArgument(GRPC_ARG_MAX_CONNECTION_AGE_GRACE_MS, 5 * 60 * 1000);
   }
+  std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
   if (options.metrics_registry != nullptr) {
-    std::vector<std::unique_ptr<grpc::experimental::ServerInterceptorFactoryInterface>> creators;
     creators.push_back(
         MakeServerMetricsInterceptorFactory(options.metrics_registry, options.metrics_service));
+  }
+  if (options.log_calls) {
+    creators.push_back(MakeServerCallLogInterceptorFactory());
+  }
+  if (!creators.empty()) {
     builder.experimental().SetInterceptorCreators(std::move(creators));
   }
   RunningGrpcServer running;

@@ -20,6 +20,9 @@ struct GrpcServerOptions {
   // parley_<metrics_service>_grpc_server_* (see common/grpc_metrics.h).
   std::shared_ptr<prometheus::Registry> metrics_registry;
   std::string metrics_service;
+  // One log line per finished RPC, with the caller's trace id (health checks
+  // excepted); see MakeServerCallLogInterceptorFactory.
+  bool log_calls = true;
 };
 
 struct RunningGrpcServer {

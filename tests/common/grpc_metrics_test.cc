@@ -253,6 +253,39 @@ TEST_F(GrpcMetricsTest, TraceContextTravelsInMetadata) {
   EXPECT_NE(seen->span_id, "00f067aa0ba902b7");
 }
 
+TEST_F(GrpcMetricsTest, FinishedCallsAreLoggedWithTheCallersTraceId) {
+  const TraceContext turn =
+      ContinueOrStartTrace("00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01");
+  ::testing::internal::CaptureStdout();
+  {
+    grpc::ClientContext context;
+    AttachTraceContext(context, turn);
+    Generate(2, context);
+  }
+  {
+    grpc::ClientContext context;
+    v1::ListModelsResponse response;
+    stub_->ListModels(&context, v1::ListModelsRequest(), &response);
+  }
+  const std::string logs = ::testing::internal::GetCapturedStdout();
+  EXPECT_NE(logs.find(R"("level":"info","service":)"), std::string::npos) << logs;
+  EXPECT_NE(
+      logs.find(
+          R"("msg":"rpc finished","grpc_method":"/parley.inference.v1.InferenceService/Generate","grpc_code":"OK")"),
+      std::string::npos)
+      << logs;
+  EXPECT_NE(logs.find(R"("trace_id":"4bf92f3577b34da6a3ce929d0e0e4736"})"), std::string::npos)
+      << logs;
+  // A failure that blames the server is a warning, and without a traceparent
+  // there is no trace id.
+  EXPECT_NE(logs.find(R"("level":"warning")"), std::string::npos) << logs;
+  EXPECT_NE(
+      logs.find(
+          R"("grpc_method":"/parley.inference.v1.InferenceService/ListModels","grpc_code":"Unavailable","duration_ms":)"),
+      std::string::npos)
+      << logs;
+}
+
 TEST_F(GrpcMetricsTest, NoTraceContextWhenNoneSent) {
   grpc::ClientContext context;
   Generate(1, context);
