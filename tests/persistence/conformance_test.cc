@@ -616,34 +616,44 @@ TEST_P(ConformanceTest, WatchAfterTheStreamReplaysAndFinishes) {
 }
 
 TEST_P(ConformanceTest, WatchBeforeAndDuringTheStreamFollowsIt) {
-  const v1::Message message = StartStreaming(alice_);
+  // Text the message was opened with lets the first watcher prove it is
+  // following before any delta is written.
+  const v1::Message message =
+      Append(alice_, Create(alice_).id(), "pre:", "", v1::MESSAGE_STATUS_STREAMING);
   grpc::ClientContext before_context;
   v1::WatchMessageRequest request;
   request.set_user_id(alice_);
   request.set_message_id(message.id());
   auto before = stub_->WatchMessage(&before_context, request);
+  WatchResult before_result;
+  ReadWatch(*before, before_result, /*stop_after_first_delta=*/true);
+  EXPECT_EQ(before_result.text, "pre:");
+  EXPECT_THAT(before_result.seqs, ElementsAre(0));
 
   ASSERT_TRUE(WriteStream(alice_, message.id(), {{1, "one "}, {2, "two "}}, false).status.ok());
   grpc::ClientContext during_context;
   auto during = stub_->WatchMessage(&during_context, request);
   WatchResult during_result;
   ReadWatch(*during, during_result, /*stop_after_first_delta=*/true);
-  EXPECT_EQ(during_result.text, "one two ");
+  EXPECT_EQ(during_result.text, "pre:one two ");
   EXPECT_THAT(during_result.seqs, ElementsAre(2));
 
   ASSERT_TRUE(WriteStream(alice_, message.id(), {{3, "three"}}, true).status.ok());
   ReadWatch(*during, during_result);
   ASSERT_TRUE(during_result.status.ok());
-  EXPECT_EQ(during_result.text, "one two three");
+  EXPECT_EQ(during_result.text, "pre:one two three");
   EXPECT_EQ(during_result.seqs.back(), 3);
   EXPECT_TRUE(during_result.finished);
 
-  WatchResult before_result;
   ReadWatch(*before, before_result);
   ASSERT_TRUE(before_result.status.ok());
-  EXPECT_EQ(before_result.text, "one two three");
+  EXPECT_EQ(before_result.text, "pre:one two three");
   EXPECT_TRUE(std::is_sorted(before_result.seqs.begin(), before_result.seqs.end()));
   EXPECT_EQ(before_result.finish.last_seq(), 3);
+
+  v1::Message stored;
+  ASSERT_TRUE(GetMessage(alice_, message.id(), &stored).ok());
+  EXPECT_EQ(stored.content(), "pre:one two three");
 }
 
 TEST_P(ConformanceTest, ManyConcurrentStreamsAreAllDurable) {
