@@ -4,6 +4,7 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
+#include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
 
@@ -291,6 +292,8 @@ grpc::ServerUnaryReactor* FakeInference::ListModels(grpc::CallbackServerContext*
 }
 
 FakeBackends::FakeBackends() {
+  // Readiness checks ask grpc.health.v1; the default service answers SERVING.
+  grpc::EnableDefaultHealthCheckService(true);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
