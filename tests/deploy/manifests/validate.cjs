@@ -169,6 +169,10 @@ for (const [deployment, template] of podTemplates()) {
   if (!matches(deployment.spec?.selector?.matchLabels, template?.metadata?.labels)) {
     problem(deployment, "selector does not match its pod template");
   }
+  // The API server refuses this combination; the schema does not.
+  if (deployment.spec?.strategy?.type === "Recreate" && deployment.spec.strategy.rollingUpdate) {
+    problem(deployment, "strategy Recreate must not carry rollingUpdate");
+  }
   if (pod.securityContext?.runAsNonRoot !== true) {
     problem(deployment, "pod securityContext.runAsNonRoot is not true");
   }
@@ -296,6 +300,10 @@ if (profile === "dev" || profile === "prod") {
     const claim = volumes.find((v) => v.name === "data")?.persistentVolumeClaim?.claimName;
     if (!claim || !find("PersistentVolumeClaim", claim)) {
       problem(null, "the SQLite data volume is not a rendered PersistentVolumeClaim");
+    }
+    // One SQLite writer on a ReadWriteOnce volume: the old pod must stop first.
+    if (find("Deployment", "parley-persistence")?.spec?.strategy?.type !== "Recreate") {
+      problem(null, "dev persistence (SQLite) must roll out with strategy Recreate");
     }
     if (!String(storeEnv.PARLEY_STORE).startsWith("sqlite:/var/lib/parley/")) {
       problem(null, "dev store must be SQLite on the data volume");
