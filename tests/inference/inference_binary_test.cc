@@ -1,5 +1,6 @@
 #include <signal.h>
 
+#include <fstream>
 #include <string>
 
 #include "grpcpp/client_context.h"
@@ -73,6 +74,46 @@ TEST(InferenceBinaryTest, ServesHealthAndStreamsThenStopsCleanlyOnSigterm) {
 
   process->Signal(SIGTERM);
   EXPECT_EQ(process->Wait(), 0);
+}
+
+TEST(InferenceBinaryTest, QuickStartFlagsRouteTheUpstreamModelAndKeepSimulated) {
+  // Nothing listens on the upstream; ListModels does not need it.
+  auto process = parley::testing::ChildProcess::Start(
+      "parley-inference",
+      {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=openai",
+       "--upstream_url=http://127.0.0.1:9", "--upstream_model=llama-3.1-8b"});
+  ASSERT_NE(process, nullptr);
+  const std::string listen = process->WaitForListening();
+  ASSERT_FALSE(listen.empty());
+  grpc::ClientContext context;
+  v1::ListModelsResponse response;
+  ASSERT_TRUE(
+      v1::InferenceService::NewStub(grpc::CreateChannel(listen, grpc::InsecureChannelCredentials()))
+          ->ListModels(&context, {}, &response)
+          .ok());
+  ASSERT_EQ(response.models_size(), 2);
+  EXPECT_EQ(response.models(0).name(), "llama-3.1-8b");
+  EXPECT_EQ(response.models(0).engine(), "openai");
+  EXPECT_TRUE(response.models(0).is_default());
+  EXPECT_EQ(response.models(1).name(), "simulated");
+  EXPECT_FALSE(response.models(1).is_default());
+  process->Signal(SIGTERM);
+  EXPECT_EQ(process->Wait(), 0);
+}
+
+TEST(InferenceBinaryTest, BrokenModelsConfigStopsAtStartup) {
+  const std::string path = parley::testing::MakeTempDir() + "/models.json";
+  std::ofstream(path) << R"({"models": [{"name": "x", "engine": "openai"}]})";
+  auto process = parley::testing::ChildProcess::Start(
+      "parley-inference",
+      {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--models_config=" + path});
+  ASSERT_NE(process, nullptr);
+  EXPECT_NE(process->Wait(), 0);
+  bool explained = false;
+  for (const std::string& line : process->Lines()) {
+    explained = explained || line.find("base_url") != std::string::npos;
+  }
+  EXPECT_TRUE(explained);
 }
 
 }  // namespace

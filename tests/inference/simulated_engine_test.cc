@@ -1,5 +1,9 @@
 #include "inference/engines/simulated_engine.h"
 
+#include <functional>
+#include <vector>
+
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
 #include "inference/io_threads.h"
@@ -141,6 +145,46 @@ TEST_F(SimulatedEngineTest, PassedDeadlineEndsWithDeadlineExceeded) {
   const Step step = NextStep(*generation);
   EXPECT_FALSE(step.chunk.has_value());
   EXPECT_EQ(step.status.code(), absl::StatusCode::kDeadlineExceeded);
+}
+
+// Pacing runs on timers, not threads: thousands of paced streams share the
+// two I/O threads and all finish.
+TEST_F(SimulatedEngineTest, ThousandsOfConcurrentPacedStreamsOnTwoThreads) {
+  SimulatedEngine::Options paced;
+  paced.time_to_first_token = absl::Milliseconds(5);
+  paced.tokens_per_second = 200;
+  paced.max_tokens = 4;
+  SimulatedEngine engine(io_.context(), paced);
+  constexpr int kStreams = 3000;
+  absl::Mutex mutex;
+  int finished = 0;
+  int text_deltas = 0;
+  std::vector<std::shared_ptr<Generation>> generations;
+  // Each stream pulls its next chunk from the callback of the previous one.
+  std::function<void(Generation*)> pull = [&](Generation* generation) {
+    generation->Next([&, generation](Step step) {
+      if (step.chunk) {
+        if (step.chunk->has_text_delta()) {
+          absl::MutexLock lock(&mutex);
+          ++text_deltas;
+        }
+        pull(generation);
+        return;
+      }
+      EXPECT_TRUE(step.status.ok()) << step.status;
+      absl::MutexLock lock(&mutex);
+      ++finished;
+    });
+  };
+  for (int i = 0; i < kStreams; ++i) {
+    generations.push_back(
+        engine.Start(Prompt("stream " + std::to_string(i)), absl::InfiniteFuture()));
+    pull(generations.back().get());
+  }
+  absl::MutexLock lock(&mutex);
+  auto all_done = [&]() { return finished == kStreams; };
+  EXPECT_TRUE(mutex.AwaitWithTimeout(absl::Condition(&all_done), absl::Seconds(60)));
+  EXPECT_EQ(text_deltas, kStreams * 4);
 }
 
 }  // namespace
