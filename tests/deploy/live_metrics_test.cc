@@ -300,6 +300,16 @@ TEST_F(LiveMetricsTest, PrometheusScrapesTheTurnAndTokenCounters) {
           1),
       1);
   EXPECT_GE(WaitForValue(port, "sum(parley_edge_time_to_first_token_seconds_count)", 1), 1);
+  // Both ends of the edge's gRPC calls are counted by the interceptors.
+  EXPECT_GE(
+      WaitForValue(
+          port,
+          R"(sum(parley_edge_grpc_client_handled_total{grpc_method="Generate",grpc_code="OK"}))",
+          1),
+      1);
+  EXPECT_GE(
+      WaitForValue(port, R"(sum(parley_persistence_grpc_server_handled_total{grpc_code="OK"}))", 1),
+      1);
 }
 
 }  // namespace
