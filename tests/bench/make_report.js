@@ -25,6 +25,36 @@ for (const file of fs.readdirSync(resultsDir)) {
     runs[file.slice(0, -5)] = JSON.parse(fs.readFileSync(path.join(resultsDir, file), 'utf8'));
   }
 }
+// Histogram `name` from a Prometheus text scrape: cumulative counts by upper bound.
+function histogram(file, name) {
+  if (!fs.existsSync(file)) return null;
+  const buckets = new Map();
+  for (const line of fs.readFileSync(file, 'utf8').split('\n')) {
+    const m = line.match(new RegExp(`^${name}_bucket\\{.*le="([^"]+)".*\\} (\\S+)`));
+    if (m) buckets.set(m[1], (buckets.get(m[1]) || 0) + Number(m[2]));
+  }
+  return buckets;
+}
+// Upper bucket bounds (ms) of p50 and p99 of what was observed between two scrapes.
+function edgeHistogramQuantiles(run, name) {
+  const before = histogram(path.join(resultsDir, `${run}.before.prom`), name);
+  const after = histogram(path.join(resultsDir, `${run}.after.prom`), name);
+  if (!before || !after || after.size === 0) return null;
+  const bounds = [...after.keys()].sort((a, b) => (a === '+Inf' ? 1 : b === '+Inf' ? -1 : Number(a) - Number(b)));
+  const counts = bounds.map((le) => after.get(le) - (before.get(le) || 0));
+  const total = counts[counts.length - 1];
+  if (!total) return null;
+  const q = (p) => {
+    const i = counts.findIndex((c) => c >= p * total);
+    return bounds[i] === '+Inf' ? Infinity : Number(bounds[i]) * 1000;
+  };
+  return { count: total, p50: q(0.5), p99: q(0.99) };
+}
+for (const name of Object.keys(runs)) {
+  const added = edgeHistogramQuantiles(name, 'parley_edge_added_latency_seconds');
+  if (added) runs[name].edge_added_latency_ms = added;
+}
+
 const machine = JSON.parse(fs.readFileSync(path.join(resultsDir, 'machine.json'), 'utf8'));
 
 const f = (x, digits = 2) => (x === undefined || x === null || Number.isNaN(x) ? '–' : Number(x).toFixed(digits));
@@ -32,6 +62,10 @@ const int = (x) => (x === undefined || x === null ? '–' : Math.round(x).toLoca
 const get = (o, ...keys) => keys.reduce((v, k) => (v === undefined || v === null ? undefined : v[k]), o);
 const ratio = (a, b) => (a !== undefined && b ? a / b : undefined);
 
+const ownAdded = (r) => {
+  const h = r && r.edge_added_latency_ms;
+  return h ? `${f(h.p50, 1)} / ${f(h.p99, 1)} ms` : '–';
+};
 const latencyRuns = (side) =>
   Object.keys(runs)
     .filter((n) => n.startsWith(`${side}-latency-c`))
@@ -70,16 +104,18 @@ if (concurrencies.length > 0) {
   }
   md.push('');
   md.push('Added over the floor (Parley − direct, and Node − direct), milliseconds; ratio Parley / direct:', '');
-  md.push('| C | added TTFT p50 Parley | added TTFT p99 Parley | added ITL p99 Parley | TTFT p99 ratio | ITL p99 ratio | added TTFT p99 Node | added ITL p99 Node |');
-  md.push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
+  md.push('| C | added TTFT p50 Parley | added TTFT p99 Parley | added ITL p99 Parley | TTFT p99 ratio | ITL p99 ratio | added TTFT p99 Node | added ITL p99 Node | edge\'s own added latency p50 / p99 (≤) |');
+  md.push('| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |');
   for (const c of concurrencies) {
     const d = latency('direct', c); const p = latency('parley', c); const n = latency('node', c);
-    if (!d) continue;
-    const add = (r, k, q) => (r ? get(r, k, q) - get(d, k, q) : undefined);
+    if (!d && !p) continue;
+    const add = (r, k, q) => (r && d ? get(r, k, q) - get(d, k, q) : undefined);
     md.push(`| ${int(c)} | ${f(add(p, 'ttft_ms', 'p50'))} | ${f(add(p, 'ttft_ms', 'p99'))} | ${f(add(p, 'itl_ms', 'p99'))} | ` +
       `${f(ratio(get(p, 'ttft_ms', 'p99'), get(d, 'ttft_ms', 'p99')))} | ${f(ratio(get(p, 'itl_ms', 'p99'), get(d, 'itl_ms', 'p99')))} | ` +
-      `${f(add(n, 'ttft_ms', 'p99'))} | ${f(add(n, 'itl_ms', 'p99'))} |`);
+      `${f(add(n, 'ttft_ms', 'p99'))} | ${f(add(n, 'itl_ms', 'p99'))} | ${ownAdded(p)} |`);
   }
+  md.push('', 'The last column is parley-edge\'s own `parley_edge_added_latency_seconds` histogram (gRPC chunk arrival to socket write), ' +
+    'scraped from its `/metrics` before and after the run; the values are bucket upper bounds.');
   md.push('', '![TTFT percentiles against concurrency](benchmarks/ttft.png)', '',
     '![Inter-token gap percentiles against concurrency](benchmarks/itl.png)', '');
 }
@@ -194,7 +230,7 @@ md.push('- Measured on the client: TTFT, pooled inter-token gaps, TPOT and end-t
   'tokens/s delivered, error frames, failed turns, and lost, repeated or out-of-order `seq`s per reply (each reply is checked against its `stream_complete.lastSeq`).');
 md.push('- Measured on the servers: CPU seconds (utime + stime from `/proc/<pid>/stat`) and RSS (`VmRSS`) of the edge, parley-inference and parley-persistence.');
 md.push('- Not measured: TLS, cross-machine networks, real model engines (the simulated engine stands in), PostgreSQL, the dialect endpoints, browser clients, ' +
-  'and the edge\'s own internal added-latency histogram (exported at `/metrics` as `parley_edge_added_latency_seconds`; the tables above are client-side).');
+  'and the Node edge\'s internal timings (it has no metrics endpoint).');
 md.push('- "Added" latency is Parley − direct at the same percentile: it includes parley-inference and parley-persistence (gRPC, SQLite) as well as the edge, ' +
   'since the edge stores the user message and opens the assistant message before the first token.');
 md.push('', `Raw data: [benchmarks/results.json](benchmarks/results.json).`, '', end);
