@@ -173,10 +173,13 @@ void HttpSession::CheckReady(Request request) {
   };
   auto pending = std::make_shared<Pending>();
   auto request_ptr = std::make_shared<Request>(std::move(request));
-  auto on_answer = [self = shared_from_this(), pending, request_ptr] {
+  // Shutdown waits for the answer to be posted before the io_context goes away.
+  const uint64_t key = context_.tracker.Add([] {});
+  auto on_answer = [self = shared_from_this(), pending, request_ptr, key] {
     if (pending->remaining.fetch_sub(1) != 1) {
       return;
     }
+    ServerContext& context = self->context_;
     net::post(self->stream_.get_executor(), [self, pending, request_ptr] {
       const bool inference = pending->inference.load();
       const bool persistence = pending->persistence.load();
@@ -186,6 +189,7 @@ void HttpSession::CheckReady(Request request) {
                                  ",\"inference\":", inference ? "true" : "false",
                                  ",\"persistence\":", persistence ? "true" : "false", "}\n"));
     });
+    context.tracker.Remove(key);
   };
   CheckServing(context_.inference->channel(), kReadinessTimeout,
                [pending, on_answer](bool serving) {

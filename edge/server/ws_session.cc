@@ -144,8 +144,8 @@ void WsSession::Dispatch() {
           },
           [this](Ping&) { Emit(Pong{}, std::nullopt); },
           [this](GetHistory& history) {
-            LoadHistory(*context_.persistence, ws_.get_executor(), weak_from_this(), user_id_,
-                        std::move(history.conversation_id));
+            LoadHistory(*context_.persistence, context_.tracker, ws_.get_executor(),
+                        weak_from_this(), user_id_, std::move(history.conversation_id));
           },
       },
       command);

@@ -55,8 +55,9 @@ Event ToEvent(const std::string& conversation_id,
 
 }  // namespace
 
-void LoadHistory(PersistenceClient& persistence, boost::asio::any_io_executor executor,
-                 std::weak_ptr<EventSink> sink, std::string user_id, std::string conversation_id) {
+void LoadHistory(PersistenceClient& persistence, TurnTracker& tracker,
+                 boost::asio::any_io_executor executor, std::weak_ptr<EventSink> sink,
+                 std::string user_id, std::string conversation_id) {
   persistence_pb::ListMessagesRequest request;
   request.set_user_id(std::move(user_id));
   request.set_conversation_id(conversation_id);
@@ -64,14 +65,15 @@ void LoadHistory(PersistenceClient& persistence, boost::asio::any_io_executor ex
   request.set_newest(true);
   persistence.ListMessages(
       std::move(request), common::NewTraceContext(),
-      [executor, sink = std::move(sink), conversation_id = std::move(conversation_id)](
-          absl::StatusOr<persistence_pb::ListMessagesResponse> response) {
+      [executor, sink = std::move(sink), conversation_id = std::move(conversation_id), &tracker,
+       key = tracker.Add([] {})](absl::StatusOr<persistence_pb::ListMessagesResponse> response) {
         Event event = ToEvent(conversation_id, response);
         boost::asio::post(executor, [sink, event = std::move(event)]() mutable {
           if (std::shared_ptr<EventSink> target = sink.lock()) {
             target->Emit(std::move(event), std::nullopt);
           }
         });
+        tracker.Remove(key);
       });
 }
 

@@ -10,8 +10,10 @@
 
 namespace parley::edge {
 
-// Counts the turns in flight so shutdown can let them finish (or cancel them)
-// before the io_context and gRPC channels go away.
+// Counts the turns (and the other backend calls that post back to a
+// connection's strand: history loads, readiness checks) in flight, so shutdown
+// can let them finish, or cancel them, before the io_context and the gRPC
+// channels go away.
 class TurnTracker {
  public:
   // Registers a turn; `cancel` stops it. Returns a key for Remove().
