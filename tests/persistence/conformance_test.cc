@@ -541,6 +541,20 @@ TEST_P(ConformanceTest, OversizedAndMissingInputsAreInvalid) {
   append.set_role(v1::ROLE_USER);
   append.set_client_message_id(std::string(kMaxIdBytes + 1, 'i'));
   EXPECT_EQ(Append(append, &appended).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  grpc::ClientContext watch_context;
+  v1::WatchMessageRequest watch;
+  watch.set_message_id("some-message");  // no user_id
+  auto reader = stub_->WatchMessage(&watch_context, watch);
+  WatchResult watched;
+  ReadWatch(*reader, watched);
+  EXPECT_EQ(watched.status.error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+
+  const v1::Message streaming =
+      Append(alice_, Create(alice_).id(), "", "", v1::MESSAGE_STATUS_STREAMING);
+  EXPECT_EQ(WriteStream(alice_, streaming.id(), {{1, std::string(kMaxDeltaBytes + 1, 'd')}}, false)
+                .status.error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_P(ConformanceTest, StreamingWriteAcksAndStoresText) {
