@@ -436,15 +436,16 @@ class OpenAiGeneration : public Generation, public std::enable_shared_from_this<
     return chunk;
   }
 
-  // `[DONE]` arrived: usage, finish, end; then read the HTTP message to its end
-  // so the connection can serve the next request.
+  // `[DONE]` arrived: usage and finish go out now; the stream ends once the
+  // HTTP message is read to its end, so the connection can serve the next
+  // request (the terminating chunk normally follows [DONE] at once).
   void Finish() {
     queue_.push_back(UsageChunk());
     v1::GenerateResponse finish;
     finish.mutable_finish()->set_reason(finish_.value_or(v1::FINISH_REASON_STOP));
     queue_.push_back(std::move(finish));
     metrics_.UpstreamRequests(route_->public_name, "ok").Increment();
-    End(absl::OkStatus());
+    Pump();
     DrainForReuse();
   }
 
@@ -454,21 +455,25 @@ class OpenAiGeneration : public Generation, public std::enable_shared_from_this<
         transport_->Put(route_->url, std::move(connection_));
       }
       connection_.reset();
+      End(absl::OkStatus());
       return;
     }
+    reading_ = true;
     parser_->get().body().data = read_buffer_;
     parser_->get().body().size = kReadBufferBytes;
-    connection_->tcp().expires_after(ToChrono(options_.max_silence));
+    // A server that keeps the stream open after [DONE] costs a connection, not a wait.
+    connection_->tcp().expires_after(ToChrono(std::min(options_.max_silence, absl::Seconds(1))));
     WithStream(*connection_, [this](auto& stream) {
       http::async_read_some(
           stream, connection_->buffer, *parser_,
           asio::bind_executor(strand_, [self = shared_from_this()](error_code error, size_t) {
-            if (!self->connection_) {
+            self->reading_ = false;
+            if (self->stopped_) {
               return;
             }
-            if ((error && error != http::error::need_buffer) || self->cancelled_) {
+            if (error && error != http::error::need_buffer) {
               self->connection_->Close();
-              self->connection_.reset();
+              self->End(absl::OkStatus());
               return;
             }
             self->DrainForReuse();
@@ -499,6 +504,10 @@ class OpenAiGeneration : public Generation, public std::enable_shared_from_this<
     if (cancel) {
       cancelled_ = true;
       queue_.clear();  // Nobody reads them any more.
+    }
+    if (done_) {
+      End(std::move(status));  // Cancelled while draining after [DONE]: counted as ok already.
+      return;
     }
     metrics_.UpstreamRequests(route_->public_name, outcome).Increment();
     if (accepted_ && !cancel) {
@@ -543,7 +552,7 @@ class OpenAiGeneration : public Generation, public std::enable_shared_from_this<
       }
       return;
     }
-    if (accepted_ && !reading_) {
+    if (accepted_ && !reading_ && !done_) {
       ReadBody();
     }
   }
