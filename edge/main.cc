@@ -1,9 +1,11 @@
 // parley-edge: WebSocket chat front, /metrics, /healthz, /readyz and the chat page on one port.
+#include <algorithm>
 #include <cstdio>
 #include <string>
 #include <thread>
 
 #include "absl/flags/flag.h"
+#include "absl/time/time.h"
 #include "common/flags.h"
 #include "common/log.h"
 #include "common/shutdown_signal.h"
@@ -17,9 +19,41 @@ ABSL_FLAG(std::string, persistence, "127.0.0.1:50052", "HOST:PORT of parley-pers
 ABSL_FLAG(int, threads, 0, "I/O threads; 0 means one per hardware thread");
 ABSL_FLAG(int, history_messages, 20,
           "Most recent stored messages sent to inference with each new message");
-ABSL_FLAG(bool, allow_anonymous, true,
+ABSL_FLAG(bool, allow_anonymous, false,
           "Development mode: accept connections without a token; the user is the userId query "
-          "parameter, or an anonymous id per connection");
+          "parameter, or an anonymous id per connection. A token that is present is still "
+          "verified");
+ABSL_FLAG(std::string, jwt_secret_file, "",
+          "File holding the HS256 shared secret (at least 32 bytes) that signs client tokens");
+ABSL_FLAG(std::string, jwks_file, "",
+          "JWKS file with the RS256/ES256 public keys that sign client tokens; reloaded when it "
+          "changes");
+ABSL_FLAG(std::string, jwt_issuer, "", "Required `iss` of client tokens; empty: not checked");
+ABSL_FLAG(std::string, jwt_audience, "", "Required `aud` of client tokens; empty: not checked");
+ABSL_FLAG(absl::Duration, jwt_clock_skew, absl::Seconds(30),
+          "Clock difference allowed when checking a token's exp, nbf and iat (e.g. 30s)");
+ABSL_FLAG(std::string, allowed_origins, "",
+          "Comma-separated browser origins allowed to open a WebSocket (https://chat.example.com, "
+          "https://*.example.com, *); empty allows every origin");
+ABSL_FLAG(int, handshake_timeout_ms, 10000,
+          "Time a client has to send its HTTP request and complete the WebSocket handshake");
+ABSL_FLAG(int, idle_timeout_ms, 60000,
+          "A WebSocket that receives nothing (not even a pong) for this long is closed; a ping "
+          "goes out after half of it");
+ABSL_FLAG(int, max_frame_bytes, 65536,
+          "Largest client WebSocket message; a bigger one closes the connection with 1009");
+ABSL_FLAG(int, max_connections, 10000,
+          "Open WebSockets per process; one more is closed with 1013 (try again later)");
+ABSL_FLAG(int, connection_messages_per_minute, 30,
+          "`message` frames per minute on one connection; 0 disables");
+ABSL_FLAG(int, connection_message_burst, 10,
+          "Messages one connection may send back to back after a quiet spell");
+ABSL_FLAG(int, user_messages_per_minute, 60,
+          "`message` frames per minute per user over all of the user's connections; 0 disables");
+ABSL_FLAG(int, user_message_burst, 20,
+          "Messages one user may send back to back after a quiet spell");
+ABSL_FLAG(int, max_concurrent_turns, 4,
+          "Replies generating at once per user on this process; 0 disables");
 ABSL_FLAG(int, drain_grace_ms, 10000,
           "On SIGTERM, how long running turns may finish before sockets close with 1001");
 
@@ -41,6 +75,28 @@ int main(int argc, char** argv) {
   options.history_messages = absl::GetFlag(FLAGS_history_messages);
   options.allow_anonymous = absl::GetFlag(FLAGS_allow_anonymous);
   options.drain_grace = absl::Milliseconds(absl::GetFlag(FLAGS_drain_grace_ms));
+  options.jwt_secret_file = absl::GetFlag(FLAGS_jwt_secret_file);
+  options.jwks_file = absl::GetFlag(FLAGS_jwks_file);
+  options.jwt_issuer = absl::GetFlag(FLAGS_jwt_issuer);
+  options.jwt_audience = absl::GetFlag(FLAGS_jwt_audience);
+  options.jwt_clock_skew = absl::GetFlag(FLAGS_jwt_clock_skew);
+  options.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
+  options.limits.handshake_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_handshake_timeout_ms));
+  options.limits.idle_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_idle_timeout_ms));
+  options.limits.max_frame_bytes =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_max_frame_bytes)));
+  options.limits.max_connections = absl::GetFlag(FLAGS_max_connections);
+  options.limits.messages_per_minute = absl::GetFlag(FLAGS_connection_messages_per_minute);
+  options.limits.message_burst = absl::GetFlag(FLAGS_connection_message_burst);
+  options.user_limits.messages_per_minute = absl::GetFlag(FLAGS_user_messages_per_minute);
+  options.user_limits.message_burst = absl::GetFlag(FLAGS_user_message_burst);
+  options.user_limits.max_concurrent_turns = absl::GetFlag(FLAGS_max_concurrent_turns);
+  if (!options.allow_anonymous && options.jwt_secret_file.empty() && options.jwks_file.empty()) {
+    parley::common::LogError(
+        "no way to authenticate clients: give --jwt_secret_file or --jwks_file, or "
+        "--allow_anonymous for development");
+    return 1;
+  }
   if (options.history_messages < 1 || options.history_messages > 1000) {
     std::fprintf(stderr, "--history_messages must be between 1 and 1000\n");
     return 2;
@@ -56,7 +112,11 @@ int main(int argc, char** argv) {
   parley::common::LogInfo("listening", {{"listen", address}, {"metrics_listen", address}});
   if (options.allow_anonymous) {
     parley::common::LogWarning(
-        "development mode: connections are not authenticated; any client may name any userId");
+        "development mode: connections without a token are accepted; any client may name any "
+        "userId");
+  }
+  if (options.allowed_origins.empty()) {
+    parley::common::LogWarning("--allowed_origins is empty: every browser origin may connect");
   }
 
   const int signal = parley::common::WaitForShutdownSignal();

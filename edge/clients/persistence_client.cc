@@ -180,6 +180,100 @@ void MessageWriter::OnDone(const grpc::Status& status) {
   self_.reset();
 }
 
+WatchStream::WatchStream(persistence_pb::ConversationService::Stub* stub, Callbacks callbacks)
+    : stub_(stub), callbacks_(std::move(callbacks)) {}
+
+void WatchStream::Start(persistence_pb::WatchMessageRequest request, absl::Duration deadline,
+                        const common::TraceContext& trace) {
+  self_ = shared_from_this();
+  request_ = std::move(request);
+  context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+  common::AttachTraceContext(context_, trace);
+  stub_->async()->WatchMessage(&context_, &request_, this);
+  AddHold();
+  {
+    absl::MutexLock lock(&mutex_);
+    read_pending_ = true;
+  }
+  StartRead(&response_);
+  StartCall();
+}
+
+void WatchStream::ReadNext() {
+  {
+    absl::MutexLock lock(&mutex_);
+    if (cancelled_ || hold_released_ || read_pending_) {
+      return;
+    }
+    read_pending_ = true;
+  }
+  StartRead(&response_);
+}
+
+void WatchStream::Cancel() {
+  bool release = false;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (cancelled_) {
+      return;
+    }
+    cancelled_ = true;
+    // With a read pending, its failure releases the hold; otherwise do it here.
+    if (!read_pending_ && !hold_released_) {
+      hold_released_ = true;
+      release = true;
+    }
+  }
+  context_.TryCancel();
+  if (release) {
+    RemoveHold();
+  }
+}
+
+void WatchStream::OnReadDone(bool ok) {
+  if (!ok) {
+    bool release = false;
+    {
+      absl::MutexLock lock(&mutex_);
+      read_pending_ = false;
+      if (!hold_released_) {
+        hold_released_ = true;
+        release = true;
+      }
+    }
+    if (release) {
+      RemoveHold();
+    }
+    return;
+  }
+  persistence_pb::WatchMessageResponse event = std::move(response_);
+  response_.Clear();
+  bool cancelled = false;
+  {
+    absl::MutexLock lock(&mutex_);
+    read_pending_ = false;
+    cancelled = cancelled_ && !hold_released_;
+    if (cancelled) {
+      hold_released_ = true;
+    }
+  }
+  if (cancelled) {
+    RemoveHold();
+    return;
+  }
+  callbacks_.on_event(std::move(event));
+}
+
+void WatchStream::OnDone(const grpc::Status& status) {
+  auto on_done = std::move(callbacks_.on_done);
+  callbacks_ = {};
+  if (on_done) {
+    on_done(ToAbslStatus(status));
+  }
+  // Last line: may destroy this.
+  self_.reset();
+}
+
 PersistenceClient::PersistenceClient(std::shared_ptr<grpc::Channel> channel,
                                      absl::Duration deadline)
     : channel_(std::move(channel)),
@@ -208,6 +302,27 @@ void PersistenceClient::ListMessages(persistence_pb::ListMessagesRequest request
         async->ListMessages(context, req, resp, std::move(cb));
       },
       std::move(request), deadline_, trace, std::move(done));
+}
+
+void PersistenceClient::GetMessage(persistence_pb::GetMessageRequest request,
+                                   const common::TraceContext& trace,
+                                   Callback<persistence_pb::GetMessageResponse> done) {
+  auto* async = stub_->async();
+  CallUnary(
+      [async](grpc::ClientContext* context, const persistence_pb::GetMessageRequest* req,
+              persistence_pb::GetMessageResponse* resp, std::function<void(grpc::Status)> cb) {
+        async->GetMessage(context, req, resp, std::move(cb));
+      },
+      std::move(request), deadline_, trace, std::move(done));
+}
+
+std::shared_ptr<WatchStream> PersistenceClient::Watch(persistence_pb::WatchMessageRequest request,
+                                                      absl::Duration deadline,
+                                                      const common::TraceContext& trace,
+                                                      WatchStream::Callbacks callbacks) {
+  auto stream = std::make_shared<WatchStream>(stub_.get(), std::move(callbacks));
+  stream->Start(std::move(request), deadline, trace);
+  return stream;
 }
 
 std::shared_ptr<MessageWriter> PersistenceClient::OpenWriter(const std::string& user_id,

@@ -28,6 +28,10 @@ absl::string_view ErrorCodeName(ErrorCode code) {
       return "shutting_down";
     case ErrorCode::kInternal:
       return "internal";
+    case ErrorCode::kRateLimited:
+      return "rate_limited";
+    case ErrorCode::kTooManyTurns:
+      return "too_many_turns";
   }
   return "internal";
 }
@@ -37,21 +41,27 @@ absl::string_view CommandName(const Command& command) {
                         [](const SendMessage&) { return absl::string_view("message"); },
                         [](const Ping&) { return absl::string_view("ping"); },
                         [](const GetHistory&) { return absl::string_view("history"); },
+                        [](const CancelTurn&) { return absl::string_view("cancel"); },
+                        [](const ResumeStream&) { return absl::string_view("resume"); },
                     },
                     command);
 }
 
 absl::string_view EventName(const Event& event) {
-  return std::visit(Overloaded{
-                        [](const Ack&) { return absl::string_view("ack"); },
-                        [](const StreamStart&) { return absl::string_view("stream_start"); },
-                        [](const StreamToken&) { return absl::string_view("stream_token"); },
-                        [](const StreamComplete&) { return absl::string_view("stream_complete"); },
-                        [](const ErrorEvent&) { return absl::string_view("error"); },
-                        [](const Pong&) { return absl::string_view("pong"); },
-                        [](const History&) { return absl::string_view("history"); },
-                    },
-                    event);
+  return std::visit(
+      Overloaded{
+          [](const Ack&) { return absl::string_view("ack"); },
+          [](const StreamStart&) { return absl::string_view("stream_start"); },
+          [](const StreamToken&) { return absl::string_view("stream_token"); },
+          [](const StreamComplete&) { return absl::string_view("stream_complete"); },
+          [](const ErrorEvent&) { return absl::string_view("error"); },
+          [](const Pong&) { return absl::string_view("pong"); },
+          [](const History&) { return absl::string_view("history"); },
+          [](const StreamCancelled&) { return absl::string_view("stream_cancelled"); },
+          [](const StreamInterrupted&) { return absl::string_view("stream_interrupted"); },
+          [](const Resumed&) { return absl::string_view("resumed"); },
+      },
+      event);
 }
 
 }  // namespace parley::edge

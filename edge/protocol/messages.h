@@ -29,7 +29,18 @@ struct GetHistory {
   std::string conversation_id;
 };
 
-using Command = std::variant<SendMessage, Ping, GetHistory>;
+// Stops the reply `message_id` that this connection started; what was streamed stays stored.
+struct CancelTurn {
+  std::string message_id;
+};
+
+// Asks for the rest of reply `message_id` after `last_seq`, e.g. after a reconnect.
+struct ResumeStream {
+  std::string message_id;
+  int64_t last_seq = 0;
+};
+
+using Command = std::variant<SendMessage, Ping, GetHistory, CancelTurn, ResumeStream>;
 
 // ---- Events (edge → client) ----
 
@@ -59,6 +70,28 @@ struct StreamComplete {
   int32_t completion_tokens = 0;
 };
 
+// The reply was stopped on request; the stored text is exactly seq 1..last_seq.
+struct StreamCancelled {
+  std::string message_id;
+  int64_t last_seq = 0;
+};
+
+// Inference failed mid-reply; the partial text is stored with status interrupted.
+struct StreamInterrupted {
+  std::string message_id;
+  int64_t last_seq = 0;
+  std::string error;    // An ErrorCodeName, e.g. "inference_unavailable".
+  std::string message;  // Human-readable detail.
+  std::string partial_response;
+};
+
+// First answer to ResumeStream. `recovered` false: unknown message (or not this user's); the
+// client should reload the conversation instead.
+struct Resumed {
+  std::string message_id;
+  bool recovered = false;
+};
+
 // Stable, documented codes; clients switch on them, so never rename one.
 enum class ErrorCode {
   kInvalidJson,
@@ -69,6 +102,8 @@ enum class ErrorCode {
   kStorageUnavailable,
   kShuttingDown,
   kInternal,
+  kRateLimited,   // Too many messages; `retry_after_ms` says when one would be accepted.
+  kTooManyTurns,  // The user already has the maximum number of replies generating.
 };
 
 absl::string_view ErrorCodeName(ErrorCode code);
@@ -76,7 +111,8 @@ absl::string_view ErrorCodeName(ErrorCode code);
 struct ErrorEvent {
   ErrorCode code = ErrorCode::kInternal;
   std::string message;
-  std::string id;  // The client id of the frame that failed, when known.
+  std::string id;              // The client id of the frame that failed, when known.
+  int64_t retry_after_ms = 0;  // For kRateLimited: sent as `retryAfterMs`.
 };
 
 struct Pong {};
@@ -93,8 +129,8 @@ struct History {
   std::vector<HistoryMessage> messages;
 };
 
-using Event =
-    std::variant<Ack, StreamStart, StreamToken, StreamComplete, ErrorEvent, Pong, History>;
+using Event = std::variant<Ack, StreamStart, StreamToken, StreamComplete, ErrorEvent, Pong, History,
+                           StreamCancelled, StreamInterrupted, Resumed>;
 
 // Short names used as metric labels ("ack", "stream_token", ...).
 absl::string_view CommandName(const Command& command);

@@ -91,6 +91,29 @@ std::variant<Command, ErrorEvent> NativeCodec::Decode(std::string_view frame) co
   if (name == "ping") {
     return Ping{};
   }
+  if (name == "cancel") {
+    CancelTurn cancel;
+    if (!OptionalString(*object, "messageId", cancel.message_id) || cancel.message_id.empty()) {
+      return Invalid(ErrorCode::kInvalidFrame, "\"cancel\" needs a non-empty string \"messageId\"",
+                     id);
+    }
+    return cancel;
+  }
+  if (name == "resume") {
+    ResumeStream resume;
+    if (!OptionalString(*object, "messageId", resume.message_id) || resume.message_id.empty()) {
+      return Invalid(ErrorCode::kInvalidFrame, "\"resume\" needs a non-empty string \"messageId\"",
+                     id);
+    }
+    if (const json::value* last_seq = object->if_contains("lastSeq");
+        last_seq != nullptr && !last_seq->is_null()) {
+      if (!last_seq->is_int64() || last_seq->get_int64() < 0) {
+        return Invalid(ErrorCode::kInvalidFrame, "\"lastSeq\" must be a non-negative integer", id);
+      }
+      resume.last_seq = last_seq->get_int64();
+    }
+    return resume;
+  }
   if (name == "history") {
     GetHistory history;
     if (!OptionalString(*object, "conversationId", history.conversation_id) ||
@@ -147,9 +170,33 @@ std::string NativeCodec::Encode(const Event& event) const {
                                       if (!error.id.empty()) {
                                         o["id"] = View(error.id);
                                       }
+                                      if (error.code == ErrorCode::kRateLimited) {
+                                        o["retryAfterMs"] = error.retry_after_ms;
+                                      }
                                       return o;
                                     },
                                     [](const Pong&) { return WithType("pong"); },
+                                    [](const StreamCancelled& cancelled) {
+                                      json::object o = WithType("stream_cancelled");
+                                      o["messageId"] = View(cancelled.message_id);
+                                      o["lastSeq"] = cancelled.last_seq;
+                                      return o;
+                                    },
+                                    [](const Resumed& resumed) {
+                                      json::object o = WithType("resumed");
+                                      o["messageId"] = View(resumed.message_id);
+                                      o["recovered"] = resumed.recovered;
+                                      return o;
+                                    },
+                                    [](const StreamInterrupted& interrupted) {
+                                      json::object o = WithType("stream_interrupted");
+                                      o["messageId"] = View(interrupted.message_id);
+                                      o["lastSeq"] = interrupted.last_seq;
+                                      o["error"] = View(interrupted.error);
+                                      o["message"] = View(interrupted.message);
+                                      o["partialResponse"] = View(interrupted.partial_response);
+                                      return o;
+                                    },
                                     [](const History& history) {
                                       json::object o = WithType("history");
                                       o["conversationId"] = View(history.conversation_id);

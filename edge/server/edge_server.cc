@@ -35,9 +35,31 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
         absl::StrCat("--listen needs a numeric IP address, got \"", listen->host, "\""));
   }
 
+  std::shared_ptr<const JwtVerifier> verifier;
+  if (!options.jwt_secret_file.empty() || !options.jwks_file.empty()) {
+    JwtVerifierOptions jwt;
+    jwt.hs256_secret_file = options.jwt_secret_file;
+    jwt.jwks_file = options.jwks_file;
+    jwt.issuer = options.jwt_issuer;
+    jwt.audience = options.jwt_audience;
+    jwt.clock_skew = options.jwt_clock_skew;
+    absl::StatusOr<std::unique_ptr<JwtVerifier>> created = JwtVerifier::Create(std::move(jwt));
+    if (!created.ok()) {
+      return created.status();
+    }
+    verifier = *std::move(created);
+  }
+  absl::StatusOr<OriginAllowList> origins = OriginAllowList::Parse(options.allowed_origins);
+  if (!origins.ok()) {
+    return origins.status();
+  }
+
   std::unique_ptr<EdgeServer> server(new EdgeServer(options));
   ServerContext& context = server->context_;
-  context.allow_anonymous = options.allow_anonymous;
+  context.authenticator = std::make_unique<Authenticator>(verifier, options.allow_anonymous);
+  context.origins = *std::move(origins);
+  context.user_limits = std::make_unique<UserLimits>(options.user_limits);
+  context.limits = options.limits;
   // Channels connect lazily and reconnect by themselves; a backend that is
   // down at start only makes /readyz fail until it comes up.
   // Calls are counted as parley_edge_grpc_client_* and balanced over every

@@ -21,7 +21,18 @@ struct EdgeOptions {
   std::string persistence = "127.0.0.1:50052";
   int threads = 1;
   int history_messages = 20;
-  bool allow_anonymous = true;
+  // Accept connections without a token (development only).
+  bool allow_anonymous = false;
+  // Token verification; built only when a secret or JWKS file is given.
+  std::string jwt_secret_file;
+  std::string jwks_file;
+  std::string jwt_issuer;
+  std::string jwt_audience;
+  absl::Duration jwt_clock_skew = absl::Seconds(30);
+  // Comma-separated browser origins allowed to open a WebSocket; empty allows all.
+  std::string allowed_origins;
+  ConnectionLimits limits;
+  UserLimitsOptions user_limits;
   // On shutdown, how long running turns may take to finish before sockets close.
   absl::Duration drain_grace = absl::Seconds(10);
 };

@@ -26,7 +26,6 @@ namespace http = beast::http;
 namespace net = boost::asio;
 
 constexpr size_t kMaxRequestBodyBytes = 64 * 1024;
-constexpr auto kReadTimeout = std::chrono::seconds(30);
 constexpr absl::Duration kReadinessTimeout = absl::Seconds(1);
 
 int HexValue(char c) {
@@ -97,7 +96,8 @@ void HttpSession::Run() {
 void HttpSession::DoRead() {
   parser_.emplace();
   parser_->body_limit(kMaxRequestBodyBytes);
-  stream_.expires_after(kReadTimeout);
+  // The handshake timeout bounds how long a client may take over its request headers.
+  stream_.expires_after(absl::ToChronoMilliseconds(context_.limits.handshake_timeout));
   http::async_read(stream_, buffer_, *parser_,
                    beast::bind_front_handler(&HttpSession::OnRead, shared_from_this()));
 }
@@ -145,19 +145,35 @@ void HttpSession::Handle(Request request) {
 }
 
 void HttpSession::Upgrade(Request request, const std::string& query) {
-  if (!context_.allow_anonymous) {
-    context_.metrics.HandshakeRefused("unauthenticated").Increment();
-    return Respond(request, "/ws/chat", 401, "text/plain", "authentication required\n");
-  }
   if (context_.draining.load()) {
     context_.metrics.HandshakeRefused("draining").Increment();
     return Respond(request, "/ws/chat", 503, "text/plain", "shutting down\n");
   }
+  const auto origin = request.find(http::field::origin);
+  if (!context_.origins.Allows(origin == request.end()
+                                   ? std::nullopt
+                                   : std::optional<std::string_view>(std::string_view(
+                                         origin->value().data(), origin->value().size())))) {
+    context_.metrics.HandshakeRefused("origin").Increment();
+    return Respond(request, "/ws/chat", 403, "text/plain", "origin not allowed\n");
+  }
+  absl::StatusOr<Identity> identity = context_.authenticator->Authenticate(request);
+  if (!identity.ok()) {
+    // The reason is counted, never the token, and the client learns nothing more than 401.
+    const std::optional<AuthRefusal> refusal = RefusalOf(identity.status());
+    context_.metrics
+        .HandshakeRefused(refusal.has_value() ? AuthRefusalLabel(*refusal) : "unauthenticated")
+        .Increment();
+    return Respond(request, "/ws/chat", 401, "text/plain", "authentication required\n",
+                   /*bearer_challenge=*/true);
+  }
+  std::string user_id =
+      identity->anonymous ? DevelopmentUserId(query) : std::move(identity->user_id);
   context_.metrics.HttpRequest("/ws/chat", 101).Increment();
   // The WebSocket takes over the socket; its timeouts replace the HTTP ones.
   stream_.expires_never();
   std::make_shared<WsSession>(stream_.release_socket(), context_, context_.native_codec,
-                              DevelopmentUserId(query))
+                              std::move(user_id))
       ->Run(std::move(request));
 }
 
@@ -204,12 +220,15 @@ void HttpSession::CheckReady(Request request) {
 }
 
 void HttpSession::Respond(const Request& request, absl::string_view path_label, unsigned status,
-                          std::string content_type, std::string body) {
+                          std::string content_type, std::string body, bool bearer_challenge) {
   context_.metrics.HttpRequest(path_label, static_cast<int>(status)).Increment();
   response_ = std::make_shared<Response>(static_cast<http::status>(status), request.version());
   response_->set(http::field::server, "parley-edge");
   response_->set(http::field::content_type, content_type);
   response_->set(http::field::cache_control, "no-store");
+  if (bearer_challenge) {
+    response_->set(http::field::www_authenticate, "Bearer");
+  }
   response_->keep_alive(request.keep_alive());
   if (request.method() != http::verb::head) {
     response_->body() = std::move(body);

@@ -33,7 +33,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   void Upgrade(Request request, const std::string& query);
   void CheckReady(Request request);
   void Respond(const Request& request, absl::string_view path_label, unsigned status,
-               std::string content_type, std::string body);
+               std::string content_type, std::string body, bool bearer_challenge = false);
   void OnWrite(bool keep_alive, boost::beast::error_code ec, size_t bytes);
 
   boost::beast::tcp_stream stream_;

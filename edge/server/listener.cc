@@ -64,6 +64,10 @@ void Listener::OnAccept(beast::error_code ec, net::ip::tcp::socket socket) {
     // Usually out of file descriptors: log and keep accepting.
     common::LogWarning("accept failed", {{"error", ec.message()}});
   } else {
+    // Tokens are small frames that must leave at once: without this, Nagle's
+    // algorithm holds each one back until the previous one is acknowledged.
+    beast::error_code ignored;
+    socket.set_option(net::ip::tcp::no_delay(true), ignored);
     std::make_shared<HttpSession>(std::move(socket), context_)->Run();
   }
   DoAccept();

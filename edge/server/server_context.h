@@ -8,8 +8,11 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
+#include "edge/auth/authenticator.h"
 #include "edge/clients/inference_client.h"
 #include "edge/clients/persistence_client.h"
+#include "edge/limits/origin_allow_list.h"
+#include "edge/limits/user_limits.h"
 #include "edge/metrics.h"
 #include "edge/protocol/native_codec.h"
 #include "edge/turn/turn.h"
@@ -51,6 +54,23 @@ class ConnectionRegistry {
   uint64_t next_key_ ABSL_GUARDED_BY(mutex_) = 1;
 };
 
+// What one connection may do; every field is a flag of parley-edge.
+struct ConnectionLimits {
+  // Time a client has to send its HTTP request (and so its WebSocket handshake).
+  absl::Duration handshake_timeout = absl::Seconds(10);
+  // A WebSocket with nothing received for this long is closed; a ping goes out at half of it,
+  // so a client that answers pings stays connected while it waits for a slow model.
+  absl::Duration idle_timeout = absl::Seconds(60);
+  // Largest client message; a bigger one closes the connection with 1009.
+  size_t max_frame_bytes = 64 * 1024;
+  // Open WebSockets on this process; one more is closed with 1013 right after the upgrade.
+  int max_connections = 10000;
+  // `message` frames per minute on one connection (token bucket); <= 0 disables.
+  int messages_per_minute = 30;
+  // Back-to-back allowance of that bucket; <= 0 means `messages_per_minute`.
+  int message_burst = 10;
+};
+
 // Everything sessions share. Owned by EdgeServer, which outlives every session.
 struct ServerContext {
   EdgeMetrics metrics;
@@ -60,8 +80,14 @@ struct ServerContext {
   std::unique_ptr<PersistenceClient> persistence;
   std::unique_ptr<InferenceClient> inference;
   TurnDeps turn_deps;
-  // Until token authentication exists, every connection is a development user.
-  bool allow_anonymous = true;
+  // Who may connect; never null once the server runs.
+  std::unique_ptr<Authenticator> authenticator;
+  OriginAllowList origins;
+  // Per-user message rate and concurrent turns over all of a user's connections.
+  std::unique_ptr<UserLimits> user_limits;
+  ConnectionLimits limits;
+  // Accepted WebSockets right now, for `max_connections`.
+  std::atomic<int> open_websockets{0};
   // Set on SIGTERM: readiness fails and no new turn starts.
   std::atomic<bool> draining{false};
 };

@@ -14,6 +14,7 @@
 #include "common/log.h"
 #include "edge/protocol/native_codec.h"
 #include "edge/turn/history.h"
+#include "edge/turn/resume.h"
 #include "edge/turn/turn.h"
 
 namespace parley::edge {
@@ -45,18 +46,32 @@ bool OffersSubprotocol(const http::request<http::string_body>& request, absl::st
 
 WsSession::WsSession(net::ip::tcp::socket&& socket, ServerContext& context, const Codec& codec,
                      std::string user_id)
-    : ws_(std::move(socket)), context_(context), codec_(codec), user_id_(std::move(user_id)) {}
+    : ws_(std::move(socket)),
+      context_(context),
+      codec_(codec),
+      user_id_(std::move(user_id)),
+      message_bucket_(context.limits.messages_per_minute, context.limits.message_burst,
+                      absl::Now()) {}
 
 WsSession::~WsSession() {
   if (accepted_) {
     context_.metrics.connections.Decrement();
+  }
+  if (counted_) {
+    context_.open_websockets.fetch_sub(1);
   }
   context_.connections.Remove(registry_key_);
 }
 
 void WsSession::Run(http::request<http::string_body> request) {
   const bool parley_v1 = OffersSubprotocol(request, NativeCodec::kSubprotocol);
-  ws_.set_option(websocket::stream_base::timeout::suggested(beast::role_type::server));
+  // Pings keep proxies with idle limits from cutting a connection that waits for a slow model;
+  // a client that answers nothing for the idle timeout is gone.
+  websocket::stream_base::timeout timeout{};
+  timeout.handshake_timeout = absl::ToChronoMilliseconds(context_.limits.handshake_timeout);
+  timeout.idle_timeout = absl::ToChronoMilliseconds(context_.limits.idle_timeout);
+  timeout.keep_alive_pings = true;
+  ws_.set_option(timeout);
   ws_.set_option(websocket::stream_base::decorator([parley_v1](websocket::response_type& response) {
     response.set(http::field::server, "parley-edge");
     if (parley_v1) {
@@ -64,7 +79,7 @@ void WsSession::Run(http::request<http::string_body> request) {
                    std::string(NativeCodec::kSubprotocol.data(), NativeCodec::kSubprotocol.size()));
     }
   }));
-  ws_.read_message_max(kMaxFrameBytes);
+  ws_.read_message_max(context_.limits.max_frame_bytes);
   ws_.text(true);
   std::weak_ptr<WsSession> weak = weak_from_this();
   registry_key_ = context_.connections.Add([weak] {
@@ -83,6 +98,13 @@ void WsSession::OnAccept(beast::error_code ec) {
   accepted_ = true;
   context_.metrics.connections.Increment();
   context_.metrics.connections_total.Increment();
+  counted_ = true;
+  if (context_.open_websockets.fetch_add(1) >= context_.limits.max_connections) {
+    // Full: the client is told to come back later (or to another instance).
+    context_.metrics.HandshakeRefused("too_many_connections").Increment();
+    CloseOnStrand(websocket::close_code::try_again_later);
+    return;
+  }
   DoRead();
 }
 
@@ -130,25 +152,66 @@ void WsSession::Dispatch() {
   }
   Command& command = std::get<Command>(decoded);
   context_.metrics.FrameReceived(CommandName(command)).Increment();
-  std::visit(
-      Overloaded{
-          [this](SendMessage& message) {
-            if (context_.draining.load()) {
-              Emit(ErrorEvent{ErrorCode::kShuttingDown,
-                              "this server is shutting down; reconnect and retry", message.id},
-                   std::nullopt);
-              return;
-            }
-            Turn::Start(context_.turn_deps, ws_.get_executor(), weak_from_this(), user_id_,
-                        std::move(message), Clock::now());
-          },
-          [this](Ping&) { Emit(Pong{}, std::nullopt); },
-          [this](GetHistory& history) {
-            LoadHistory(*context_.persistence, context_.tracker, ws_.get_executor(),
-                        weak_from_this(), user_id_, std::move(history.conversation_id));
-          },
-      },
-      command);
+  std::visit(Overloaded{
+                 [this](SendMessage& message) { StartTurn(std::move(message)); },
+                 [this](Ping&) { Emit(Pong{}, std::nullopt); },
+                 [this](edge::CancelTurn& cancel) { CancelTurn(cancel.message_id); },
+                 [this](ResumeStream& resume) {
+                   ResumeReply(*context_.persistence, context_.tracker, ws_.get_executor(),
+                               weak_from_this(), user_id_, std::move(resume.message_id),
+                               resume.last_seq, /*announce=*/true);
+                 },
+                 [this](GetHistory& history) {
+                   LoadHistory(*context_.persistence, context_.tracker, ws_.get_executor(),
+                               weak_from_this(), user_id_, std::move(history.conversation_id));
+                 },
+             },
+             command);
+}
+
+void WsSession::StartTurn(SendMessage message) {
+  if (context_.draining.load()) {
+    Emit(ErrorEvent{ErrorCode::kShuttingDown, "this server is shutting down; reconnect and retry",
+                    message.id},
+         std::nullopt);
+    return;
+  }
+  // The connection's bucket first, so one noisy connection cannot spend the user's budget.
+  RateDecision rate = message_bucket_.TryAcquire(absl::Now());
+  if (rate.allowed) {
+    rate = context_.user_limits->AcquireMessage(user_id_);
+  }
+  if (!rate.allowed) {
+    Emit(ErrorEvent{ErrorCode::kRateLimited, "too many messages; retry later", message.id,
+                    rate.RetryAfterMillis()},
+         std::nullopt);
+    return;
+  }
+  absl::StatusOr<TurnSlot> slot = context_.user_limits->AcquireTurn(user_id_);
+  if (!slot.ok()) {
+    Emit(ErrorEvent{ErrorCode::kTooManyTurns,
+                    "too many replies are being generated; wait for one to finish", message.id},
+         std::nullopt);
+    return;
+  }
+  std::erase_if(turns_, [](const std::weak_ptr<Turn>& turn) {
+    std::shared_ptr<Turn> running = turn.lock();
+    return running == nullptr || running->ended();
+  });
+  turns_.push_back(Turn::Start(context_.turn_deps, ws_.get_executor(), weak_from_this(), user_id_,
+                               std::move(message), Clock::now(), *std::move(slot)));
+}
+
+void WsSession::CancelTurn(const std::string& message_id) {
+  // Turns run on this strand, so reading their state here is safe. A cancel for a reply that
+  // already ended, or that this connection did not start, changes nothing.
+  for (const std::weak_ptr<Turn>& weak : turns_) {
+    std::shared_ptr<Turn> turn = weak.lock();
+    if (turn != nullptr && !turn->ended() && turn->assistant_message_id() == message_id) {
+      turn->Cancel(/*notify=*/true);
+      return;
+    }
+  }
 }
 
 void WsSession::Emit(Event event, std::optional<Clock::time_point> arrival) {

@@ -13,9 +13,11 @@
 #include "boost/beast/http/message.hpp"
 #include "boost/beast/http/string_body.hpp"
 #include "boost/beast/websocket/stream.hpp"
+#include "edge/limits/token_bucket.h"
 #include "edge/protocol/codec.h"
 #include "edge/server/server_context.h"
 #include "edge/turn/event_sink.h"
+#include "edge/turn/turn.h"
 
 namespace parley::edge {
 
@@ -31,7 +33,6 @@ class WsSession final : public EventSink, public std::enable_shared_from_this<Ws
   static constexpr size_t kLowWater = 16;
   // A client that lets this many frames pile up is not reading: it is closed (1008).
   static constexpr size_t kMaxQueued = 1024;
-  static constexpr size_t kMaxFrameBytes = 64 * 1024;
 
   WsSession(boost::asio::ip::tcp::socket&& socket, ServerContext& context, const Codec& codec,
             std::string user_id);
@@ -60,6 +61,8 @@ class WsSession final : public EventSink, public std::enable_shared_from_this<Ws
   void DoWrite();
   void OnWrite(boost::beast::error_code ec, size_t bytes);
   void CloseOnStrand(boost::beast::websocket::close_code code);
+  void StartTurn(SendMessage message);
+  void CancelTurn(const std::string& message_id);
   void ReleaseWaiters();
 
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
@@ -67,8 +70,13 @@ class WsSession final : public EventSink, public std::enable_shared_from_this<Ws
   const Codec& codec_;
   const std::string user_id_;
   uint64_t registry_key_ = 0;
+  // This connection's share of the message rate (the user's is in UserLimits).
+  TokenBucket message_bucket_;
+  bool counted_ = false;  // Counted in ServerContext::open_websockets.
   boost::beast::flat_buffer buffer_;
   std::deque<Outbound> queue_;
+  // Turns this connection started that may still run, so `cancel` can find them.
+  std::vector<std::weak_ptr<Turn>> turns_;
   std::vector<std::function<void()>> waiting_for_writable_;
   bool accepted_ = false;
   bool writing_ = false;

@@ -5,6 +5,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "common/log.h"
+#include "edge/turn/resume.h"
 
 namespace parley::edge {
 namespace {
@@ -65,9 +66,10 @@ auto Turn::OnExecutor(F f) {
 
 std::shared_ptr<Turn> Turn::Start(const TurnDeps& deps, net::any_io_executor executor,
                                   std::weak_ptr<EventSink> sink, std::string user_id,
-                                  SendMessage message, Clock::time_point received) {
+                                  SendMessage message, Clock::time_point received, TurnSlot slot) {
   auto turn = std::make_shared<Turn>(deps, std::move(executor), std::move(sink), std::move(user_id),
                                      std::move(message), received);
+  turn->slot_ = std::move(slot);
   std::weak_ptr<Turn> weak = turn;
   turn->tracker_key_ = deps.tracker->Add([weak] {
     if (auto turn = weak.lock()) {
@@ -87,8 +89,9 @@ Turn::Turn(const TurnDeps& deps, net::any_io_executor executor, std::weak_ptr<Ev
       message_(std::move(message)),
       received_(received) {}
 
-void Turn::Cancel() {
-  net::post(executor_, [self = shared_from_this()] {
+void Turn::Cancel(bool notify) {
+  net::post(executor_, [self = shared_from_this(), notify] {
+    self->notify_cancel_ = self->notify_cancel_ || notify;
     if (self->ended_ || self->cancelled_) {
       return;
     }
@@ -127,6 +130,42 @@ void Turn::StoreUserMessage() {
         self->conversation_id_ = response->message().conversation_id();
         self->user_message_id_ = response->message().id();
         self->Emit(Ack{self->message_.id, self->conversation_id_, self->user_message_id_});
+        if (!response->created()) {
+          // The client sent this message before (a retry after a reconnect): answer with the
+          // reply it already has instead of generating another.
+          return self->FindExistingReply();
+        }
+        self->LoadHistory();
+      }));
+}
+
+void Turn::FindExistingReply() {
+  persistence_pb::ListMessagesRequest request;
+  request.set_user_id(user_id_);
+  request.set_conversation_id(conversation_id_);
+  request.set_page_size(kRepliesSearched);
+  request.set_newest(true);
+  deps_.persistence->ListMessages(
+      std::move(request), trace_,
+      OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::ListMessagesResponse> response) {
+        if (!response.ok()) {
+          self->Fail(StorageErrorCode(response.status()),
+                     absl::StrCat("cannot load the conversation: ", response.status().message()));
+          return;
+        }
+        for (const persistence_pb::Message& stored : response->messages()) {
+          if (stored.parent_id() == self->user_message_id_ &&
+              stored.role() == persistence_pb::ROLE_ASSISTANT) {
+            self->assistant_message_id_ = stored.id();
+            self->Emit(StreamStart{self->conversation_id_, stored.id(), stored.model()});
+            ResumeReply(*self->deps_.persistence, *self->deps_.tracker, self->executor_,
+                        self->sink_, self->user_id_, stored.id(), /*after_seq=*/0,
+                        /*announce=*/false, self->trace_);
+            // The first attempt's turn is the one counted in the metrics.
+            return self->End("");
+          }
+        }
+        // The first attempt stored the message but never got to open a reply: answer it now.
         self->LoadHistory();
       }));
 }
@@ -254,6 +293,7 @@ void Turn::OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arriv
       last_chunk_ = arrival;
       deps_.metrics->tokens_total.Increment();
       writer_->Append(seq_, chunk.text_delta().text());
+      text_ += chunk.text_delta().text();
       Emit(StreamToken{assistant_message_id_, seq_,
                        std::move(*chunk.mutable_text_delta()->mutable_text())},
            arrival);
@@ -325,11 +365,20 @@ void Turn::MaybeFinish() {
     return Fail(ErrorCode::kStorageUnavailable, absl::StrCat("cannot store the reply: ", reason));
   }
   if (cancelled_) {
+    if (notify_cancel_) {
+      Emit(StreamCancelled{assistant_message_id_, seq_});
+    }
     return End("cancelled");
   }
   if (!inference_status_.ok()) {
-    return Fail(ErrorCode::kInferenceUnavailable,
-                absl::StrCat("the model stopped: ", inference_status_.message()));
+    // The partial reply is stored as interrupted; the client keeps what it has.
+    const absl::string_view code = ErrorCodeName(ErrorCode::kInferenceUnavailable);
+    Emit(StreamInterrupted{assistant_message_id_, seq_, std::string(code.data(), code.size()),
+                           absl::StrCat("the model stopped: ", inference_status_.message()),
+                           std::move(text_)});
+    common::LogWarning("turn interrupted",
+                       {{"message_id", assistant_message_id_}, {"trace_id", trace_.trace_id}});
+    return End("interrupted");
   }
   Emit(StreamComplete{assistant_message_id_, seq_, finish_reason_.empty() ? "stop" : finish_reason_,
                       prompt_tokens_, completion_tokens_});
@@ -350,11 +399,14 @@ void Turn::End(absl::string_view outcome) {
     return;
   }
   ended_ = true;
-  deps_.metrics->Turn(outcome).Increment();
-  deps_.metrics->turn_duration.Observe(Seconds(Clock::now() - received_));
+  if (!outcome.empty()) {
+    deps_.metrics->Turn(outcome).Increment();
+    deps_.metrics->turn_duration.Observe(Seconds(Clock::now() - received_));
+  }
   // Release callbacks that hold this turn alive.
   generate_.reset();
   writer_.reset();
+  slot_.Release();
   deps_.tracker->Remove(tracker_key_);
 }
 

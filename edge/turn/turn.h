@@ -12,12 +12,16 @@
 #include "common/trace_context.h"
 #include "edge/clients/inference_client.h"
 #include "edge/clients/persistence_client.h"
+#include "edge/limits/user_limits.h"
 #include "edge/metrics.h"
 #include "edge/protocol/messages.h"
 #include "edge/turn/event_sink.h"
 #include "edge/turn/turn_tracker.h"
 
 namespace parley::edge {
+
+// How many of a conversation's newest messages are searched for the reply to a repeated message.
+inline constexpr int kRepliesSearched = 200;
 
 // What every turn needs; owned by the server, outliving every turn.
 struct TurnDeps {
@@ -40,19 +44,27 @@ class Turn : public std::enable_shared_from_this<Turn> {
  public:
   using Clock = std::chrono::steady_clock;
 
+  // `slot` counts the turn against its user's concurrent-turn limit until it ends.
   static std::shared_ptr<Turn> Start(const TurnDeps& deps, boost::asio::any_io_executor executor,
                                      std::weak_ptr<EventSink> sink, std::string user_id,
-                                     SendMessage message, Clock::time_point received);
+                                     SendMessage message, Clock::time_point received,
+                                     TurnSlot slot = {});
 
   Turn(const TurnDeps& deps, boost::asio::any_io_executor executor, std::weak_ptr<EventSink> sink,
        std::string user_id, SendMessage message, Clock::time_point received);
 
   // Stops the turn; what was streamed so far is stored as cancelled. Any thread.
-  void Cancel();
+  // `notify` sends stream_cancelled once the stored message is closed.
+  void Cancel(bool notify = false);
+
+  // The reply's message id, empty until it is stored. On the executor only.
+  const std::string& assistant_message_id() const { return assistant_message_id_; }
+  bool ended() const { return ended_; }
 
  private:
   // Each step runs on the executor.
   void StoreUserMessage();
+  void FindExistingReply();
   void LoadHistory();
   void ResolveModel();
   void OpenAssistantMessage();
@@ -62,6 +74,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void OnWriterDone(MessageWriter::Result result);
   void MaybeFinish();
   void Fail(ErrorCode code, absl::string_view message);
+  // `outcome` labels parley_edge_turns_total; empty counts nothing (a repeated message).
   void End(absl::string_view outcome);
 
   void Emit(Event event, std::optional<Clock::time_point> arrival = std::nullopt);
@@ -78,6 +91,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   // Ties the three services' log lines about this turn together.
   const common::TraceContext trace_ = common::NewTraceContext();
   uint64_t tracker_key_ = 0;
+  TurnSlot slot_;
 
   std::string conversation_id_;
   std::string user_message_id_;
@@ -90,11 +104,14 @@ class Turn : public std::enable_shared_from_this<Turn> {
   bool generate_done_ = false;
   bool writer_done_ = false;
   bool cancelled_ = false;
+  bool notify_cancel_ = false;
   bool ended_ = false;
   absl::Status inference_status_;
   MessageWriter::Result writer_result_;
 
   int64_t seq_ = 0;
+  // Everything streamed so far, for stream_interrupted's partialResponse.
+  std::string text_;
   std::string finish_reason_;
   int32_t prompt_tokens_ = 0;
   int32_t completion_tokens_ = 0;

@@ -142,6 +142,38 @@ TEST_F(NativeCodecTest, EveryErrorCodeHasAStableName) {
   EXPECT_EQ(ErrorCodeName(ErrorCode::kStorageUnavailable), "storage_unavailable");
   EXPECT_EQ(ErrorCodeName(ErrorCode::kShuttingDown), "shutting_down");
   EXPECT_EQ(ErrorCodeName(ErrorCode::kInternal), "internal");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kRateLimited), "rate_limited");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kTooManyTurns), "too_many_turns");
+}
+
+TEST_F(NativeCodecTest, DecodesCancelAndResume) {
+  const Command cancel = DecodeOk(R"({"type":"cancel","messageId":"m2"})");
+  ASSERT_NE(std::get_if<CancelTurn>(&cancel), nullptr);
+  EXPECT_EQ(std::get<CancelTurn>(cancel).message_id, "m2");
+  const Command resume = DecodeOk(R"({"type":"resume","messageId":"m2","lastSeq":5})");
+  ASSERT_NE(std::get_if<ResumeStream>(&resume), nullptr);
+  EXPECT_EQ(std::get<ResumeStream>(resume).message_id, "m2");
+  EXPECT_EQ(std::get<ResumeStream>(resume).last_seq, 5);
+  EXPECT_EQ(std::get<ResumeStream>(DecodeOk(R"({"type":"resume","messageId":"m2"})")).last_seq, 0);
+
+  EXPECT_EQ(DecodeError(R"({"type":"cancel"})").code, ErrorCode::kInvalidFrame);
+  EXPECT_EQ(DecodeError(R"({"type":"resume","messageId":"m2","lastSeq":-1})").code,
+            ErrorCode::kInvalidFrame);
+  EXPECT_EQ(DecodeError(R"({"type":"resume","messageId":"m2","lastSeq":"3"})").code,
+            ErrorCode::kInvalidFrame);
+}
+
+TEST_F(NativeCodecTest, EncodesTheStreamEndingsAndLimitErrors) {
+  EXPECT_EQ(codec_.Encode(StreamCancelled{"m2", 3}),
+            R"({"type":"stream_cancelled","messageId":"m2","lastSeq":3})");
+  EXPECT_EQ(codec_.Encode(StreamInterrupted{"m2", 2, "inference_unavailable", "gone", "He"}),
+            R"({"type":"stream_interrupted","messageId":"m2","lastSeq":2,)"
+            R"("error":"inference_unavailable","message":"gone","partialResponse":"He"})");
+  EXPECT_EQ(codec_.Encode(Resumed{"m2", true}),
+            R"({"type":"resumed","messageId":"m2","recovered":true})");
+  EXPECT_EQ(codec_.Encode(ErrorEvent{ErrorCode::kRateLimited, "slow down", "c1", 1500}),
+            R"({"type":"error","code":"rate_limited","message":"slow down","id":"c1",)"
+            R"("retryAfterMs":1500})");
 }
 
 }  // namespace

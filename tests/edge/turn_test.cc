@@ -88,9 +88,10 @@ class TurnTest : public ::testing::Test {
     return true;
   }
 
-  void StartTurn(SendMessage message, std::shared_ptr<RecordingSink> sink,
-                 const std::string& user = "alice") {
-    Turn::Start(deps_, io_.get_executor(), sink, user, std::move(message), Turn::Clock::now());
+  std::shared_ptr<Turn> StartTurn(SendMessage message, std::shared_ptr<RecordingSink> sink,
+                                  const std::string& user = "alice") {
+    return Turn::Start(deps_, io_.get_executor(), sink, user, std::move(message),
+                       Turn::Clock::now());
   }
 
   // Runs a whole turn and returns what the client saw.
@@ -192,10 +193,13 @@ TEST_F(TurnTest, InferenceFailingMidStreamStoresThePartialReplyAsInterrupted) {
 
   EXPECT_EQ(sink->All<StreamToken>().size(), 2u);
   EXPECT_TRUE(sink->All<StreamComplete>().empty());
-  const std::vector<ErrorEvent> errors = sink->All<ErrorEvent>();
-  ASSERT_EQ(errors.size(), 1u);
-  EXPECT_EQ(errors[0].code, ErrorCode::kInferenceUnavailable);
-  EXPECT_EQ(errors[0].id, "c3");
+  EXPECT_TRUE(sink->All<ErrorEvent>().empty());
+  const std::vector<StreamInterrupted> interrupted = sink->All<StreamInterrupted>();
+  ASSERT_EQ(interrupted.size(), 1u);
+  EXPECT_EQ(interrupted[0].message_id, sink->All<StreamStart>().at(0).message_id);
+  EXPECT_EQ(interrupted[0].last_seq, 2);
+  EXPECT_EQ(interrupted[0].error, "inference_unavailable");
+  EXPECT_EQ(interrupted[0].partial_response, "partial");
 
   const std::vector<persistence_pb::Message> stored =
       backends_->persistence.Messages(sink->All<Ack>().at(0).conversation_id);
@@ -274,6 +278,27 @@ TEST_F(TurnTest, CancelStoresTheStreamedPrefixAsCancelled) {
   EXPECT_EQ(stored[1].content(), "Hel");
   EXPECT_EQ(stored[1].status(), persistence_pb::MESSAGE_STATUS_CANCELLED);
   EXPECT_EQ(TurnsWithOutcome("cancelled"), 1);
+}
+
+TEST_F(TurnTest, ACancelFromTheClientIsAnsweredWithTheLastStoredSeq) {
+  auto sink = std::make_shared<RecordingSink>();
+  sink->writable = false;  // Holds the turn after its first token.
+  std::shared_ptr<Turn> turn = StartTurn(Message("c9", "Hi"), sink);
+  ASSERT_TRUE(RunUntil([&] { return !sink->waiting.empty(); }));
+  turn->Cancel(/*notify=*/true);
+  turn->Cancel(/*notify=*/true);  // Repeating it is harmless.
+  ASSERT_TRUE(RunUntil([&] { return tracker_.running() == 0; }));
+
+  const std::vector<StreamCancelled> cancelled = sink->All<StreamCancelled>();
+  ASSERT_EQ(cancelled.size(), 1u);
+  EXPECT_EQ(cancelled[0].message_id, sink->All<StreamStart>().at(0).message_id);
+  EXPECT_EQ(cancelled[0].last_seq, 1);
+  const std::vector<persistence_pb::Message> stored =
+      backends_->persistence.Messages(sink->All<Ack>().at(0).conversation_id);
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[1].content(), "Hel");
+  EXPECT_EQ(stored[1].last_seq(), 1);
+  EXPECT_EQ(stored[1].status(), persistence_pb::MESSAGE_STATUS_CANCELLED);
 }
 
 }  // namespace

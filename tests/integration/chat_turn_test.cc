@@ -82,7 +82,8 @@ class ChatTurnTest : public ::testing::Test {
     ASSERT_FALSE(inference_address_.empty());
     edge_ = ChildProcess::Start(
         "parley-edge", {"--listen=127.0.0.1:0", absl::StrCat("--inference=", inference_address_),
-                        absl::StrCat("--persistence=", persistence_address_), "--threads=2"});
+                        absl::StrCat("--persistence=", persistence_address_), "--threads=2",
+                        "--allow_anonymous"});
     ASSERT_NE(edge_, nullptr);
     edge_address_ = edge_->WaitForListening();
     ASSERT_FALSE(edge_address_.empty());

@@ -48,7 +48,7 @@ TEST(OpenAiTurnTest, ChatTurnStreamsTheUpstreamReplyThroughTheEdge) {
   ASSERT_FALSE(inference_address.empty());
   auto edge = ChildProcess::Start(
       "parley-edge", {"--listen=127.0.0.1:0", absl::StrCat("--inference=", inference_address),
-                      absl::StrCat("--persistence=", persistence_address)});
+                      absl::StrCat("--persistence=", persistence_address), "--allow_anonymous"});
   ASSERT_NE(edge, nullptr);
   const std::string edge_address = edge->WaitForListening();
   ASSERT_FALSE(edge_address.empty());

@@ -1,0 +1,368 @@
+// Authentication and connection limits of the real parley-edge binary, over real WebSockets:
+// bad tokens never get a socket, a valid token's subject is the user persistence sees, and the
+// per-connection and per-user limits answer with their documented errors and close codes.
+#include <fstream>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "boost/asio/connect.hpp"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/beast/core/flat_buffer.hpp"
+#include "boost/beast/core/tcp_stream.hpp"
+#include "boost/beast/http/empty_body.hpp"
+#include "boost/beast/http/read.hpp"
+#include "boost/beast/http/string_body.hpp"
+#include "boost/beast/http/write.hpp"
+#include "boost/json/object.hpp"
+#include "boost/json/serialize.hpp"
+#include "grpcpp/client_context.h"
+#include "grpcpp/create_channel.h"
+#include "grpcpp/security/credentials.h"
+#include "gtest/gtest.h"
+#include "parley/persistence/v1/conversation_service.grpc.pb.h"
+#include "tests/edge/auth/jwt_test_keys.h"
+#include "tests/support/child_process.h"
+#include "tests/support/ws_client.h"
+
+namespace parley {
+namespace {
+
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace json = boost::json;
+namespace net = boost::asio;
+namespace persistence_pb = ::parley::persistence::v1;
+using ::parley::edge::testing::SignHs256;
+using ::parley::testing::ChildProcess;
+using ::parley::testing::HttpGet;
+using ::parley::testing::WsClient;
+
+constexpr char kSecret[] = "an-hs256-secret-of-at-least-32-bytes!!";
+constexpr char kIssuer[] = "https://auth.parley.test/";
+constexpr char kAudience[] = "parley";
+constexpr char kHs256Header[] = R"({"alg":"HS256","typ":"JWT"})";
+
+std::string Str(const json::object& frame, const char* key) {
+  const json::value* value = frame.if_contains(key);
+  return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
+}
+
+int64_t Int(const json::object& frame, const char* key) {
+  const json::value* value = frame.if_contains(key);
+  return value != nullptr && value->is_int64() ? value->get_int64() : -1;
+}
+
+std::string Claims(const std::string& sub, absl::Duration expires_in,
+                   const std::string& audience = kAudience) {
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  return absl::StrCat(R"({"sub":")", sub, R"(","iss":")", kIssuer, R"(","aud":")", audience,
+                      R"(","iat":)", now, R"(,"exp":)", now + absl::ToInt64Seconds(expires_in),
+                      "}");
+}
+
+std::string ValidToken(const std::string& sub) {
+  return SignHs256(kHs256Header, Claims(sub, absl::Minutes(10)), kSecret);
+}
+
+// The status, WWW-Authenticate and Upgrade headers of a WebSocket upgrade request.
+struct UpgradeAnswer {
+  int status = 0;
+  std::string www_authenticate;
+  std::string upgrade;
+};
+
+UpgradeAnswer TryUpgrade(const std::string& address, const std::string& target,
+                         const std::string& authorization = "", const std::string& origin = "") {
+  UpgradeAnswer answer;
+  const size_t colon = address.rfind(':');
+  net::io_context io;
+  beast::tcp_stream stream(io);
+  beast::error_code ec;
+  stream.socket().connect(
+      net::ip::tcp::endpoint(net::ip::make_address(address.substr(0, colon)),
+                             static_cast<unsigned short>(std::stoi(address.substr(colon + 1)))),
+      ec);
+  if (ec) {
+    return answer;
+  }
+  http::request<http::empty_body> request(http::verb::get, target, 11);
+  request.set(http::field::host, address);
+  request.set(http::field::upgrade, "websocket");
+  request.set(http::field::connection, "Upgrade");
+  request.set(http::field::sec_websocket_key, "dGhlIHNhbXBsZSBub25jZQ==");
+  request.set(http::field::sec_websocket_version, "13");
+  if (!authorization.empty()) {
+    request.set(http::field::authorization, authorization);
+  }
+  if (!origin.empty()) {
+    request.set(http::field::origin, origin);
+  }
+  http::write(stream, request, ec);
+  if (ec) {
+    return answer;
+  }
+  beast::flat_buffer buffer;
+  http::response<http::string_body> response;
+  http::read(stream, buffer, response, ec);
+  if (ec) {
+    return answer;
+  }
+  answer.status = static_cast<int>(response.result_int());
+  answer.www_authenticate = std::string(response[http::field::www_authenticate]);
+  answer.upgrade = std::string(response[http::field::upgrade]);
+  return answer;
+}
+
+class EdgeAuthTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    data_dir_ = new std::string(testing::MakeTempDir());
+    persistence_ = ChildProcess::Start("parley-persistence",
+                                       {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+                                        absl::StrCat("--store=sqlite:", *data_dir_, "/parley.db")})
+                       .release();
+    // Replies take a few seconds, so a second message arrives while the first is generating.
+    inference_ = ChildProcess::Start(
+                     "parley-inference",
+                     {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=simulated",
+                      "--sim_ttft_ms=1", "--sim_tokens_per_second=8", "--sim_max_tokens=24"})
+                     .release();
+    persistence_address_ = new std::string(persistence_->WaitForListening());
+    inference_address_ = new std::string(inference_->WaitForListening());
+    secret_file_ = new std::string(absl::StrCat(*data_dir_, "/jwt-secret"));
+    std::ofstream(*secret_file_) << kSecret << "\n";
+  }
+
+  static void TearDownTestSuite() {
+    delete persistence_;
+    delete inference_;
+  }
+
+  std::unique_ptr<ChildProcess> StartEdge(std::vector<std::string> extra) {
+    std::vector<std::string> args = {"--listen=127.0.0.1:0",
+                                     absl::StrCat("--inference=", *inference_address_),
+                                     absl::StrCat("--persistence=", *persistence_address_)};
+    args.insert(args.end(), extra.begin(), extra.end());
+    std::unique_ptr<ChildProcess> edge = ChildProcess::Start("parley-edge", args);
+    if (edge != nullptr) {
+      address_ = edge->WaitForListening();
+    }
+    return edge;
+  }
+
+  std::unique_ptr<ChildProcess> StartAuthenticatedEdge(std::vector<std::string> extra = {}) {
+    extra.push_back(absl::StrCat("--jwt_secret_file=", *secret_file_));
+    extra.push_back(absl::StrCat("--jwt_issuer=", kIssuer));
+    extra.push_back(absl::StrCat("--jwt_audience=", kAudience));
+    return StartEdge(std::move(extra));
+  }
+
+  std::unique_ptr<WsClient> Connect(const std::string& target) {
+    absl::StatusOr<std::unique_ptr<WsClient>> client =
+        WsClient::Connect(address_, target, {"parley.v1"});
+    EXPECT_TRUE(client.ok()) << client.status();
+    return client.ok() ? *std::move(client) : nullptr;
+  }
+
+  // Reads frames until one of `type` arrives; nullopt if the socket ends first.
+  static std::optional<json::object> ReadUntil(WsClient& client, const std::string& type) {
+    while (true) {
+      absl::StatusOr<json::object> frame = client.ReadJson();
+      if (!frame.ok()) {
+        return std::nullopt;
+      }
+      if (Str(*frame, "type") == type) {
+        return *frame;
+      }
+    }
+  }
+
+  static json::object Message(const std::string& id) {
+    return json::object{{"type", "message"}, {"id", id}, {"content", "Tell me something."}};
+  }
+
+  static std::string* data_dir_;
+  static ChildProcess* persistence_;
+  static ChildProcess* inference_;
+  static std::string* persistence_address_;
+  static std::string* inference_address_;
+  static std::string* secret_file_;
+  std::string address_;
+};
+
+std::string* EdgeAuthTest::data_dir_ = nullptr;
+ChildProcess* EdgeAuthTest::persistence_ = nullptr;
+ChildProcess* EdgeAuthTest::inference_ = nullptr;
+std::string* EdgeAuthTest::persistence_address_ = nullptr;
+std::string* EdgeAuthTest::inference_address_ = nullptr;
+std::string* EdgeAuthTest::secret_file_ = nullptr;
+
+TEST_F(EdgeAuthTest, WithoutAuthenticationOrDevelopmentModeTheEdgeRefusesToStart) {
+  std::unique_ptr<ChildProcess> edge = ChildProcess::Start("parley-edge", {"--listen=127.0.0.1:0"});
+  ASSERT_NE(edge, nullptr);
+  EXPECT_EQ(edge->Wait(), 1);
+}
+
+TEST_F(EdgeAuthTest, BadTokensGet401AndNoUpgrade) {
+  std::unique_ptr<ChildProcess> edge = StartAuthenticatedEdge();
+  ASSERT_FALSE(address_.empty());
+
+  const std::string forged = SignHs256(kHs256Header, Claims("alice", absl::Minutes(10)),
+                                       "a-different-secret-also-32-bytes-long!!");
+  const std::string expired = SignHs256(kHs256Header, Claims("alice", -absl::Hours(1)), kSecret);
+  const std::string wrong_audience =
+      SignHs256(kHs256Header, Claims("alice", absl::Minutes(10), "someone-else"), kSecret);
+  // alg:none with no signature: the classic bypass.
+  const std::string valid = ValidToken("alice");
+  const std::string unsigned_token =
+      absl::StrCat("eyJhbGciOiJub25lIiwidHlwIjoiSldUIn0.",
+                   valid.substr(valid.find('.') + 1, valid.rfind('.') - valid.find('.') - 1), ".");
+
+  struct Case {
+    std::string name;
+    std::string token;
+    std::string reason;
+  };
+  for (const Case& c : std::vector<Case>{{"missing", "", "missing_token"},
+                                         {"forged", forged, "bad_signature"},
+                                         {"expired", expired, "expired"},
+                                         {"wrong audience", wrong_audience, "wrong_audience"},
+                                         {"alg none", unsigned_token, "unsupported_alg"}}) {
+    SCOPED_TRACE(c.name);
+    // In the Authorization header and in the query parameter alike.
+    UpgradeAnswer header = TryUpgrade(address_, "/ws/chat?userId=alice",
+                                      c.token.empty() ? "" : absl::StrCat("Bearer ", c.token));
+    EXPECT_EQ(header.status, 401);
+    EXPECT_EQ(header.www_authenticate, "Bearer");
+    EXPECT_TRUE(header.upgrade.empty());
+    UpgradeAnswer query = TryUpgrade(address_, absl::StrCat("/ws/chat?token=", c.token));
+    EXPECT_EQ(query.status, 401);
+    EXPECT_FALSE(WsClient::Connect(address_, absl::StrCat("/ws/chat?token=", c.token)).ok());
+  }
+
+  absl::StatusOr<testing::HttpResponse> metrics = HttpGet(address_, "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  for (const char* reason :
+       {"missing_token", "bad_signature", "expired", "wrong_audience", "unsupported_alg"}) {
+    EXPECT_TRUE(absl::StrContains(
+        metrics->body,
+        absl::StrCat("parley_edge_handshakes_refused_total{reason=\"", reason, "\"}")))
+        << reason;
+  }
+}
+
+TEST_F(EdgeAuthTest, ValidTokenSubjectIsTheUserPersistenceSees) {
+  std::unique_ptr<ChildProcess> edge = StartAuthenticatedEdge();
+  ASSERT_FALSE(address_.empty());
+  EXPECT_EQ(TryUpgrade(address_, "/ws/chat", absl::StrCat("Bearer ", ValidToken("carol"))).status,
+            101);
+
+  // A userId parameter cannot override the token's subject.
+  std::unique_ptr<WsClient> client =
+      Connect(absl::StrCat("/ws/chat?userId=mallory&token=", ValidToken("carol")));
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->SendJson(Message("carol-1")).ok());
+  std::optional<json::object> ack = ReadUntil(*client, "ack");
+  ASSERT_TRUE(ack.has_value());
+  const std::string conversation_id = Str(*ack, "conversationId");
+  ASSERT_TRUE(ReadUntil(*client, "stream_complete").has_value());
+
+  auto stub = persistence_pb::ConversationService::NewStub(
+      grpc::CreateChannel(*persistence_address_, grpc::InsecureChannelCredentials()));
+  persistence_pb::GetConversationRequest request;
+  request.set_conversation_id(conversation_id);
+  persistence_pb::GetConversationResponse response;
+  request.set_user_id("carol");
+  {
+    grpc::ClientContext context;
+    EXPECT_TRUE(stub->GetConversation(&context, request, &response).ok());
+  }
+  request.set_user_id("mallory");
+  {
+    grpc::ClientContext context;
+    EXPECT_EQ(stub->GetConversation(&context, request, &response).error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+}
+
+TEST_F(EdgeAuthTest, OriginsOutsideTheAllowListGet403) {
+  std::unique_ptr<ChildProcess> edge =
+      StartEdge({"--allow_anonymous", "--allowed_origins=https://chat.parley.test"});
+  ASSERT_FALSE(address_.empty());
+  EXPECT_EQ(TryUpgrade(address_, "/ws/chat", "", "https://evil.test").status, 403);
+  EXPECT_EQ(TryUpgrade(address_, "/ws/chat", "", "https://chat.parley.test").status, 101);
+  // Non-browser clients send no Origin and are only subject to authentication.
+  EXPECT_EQ(TryUpgrade(address_, "/ws/chat").status, 101);
+}
+
+TEST_F(EdgeAuthTest, MessageRateIsLimitedPerConnectionWithRetryAfter) {
+  std::unique_ptr<ChildProcess> edge =
+      StartEdge({"--allow_anonymous", "--connection_messages_per_minute=1",
+                 "--connection_message_burst=1", "--max_concurrent_turns=0"});
+  ASSERT_FALSE(address_.empty());
+  std::unique_ptr<WsClient> client = Connect("/ws/chat?userId=rate");
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->SendJson(Message("rate-1")).ok());
+  ASSERT_TRUE(client->SendJson(Message("rate-2")).ok());
+  std::optional<json::object> error = ReadUntil(*client, "error");
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(Str(*error, "code"), "rate_limited");
+  EXPECT_EQ(Str(*error, "id"), "rate-2");
+  EXPECT_GT(Int(*error, "retryAfterMs"), 0);
+  // The first turn is unaffected.
+  EXPECT_TRUE(ReadUntil(*client, "stream_complete").has_value());
+}
+
+TEST_F(EdgeAuthTest, ConcurrentTurnsAreLimitedPerUser) {
+  std::unique_ptr<ChildProcess> edge = StartEdge({"--allow_anonymous", "--max_concurrent_turns=1"});
+  ASSERT_FALSE(address_.empty());
+  std::unique_ptr<WsClient> first = Connect("/ws/chat?userId=busy");
+  std::unique_ptr<WsClient> second = Connect("/ws/chat?userId=busy");
+  ASSERT_NE(first, nullptr);
+  ASSERT_NE(second, nullptr);
+  ASSERT_TRUE(first->SendJson(Message("busy-1")).ok());
+  ASSERT_TRUE(ReadUntil(*first, "stream_start").has_value());
+  ASSERT_TRUE(second->SendJson(Message("busy-2")).ok());
+  std::optional<json::object> error = ReadUntil(*second, "error");
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(Str(*error, "code"), "too_many_turns");
+  // Once the first reply is done, the slot is free again.
+  ASSERT_TRUE(ReadUntil(*first, "stream_complete").has_value());
+  ASSERT_TRUE(second->SendJson(Message("busy-3")).ok());
+  EXPECT_TRUE(ReadUntil(*second, "stream_complete").has_value());
+}
+
+TEST_F(EdgeAuthTest, ConnectionsBeyondTheMaximumAreClosedWith1013) {
+  std::unique_ptr<ChildProcess> edge = StartEdge({"--allow_anonymous", "--max_connections=1"});
+  ASSERT_FALSE(address_.empty());
+  std::unique_ptr<WsClient> first = Connect("/ws/chat");
+  ASSERT_NE(first, nullptr);
+  std::unique_ptr<WsClient> second = Connect("/ws/chat");
+  ASSERT_NE(second, nullptr);
+  EXPECT_FALSE(second->Read().ok());
+  EXPECT_EQ(second->close_code(), 1013);
+  // The first connection still works.
+  ASSERT_TRUE(first->SendJson(json::object{{"type", "ping"}}).ok());
+  EXPECT_TRUE(ReadUntil(*first, "pong").has_value());
+}
+
+TEST_F(EdgeAuthTest, OversizedFramesCloseWith1009) {
+  std::unique_ptr<ChildProcess> edge = StartEdge({"--allow_anonymous", "--max_frame_bytes=1024"});
+  ASSERT_FALSE(address_.empty());
+  std::unique_ptr<WsClient> client = Connect("/ws/chat");
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->Send(std::string(4096, 'x')).ok());
+  EXPECT_FALSE(client->Read().ok());
+  // The close frame may be lost to a reset when the server closes with unread input.
+  EXPECT_TRUE(client->close_code() == 1009 || client->close_code() == 0) << client->close_code();
+}
+
+}  // namespace
+}  // namespace parley
