@@ -319,5 +319,33 @@ TEST_F(EdgeStreamTest, InferenceDyingMidReplyIsAnInterruptionAndThePartIsStored)
   EXPECT_TRUE(ReadUntil(*client, "pong").has_value());
 }
 
+TEST_F(EdgeStreamTest, SigtermDuringAReplyLosesNothing) {
+  std::unique_ptr<ChildProcess> edge = StartEdge(*inference_address_);
+  ASSERT_NE(edge, nullptr);
+  std::unique_ptr<WsClient> client = Connect(edge->WaitForListening(), "drain-user");
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->SendJson(Message("drain-1")).ok());
+  std::optional<json::object> start = ReadUntil(*client, "stream_start");
+  ASSERT_TRUE(start.has_value());
+  Received received;
+  ReadTokens(*client, received, /*stop_after_seq=*/2);
+
+  // The running reply gets the drain grace period: it completes on this socket, then the
+  // socket closes with 1001 and the process exits cleanly.
+  edge->Signal(SIGTERM);
+  ReadTokens(*client, received);
+  ASSERT_TRUE(received.end.has_value());
+  EXPECT_EQ(Str(*received.end, "type"), "stream_complete");
+  EXPECT_FALSE(received.duplicate_or_gap);
+  EXPECT_FALSE(client->Read().ok());
+  EXPECT_EQ(client->close_code(), 1001);
+  EXPECT_EQ(edge->Wait(), 0);
+
+  const persistence_pb::Message stored = Stored("drain-user", Str(*start, "messageId"));
+  EXPECT_EQ(stored.status(), persistence_pb::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(stored.content(), received.text);
+  EXPECT_EQ(stored.last_seq(), received.last_seq);
+}
+
 }  // namespace
 }  // namespace parley
