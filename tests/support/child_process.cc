@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <signal.h>
 #include <stdlib.h>
+#include <sys/prctl.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -35,6 +36,8 @@ std::unique_ptr<ChildProcess> ChildProcess::Start(
     return nullptr;
   }
   if (pid == 0) {
+    // A test that crashes must not leave servers behind holding CTest's output open.
+    prctl(PR_SET_PDEATHSIG, SIGKILL);
     dup2(pipe_fds[1], STDOUT_FILENO);
     for (const auto& [name, value] : env) {
       setenv(name.c_str(), value.c_str(), 1);
