@@ -27,6 +27,9 @@ ABSL_FLAG(std::string, store_password_file, "",
           "File holding the PostgreSQL password (else PARLEY_STORE_PASSWORD)");
 ABSL_FLAG(int, store_threads, 8, "Threads running blocking store calls");
 ABSL_FLAG(int, store_pool_size, 8, "Most PostgreSQL connections open at once");
+ABSL_FLAG(int, max_connection_age_ms, 0,
+          "Ask gRPC clients to reconnect after this long (running streams finish first), so "
+          "load spreads onto newer replicas; 0 disables");
 
 namespace {
 
@@ -94,6 +97,7 @@ int main(int argc, char** argv) {
   server_options.services = {service.get()};
   server_options.metrics_registry = registry;
   server_options.metrics_service = "persistence";
+  server_options.max_connection_age_ms = absl::GetFlag(FLAGS_max_connection_age_ms);
   absl::StatusOr<parley::common::RunningGrpcServer> server =
       parley::common::StartGrpcServer(server_options);
   if (!server.ok()) {
