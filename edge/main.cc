@@ -52,6 +52,8 @@ ABSL_FLAG(int, user_messages_per_minute, 60,
           "`message` frames per minute per user over all of the user's connections; 0 disables");
 ABSL_FLAG(int, user_message_burst, 20,
           "Messages one user may send back to back after a quiet spell");
+ABSL_FLAG(int, heartbeat_interval_ms, 15000,
+          "Interval of `heartbeat` events while a reply waits for its first token; 0 disables");
 ABSL_FLAG(int, max_concurrent_turns, 4,
           "Replies generating at once per user on this process; 0 disables");
 ABSL_FLAG(int, drain_grace_ms, 10000,
@@ -91,6 +93,7 @@ int main(int argc, char** argv) {
   options.user_limits.messages_per_minute = absl::GetFlag(FLAGS_user_messages_per_minute);
   options.user_limits.message_burst = absl::GetFlag(FLAGS_user_message_burst);
   options.user_limits.max_concurrent_turns = absl::GetFlag(FLAGS_max_concurrent_turns);
+  options.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_interval_ms));
   if (!options.allow_anonymous && options.jwt_secret_file.empty() && options.jwks_file.empty()) {
     parley::common::LogError(
         "no way to authenticate clients: give --jwt_secret_file or --jwks_file, or "

@@ -60,6 +60,7 @@ absl::string_view EventName(const Event& event) {
           [](const StreamCancelled&) { return absl::string_view("stream_cancelled"); },
           [](const StreamInterrupted&) { return absl::string_view("stream_interrupted"); },
           [](const Resumed&) { return absl::string_view("resumed"); },
+          [](const Heartbeat&) { return absl::string_view("heartbeat"); },
       },
       event);
 }

@@ -92,6 +92,11 @@ struct Resumed {
   bool recovered = false;
 };
 
+// Sent while a reply waits for its first token, so idle-timing proxies see traffic.
+struct Heartbeat {
+  std::string message_id;
+};
+
 // Stable, documented codes; clients switch on them, so never rename one.
 enum class ErrorCode {
   kInvalidJson,
@@ -130,7 +135,7 @@ struct History {
 };
 
 using Event = std::variant<Ack, StreamStart, StreamToken, StreamComplete, ErrorEvent, Pong, History,
-                           StreamCancelled, StreamInterrupted, Resumed>;
+                           StreamCancelled, StreamInterrupted, Resumed, Heartbeat>;
 
 // Short names used as metric labels ("ack", "stream_token", ...).
 absl::string_view CommandName(const Command& command);

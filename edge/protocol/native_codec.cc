@@ -182,6 +182,11 @@ std::string NativeCodec::Encode(const Event& event) const {
                                       o["lastSeq"] = cancelled.last_seq;
                                       return o;
                                     },
+                                    [](const Heartbeat& heartbeat) {
+                                      json::object o = WithType("heartbeat");
+                                      o["messageId"] = View(heartbeat.message_id);
+                                      return o;
+                                    },
                                     [](const Resumed& resumed) {
                                       json::object o = WithType("resumed");
                                       o["messageId"] = View(resumed.message_id);

@@ -74,6 +74,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
       .metrics = &context.metrics,
       .tracker = &context.tracker,
       .history_messages = options.history_messages,
+      .heartbeat_interval = options.heartbeat_interval,
   };
 
   absl::StatusOr<std::shared_ptr<Listener>> listener =

@@ -33,6 +33,8 @@ struct EdgeOptions {
   std::string allowed_origins;
   ConnectionLimits limits;
   UserLimitsOptions user_limits;
+  // `heartbeat` events while a reply waits for its first token; zero disables.
+  absl::Duration heartbeat_interval = absl::Seconds(15);
   // On shutdown, how long running turns may take to finish before sockets close.
   absl::Duration drain_grace = absl::Seconds(10);
 };

@@ -276,6 +276,24 @@ void Turn::StartStreams() {
   if (cancelled_) {
     generate_->Cancel();
   }
+  ScheduleHeartbeat();
+}
+
+void Turn::ScheduleHeartbeat() {
+  if (deps_.heartbeat_interval <= absl::ZeroDuration()) {
+    return;
+  }
+  if (heartbeat_ == nullptr) {
+    heartbeat_ = std::make_unique<net::steady_timer>(executor_);
+  }
+  heartbeat_->expires_after(absl::ToChronoMilliseconds(deps_.heartbeat_interval));
+  heartbeat_->async_wait([self = shared_from_this()](boost::system::error_code ec) {
+    if (ec || self->ended_ || self->seq_ > 0) {
+      return;
+    }
+    self->Emit(Heartbeat{self->assistant_message_id_});
+    self->ScheduleHeartbeat();
+  });
 }
 
 void Turn::OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arrival) {
@@ -286,6 +304,9 @@ void Turn::OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arriv
       }
       ++seq_;
       if (seq_ == 1) {
+        if (heartbeat_ != nullptr) {
+          heartbeat_->cancel();
+        }
         deps_.metrics->time_to_first_token.Observe(Seconds(arrival - received_));
       } else if (last_chunk_.has_value()) {
         deps_.metrics->inter_token_gap.Observe(Seconds(arrival - *last_chunk_));
@@ -404,6 +425,9 @@ void Turn::End(absl::string_view outcome) {
     deps_.metrics->turn_duration.Observe(Seconds(Clock::now() - received_));
   }
   // Release callbacks that hold this turn alive.
+  if (heartbeat_ != nullptr) {
+    heartbeat_->cancel();
+  }
   generate_.reset();
   writer_.reset();
   slot_.Release();

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/time/time.h"
 #include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "common/trace_context.h"
 #include "edge/clients/inference_client.h"
 #include "edge/clients/persistence_client.h"
@@ -32,6 +33,8 @@ struct TurnDeps {
   // Most recent stored messages sent to inference as context.
   int history_messages = 20;
   absl::Duration generate_deadline = absl::Minutes(5);
+  // `heartbeat` events while a reply waits for its first token; zero disables.
+  absl::Duration heartbeat_interval = absl::Seconds(15);
 };
 
 // One chat turn: store the user message, load recent history, open the
@@ -69,6 +72,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void ResolveModel();
   void OpenAssistantMessage();
   void StartStreams();
+  void ScheduleHeartbeat();
   void OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arrival);
   void OnGenerateDone(absl::Status status);
   void OnWriterDone(MessageWriter::Result result);
@@ -99,6 +103,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   std::string model_;
   std::vector<persistence_pb::Message> history_;
 
+  std::unique_ptr<boost::asio::steady_timer> heartbeat_;
   std::shared_ptr<GenerateStream> generate_;
   std::shared_ptr<MessageWriter> writer_;
   bool generate_done_ = false;

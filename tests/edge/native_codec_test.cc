@@ -169,6 +169,7 @@ TEST_F(NativeCodecTest, EncodesTheStreamEndingsAndLimitErrors) {
   EXPECT_EQ(codec_.Encode(StreamInterrupted{"m2", 2, "inference_unavailable", "gone", "He"}),
             R"({"type":"stream_interrupted","messageId":"m2","lastSeq":2,)"
             R"("error":"inference_unavailable","message":"gone","partialResponse":"He"})");
+  EXPECT_EQ(codec_.Encode(Heartbeat{"m2"}), R"({"type":"heartbeat","messageId":"m2"})");
   EXPECT_EQ(codec_.Encode(Resumed{"m2", true}),
             R"({"type":"resumed","messageId":"m2","recovered":true})");
   EXPECT_EQ(codec_.Encode(ErrorEvent{ErrorCode::kRateLimited, "slow down", "c1", 1500}),

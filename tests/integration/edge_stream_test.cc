@@ -347,5 +347,43 @@ TEST_F(EdgeStreamTest, SigtermDuringAReplyLosesNothing) {
   EXPECT_EQ(stored.last_seq(), received.last_seq);
 }
 
+TEST_F(EdgeStreamTest, HeartbeatsWhileTheModelThinks) {
+  std::unique_ptr<ChildProcess> inference = ChildProcess::Start(
+      "parley-inference",
+      {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=simulated",
+       "--sim_ttft_ms=1500", "--sim_tokens_per_second=0", "--sim_max_tokens=5"});
+  ASSERT_NE(inference, nullptr);
+  std::unique_ptr<ChildProcess> edge = ChildProcess::Start(
+      "parley-edge",
+      {"--listen=127.0.0.1:0", absl::StrCat("--inference=", inference->WaitForListening()),
+       absl::StrCat("--persistence=", *persistence_address_), "--allow_anonymous",
+       "--heartbeat_interval_ms=100"});
+  ASSERT_NE(edge, nullptr);
+  std::unique_ptr<WsClient> client = Connect(edge->WaitForListening(), "heartbeat-user");
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->SendJson(Message("heartbeat-1")).ok());
+  std::optional<json::object> start = ReadUntil(*client, "stream_start");
+  ASSERT_TRUE(start.has_value());
+  // Before the first token: heartbeats naming the reply; after it: none.
+  int heartbeats = 0;
+  bool tokens = false;
+  while (true) {
+    absl::StatusOr<json::object> frame = client->ReadJson();
+    ASSERT_TRUE(frame.ok()) << frame.status();
+    const std::string type = Str(*frame, "type");
+    if (type == "heartbeat") {
+      EXPECT_FALSE(tokens) << "heartbeat after the first token";
+      EXPECT_EQ(Str(*frame, "messageId"), Str(*start, "messageId"));
+      ++heartbeats;
+    } else if (type == "stream_token") {
+      tokens = true;
+    } else if (type == "stream_complete") {
+      break;
+    }
+  }
+  EXPECT_GT(heartbeats, 0);
+  EXPECT_TRUE(tokens);
+}
+
 }  // namespace
 }  // namespace parley
