@@ -7,101 +7,6 @@
 
 namespace parley::edge {
 
-GenerateStream::GenerateStream(inference_pb::InferenceService::Stub* stub, Callbacks callbacks)
-    : stub_(stub), callbacks_(std::move(callbacks)) {}
-
-void GenerateStream::Start(inference_pb::GenerateRequest request, absl::Duration deadline,
-                           const common::TraceContext& trace) {
-  self_ = shared_from_this();
-  request_ = std::move(request);
-  context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  common::AttachTraceContext(context_, trace);
-  stub_->async()->Generate(&context_, &request_, this);
-  AddHold();
-  {
-    absl::MutexLock lock(&mutex_);
-    read_pending_ = true;
-  }
-  StartRead(&response_);
-  StartCall();
-}
-
-void GenerateStream::ReadNext() {
-  {
-    absl::MutexLock lock(&mutex_);
-    if (cancelled_ || hold_released_ || read_pending_) {
-      return;
-    }
-    read_pending_ = true;
-  }
-  StartRead(&response_);
-}
-
-void GenerateStream::Cancel() {
-  bool release = false;
-  {
-    absl::MutexLock lock(&mutex_);
-    if (cancelled_) {
-      return;
-    }
-    cancelled_ = true;
-    // With a read pending, its failure releases the hold; otherwise do it here.
-    if (!read_pending_ && !hold_released_) {
-      hold_released_ = true;
-      release = true;
-    }
-  }
-  context_.TryCancel();
-  if (release) {
-    RemoveHold();
-  }
-}
-
-void GenerateStream::OnReadDone(bool ok) {
-  if (!ok) {
-    bool release = false;
-    {
-      absl::MutexLock lock(&mutex_);
-      read_pending_ = false;
-      if (!hold_released_) {
-        hold_released_ = true;
-        release = true;
-      }
-    }
-    if (release) {
-      RemoveHold();
-    }
-    return;
-  }
-  inference_pb::GenerateResponse chunk = std::move(response_);
-  response_.Clear();
-  bool cancelled = false;
-  {
-    absl::MutexLock lock(&mutex_);
-    read_pending_ = false;
-    // A chunk that raced with Cancel() is dropped; nobody will ask for the next one.
-    cancelled = cancelled_ && !hold_released_;
-    if (cancelled) {
-      hold_released_ = true;
-    }
-  }
-  if (cancelled) {
-    RemoveHold();
-    return;
-  }
-  callbacks_.on_chunk(std::move(chunk));
-}
-
-void GenerateStream::OnDone(const grpc::Status& status) {
-  auto on_done = std::move(callbacks_.on_done);
-  callbacks_ = {};
-  if (on_done) {
-    on_done(ToAbslStatus(status));
-  }
-  // Last line: may destroy this.
-  self_.reset();
-}
-
 InferenceClient::InferenceClient(std::shared_ptr<grpc::Channel> channel)
     : channel_(std::move(channel)), stub_(inference_pb::InferenceService::NewStub(channel_)) {}
 
@@ -109,7 +14,13 @@ std::shared_ptr<GenerateStream> InferenceClient::Generate(inference_pb::Generate
                                                           absl::Duration deadline,
                                                           const common::TraceContext& trace,
                                                           GenerateStream::Callbacks callbacks) {
-  auto stream = std::make_shared<GenerateStream>(stub_.get(), std::move(callbacks));
+  auto* async = stub_->async();
+  auto stream = std::make_shared<GenerateStream>(
+      [async](grpc::ClientContext* context, const inference_pb::GenerateRequest* request,
+              grpc::ClientReadReactor<inference_pb::GenerateResponse>* reactor) {
+        async->Generate(context, request, reactor);
+      },
+      std::move(callbacks));
   stream->Start(std::move(request), deadline, trace);
   return stream;
 }

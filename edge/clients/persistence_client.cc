@@ -180,100 +180,6 @@ void MessageWriter::OnDone(const grpc::Status& status) {
   self_.reset();
 }
 
-WatchStream::WatchStream(persistence_pb::ConversationService::Stub* stub, Callbacks callbacks)
-    : stub_(stub), callbacks_(std::move(callbacks)) {}
-
-void WatchStream::Start(persistence_pb::WatchMessageRequest request, absl::Duration deadline,
-                        const common::TraceContext& trace) {
-  self_ = shared_from_this();
-  request_ = std::move(request);
-  context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  common::AttachTraceContext(context_, trace);
-  stub_->async()->WatchMessage(&context_, &request_, this);
-  AddHold();
-  {
-    absl::MutexLock lock(&mutex_);
-    read_pending_ = true;
-  }
-  StartRead(&response_);
-  StartCall();
-}
-
-void WatchStream::ReadNext() {
-  {
-    absl::MutexLock lock(&mutex_);
-    if (cancelled_ || hold_released_ || read_pending_) {
-      return;
-    }
-    read_pending_ = true;
-  }
-  StartRead(&response_);
-}
-
-void WatchStream::Cancel() {
-  bool release = false;
-  {
-    absl::MutexLock lock(&mutex_);
-    if (cancelled_) {
-      return;
-    }
-    cancelled_ = true;
-    // With a read pending, its failure releases the hold; otherwise do it here.
-    if (!read_pending_ && !hold_released_) {
-      hold_released_ = true;
-      release = true;
-    }
-  }
-  context_.TryCancel();
-  if (release) {
-    RemoveHold();
-  }
-}
-
-void WatchStream::OnReadDone(bool ok) {
-  if (!ok) {
-    bool release = false;
-    {
-      absl::MutexLock lock(&mutex_);
-      read_pending_ = false;
-      if (!hold_released_) {
-        hold_released_ = true;
-        release = true;
-      }
-    }
-    if (release) {
-      RemoveHold();
-    }
-    return;
-  }
-  persistence_pb::WatchMessageResponse event = std::move(response_);
-  response_.Clear();
-  bool cancelled = false;
-  {
-    absl::MutexLock lock(&mutex_);
-    read_pending_ = false;
-    cancelled = cancelled_ && !hold_released_;
-    if (cancelled) {
-      hold_released_ = true;
-    }
-  }
-  if (cancelled) {
-    RemoveHold();
-    return;
-  }
-  callbacks_.on_event(std::move(event));
-}
-
-void WatchStream::OnDone(const grpc::Status& status) {
-  auto on_done = std::move(callbacks_.on_done);
-  callbacks_ = {};
-  if (on_done) {
-    on_done(ToAbslStatus(status));
-  }
-  // Last line: may destroy this.
-  self_.reset();
-}
-
 PersistenceClient::PersistenceClient(std::shared_ptr<grpc::Channel> channel,
                                      absl::Duration deadline)
     : channel_(std::move(channel)),
@@ -320,7 +226,13 @@ std::shared_ptr<WatchStream> PersistenceClient::Watch(persistence_pb::WatchMessa
                                                       absl::Duration deadline,
                                                       const common::TraceContext& trace,
                                                       WatchStream::Callbacks callbacks) {
-  auto stream = std::make_shared<WatchStream>(stub_.get(), std::move(callbacks));
+  auto* async = stub_->async();
+  auto stream = std::make_shared<WatchStream>(
+      [async](grpc::ClientContext* context, const persistence_pb::WatchMessageRequest* request,
+              grpc::ClientReadReactor<persistence_pb::WatchMessageResponse>* reactor) {
+        async->WatchMessage(context, request, reactor);
+      },
+      std::move(callbacks));
   stream->Start(std::move(request), deadline, trace);
   return stream;
 }

@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/trace_context.h"
+#include "edge/clients/read_stream.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/client_callback.h"
@@ -83,44 +84,9 @@ class MessageWriter final
 };
 
 // One WatchMessage call: replays a message's stored deltas after a sequence number, follows
-// new ones as they become durable, then its final status. Like GenerateStream it reads one
-// event at a time and the next only after ReadNext(), so a slow socket stops the watch.
-// Callbacks run on gRPC threads.
-class WatchStream final : public grpc::ClientReadReactor<persistence_pb::WatchMessageResponse>,
-                          public std::enable_shared_from_this<WatchStream> {
- public:
-  struct Callbacks {
-    std::function<void(persistence_pb::WatchMessageResponse)> on_event;
-    std::function<void(absl::Status)> on_done;
-  };
-
-  // Use PersistenceClient::Watch.
-  WatchStream(persistence_pb::ConversationService::Stub* stub, Callbacks callbacks);
-
-  void ReadNext();
-  // Stops watching; on_done follows. Safe to repeat.
-  void Cancel();
-
-  void Start(persistence_pb::WatchMessageRequest request, absl::Duration deadline,
-             const common::TraceContext& trace);
-
- private:
-  void OnReadDone(bool ok) override;
-  void OnDone(const grpc::Status& status) override;
-
-  persistence_pb::ConversationService::Stub* const stub_;
-  Callbacks callbacks_;
-  grpc::ClientContext context_;
-  persistence_pb::WatchMessageRequest request_;
-  persistence_pb::WatchMessageResponse response_;
-
-  absl::Mutex mutex_;
-  bool read_pending_ ABSL_GUARDED_BY(mutex_) = false;
-  bool cancelled_ ABSL_GUARDED_BY(mutex_) = false;
-  // The hold keeps OnDone away between an event and the consumer's ReadNext().
-  bool hold_released_ ABSL_GUARDED_BY(mutex_) = false;
-  std::shared_ptr<WatchStream> self_;
-};
+// new ones as they become durable, then its final status; read an event at a time.
+using WatchStream =
+    ReadStream<persistence_pb::WatchMessageRequest, persistence_pb::WatchMessageResponse>;
 
 // Asynchronous client of parley.persistence.v1.ConversationService. Every
 // callback runs on a gRPC thread and must not block.

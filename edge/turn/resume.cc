@@ -90,7 +90,7 @@ class Resume : public std::enable_shared_from_this<Resume> {
     watch_ = persistence_.Watch(
         std::move(request), kWatchDeadline, trace_,
         WatchStream::Callbacks{
-            .on_event =
+            .on_message =
                 [self = shared_from_this()](persistence_pb::WatchMessageResponse event) {
                   net::post(self->executor_, [self, event = std::move(event)]() mutable {
                     self->OnEvent(std::move(event));

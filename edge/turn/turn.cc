@@ -263,7 +263,7 @@ void Turn::StartStreams() {
   generate_ = deps_.inference->Generate(
       std::move(request), deps_.generate_deadline, trace_,
       GenerateStream::Callbacks{
-          .on_chunk =
+          .on_message =
               [self = shared_from_this()](inference_pb::GenerateResponse chunk) {
                 const Clock::time_point arrival = Clock::now();
                 net::post(self->executor_, [self, chunk = std::move(chunk), arrival]() mutable {

@@ -1,0 +1,133 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <utility>
+
+#include "absl/base/thread_annotations.h"
+#include "absl/status/status.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
+#include "common/trace_context.h"
+#include "edge/clients/grpc_status.h"
+#include "grpcpp/client_context.h"
+#include "grpcpp/support/client_callback.h"
+
+namespace parley::edge {
+
+// One server-streaming call, read one message at a time: after `on_message`
+// the next read starts only when the consumer calls ReadNext(), so a consumer
+// that is not ready (a slow socket) stops pulling and gRPC flow control reaches
+// the server. Callbacks run on gRPC threads; `on_done` runs exactly once.
+template <class Request, class Response>
+class ReadStream final : public grpc::ClientReadReactor<Response>,
+                         public std::enable_shared_from_this<ReadStream<Request, Response>> {
+ public:
+  struct Callbacks {
+    std::function<void(Response)> on_message;
+    std::function<void(absl::Status)> on_done;
+  };
+  // Binds the stub's async method, e.g. `stub->async()->Generate(context, request, reactor)`.
+  using StartRpc =
+      std::function<void(grpc::ClientContext*, const Request*, grpc::ClientReadReactor<Response>*)>;
+
+  ReadStream(StartRpc start_rpc, Callbacks callbacks)
+      : start_rpc_(std::move(start_rpc)), callbacks_(std::move(callbacks)) {}
+
+  void Start(Request request, absl::Duration deadline, const common::TraceContext& trace) {
+    self_ = this->shared_from_this();
+    request_ = std::move(request);
+    context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    common::AttachTraceContext(context_, trace);
+    start_rpc_(&context_, &request_, this);
+    this->AddHold();
+    {
+      absl::MutexLock lock(&mutex_);
+      read_pending_ = true;
+    }
+    this->StartRead(&response_);
+    this->StartCall();
+  }
+
+  void ReadNext() {
+    {
+      absl::MutexLock lock(&mutex_);
+      if (cancelled_ || hold_released_ || read_pending_) {
+        return;
+      }
+      read_pending_ = true;
+    }
+    this->StartRead(&response_);
+  }
+
+  // Ends the call; `on_done` follows with CANCELLED. Safe to repeat.
+  void Cancel() {
+    bool release = false;
+    {
+      absl::MutexLock lock(&mutex_);
+      if (cancelled_) {
+        return;
+      }
+      cancelled_ = true;
+      // With a read pending, its failure releases the hold; otherwise do it here.
+      if (!read_pending_ && !hold_released_) {
+        hold_released_ = true;
+        release = true;
+      }
+    }
+    context_.TryCancel();
+    if (release) {
+      this->RemoveHold();
+    }
+  }
+
+ private:
+  void OnReadDone(bool ok) override {
+    bool release = false;
+    {
+      absl::MutexLock lock(&mutex_);
+      read_pending_ = false;
+      // The end of the stream, or a message that raced with Cancel() (nobody
+      // will ask for the next one): either way the hold goes now.
+      if ((!ok || cancelled_) && !hold_released_) {
+        hold_released_ = true;
+        release = true;
+      }
+    }
+    if (release) {
+      this->RemoveHold();
+    }
+    if (!ok || release) {
+      return;
+    }
+    Response message = std::move(response_);
+    response_.Clear();
+    callbacks_.on_message(std::move(message));
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    auto on_done = std::move(callbacks_.on_done);
+    callbacks_ = {};
+    if (on_done) {
+      on_done(ToAbslStatus(status));
+    }
+    // Last line: may destroy this.
+    self_.reset();
+  }
+
+  const StartRpc start_rpc_;
+  Callbacks callbacks_;
+  grpc::ClientContext context_;
+  Request request_;
+  Response response_;
+
+  absl::Mutex mutex_;
+  bool read_pending_ ABSL_GUARDED_BY(mutex_) = false;
+  bool cancelled_ ABSL_GUARDED_BY(mutex_) = false;
+  // The hold keeps OnDone away between a message and the consumer's ReadNext().
+  bool hold_released_ ABSL_GUARDED_BY(mutex_) = false;
+  std::shared_ptr<ReadStream> self_;
+};
+
+}  // namespace parley::edge
