@@ -14,6 +14,7 @@
 #include "boost/beast/http/write.hpp"
 #include "boost/beast/websocket/rfc6455.hpp"
 #include "common/metrics_endpoint.h"
+#include "common/trace_context.h"
 #include "edge/clients/health_check.h"
 #include "edge/server/ws_session.h"
 #include "edge/web/chat_page.h"
@@ -172,8 +173,13 @@ void HttpSession::Upgrade(Request request, const std::string& query) {
   context_.metrics.HttpRequest("/ws/chat", 101).Increment();
   // The WebSocket takes over the socket; its timeouts replace the HTTP ones.
   stream_.expires_never();
+  const auto traceparent = request.find("traceparent");
+  common::TraceContext trace = common::ContinueOrStartTrace(
+      traceparent == request.end()
+          ? absl::string_view()
+          : absl::string_view(traceparent->value().data(), traceparent->value().size()));
   std::make_shared<WsSession>(stream_.release_socket(), context_, context_.native_codec,
-                              std::move(user_id))
+                              std::move(user_id), std::move(trace))
       ->Run(std::move(request));
 }
 

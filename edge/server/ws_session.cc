@@ -45,11 +45,12 @@ bool OffersSubprotocol(const http::request<http::string_body>& request, absl::st
 }  // namespace
 
 WsSession::WsSession(net::ip::tcp::socket&& socket, ServerContext& context, const Codec& codec,
-                     std::string user_id)
+                     std::string user_id, common::TraceContext trace)
     : ws_(std::move(socket)),
       context_(context),
       codec_(codec),
       user_id_(std::move(user_id)),
+      trace_(std::move(trace)),
       message_bucket_(context.limits.messages_per_minute, context.limits.message_burst,
                       absl::Now()) {}
 
@@ -199,7 +200,8 @@ void WsSession::StartTurn(SendMessage message) {
     return running == nullptr || running->ended();
   });
   turns_.push_back(Turn::Start(context_.turn_deps, ws_.get_executor(), weak_from_this(), user_id_,
-                               std::move(message), Clock::now(), *std::move(slot)));
+                               std::move(message), Clock::now(), *std::move(slot),
+                               common::ChildOf(trace_)));
 }
 
 void WsSession::CancelTurn(const std::string& message_id) {

@@ -13,6 +13,7 @@
 #include "boost/beast/http/message.hpp"
 #include "boost/beast/http/string_body.hpp"
 #include "boost/beast/websocket/stream.hpp"
+#include "common/trace_context.h"
 #include "edge/limits/token_bucket.h"
 #include "edge/protocol/codec.h"
 #include "edge/server/server_context.h"
@@ -34,8 +35,9 @@ class WsSession final : public EventSink, public std::enable_shared_from_this<Ws
   // A client that lets this many frames pile up is not reading: it is closed (1008).
   static constexpr size_t kMaxQueued = 1024;
 
+  // `trace` comes from the upgrade request's `traceparent`; each turn is its child.
   WsSession(boost::asio::ip::tcp::socket&& socket, ServerContext& context, const Codec& codec,
-            std::string user_id);
+            std::string user_id, common::TraceContext trace = common::NewTraceContext());
   ~WsSession() override;
 
   // Completes the upgrade `request` asked for.
@@ -69,6 +71,7 @@ class WsSession final : public EventSink, public std::enable_shared_from_this<Ws
   ServerContext& context_;
   const Codec& codec_;
   const std::string user_id_;
+  const common::TraceContext trace_;
   uint64_t registry_key_ = 0;
   // This connection's share of the message rate (the user's is in UserLimits).
   TokenBucket message_bucket_;

@@ -66,9 +66,10 @@ auto Turn::OnExecutor(F f) {
 
 std::shared_ptr<Turn> Turn::Start(const TurnDeps& deps, net::any_io_executor executor,
                                   std::weak_ptr<EventSink> sink, std::string user_id,
-                                  SendMessage message, Clock::time_point received, TurnSlot slot) {
+                                  SendMessage message, Clock::time_point received, TurnSlot slot,
+                                  common::TraceContext trace) {
   auto turn = std::make_shared<Turn>(deps, std::move(executor), std::move(sink), std::move(user_id),
-                                     std::move(message), received);
+                                     std::move(message), received, std::move(trace));
   turn->slot_ = std::move(slot);
   std::weak_ptr<Turn> weak = turn;
   turn->tracker_key_ = deps.tracker->Add([weak] {
@@ -81,13 +82,15 @@ std::shared_ptr<Turn> Turn::Start(const TurnDeps& deps, net::any_io_executor exe
 }
 
 Turn::Turn(const TurnDeps& deps, net::any_io_executor executor, std::weak_ptr<EventSink> sink,
-           std::string user_id, SendMessage message, Clock::time_point received)
+           std::string user_id, SendMessage message, Clock::time_point received,
+           common::TraceContext trace)
     : deps_(deps),
       executor_(std::move(executor)),
       sink_(std::move(sink)),
       user_id_(std::move(user_id)),
       message_(std::move(message)),
-      received_(received) {}
+      received_(received),
+      trace_(std::move(trace)) {}
 
 void Turn::Cancel(bool notify) {
   net::post(executor_, [self = shared_from_this(), notify] {
@@ -423,6 +426,10 @@ void Turn::End(absl::string_view outcome) {
   if (!outcome.empty()) {
     deps_.metrics->Turn(outcome).Increment();
     deps_.metrics->turn_duration.Observe(Seconds(Clock::now() - received_));
+    // One line per turn, so its trace id leads to the inference and persistence logs.
+    common::LogInfo("turn ended", {{"outcome", std::string(outcome)},
+                                   {"message_id", assistant_message_id_},
+                                   {"trace_id", trace_.trace_id}});
   }
   // Release callbacks that hold this turn alive.
   if (heartbeat_ != nullptr) {

@@ -51,10 +51,12 @@ class Turn : public std::enable_shared_from_this<Turn> {
   static std::shared_ptr<Turn> Start(const TurnDeps& deps, boost::asio::any_io_executor executor,
                                      std::weak_ptr<EventSink> sink, std::string user_id,
                                      SendMessage message, Clock::time_point received,
-                                     TurnSlot slot = {});
+                                     TurnSlot slot = {},
+                                     common::TraceContext trace = common::NewTraceContext());
 
   Turn(const TurnDeps& deps, boost::asio::any_io_executor executor, std::weak_ptr<EventSink> sink,
-       std::string user_id, SendMessage message, Clock::time_point received);
+       std::string user_id, SendMessage message, Clock::time_point received,
+       common::TraceContext trace);
 
   // Stops the turn; what was streamed so far is stored as cancelled. Any thread.
   // `notify` sends stream_cancelled once the stored message is closed.
@@ -93,7 +95,7 @@ class Turn : public std::enable_shared_from_this<Turn> {
   const SendMessage message_;
   const Clock::time_point received_;
   // Ties the three services' log lines about this turn together.
-  const common::TraceContext trace_ = common::NewTraceContext();
+  const common::TraceContext trace_;
   uint64_t tracker_key_ = 0;
   TurnSlot slot_;
 

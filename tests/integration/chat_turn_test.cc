@@ -81,9 +81,9 @@ class ChatTurnTest : public ::testing::Test {
     ASSERT_FALSE(persistence_address_.empty());
     ASSERT_FALSE(inference_address_.empty());
     edge_ = ChildProcess::Start(
-        "parley-edge", {"--listen=127.0.0.1:0", absl::StrCat("--inference=", inference_address_),
-                        absl::StrCat("--persistence=", persistence_address_), "--threads=2",
-                        "--allow_anonymous"});
+        "parley-edge",
+        {"--listen=127.0.0.1:0", absl::StrCat("--inference=", inference_address_),
+         absl::StrCat("--persistence=", persistence_address_), "--threads=2", "--allow_anonymous"});
     ASSERT_NE(edge_, nullptr);
     edge_address_ = edge_->WaitForListening();
     ASSERT_FALSE(edge_address_.empty());
@@ -275,6 +275,20 @@ TEST_F(ChatTurnTest, TwoTurnsStreamInOrderAndAreStored) {
   EXPECT_TRUE(
       absl::StrContains(metrics->body, "parley_edge_frames_received_total{type=\"invalid\"} 3"));
   EXPECT_TRUE(absl::StrContains(metrics->body, "parley_edge_grpc_client_handled_total{"));
+}
+
+TEST_F(ChatTurnTest, TraceparentOnTheUpgradeFollowsTheTurnIntoEveryServicesLog) {
+  constexpr char kTraceId[] = "4bf92f3577b34da6a3ce929d0e0e4736";
+  absl::StatusOr<std::unique_ptr<WsClient>> client =
+      WsClient::Connect(edge_address_, "/ws/chat?userId=tracy", {"parley.v1"},
+                        {{"traceparent", absl::StrCat("00-", kTraceId, "-00f067aa0ba902b7-01")}});
+  ASSERT_TRUE(client.ok()) << client.status();
+  RunTurn(**client, "traced-1", "Follow me through the logs.", "");
+  // Each service writes its line before answering, so these are there already
+  // or right behind on the pipe.
+  EXPECT_NE(edge_->WaitForLine(kTraceId), "");
+  EXPECT_NE(inference_->WaitForLine(kTraceId), "");
+  EXPECT_NE(persistence_->WaitForLine(kTraceId), "");
 }
 
 TEST_F(ChatTurnTest, ServesHealthReadinessMetricsAndTheChatPage) {

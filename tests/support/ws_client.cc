@@ -61,7 +61,8 @@ bool WsClient::RunUntil(const bool& done, absl::Duration timeout) {
 
 absl::StatusOr<std::unique_ptr<WsClient>> WsClient::Connect(
     const std::string& address, const std::string& target,
-    const std::vector<std::string>& subprotocols) {
+    const std::vector<std::string>& subprotocols,
+    const std::vector<std::pair<std::string, std::string>>& headers) {
   absl::StatusOr<net::ip::tcp::endpoint> endpoint = ParseAddress(address);
   if (!endpoint.ok()) {
     return endpoint.status();
@@ -73,11 +74,15 @@ absl::StatusOr<std::unique_ptr<WsClient>> WsClient::Connect(
     return Error("connect", ec);
   }
   const std::string offered = absl::StrJoin(subprotocols, ", ");
-  client->ws_.set_option(websocket::stream_base::decorator([offered](websocket::request_type& req) {
-    if (!offered.empty()) {
-      req.set(http::field::sec_websocket_protocol, offered);
-    }
-  }));
+  client->ws_.set_option(
+      websocket::stream_base::decorator([offered, headers](websocket::request_type& req) {
+        if (!offered.empty()) {
+          req.set(http::field::sec_websocket_protocol, offered);
+        }
+        for (const auto& [name, value] : headers) {
+          req.set(name, value);
+        }
+      }));
   websocket::response_type response;
   client->ws_.handshake(response, address, target, ec);
   if (ec) {

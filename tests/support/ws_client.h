@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "absl/status/status.h"
@@ -21,10 +22,11 @@ namespace parley::testing {
 class WsClient {
  public:
   // Connects to ws://`address``target` ("127.0.0.1:PORT", "/ws/chat?userId=u").
-  // `subprotocols` are offered in Sec-WebSocket-Protocol.
+  // `subprotocols` are offered in Sec-WebSocket-Protocol; `headers` go on the upgrade request.
   static absl::StatusOr<std::unique_ptr<WsClient>> Connect(
       const std::string& address, const std::string& target = "/ws/chat",
-      const std::vector<std::string>& subprotocols = {});
+      const std::vector<std::string>& subprotocols = {},
+      const std::vector<std::pair<std::string, std::string>>& headers = {});
 
   ~WsClient();
 
