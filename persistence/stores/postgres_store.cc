@@ -30,53 +30,6 @@ constexpr size_t kMaxNotifyPayload = 7000;
 // Arbitrary constant naming the migration lock.
 constexpr char kMigrationLock[] = "SELECT pg_advisory_xact_lock(7260442019)";
 
-const std::vector<std::vector<std::string>>& Migrations() {
-  static const auto* const migrations = new std::vector<std::vector<std::string>>{
-      // 1: conversations, the message tree and the delta log.
-      {
-          R"sql(CREATE TABLE conversations (
-                pos BIGSERIAL PRIMARY KEY,
-                id TEXT NOT NULL UNIQUE,
-                owner TEXT NOT NULL,
-                title TEXT NOT NULL,
-                metadata TEXT NOT NULL,
-                origin_client_message_id TEXT,
-                create_time BIGINT NOT NULL,
-                update_time BIGINT NOT NULL,
-                delete_time BIGINT))sql",
-          "CREATE INDEX conversations_by_owner ON conversations (owner, update_time, pos)",
-          "CREATE UNIQUE INDEX conversations_by_origin ON conversations "
-          "(owner, origin_client_message_id)",
-          R"sql(CREATE TABLE messages (
-                pos BIGSERIAL PRIMARY KEY,
-                id TEXT NOT NULL UNIQUE,
-                conversation_id TEXT NOT NULL REFERENCES conversations (id),
-                parent_id TEXT,
-                role INTEGER NOT NULL,
-                content TEXT NOT NULL,
-                status INTEGER NOT NULL,
-                finish_reason TEXT NOT NULL,
-                prompt_tokens BIGINT NOT NULL,
-                completion_tokens BIGINT NOT NULL,
-                usage_estimated INTEGER NOT NULL,
-                model TEXT NOT NULL,
-                client_message_id TEXT,
-                last_seq BIGINT NOT NULL,
-                create_time BIGINT NOT NULL,
-                update_time BIGINT NOT NULL))sql",
-          "CREATE INDEX messages_by_conversation ON messages (conversation_id, pos)",
-          "CREATE UNIQUE INDEX messages_by_client_id ON messages "
-          "(conversation_id, client_message_id)",
-          R"sql(CREATE TABLE message_deltas (
-                message_id TEXT NOT NULL,
-                seq BIGINT NOT NULL,
-                text TEXT NOT NULL,
-                PRIMARY KEY (message_id, seq)))sql",
-      },
-  };
-  return *migrations;
-}
-
 absl::StatusOr<PGconn*> Connect(const PostgresOptions& options) {
   const char* keywords[] = {"dbname",           "password", "connect_timeout",
                             "application_name", "options",  nullptr};
@@ -440,7 +393,11 @@ absl::StatusOr<std::unique_ptr<Store>> OpenPostgresStore(const PostgresOptions& 
   if (absl::Status status = database->Check(); !status.ok()) {
     return status;
   }
-  return SqlStore::Create(std::move(database), Migrations(), kMigrationLock);
+  return SqlStore::Create(
+      std::move(database),
+      SchemaMigrations(
+          {.serial_key = "BIGSERIAL PRIMARY KEY", .int64 = "BIGINT", .keyed_table = ""}),
+      kMigrationLock);
 }
 
 }  // namespace parley::persistence

@@ -11,6 +11,7 @@
 #include "absl/strings/escaping.h"
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
@@ -19,6 +20,63 @@
 #include "boost/json/value.hpp"
 
 namespace parley::persistence {
+
+std::vector<std::vector<std::string>> SchemaMigrations(const SqlDialect& dialect) {
+  const std::vector<std::pair<absl::string_view, absl::string_view>> spelling = {
+      {"$SERIAL_KEY", dialect.serial_key},
+      {"$INT64", dialect.int64},
+      {"$KEYED_TABLE", dialect.keyed_table}};
+  std::vector<std::vector<std::string>> migrations = {
+      // 1: conversations, the message tree and the delta log.
+      {
+          R"sql(CREATE TABLE conversations (
+                pos $SERIAL_KEY,
+                id TEXT NOT NULL UNIQUE,
+                owner TEXT NOT NULL,
+                title TEXT NOT NULL,
+                metadata TEXT NOT NULL,
+                origin_client_message_id TEXT,
+                create_time $INT64 NOT NULL,
+                update_time $INT64 NOT NULL,
+                delete_time $INT64))sql",
+          "CREATE INDEX conversations_by_owner ON conversations (owner, update_time, pos)",
+          "CREATE UNIQUE INDEX conversations_by_origin ON conversations "
+          "(owner, origin_client_message_id)",
+          R"sql(CREATE TABLE messages (
+                pos $SERIAL_KEY,
+                id TEXT NOT NULL UNIQUE,
+                conversation_id TEXT NOT NULL REFERENCES conversations (id),
+                parent_id TEXT,
+                role INTEGER NOT NULL,
+                content TEXT NOT NULL,
+                status INTEGER NOT NULL,
+                finish_reason TEXT NOT NULL,
+                prompt_tokens $INT64 NOT NULL,
+                completion_tokens $INT64 NOT NULL,
+                usage_estimated INTEGER NOT NULL,
+                model TEXT NOT NULL,
+                client_message_id TEXT,
+                last_seq $INT64 NOT NULL,
+                create_time $INT64 NOT NULL,
+                update_time $INT64 NOT NULL))sql",
+          "CREATE INDEX messages_by_conversation ON messages (conversation_id, pos)",
+          "CREATE UNIQUE INDEX messages_by_client_id ON messages "
+          "(conversation_id, client_message_id)",
+          R"sql(CREATE TABLE message_deltas (
+                message_id TEXT NOT NULL,
+                seq $INT64 NOT NULL,
+                text TEXT NOT NULL,
+                PRIMARY KEY (message_id, seq))$KEYED_TABLE)sql",
+      },
+  };
+  for (std::vector<std::string>& version : migrations) {
+    for (std::string& statement : version) {
+      statement = absl::StrReplaceAll(statement, spelling);
+    }
+  }
+  return migrations;
+}
+
 namespace {
 
 constexpr int kMaxIdRetries = 3;

@@ -11,6 +11,16 @@
 
 namespace parley::persistence {
 
+// Where the two databases spell the same schema differently.
+struct SqlDialect {
+  std::string serial_key;   // An auto-incrementing integer primary key column type.
+  std::string int64;        // A 64-bit integer column type.
+  std::string keyed_table;  // Suffix for a table that is only ever read by its primary key.
+};
+
+// Every schema version, oldest first; each is a list of statements.
+std::vector<std::vector<std::string>> SchemaMigrations(const SqlDialect& dialect);
+
 // The Store contract written once in SQL that SQLite and PostgreSQL both
 // accept; the two database files supply the connection handling and DDL.
 class SqlStore : public Store {

@@ -21,53 +21,6 @@ namespace {
 // Readers run beside the single writer thanks to WAL.
 constexpr int kReaderConnections = 2;
 
-const std::vector<std::vector<std::string>>& Migrations() {
-  static const auto* const migrations = new std::vector<std::vector<std::string>>{
-      // 1: conversations, the message tree and the delta log.
-      {
-          R"sql(CREATE TABLE conversations (
-                pos INTEGER PRIMARY KEY AUTOINCREMENT,
-                id TEXT NOT NULL UNIQUE,
-                owner TEXT NOT NULL,
-                title TEXT NOT NULL,
-                metadata TEXT NOT NULL,
-                origin_client_message_id TEXT,
-                create_time INTEGER NOT NULL,
-                update_time INTEGER NOT NULL,
-                delete_time INTEGER))sql",
-          "CREATE INDEX conversations_by_owner ON conversations (owner, update_time, pos)",
-          "CREATE UNIQUE INDEX conversations_by_origin ON conversations "
-          "(owner, origin_client_message_id)",
-          R"sql(CREATE TABLE messages (
-                pos INTEGER PRIMARY KEY AUTOINCREMENT,
-                id TEXT NOT NULL UNIQUE,
-                conversation_id TEXT NOT NULL REFERENCES conversations (id),
-                parent_id TEXT,
-                role INTEGER NOT NULL,
-                content TEXT NOT NULL,
-                status INTEGER NOT NULL,
-                finish_reason TEXT NOT NULL,
-                prompt_tokens INTEGER NOT NULL,
-                completion_tokens INTEGER NOT NULL,
-                usage_estimated INTEGER NOT NULL,
-                model TEXT NOT NULL,
-                client_message_id TEXT,
-                last_seq INTEGER NOT NULL,
-                create_time INTEGER NOT NULL,
-                update_time INTEGER NOT NULL))sql",
-          "CREATE INDEX messages_by_conversation ON messages (conversation_id, pos)",
-          "CREATE UNIQUE INDEX messages_by_client_id ON messages "
-          "(conversation_id, client_message_id)",
-          R"sql(CREATE TABLE message_deltas (
-                message_id TEXT NOT NULL,
-                seq INTEGER NOT NULL,
-                text TEXT NOT NULL,
-                PRIMARY KEY (message_id, seq)) WITHOUT ROWID)sql",
-      },
-  };
-  return *migrations;
-}
-
 // `$12` → `?12`: same numbering, SQLite's spelling.
 std::string ToSqlitePlaceholders(const std::string& sql) {
   std::string out = sql;
@@ -288,7 +241,11 @@ absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) 
   if (!database.ok()) {
     return database.status();
   }
-  return SqlStore::Create(*std::move(database), Migrations(), /*migration_lock_sql=*/"");
+  return SqlStore::Create(*std::move(database),
+                          SchemaMigrations({.serial_key = "INTEGER PRIMARY KEY AUTOINCREMENT",
+                                            .int64 = "INTEGER",
+                                            .keyed_table = " WITHOUT ROWID"}),
+                          /*migration_lock_sql=*/"");
 }
 
 }  // namespace parley::persistence
