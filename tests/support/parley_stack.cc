@@ -1,0 +1,64 @@
+#include "tests/support/parley_stack.h"
+
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "gtest/gtest.h"
+
+namespace parley::testing {
+namespace {
+
+std::vector<std::string> Concat(std::vector<std::string> base,
+                                const std::vector<std::string>& more) {
+  base.insert(base.end(), more.begin(), more.end());
+  return base;
+}
+
+}  // namespace
+
+std::unique_ptr<ParleyStack> ParleyStack::Start(StackOptions options) {
+  std::unique_ptr<ParleyStack> stack(new ParleyStack());
+  stack->data_dir_ = MakeTempDir();
+  stack->persistence_ = ChildProcess::Start(
+      "parley-persistence", {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+                             absl::StrCat("--store=sqlite:", stack->data_dir_, "/parley.db")});
+  stack->inference_ = ChildProcess::Start(
+      "parley-inference",
+      Concat({"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=simulated"},
+             options.inference_flags));
+  if (stack->persistence_ == nullptr || stack->inference_ == nullptr) {
+    ADD_FAILURE() << "cannot start persistence or inference";
+    return nullptr;
+  }
+  stack->persistence_address_ = stack->persistence_->WaitForListening();
+  stack->inference_address_ = stack->inference_->WaitForListening();
+  if (stack->persistence_address_.empty() || stack->inference_address_.empty()) {
+    ADD_FAILURE() << "persistence or inference did not start listening";
+    return nullptr;
+  }
+  stack->edge_ = stack->StartEdge(options.edge_flags);
+  if (stack->edge_ == nullptr) {
+    return nullptr;
+  }
+  stack->edge_address_ = stack->edge_->WaitForListening();
+  if (stack->edge_address_.empty()) {
+    ADD_FAILURE() << "the edge did not start listening";
+    return nullptr;
+  }
+  return stack;
+}
+
+std::unique_ptr<ChildProcess> ParleyStack::StartEdge(
+    const std::vector<std::string>& extra_flags) const {
+  std::unique_ptr<ChildProcess> edge = ChildProcess::Start(
+      "parley-edge",
+      Concat({"--listen=127.0.0.1:0", absl::StrCat("--inference=", inference_address_),
+              absl::StrCat("--persistence=", persistence_address_), "--allow_anonymous"},
+             extra_flags));
+  if (edge == nullptr) {
+    ADD_FAILURE() << "cannot start parley-edge";
+  }
+  return edge;
+}
+
+}  // namespace parley::testing
