@@ -222,6 +222,57 @@ void PersistenceClient::GetMessage(persistence_pb::GetMessageRequest request,
       std::move(request), deadline_, trace, std::move(done));
 }
 
+void PersistenceClient::GetConversation(persistence_pb::GetConversationRequest request,
+                                        const common::TraceContext& trace,
+                                        Callback<persistence_pb::GetConversationResponse> done) {
+  auto* async = stub_->async();
+  CallUnary(
+      [async](grpc::ClientContext* context, const persistence_pb::GetConversationRequest* req,
+              persistence_pb::GetConversationResponse* resp, std::function<void(grpc::Status)> cb) {
+        async->GetConversation(context, req, resp, std::move(cb));
+      },
+      std::move(request), deadline_, trace, std::move(done));
+}
+
+void PersistenceClient::ListConversations(
+    persistence_pb::ListConversationsRequest request, const common::TraceContext& trace,
+    Callback<persistence_pb::ListConversationsResponse> done) {
+  auto* async = stub_->async();
+  CallUnary(
+      [async](grpc::ClientContext* context, const persistence_pb::ListConversationsRequest* req,
+              persistence_pb::ListConversationsResponse* resp,
+              std::function<void(grpc::Status)> cb) {
+        async->ListConversations(context, req, resp, std::move(cb));
+      },
+      std::move(request), deadline_, trace, std::move(done));
+}
+
+void PersistenceClient::UpdateConversation(
+    persistence_pb::UpdateConversationRequest request, const common::TraceContext& trace,
+    Callback<persistence_pb::UpdateConversationResponse> done) {
+  auto* async = stub_->async();
+  CallUnary(
+      [async](grpc::ClientContext* context, const persistence_pb::UpdateConversationRequest* req,
+              persistence_pb::UpdateConversationResponse* resp,
+              std::function<void(grpc::Status)> cb) {
+        async->UpdateConversation(context, req, resp, std::move(cb));
+      },
+      std::move(request), deadline_, trace, std::move(done));
+}
+
+void PersistenceClient::DeleteConversation(
+    persistence_pb::DeleteConversationRequest request, const common::TraceContext& trace,
+    Callback<persistence_pb::DeleteConversationResponse> done) {
+  auto* async = stub_->async();
+  CallUnary(
+      [async](grpc::ClientContext* context, const persistence_pb::DeleteConversationRequest* req,
+              persistence_pb::DeleteConversationResponse* resp,
+              std::function<void(grpc::Status)> cb) {
+        async->DeleteConversation(context, req, resp, std::move(cb));
+      },
+      std::move(request), deadline_, trace, std::move(done));
+}
+
 std::shared_ptr<WatchStream> PersistenceClient::Watch(persistence_pb::WatchMessageRequest request,
                                                       absl::Duration deadline,
                                                       const common::TraceContext& trace,

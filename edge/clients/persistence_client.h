@@ -108,6 +108,19 @@ class PersistenceClient {
   void GetMessage(persistence_pb::GetMessageRequest request, const common::TraceContext& trace,
                   Callback<persistence_pb::GetMessageResponse> done);
 
+  void GetConversation(persistence_pb::GetConversationRequest request,
+                       const common::TraceContext& trace,
+                       Callback<persistence_pb::GetConversationResponse> done);
+  void ListConversations(persistence_pb::ListConversationsRequest request,
+                         const common::TraceContext& trace,
+                         Callback<persistence_pb::ListConversationsResponse> done);
+  void UpdateConversation(persistence_pb::UpdateConversationRequest request,
+                          const common::TraceContext& trace,
+                          Callback<persistence_pb::UpdateConversationResponse> done);
+  void DeleteConversation(persistence_pb::DeleteConversationRequest request,
+                          const common::TraceContext& trace,
+                          Callback<persistence_pb::DeleteConversationResponse> done);
+
   // Tails a message; `deadline` bounds the whole watch.
   std::shared_ptr<WatchStream> Watch(persistence_pb::WatchMessageRequest request,
                                      absl::Duration deadline, const common::TraceContext& trace,
