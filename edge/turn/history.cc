@@ -4,35 +4,10 @@
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
+#include "edge/clients/persistence_names.h"
 
 namespace parley::edge {
 namespace {
-
-std::string RoleName(persistence_pb::Role role) {
-  switch (role) {
-    case persistence_pb::ROLE_SYSTEM:
-      return "system";
-    case persistence_pb::ROLE_ASSISTANT:
-      return "assistant";
-    default:
-      return "user";
-  }
-}
-
-std::string StatusName(persistence_pb::MessageStatus status) {
-  switch (status) {
-    case persistence_pb::MESSAGE_STATUS_STREAMING:
-      return "streaming";
-    case persistence_pb::MESSAGE_STATUS_CANCELLED:
-      return "cancelled";
-    case persistence_pb::MESSAGE_STATUS_INTERRUPTED:
-      return "interrupted";
-    case persistence_pb::MESSAGE_STATUS_ERROR:
-      return "error";
-    default:
-      return "complete";
-  }
-}
 
 Event ToEvent(const std::string& conversation_id,
               const absl::StatusOr<persistence_pb::ListMessagesResponse>& response) {
