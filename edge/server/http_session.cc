@@ -16,6 +16,7 @@
 #include "common/metrics_endpoint.h"
 #include "common/trace_context.h"
 #include "edge/clients/health_check.h"
+#include "edge/server/conversations_api.h"
 #include "edge/server/ws_session.h"
 #include "edge/web/chat_page.h"
 
@@ -28,6 +29,9 @@ namespace net = boost::asio;
 
 constexpr size_t kMaxRequestBodyBytes = 64 * 1024;
 constexpr absl::Duration kReadinessTimeout = absl::Seconds(1);
+// Bounds writing an answer; it restarts the clock, which the request's read timeout may have used
+// up while a backend call was in flight.
+constexpr absl::Duration kWriteTimeout = absl::Seconds(30);
 
 int HexValue(char c) {
   if (c >= '0' && c <= '9') return c - '0';
@@ -53,17 +57,6 @@ std::string PercentDecode(absl::string_view text) {
   return out;
 }
 
-std::string QueryParameter(absl::string_view query, absl::string_view name) {
-  for (absl::string_view pair : absl::StrSplit(query, '&')) {
-    std::pair<absl::string_view, absl::string_view> kv =
-        absl::StrSplit(pair, absl::MaxSplits('=', 1));
-    if (kv.first == name) {
-      return PercentDecode(kv.second);
-    }
-  }
-  return "";
-}
-
 absl::string_view PathLabel(absl::string_view path) {
   for (absl::string_view known : {"/", "/healthz", "/readyz", "/metrics", "/ws/chat"}) {
     if (path == known) {
@@ -74,6 +67,17 @@ absl::string_view PathLabel(absl::string_view path) {
 }
 
 }  // namespace
+
+std::string QueryParameter(absl::string_view query, absl::string_view name) {
+  for (absl::string_view pair : absl::StrSplit(query, '&')) {
+    std::pair<absl::string_view, absl::string_view> kv =
+        absl::StrSplit(pair, absl::MaxSplits('=', 1));
+    if (kv.first == name) {
+      return PercentDecode(kv.second);
+    }
+  }
+  return "";
+}
 
 std::string DevelopmentUserId(absl::string_view query) {
   std::string user_id = QueryParameter(query, "userId");
@@ -125,6 +129,11 @@ void HttpSession::Handle(Request request) {
     }
     return Respond(request, PathLabel(path), 404, "text/plain", "no WebSocket endpoint here\n");
   }
+  if (IsConversationsApiPath(path)) {
+    // Copied first: `path` points into the request, which is moved.
+    const std::string api_path(path);
+    return ServeApi(std::move(request), api_path, query);
+  }
   if (request.method() != http::verb::get && request.method() != http::verb::head) {
     return Respond(request, PathLabel(path), 405, "text/plain", "method not allowed\n");
   }
@@ -166,7 +175,7 @@ void HttpSession::Upgrade(Request request, const std::string& query) {
         .HandshakeRefused(refusal.has_value() ? AuthRefusalLabel(*refusal) : "unauthenticated")
         .Increment();
     return Respond(request, "/ws/chat", 401, "text/plain", "authentication required\n",
-                   /*bearer_challenge=*/true);
+                   {{http::field::www_authenticate, "Bearer"}});
   }
   std::string user_id =
       identity->anonymous ? DevelopmentUserId(query) : std::move(identity->user_id);
@@ -225,21 +234,42 @@ void HttpSession::CheckReady(Request request) {
                });
 }
 
+void HttpSession::ServeApi(Request request, const std::string& path, const std::string& query) {
+  auto request_ptr = std::make_shared<Request>(std::move(request));
+  // The answer may come on a gRPC thread: it is written from this connection's strand.
+  ServeConversationsApi(
+      context_, *request_ptr, path, query,
+      [self = shared_from_this(), request_ptr](ApiResponse answer) {
+        net::post(self->stream_.get_executor(),
+                  [self, request_ptr, answer = std::move(answer)]() mutable {
+                    const char* content_type = answer.body.empty() ? "" : "application/json";
+                    self->Respond(*request_ptr, answer.path_label, answer.status, content_type,
+                                  std::move(answer.body), std::move(answer.headers));
+                  });
+      });
+}
+
 void HttpSession::Respond(const Request& request, absl::string_view path_label, unsigned status,
-                          std::string content_type, std::string body, bool bearer_challenge) {
+                          std::string content_type, std::string body, Headers headers) {
   context_.metrics.HttpRequest(path_label, static_cast<int>(status)).Increment();
   response_ = std::make_shared<Response>(static_cast<http::status>(status), request.version());
   response_->set(http::field::server, "parley-edge");
-  response_->set(http::field::content_type, content_type);
+  if (!content_type.empty()) {
+    response_->set(http::field::content_type, content_type);
+  }
   response_->set(http::field::cache_control, "no-store");
-  if (bearer_challenge) {
-    response_->set(http::field::www_authenticate, "Bearer");
+  for (auto& [name, value] : headers) {
+    response_->set(name, std::move(value));
   }
   response_->keep_alive(request.keep_alive());
   if (request.method() != http::verb::head) {
     response_->body() = std::move(body);
   }
-  response_->prepare_payload();
+  if (status != 204) {
+    // A 204 carries no Content-Length at all (RFC 9110 section 8.6).
+    response_->prepare_payload();
+  }
+  stream_.expires_after(absl::ToChronoMilliseconds(kWriteTimeout));
   http::async_write(stream_, *response_,
                     beast::bind_front_handler(&HttpSession::OnWrite, shared_from_this(),
                                               response_->keep_alive()));

@@ -3,6 +3,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <utility>
+#include <vector>
 
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
@@ -15,7 +17,8 @@
 namespace parley::edge {
 
 // One accepted TCP connection speaking HTTP/1.1 until it upgrades: serves
-// /healthz, /readyz, /metrics and the chat page, and hands WebSocket upgrades
+// /healthz, /readyz, /metrics, the chat page and the conversations API
+// (/v1/conversations, see conversations_api.h), and hands WebSocket upgrades
 // on /ws/chat to a WsSession. Runs on its own strand.
 class HttpSession final : public std::enable_shared_from_this<HttpSession> {
  public:
@@ -26,14 +29,16 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
  private:
   using Request = boost::beast::http::request<boost::beast::http::string_body>;
   using Response = boost::beast::http::response<boost::beast::http::string_body>;
+  using Headers = std::vector<std::pair<boost::beast::http::field, std::string>>;
 
   void DoRead();
   void OnRead(boost::beast::error_code ec, size_t bytes);
   void Handle(Request request);
   void Upgrade(Request request, const std::string& query);
   void CheckReady(Request request);
+  void ServeApi(Request request, const std::string& path, const std::string& query);
   void Respond(const Request& request, absl::string_view path_label, unsigned status,
-               std::string content_type, std::string body, bool bearer_challenge = false);
+               std::string content_type, std::string body, Headers headers = {});
   void OnWrite(bool keep_alive, boost::beast::error_code ec, size_t bytes);
 
   boost::beast::tcp_stream stream_;
@@ -42,6 +47,9 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   std::shared_ptr<Response> response_;
 };
+
+// The percent-decoded value of `name` in a URL query string ("a=1&b=2"); "" when absent.
+std::string QueryParameter(absl::string_view query, absl::string_view name);
 
 // The WebSocket identity of a connection with no token: the `userId` query
 // parameter if present, otherwise a fresh anonymous id.
