@@ -150,6 +150,10 @@ absl::StatusOr<std::string> ParseRenameBody(absl::string_view body) {
     return absl::InvalidArgumentError(
         absl::StrCat("\"title\" is longer than ", kMaxTitleCharacters, " characters"));
   }
+  if (text.size() > kMaxTitleBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("\"title\" is longer than ", kMaxTitleBytes, " bytes in UTF-8"));
+  }
   return std::string(text.data(), text.size());
 }
 

@@ -45,8 +45,10 @@ struct ApiRoute {
   absl::string_view allowed_methods() const;
 };
 
-// Longest title a rename accepts, in characters (Unicode code points).
+// Longest title a rename accepts: in characters (Unicode code points), and in UTF-8 bytes, which
+// is what storage limits.
 inline constexpr size_t kMaxTitleCharacters = 200;
+inline constexpr size_t kMaxTitleBytes = 256;
 
 // True for every path under the API's prefix, known or not.
 bool IsConversationsApiPath(absl::string_view path);
@@ -55,7 +57,8 @@ bool IsConversationsApiPath(absl::string_view path);
 std::optional<ApiRoute> RouteConversationsApi(absl::string_view path);
 
 // The `title` of a PATCH body (`{"title":"..."}`): InvalidArgument when the body is not a JSON
-// object, the title is missing, not a string, empty, or longer than kMaxTitleCharacters.
+// object, the title is missing, not a string, empty, or longer than kMaxTitleCharacters or
+// kMaxTitleBytes.
 absl::StatusOr<std::string> ParseRenameBody(absl::string_view body);
 
 // A `pageSize` query value: "" is 0 (the default); InvalidArgument unless a non-negative integer

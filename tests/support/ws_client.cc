@@ -2,11 +2,13 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "boost/asio/connect.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/beast/core/buffers_to_string.hpp"
+#include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/read.hpp"
 #include "boost/beast/http/string_body.hpp"
 #include "boost/beast/http/write.hpp"
@@ -144,18 +146,46 @@ absl::Status WsClient::Close() {
   return ec ? Error("close", ec) : absl::OkStatus();
 }
 
+std::string HttpResponse::Header(const std::string& name) const {
+  for (const auto& [key, value] : headers) {
+    if (absl::EqualsIgnoreCase(key, name)) {
+      return value;
+    }
+  }
+  return "";
+}
+
 absl::StatusOr<HttpResponse> HttpGet(const std::string& address, const std::string& target,
                                      absl::Duration timeout) {
+  return HttpRequest(address, "GET", target, "", {}, timeout);
+}
+
+absl::StatusOr<HttpResponse> HttpRequest(
+    const std::string& address, const std::string& method, const std::string& target,
+    const std::string& body, const std::vector<std::pair<std::string, std::string>>& headers,
+    absl::Duration timeout) {
   absl::StatusOr<net::ip::tcp::endpoint> endpoint = ParseAddress(address);
   if (!endpoint.ok()) {
     return endpoint.status();
   }
   net::io_context io;
   beast::tcp_stream stream(io);
-  http::request<http::empty_body> request(http::verb::get, target, 11);
+  http::request<http::string_body> request;
+  request.method_string(method);
+  request.target(target);
+  request.version(11);
   request.set(http::field::host, address);
+  for (const auto& [name, value] : headers) {
+    request.set(name, value);
+  }
+  if (!body.empty()) {
+    request.body() = body;
+    request.prepare_payload();
+  }
   beast::flat_buffer buffer;
-  http::response<http::string_body> response;
+  http::response_parser<http::string_body> parser;
+  // A response to a HEAD request or a 204 has no body; the parser must not wait for one.
+  parser.skip(method == "HEAD");
   beast::error_code result;
   stream.expires_after(absl::ToChronoNanoseconds(timeout));
   stream.async_connect(*endpoint, [&](beast::error_code ec) {
@@ -168,16 +198,22 @@ absl::StatusOr<HttpResponse> HttpGet(const std::string& address, const std::stri
         result = ec;
         return;
       }
-      http::async_read(stream, buffer, response,
-                       [&](beast::error_code ec, size_t) { result = ec; });
+      http::async_read(stream, buffer, parser, [&](beast::error_code ec, size_t) { result = ec; });
     });
   });
   io.run();
   if (result) {
-    return Error("HTTP GET", result);
+    return Error(absl::StrCat("HTTP ", method), result);
   }
-  return HttpResponse{static_cast<int>(response.result_int()),
-                      std::string(response[http::field::content_type]), response.body()};
+  const http::response<http::string_body>& response = parser.get();
+  HttpResponse answer;
+  answer.status = static_cast<int>(response.result_int());
+  answer.content_type = std::string(response[http::field::content_type]);
+  answer.body = response.body();
+  for (const auto& field : response) {
+    answer.headers.emplace_back(std::string(field.name_string()), std::string(field.value()));
+  }
+  return answer;
 }
 
 }  // namespace parley::testing

@@ -63,10 +63,23 @@ struct HttpResponse {
   int status = 0;
   std::string content_type;
   std::string body;
+  // Every response header as sent, in order.
+  std::vector<std::pair<std::string, std::string>> headers;
+
+  // The first header called `name` (case-insensitive); "" when absent.
+  std::string Header(const std::string& name) const;
 };
 
 // A blocking HTTP/1.1 GET against `address` ("127.0.0.1:PORT").
 absl::StatusOr<HttpResponse> HttpGet(const std::string& address, const std::string& target,
                                      absl::Duration timeout = absl::Seconds(30));
+
+// A blocking HTTP/1.1 request: `method` ("GET", "PATCH", "OPTIONS", ...) on `target`, with `body`
+// (sent with Content-Length when non-empty) and extra request `headers`.
+absl::StatusOr<HttpResponse> HttpRequest(
+    const std::string& address, const std::string& method, const std::string& target,
+    const std::string& body = "",
+    const std::vector<std::pair<std::string, std::string>>& headers = {},
+    absl::Duration timeout = absl::Seconds(30));
 
 }  // namespace parley::testing
