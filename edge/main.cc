@@ -48,6 +48,8 @@ ABSL_FLAG(int, connection_messages_per_minute, 30,
           "`message` frames per minute on one connection; 0 disables");
 ABSL_FLAG(int, connection_message_burst, 10,
           "Messages one connection may send back to back after a quiet spell");
+ABSL_FLAG(int, connection_typing_per_minute, 120,
+          "`typing` frames per minute on one connection (after a burst of 10); <= 0 disables");
 ABSL_FLAG(int, user_messages_per_minute, 60,
           "`message` frames per minute per user over all of the user's connections; 0 disables");
 ABSL_FLAG(int, user_message_burst, 20,
@@ -58,6 +60,23 @@ ABSL_FLAG(int, max_concurrent_turns, 4,
           "Replies generating at once per user on this process; 0 disables");
 ABSL_FLAG(int, drain_grace_ms, 10000,
           "On SIGTERM, how long running turns may finish before sockets close with 1001");
+ABSL_FLAG(int, outbound_high_water_frames, 64,
+          "Frames queued for one client at which its replies stop pulling tokens from inference "
+          "and reading its frames pauses");
+ABSL_FLAG(int, outbound_low_water_frames, 16,
+          "Above this many queued frames a reply's token deltas are merged into one stream_token; "
+          "paused replies resume once the queue is back down to it");
+ABSL_FLAG(int, outbound_high_water_bytes, 256 * 1024,
+          "Bytes queued for one client at which its replies pause, as for "
+          "--outbound_high_water_frames; they resume below a quarter of it");
+ABSL_FLAG(int, max_outbound_bytes, 1024 * 1024,
+          "Bytes queued for one client beyond which it is closed with 1008");
+ABSL_FLAG(int, backend_stream_window_bytes, 64 * 1024,
+          "Bytes of one reply the edge's gRPC streams from inference and persistence buffer "
+          "while the reply waits for a client that is not reading");
+ABSL_FLAG(int, slow_client_timeout_ms, 30000,
+          "A client whose socket takes no data for this long while frames wait for it is closed "
+          "with 1008; its replies still run to their end and are stored. 0 disables");
 
 int main(int argc, char** argv) {
   parley::common::BlockShutdownSignals();
@@ -90,15 +109,35 @@ int main(int argc, char** argv) {
   options.limits.max_connections = absl::GetFlag(FLAGS_max_connections);
   options.limits.messages_per_minute = absl::GetFlag(FLAGS_connection_messages_per_minute);
   options.limits.message_burst = absl::GetFlag(FLAGS_connection_message_burst);
+  options.limits.typing_per_minute = absl::GetFlag(FLAGS_connection_typing_per_minute);
   options.user_limits.messages_per_minute = absl::GetFlag(FLAGS_user_messages_per_minute);
   options.user_limits.message_burst = absl::GetFlag(FLAGS_user_message_burst);
   options.user_limits.max_concurrent_turns = absl::GetFlag(FLAGS_max_concurrent_turns);
   options.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_interval_ms));
+  options.limits.outbound.high_water_frames =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_outbound_high_water_frames)));
+  options.limits.outbound.low_water_frames =
+      static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_outbound_low_water_frames)));
+  options.limits.outbound.high_water_bytes =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_outbound_high_water_bytes)));
+  options.limits.outbound.max_bytes =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_max_outbound_bytes)));
+  options.limits.backend_stream_window_bytes =
+      static_cast<size_t>(std::max(1024, absl::GetFlag(FLAGS_backend_stream_window_bytes)));
+  options.limits.slow_client_timeout =
+      absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_slow_client_timeout_ms)));
   if (!options.allow_anonymous && options.jwt_secret_file.empty() && options.jwks_file.empty()) {
     parley::common::LogError(
         "no way to authenticate clients: give --jwt_secret_file or --jwks_file, or "
         "--allow_anonymous for development");
     return 1;
+  }
+  if (options.limits.outbound.low_water_frames >= options.limits.outbound.high_water_frames ||
+      options.limits.outbound.high_water_bytes > options.limits.outbound.max_bytes) {
+    std::fprintf(stderr,
+                 "need --outbound_low_water_frames < --outbound_high_water_frames and "
+                 "--outbound_high_water_bytes <= --max_outbound_bytes\n");
+    return 2;
   }
   if (options.history_messages < 1 || options.history_messages > 1000) {
     std::fprintf(stderr, "--history_messages must be between 1 and 1000\n");

@@ -7,6 +7,8 @@
 #include "common/grpc_metrics.h"
 #include "common/host_port.h"
 #include "common/log.h"
+#include "grpc/grpc.h"
+#include "grpcpp/support/channel_arguments.h"
 
 namespace parley::edge {
 
@@ -64,10 +66,16 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
   // down at start only makes /readyz fail until it comes up.
   // Calls are counted as parley_edge_grpc_client_* and balanced over every
   // address a target resolves to (a headless Service's pods).
+  // A reply whose client is not reading stops being read from its gRPC stream; this caps what
+  // gRPC still buffers for it, so flow control reaches the engine (or the store) early.
+  grpc::ChannelArguments stream_args;
+  stream_args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
+  stream_args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
+                     static_cast<int>(options.limits.backend_stream_window_bytes));
   context.persistence = std::make_unique<PersistenceClient>(common::CreateInstrumentedChannel(
-      options.persistence, context.metrics.shared_registry(), "edge"));
+      options.persistence, context.metrics.shared_registry(), "edge", stream_args));
   context.inference = std::make_unique<InferenceClient>(common::CreateInstrumentedChannel(
-      options.inference, context.metrics.shared_registry(), "edge"));
+      options.inference, context.metrics.shared_registry(), "edge", stream_args));
   context.turn_deps = TurnDeps{
       .persistence = context.persistence.get(),
       .inference = context.inference.get(),

@@ -15,6 +15,8 @@
 #include "edge/limits/user_limits.h"
 #include "edge/metrics.h"
 #include "edge/protocol/native_codec.h"
+#include "edge/server/conversation_rooms.h"
+#include "edge/server/outbound_queue.h"
 #include "edge/turn/turn.h"
 #include "edge/turn/turn_tracker.h"
 
@@ -69,6 +71,16 @@ struct ConnectionLimits {
   int messages_per_minute = 30;
   // Back-to-back allowance of that bucket; <= 0 means `messages_per_minute`.
   int message_burst = 10;
+  // Water marks and byte cap of the outbound queue.
+  OutboundLimits outbound;
+  // A connection whose writes make no progress for this long while frames wait is closed with
+  // 1008; its running turns carry on and are stored.
+  absl::Duration slow_client_timeout = absl::Seconds(30);
+  // What gRPC buffers of one reply (or watched message) from inference or persistence while the
+  // reply waits for its client: the HTTP/2 stream window, with window growth (BDP) off.
+  size_t backend_stream_window_bytes = 64 * 1024;
+  // `typing` frames per minute on one connection; the excess is refused, never relayed.
+  int typing_per_minute = 120;
 };
 
 // Everything sessions share. Owned by EdgeServer, which outlives every session.
@@ -76,6 +88,8 @@ struct ServerContext {
   EdgeMetrics metrics;
   TurnTracker tracker;
   ConnectionRegistry connections;
+  // Which connections view which conversation, for typing relay.
+  ConversationRooms rooms;
   NativeCodec native_codec;
   std::unique_ptr<PersistenceClient> persistence;
   std::unique_ptr<InferenceClient> inference;

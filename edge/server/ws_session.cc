@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/string_view.h"
 #include "absl/strings/strip.h"
@@ -52,9 +53,16 @@ WsSession::WsSession(net::ip::tcp::socket&& socket, ServerContext& context, cons
       user_id_(std::move(user_id)),
       trace_(std::move(trace)),
       message_bucket_(context.limits.messages_per_minute, context.limits.message_burst,
-                      absl::Now()) {}
+                      absl::Now()),
+      // A few back-to-back keystroke events, then the steady rate.
+      typing_bucket_(context.limits.typing_per_minute, /*burst=*/10, absl::Now()),
+      queue_(context.limits.outbound, codec),
+      write_watch_(ws_.get_executor()) {}
 
 WsSession::~WsSession() {
+  for (const std::string& conversation_id : joined_) {
+    context_.rooms.Leave(user_id_, conversation_id, registry_key_);
+  }
   if (accepted_) {
     context_.metrics.connections.Decrement();
   }
@@ -127,13 +135,15 @@ void WsSession::OnRead(beast::error_code ec, size_t /*bytes*/) {
       common::LogInfo("connection closed", {{"reason", ec.message()}});
     }
     closing_ = true;
+    queue_.DropQueued();
+    write_watch_.cancel();
     ReleaseWaiters();
     return;
   }
   Dispatch();
   buffer_.consume(buffer_.size());
   // Reading pauses while the client is not taking what it asked for.
-  if (queue_.size() < kHighWater) {
+  if (!queue_.Full()) {
     DoRead();
   }
 }
@@ -160,12 +170,37 @@ void WsSession::Dispatch() {
                  [this](ResumeStream& resume) {
                    ResumeReply(*context_.persistence, context_.tracker, ws_.get_executor(),
                                weak_from_this(), user_id_, std::move(resume.message_id),
-                               resume.last_seq, /*announce=*/true);
+                               resume.last_seq,
+                               /*announce=*/true);
                  },
                  [this](GetHistory& history) {
-                   LoadHistory(*context_.persistence, context_.tracker, ws_.get_executor(),
-                               weak_from_this(), user_id_, std::move(history.conversation_id));
+                   LoadHistory(*context_.persistence, Answer(), user_id_,
+                               std::move(history.conversation_id));
                  },
+                 [this](ListMessages& list) {
+                   LoadMessagePage(*context_.persistence, Answer(), user_id_, std::move(list));
+                 },
+                 [this](ListConversations& list) {
+                   LoadConversationPage(*context_.persistence, Answer(), user_id_, std::move(list));
+                 },
+                 [this](RegenerateReply& regenerate) {
+                   SendMessage message;
+                   message.id = std::move(regenerate.id);
+                   message.model = std::move(regenerate.model);
+                   message.regenerates_message_id = std::move(regenerate.message_id);
+                   StartTurn(std::move(message));
+                 },
+                 [this](EditMessage& edit) {
+                   SendMessage message;
+                   message.id = std::move(edit.id);
+                   message.content = std::move(edit.content);
+                   message.model = std::move(edit.model);
+                   message.replaces_message_id = std::move(edit.message_id);
+                   StartTurn(std::move(message));
+                 },
+                 [this](JoinConversation& join) { Join(join.conversation_id); },
+                 [this](LeaveConversation& leave) { Leave(leave.conversation_id); },
+                 [this](Typing& typing) { RelayTyping(typing); },
              },
              command);
 }
@@ -204,6 +239,82 @@ void WsSession::StartTurn(SendMessage message) {
                                common::ChildOf(trace_)));
 }
 
+ReadAnswer WsSession::Answer() {
+  return ReadAnswer{context_.tracker, ws_.get_executor(), weak_from_this()};
+}
+
+void WsSession::Join(const std::string& conversation_id) {
+  if (joined_.contains(conversation_id)) {
+    return Emit(Joined{conversation_id}, std::nullopt);
+  }
+  if (joined_.size() >= kMaxJoined) {
+    return Emit(ErrorEvent{ErrorCode::kInvalidFrame,
+                           absl::StrCat("a connection views at most ", kMaxJoined,
+                                        " conversations; leave one first"),
+                           ""},
+                std::nullopt);
+  }
+  // Only the owner may view a conversation: persistence answers NOT_FOUND to anyone else.
+  persistence_pb::GetConversationRequest request;
+  request.set_user_id(user_id_);
+  request.set_conversation_id(conversation_id);
+  const uint64_t key = context_.tracker.Add([] {});
+  context_.persistence->GetConversation(
+      std::move(request), common::ChildOf(trace_),
+      [self = shared_from_this(), conversation_id,
+       key](absl::StatusOr<persistence_pb::GetConversationResponse> response) {
+        net::post(self->ws_.get_executor(), [self, conversation_id, status = response.status()] {
+          if (!status.ok()) {
+            const bool missing = status.code() == absl::StatusCode::kNotFound;
+            return self->Emit(
+                ErrorEvent{missing ? ErrorCode::kNotFound : ErrorCode::kStorageUnavailable,
+                           missing ? std::string("no such conversation")
+                                   : absl::StrCat("cannot join: ", status.message()),
+                           ""},
+                std::nullopt);
+          }
+          if (self->closing_ || self->joined_.size() >= kMaxJoined) {
+            return;
+          }
+          std::weak_ptr<WsSession> weak = self;
+          self->context_.rooms.Join(self->user_id_, conversation_id, self->registry_key_,
+                                    [weak, executor = self->ws_.get_executor()](Event event) {
+                                      net::post(
+                                          executor, [weak, event = std::move(event)]() mutable {
+                                            if (std::shared_ptr<WsSession> target = weak.lock()) {
+                                              target->Emit(std::move(event), std::nullopt);
+                                            }
+                                          });
+                                    });
+          self->joined_.insert(conversation_id);
+          self->Emit(Joined{conversation_id}, std::nullopt);
+        });
+        self->context_.tracker.Remove(key);
+      });
+}
+
+void WsSession::Leave(const std::string& conversation_id) {
+  context_.rooms.Leave(user_id_, conversation_id, registry_key_);
+  joined_.erase(conversation_id);
+  Emit(Left{conversation_id}, std::nullopt);
+}
+
+void WsSession::RelayTyping(const Typing& typing) {
+  if (!joined_.contains(typing.conversation_id)) {
+    return Emit(
+        ErrorEvent{ErrorCode::kInvalidFrame, "join the conversation before typing in it", ""},
+        std::nullopt);
+  }
+  const RateDecision rate = typing_bucket_.TryAcquire(absl::Now());
+  if (!rate.allowed) {
+    return Emit(ErrorEvent{ErrorCode::kRateLimited, "too many typing events; slow down", "",
+                           rate.RetryAfterMillis()},
+                std::nullopt);
+  }
+  context_.rooms.Relay(user_id_, typing.conversation_id, registry_key_,
+                       TypingRelay{typing.conversation_id, typing.is_typing});
+}
+
 void WsSession::CancelTurn(const std::string& message_id) {
   // Turns run on this strand, so reading their state here is safe. A cancel for a reply that
   // already ended, or that this connection did not start, changes nothing.
@@ -220,17 +331,27 @@ void WsSession::Emit(Event event, std::optional<Clock::time_point> arrival) {
   if (closing_) {
     return;
   }
-  context_.metrics.FrameSent(EventName(event)).Increment();
-  queue_.push_back(Outbound{codec_.Encode(event), arrival});
-  if (queue_.size() > kMaxQueued) {
-    context_.metrics.slow_client_closes_total.Increment();
-    CloseOnStrand(websocket::close_code::policy_error);
-    return;
+  switch (queue_.Push(std::move(event), arrival)) {
+    case OutboundQueue::Pushed::kQueued:
+      break;
+    case OutboundQueue::Pushed::kMerged:
+      context_.metrics.coalesced_deltas_total.Increment();
+      break;
+    case OutboundQueue::Pushed::kOverLimit:
+      // Only events that ignore Writable() get here (a turn's last frames, answers to reads,
+      // relayed typing): whatever they are, memory per connection stays bounded.
+      return CloseSlowClient("outbound queue over --max_outbound_bytes");
+  }
+  if (!reported_behind_ && queue_.Full()) {
+    reported_behind_ = true;
+    common::LogInfo("client is not keeping up; its replies are paused",
+                    {{"queued_frames", std::to_string(queue_.frames())},
+                     {"queued_bytes", std::to_string(queue_.bytes())}});
   }
   DoWrite();
 }
 
-bool WsSession::Writable() const { return closing_ || queue_.size() < kHighWater; }
+bool WsSession::Writable() const { return closing_ || !queue_.Full(); }
 
 void WsSession::WhenWritable(std::function<void()> resume) {
   if (Writable()) {
@@ -241,34 +362,74 @@ void WsSession::WhenWritable(std::function<void()> resume) {
 }
 
 void WsSession::DoWrite() {
-  if (writing_ || queue_.empty() || closing_) {
+  if (closing_) {
     return;
   }
-  writing_ = true;
-  const Outbound& next = queue_.front();
-  if (next.arrival.has_value()) {
-    context_.metrics.added_latency.Observe(
-        std::chrono::duration<double>(Clock::now() - *next.arrival).count());
+  const OutboundQueue::Frame* frame = queue_.StartWrite();
+  if (frame == nullptr) {
+    return;
   }
-  ws_.async_write(net::buffer(next.frame),
+  // Counted here rather than when queued: merged deltas are not frames of their own.
+  context_.metrics.FrameSent(frame->type).Increment();
+  if (frame->arrival.has_value()) {
+    context_.metrics.added_latency.Observe(
+        std::chrono::duration<double>(Clock::now() - *frame->arrival).count());
+  }
+  write_started_ = Clock::now();
+  if (!watching_writes_ && context_.limits.slow_client_timeout > absl::ZeroDuration()) {
+    watching_writes_ = true;
+    WatchWriteProgress(absl::ToChronoNanoseconds(context_.limits.slow_client_timeout));
+  }
+  ws_.async_write(net::buffer(frame->data),
                   beast::bind_front_handler(&WsSession::OnWrite, shared_from_this()));
 }
 
 void WsSession::OnWrite(beast::error_code ec, size_t /*bytes*/) {
-  writing_ = false;
+  queue_.FinishWrite();
   if (ec) {
     closing_ = true;
-    queue_.clear();
-  } else {
-    queue_.pop_front();
+    queue_.DropQueued();
   }
-  if (queue_.size() <= kLowWater || closing_) {
+  if (queue_.Drained() || closing_) {
     ReleaseWaiters();
     if (!closing_) {
       DoRead();
     }
   }
   DoWrite();
+}
+
+void WsSession::WatchWriteProgress(Clock::duration wait) {
+  // One timer per connection rather than one per write: it only checks, when it fires, how long
+  // the current write has been going.
+  write_watch_.expires_after(wait);
+  write_watch_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (ec || self->closing_ || !self->queue_.writing()) {
+      self->watching_writes_ = false;
+      return;
+    }
+    const Clock::duration timeout =
+        absl::ToChronoNanoseconds(self->context_.limits.slow_client_timeout);
+    const Clock::duration stalled = Clock::now() - self->write_started_;
+    if (stalled >= timeout) {
+      self->watching_writes_ = false;
+      return self->CloseSlowClient("no write progress for --slow_client_timeout");
+    }
+    self->WatchWriteProgress(timeout - stalled);
+  });
+}
+
+void WsSession::CloseSlowClient(absl::string_view reason) {
+  if (closing_) {
+    return;
+  }
+  context_.metrics.slow_client_closes_total.Increment();
+  common::LogInfo("closing a slow client", {{"reason", std::string(reason.data(), reason.size())},
+                                            {"queued_frames", std::to_string(queue_.frames())},
+                                            {"queued_bytes", std::to_string(queue_.bytes())}});
+  // The close frame queues behind the write in progress, so a client that starts reading again
+  // still learns why (1008); one that never does is dropped by the idle timeout.
+  CloseOnStrand(websocket::close_code::policy_error);
 }
 
 void WsSession::ReleaseWaiters() {
@@ -291,8 +452,8 @@ void WsSession::CloseOnStrand(websocket::close_code code) {
     return;
   }
   closing_ = true;
-  // The frame being written must outlive its async_write.
-  queue_.erase(writing_ ? queue_.begin() + 1 : queue_.begin(), queue_.end());
+  queue_.DropQueued();
+  write_watch_.cancel();
   ReleaseWaiters();
   ws_.async_close(websocket::close_reason(code), [self = shared_from_this()](beast::error_code) {});
 }

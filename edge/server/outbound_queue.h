@@ -1,0 +1,96 @@
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <deque>
+#include <optional>
+#include <string>
+#include <variant>
+
+#include "absl/strings/string_view.h"
+#include "edge/protocol/codec.h"
+#include "edge/protocol/messages.h"
+
+namespace parley::edge {
+
+// Bounds of one connection's outbound queue; every field is a flag of parley-edge.
+struct OutboundLimits {
+  // At this many queued frames turns stop pulling tokens and reading from the client pauses.
+  size_t high_water_frames = 64;
+  // Above this many frames, a reply's next token is merged into its last queued one; producers
+  // resume once the queue is back down to it.
+  size_t low_water_frames = 16;
+  // The same high mark in bytes, since merging grows a frame without adding frames. Producers
+  // resume below a quarter of it.
+  size_t high_water_bytes = 256 * 1024;
+  // Hard cap: a connection with more queued than this is closed (1008).
+  size_t max_bytes = 1024 * 1024;
+};
+
+// The frames waiting to go out on one WebSocket, the one being written included. Owned by the
+// connection and used on its strand only. Token deltas stay structured until they are written
+// so that, while the client falls behind, a reply's next delta can be merged into its last
+// queued `stream_token` (one frame carrying several seqs) instead of adding a frame; every
+// other event is encoded when queued, since it is never merged and its size is then exact.
+class OutboundQueue {
+ public:
+  using Clock = std::chrono::steady_clock;
+
+  // A frame being written; it stays valid until FinishWrite.
+  struct Frame {
+    std::string data;
+    absl::string_view type;  // EventName, for metrics.
+    // When the oldest data it carries arrived from inference (for added latency).
+    std::optional<Clock::time_point> arrival;
+  };
+
+  enum class Pushed {
+    kQueued,
+    kMerged,     // Merged into a queued stream_token: one frame fewer for the client.
+    kOverLimit,  // Queued, but the queue now holds more than `max_bytes`.
+  };
+
+  OutboundQueue(const OutboundLimits& limits, const Codec& codec);
+
+  Pushed Push(Event event, std::optional<Clock::time_point> arrival);
+
+  // Encodes the oldest queued frame and keeps it as the one being written. Null when a write is
+  // already in progress or nothing is queued.
+  const Frame* StartWrite();
+  void FinishWrite();
+  bool writing() const { return writing_.has_value(); }
+
+  // Drops everything not yet being written: that frame must outlive its async_write.
+  void DropQueued();
+
+  // Producers should stop until Drained().
+  bool Full() const;
+  bool Drained() const;
+
+  // Both count the frame being written.
+  size_t frames() const { return queued_.size() + (writing_.has_value() ? 1 : 0); }
+  size_t bytes() const { return bytes_; }
+
+ private:
+  struct Entry {
+    // A token stays mergeable; anything else is its encoded frame.
+    std::variant<StreamToken, std::string> payload;
+    absl::string_view type;
+    std::optional<Clock::time_point> arrival;
+    size_t bytes = 0;
+  };
+
+  // The queued stream_token of `message_id` that a new delta may extend: the last one, with only
+  // other replies' tokens queued after it, so no frame is reordered for this reply or overtakes
+  // a non-token event.
+  Entry* MergeTarget(const std::string& message_id);
+
+  const OutboundLimits limits_;
+  const Codec& codec_;
+  std::deque<Entry> queued_;
+  std::optional<Frame> writing_;
+  size_t writing_bytes_ = 0;
+  size_t bytes_ = 0;
+};
+
+}  // namespace parley::edge
