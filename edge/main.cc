@@ -70,7 +70,8 @@ ABSL_FLAG(int, outbound_high_water_bytes, 256 * 1024,
           "Bytes queued for one client at which its replies pause, as for "
           "--outbound_high_water_frames; they resume below a quarter of it");
 ABSL_FLAG(int, max_outbound_bytes, 1024 * 1024,
-          "Bytes queued for one client beyond which it is closed with 1008");
+          "A frame queued for a client that already has more than this many bytes waiting closes "
+          "its connection with 1008");
 ABSL_FLAG(int, backend_stream_window_bytes, 64 * 1024,
           "Bytes of one reply the edge's gRPC streams from inference and persistence buffer "
           "while the reply waits for a client that is not reading");

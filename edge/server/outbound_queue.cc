@@ -19,6 +19,9 @@ OutboundQueue::OutboundQueue(const OutboundLimits& limits, const Codec& codec)
     : limits_(limits), codec_(codec) {}
 
 OutboundQueue::Pushed OutboundQueue::Push(Event event, std::optional<Clock::time_point> arrival) {
+  // One large frame (a long history) may take a connection past the cap; a client that lets more
+  // pile up behind it may not.
+  const bool over_limit = bytes_ > limits_.max_bytes;
   Pushed pushed = Pushed::kQueued;
   if (StreamToken* token = std::get_if<StreamToken>(&event)) {
     // Below the low mark the client keeps up: every delta is its own frame, as fast as it came.
@@ -42,7 +45,7 @@ OutboundQueue::Pushed OutboundQueue::Push(Event event, std::optional<Clock::time
     queued_.push_back(Entry{std::move(frame), EventName(event), arrival, bytes});
     bytes_ += bytes;
   }
-  return bytes_ > limits_.max_bytes ? Pushed::kOverLimit : pushed;
+  return over_limit ? Pushed::kOverLimit : pushed;
 }
 
 OutboundQueue::Entry* OutboundQueue::MergeTarget(const std::string& message_id) {

@@ -23,7 +23,8 @@ struct OutboundLimits {
   // The same high mark in bytes, since merging grows a frame without adding frames. Producers
   // resume below a quarter of it.
   size_t high_water_bytes = 256 * 1024;
-  // Hard cap: a connection with more queued than this is closed (1008).
+  // Hard cap: a frame pushed while more than this is queued means the client is not reading; its
+  // connection is closed (1008). Memory per connection stays below this plus one frame.
   size_t max_bytes = 1024 * 1024;
 };
 
@@ -47,7 +48,7 @@ class OutboundQueue {
   enum class Pushed {
     kQueued,
     kMerged,     // Merged into a queued stream_token: one frame fewer for the client.
-    kOverLimit,  // Queued, but the queue now holds more than `max_bytes`.
+    kOverLimit,  // Queued, although more than `max_bytes` already was.
   };
 
   OutboundQueue(const OutboundLimits& limits, const Codec& codec);

@@ -338,8 +338,8 @@ void WsSession::Emit(Event event, std::optional<Clock::time_point> arrival) {
       context_.metrics.coalesced_deltas_total.Increment();
       break;
     case OutboundQueue::Pushed::kOverLimit:
-      // Only events that ignore Writable() get here (a turn's last frames, answers to reads,
-      // relayed typing): whatever they are, memory per connection stays bounded.
+      // Only events that ignore Writable() pile up this far (a turn's last frames, answers to
+      // reads, relayed typing): whatever they are, memory per connection stays bounded.
       return CloseSlowClient("outbound queue over --max_outbound_bytes");
   }
   if (!reported_behind_ && queue_.Full()) {
@@ -389,6 +389,7 @@ void WsSession::OnWrite(beast::error_code ec, size_t /*bytes*/) {
   if (ec) {
     closing_ = true;
     queue_.DropQueued();
+    write_watch_.cancel();
   }
   if (queue_.Drained() || closing_) {
     ReleaseWaiters();
