@@ -630,7 +630,7 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
         if (rows->empty()) {
           return absl::NotFoundError("parent message not found");
         }
-      } else {
+      } else if (!request.no_parent()) {
         absl::StatusOr<SqlRows> rows =
             tx.Query("SELECT id FROM messages WHERE conversation_id = $1 ORDER BY pos DESC LIMIT 1",
                      {conversation_id});

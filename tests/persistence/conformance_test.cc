@@ -392,6 +392,19 @@ TEST_P(ConformanceTest, TreePathsAndFork) {
   const v1::Message b2 = Append(alice_, conversation, "b2");
   EXPECT_EQ(b2.parent_id(), b.id());
 
+  // An edit of the first message is a second root.
+  v1::AppendMessageRequest second_root;
+  second_root.set_user_id(alice_);
+  second_root.set_conversation_id(conversation);
+  second_root.set_role(v1::ROLE_USER);
+  second_root.set_content("root2");
+  second_root.set_no_parent(true);
+  v1::AppendMessageResponse root2;
+  ASSERT_TRUE(Append(second_root, &root2).ok());
+  EXPECT_EQ(root2.message().parent_id(), "");
+  const v1::Message after_root2 = Append(alice_, conversation, "c");
+  EXPECT_EQ(after_root2.parent_id(), root2.message().id());
+
   v1::ListMessagesRequest path;
   path.set_user_id(alice_);
   path.set_conversation_id(conversation);
