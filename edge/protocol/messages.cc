@@ -43,6 +43,13 @@ absl::string_view CommandName(const Command& command) {
                         [](const GetHistory&) { return absl::string_view("history"); },
                         [](const CancelTurn&) { return absl::string_view("cancel"); },
                         [](const ResumeStream&) { return absl::string_view("resume"); },
+                        [](const RegenerateReply&) { return absl::string_view("regenerate"); },
+                        [](const EditMessage&) { return absl::string_view("edit"); },
+                        [](const ListConversations&) { return absl::string_view("history"); },
+                        [](const ListMessages&) { return absl::string_view("messages"); },
+                        [](const JoinConversation&) { return absl::string_view("join"); },
+                        [](const LeaveConversation&) { return absl::string_view("leave"); },
+                        [](const Typing&) { return absl::string_view("typing"); },
                     },
                     command);
 }
@@ -61,6 +68,11 @@ absl::string_view EventName(const Event& event) {
           [](const StreamInterrupted&) { return absl::string_view("stream_interrupted"); },
           [](const Resumed&) { return absl::string_view("resumed"); },
           [](const Heartbeat&) { return absl::string_view("heartbeat"); },
+          [](const MessagePage&) { return absl::string_view("messages"); },
+          [](const ConversationPage&) { return absl::string_view("history"); },
+          [](const Joined&) { return absl::string_view("joined"); },
+          [](const Left&) { return absl::string_view("left"); },
+          [](const TypingRelay&) { return absl::string_view("typing"); },
       },
       event);
 }

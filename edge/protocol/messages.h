@@ -20,13 +20,65 @@ struct SendMessage {
   std::string conversation_id;  // Empty starts a new conversation.
   std::string content;
   std::string model;  // Empty selects the inference service's default.
+  // Set for an edit: the user message this one replaces. The new message becomes its sibling
+  // (same parent) and gets a reply of its own; the old branch stays stored.
+  std::string replaces_message_id;
+  // Set for a regenerate: a user message, or a reply to one, whose reply is generated again as
+  // a sibling of the earlier replies. `content` is unused.
+  std::string regenerates_message_id;
+};
+
+// Asks for another reply to a stored message (decoded into a SendMessage for the turn).
+struct RegenerateReply {
+  std::string id;          // Client-chosen idempotency key, like a message's.
+  std::string message_id;  // The reply to replace, or the user message it answered.
+  std::string model;
+};
+
+// Replaces a stored user message with new text and answers it (decoded into a SendMessage).
+struct EditMessage {
+  std::string id;
+  std::string message_id;
+  std::string content;
+  std::string model;
 };
 
 struct Ping {};
 
-// Asks for the stored messages of a conversation (page reload).
+// Asks for the stored messages of a conversation (page reload): the newest ones, as a
+// `history` event. The original form of ListMessages, kept for clients that use it.
 struct GetHistory {
   std::string conversation_id;
+};
+
+// Asks for the user's conversations, newest first, a page at a time.
+struct ListConversations {
+  std::string page_token;
+  int32_t page_size = 0;  // 0 picks the default.
+};
+
+// Asks for a conversation's messages, oldest first, a page at a time; or, with
+// `leaf_message_id`, the branch from the first message to that one.
+struct ListMessages {
+  std::string conversation_id;
+  std::string page_token;
+  int32_t page_size = 0;
+  std::string leaf_message_id;
+};
+
+// Starts or stops viewing a conversation: `typing` from the user's other connections that view
+// it is relayed to this one.
+struct JoinConversation {
+  std::string conversation_id;
+};
+struct LeaveConversation {
+  std::string conversation_id;
+};
+
+// The user is (or stopped) typing in a conversation this connection joined. Never stored.
+struct Typing {
+  std::string conversation_id;
+  bool is_typing = true;
 };
 
 // Stops the reply `message_id` that this connection started; what was streamed stays stored.
@@ -40,7 +92,9 @@ struct ResumeStream {
   int64_t last_seq = 0;
 };
 
-using Command = std::variant<SendMessage, Ping, GetHistory, CancelTurn, ResumeStream>;
+using Command = std::variant<SendMessage, Ping, GetHistory, CancelTurn, ResumeStream,
+                             RegenerateReply, EditMessage, ListConversations, ListMessages,
+                             JoinConversation, LeaveConversation, Typing>;
 
 // ---- Events (edge → client) ----
 
@@ -127,15 +181,57 @@ struct HistoryMessage {
   std::string role;  // "user", "assistant" or "system".
   std::string content;
   std::string status;  // "streaming", "complete", "cancelled", "interrupted" or "error".
+  // Empty for the first message. Messages with the same parent are edits or regenerations.
+  std::string parent_id;
+  std::string model;
+  std::string finish_reason;
+  int64_t last_seq = 0;
+  std::string created_at;  // RFC 3339, UTC.
 };
 
+// Answer to GetHistory.
 struct History {
   std::string conversation_id;
   std::vector<HistoryMessage> messages;
 };
 
+// Answer to ListMessages.
+struct MessagePage {
+  std::string conversation_id;
+  std::vector<HistoryMessage> messages;
+  std::string next_page_token;  // Empty on the last page.
+};
+
+struct ConversationSummary {
+  std::string id;
+  std::string title;
+  std::string created_at;  // RFC 3339, UTC.
+  std::string updated_at;
+};
+
+// Answer to ListConversations.
+struct ConversationPage {
+  std::vector<ConversationSummary> conversations;
+  std::string next_page_token;
+};
+
+// Answers to JoinConversation / LeaveConversation.
+struct Joined {
+  std::string conversation_id;
+};
+struct Left {
+  std::string conversation_id;
+};
+
+// Relayed from another of the user's connections viewing the conversation.
+struct TypingRelay {
+  std::string conversation_id;
+  bool is_typing = true;
+};
+
 using Event = std::variant<Ack, StreamStart, StreamToken, StreamComplete, ErrorEvent, Pong, History,
-                           StreamCancelled, StreamInterrupted, Resumed, Heartbeat>;
+                           StreamCancelled, StreamInterrupted, Resumed, Heartbeat, MessagePage,
+                           ConversationPage, Joined, Left, TypingRelay>;
 
 // Short names used as metric labels ("ack", "stream_token", ...).
 absl::string_view CommandName(const Command& command);

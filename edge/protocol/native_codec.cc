@@ -1,8 +1,11 @@
 #include "edge/protocol/native_codec.h"
 
+#include <cstdint>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "boost/json/array.hpp"
 #include "boost/json/object.hpp"
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
@@ -35,6 +38,117 @@ bool OptionalString(const json::object& object, json::string_view key, std::stri
   return true;
 }
 
+// Reads an optional non-negative integer field: absent and null leave `out` unchanged.
+bool OptionalCount(const json::object& object, json::string_view key, int32_t& out) {
+  const json::value* value = object.if_contains(key);
+  if (value == nullptr || value->is_null()) {
+    return true;
+  }
+  if (!value->is_int64() || value->get_int64() < 0 || value->get_int64() > INT32_MAX) {
+    return false;
+  }
+  out = static_cast<int32_t>(value->get_int64());
+  return true;
+}
+
+// A required non-empty string field, or the error that names it.
+std::optional<ErrorEvent> RequireString(const json::object& object, json::string_view type,
+                                        json::string_view key, const std::string& id,
+                                        std::string& out) {
+  if (OptionalString(object, key, out) && !out.empty()) {
+    return std::nullopt;
+  }
+  return Invalid(ErrorCode::kInvalidFrame,
+                 absl::StrCat("\"", absl::string_view(type.data(), type.size()),
+                              "\" needs a non-empty string \"",
+                              absl::string_view(key.data(), key.size()), "\""),
+                 id);
+}
+
+std::variant<Command, ErrorEvent> DecodeRegenerate(const json::object& object, std::string id) {
+  RegenerateReply regenerate;
+  regenerate.id = std::move(id);
+  if (regenerate.id.empty()) {
+    return Invalid(ErrorCode::kInvalidFrame, "\"regenerate\" needs a non-empty string \"id\"");
+  }
+  if (auto error =
+          RequireString(object, "regenerate", "messageId", regenerate.id, regenerate.message_id)) {
+    return *error;
+  }
+  if (!OptionalString(object, "model", regenerate.model)) {
+    return Invalid(ErrorCode::kInvalidFrame, "\"model\" must be a string", regenerate.id);
+  }
+  return regenerate;
+}
+
+std::variant<Command, ErrorEvent> DecodeEdit(const json::object& object, std::string id) {
+  EditMessage edit;
+  edit.id = std::move(id);
+  if (edit.id.empty()) {
+    return Invalid(ErrorCode::kInvalidFrame, "\"edit\" needs a non-empty string \"id\"");
+  }
+  if (auto error = RequireString(object, "edit", "messageId", edit.id, edit.message_id)) {
+    return *error;
+  }
+  if (auto error = RequireString(object, "edit", "content", edit.id, edit.content)) {
+    return *error;
+  }
+  if (!OptionalString(object, "model", edit.model)) {
+    return Invalid(ErrorCode::kInvalidFrame, "\"model\" must be a string", edit.id);
+  }
+  return edit;
+}
+
+std::variant<Command, ErrorEvent> DecodeHistory(const json::object& object, const std::string& id) {
+  GetHistory history;
+  if (!OptionalString(object, "conversationId", history.conversation_id)) {
+    return Invalid(ErrorCode::kInvalidFrame, "\"conversationId\" must be a string", id);
+  }
+  if (!history.conversation_id.empty()) {
+    return history;
+  }
+  // Without a conversation, `history` lists the conversations themselves.
+  ListConversations list;
+  if (!OptionalString(object, "pageToken", list.page_token) ||
+      !OptionalCount(object, "pageSize", list.page_size)) {
+    return Invalid(ErrorCode::kInvalidFrame,
+                   "\"pageToken\" must be a string and \"pageSize\" a non-negative integer", id);
+  }
+  return list;
+}
+
+std::variant<Command, ErrorEvent> DecodeMessages(const json::object& object,
+                                                 const std::string& id) {
+  ListMessages list;
+  if (auto error = RequireString(object, "messages", "conversationId", id, list.conversation_id)) {
+    return *error;
+  }
+  if (!OptionalString(object, "pageToken", list.page_token) ||
+      !OptionalCount(object, "pageSize", list.page_size) ||
+      !OptionalString(object, "leafMessageId", list.leaf_message_id)) {
+    return Invalid(ErrorCode::kInvalidFrame,
+                   "\"pageToken\" and \"leafMessageId\" must be strings and \"pageSize\" a "
+                   "non-negative integer",
+                   id);
+  }
+  return list;
+}
+
+std::variant<Command, ErrorEvent> DecodeTyping(const json::object& object, const std::string& id) {
+  Typing typing;
+  if (auto error = RequireString(object, "typing", "conversationId", id, typing.conversation_id)) {
+    return *error;
+  }
+  if (const json::value* is_typing = object.if_contains("isTyping");
+      is_typing != nullptr && !is_typing->is_null()) {
+    if (!is_typing->is_bool()) {
+      return Invalid(ErrorCode::kInvalidFrame, "\"isTyping\" must be a boolean", id);
+    }
+    typing.is_typing = is_typing->get_bool();
+  }
+  return typing;
+}
+
 std::variant<Command, ErrorEvent> DecodeMessage(const json::object& object, std::string id) {
   if (id.empty()) {
     return Invalid(ErrorCode::kInvalidFrame, "\"message\" needs a non-empty string \"id\"");
@@ -61,6 +175,31 @@ json::object WithType(json::string_view type) {
 }
 
 json::string_view View(const std::string& text) { return json::string_view(text); }
+
+json::array MessagesJson(const std::vector<HistoryMessage>& messages) {
+  json::array out;
+  out.reserve(messages.size());
+  for (const HistoryMessage& message : messages) {
+    json::object m;
+    m["id"] = View(message.id);
+    m["parentId"] = View(message.parent_id);
+    m["role"] = View(message.role);
+    m["content"] = View(message.content);
+    m["status"] = View(message.status);
+    m["model"] = View(message.model);
+    m["finishReason"] = View(message.finish_reason);
+    m["lastSeq"] = message.last_seq;
+    m["createdAt"] = View(message.created_at);
+    out.push_back(std::move(m));
+  }
+  return out;
+}
+
+json::object ConversationIdEvent(json::string_view type, const std::string& conversation_id) {
+  json::object o = WithType(type);
+  o["conversationId"] = View(conversation_id);
+  return o;
+}
 
 }  // namespace
 
@@ -115,13 +254,29 @@ std::variant<Command, ErrorEvent> NativeCodec::Decode(std::string_view frame) co
     return resume;
   }
   if (name == "history") {
-    GetHistory history;
-    if (!OptionalString(*object, "conversationId", history.conversation_id) ||
-        history.conversation_id.empty()) {
-      return Invalid(ErrorCode::kInvalidFrame,
-                     "\"history\" needs a non-empty string \"conversationId\"", id);
+    return DecodeHistory(*object, id);
+  }
+  if (name == "messages") {
+    return DecodeMessages(*object, id);
+  }
+  if (name == "regenerate") {
+    return DecodeRegenerate(*object, std::move(id));
+  }
+  if (name == "edit") {
+    return DecodeEdit(*object, std::move(id));
+  }
+  if (name == "typing") {
+    return DecodeTyping(*object, id);
+  }
+  if (name == "join" || name == "leave") {
+    std::string conversation_id;
+    if (auto error = RequireString(*object, name, "conversationId", id, conversation_id)) {
+      return *error;
     }
-    return history;
+    if (name == "join") {
+      return JoinConversation{std::move(conversation_id)};
+    }
+    return LeaveConversation{std::move(conversation_id)};
   }
   return Invalid(
       ErrorCode::kUnknownType,
@@ -129,97 +284,118 @@ std::variant<Command, ErrorEvent> NativeCodec::Decode(std::string_view frame) co
 }
 
 std::string NativeCodec::Encode(const Event& event) const {
-  json::object out = std::visit(Overloaded{
-                                    [](const Ack& ack) {
-                                      json::object o = WithType("ack");
-                                      o["id"] = View(ack.id);
-                                      o["conversationId"] = View(ack.conversation_id);
-                                      o["messageId"] = View(ack.message_id);
-                                      return o;
-                                    },
-                                    [](const StreamStart& start) {
-                                      json::object o = WithType("stream_start");
-                                      o["conversationId"] = View(start.conversation_id);
-                                      o["messageId"] = View(start.message_id);
-                                      o["model"] = View(start.model);
-                                      return o;
-                                    },
-                                    [](const StreamToken& token) {
-                                      json::object o = WithType("stream_token");
-                                      o["messageId"] = View(token.message_id);
-                                      o["seq"] = token.seq;
-                                      o["token"] = View(token.token);
-                                      return o;
-                                    },
-                                    [](const StreamComplete& complete) {
-                                      json::object o = WithType("stream_complete");
-                                      o["messageId"] = View(complete.message_id);
-                                      o["lastSeq"] = complete.last_seq;
-                                      o["finishReason"] = View(complete.finish_reason);
-                                      json::object usage;
-                                      usage["promptTokens"] = complete.prompt_tokens;
-                                      usage["completionTokens"] = complete.completion_tokens;
-                                      o["usage"] = std::move(usage);
-                                      return o;
-                                    },
-                                    [](const ErrorEvent& error) {
-                                      json::object o = WithType("error");
-                                      const absl::string_view code = ErrorCodeName(error.code);
-                                      o["code"] = json::string_view(code.data(), code.size());
-                                      o["message"] = View(error.message);
-                                      if (!error.id.empty()) {
-                                        o["id"] = View(error.id);
-                                      }
-                                      if (error.code == ErrorCode::kRateLimited) {
-                                        o["retryAfterMs"] = error.retry_after_ms;
-                                      }
-                                      return o;
-                                    },
-                                    [](const Pong&) { return WithType("pong"); },
-                                    [](const StreamCancelled& cancelled) {
-                                      json::object o = WithType("stream_cancelled");
-                                      o["messageId"] = View(cancelled.message_id);
-                                      o["lastSeq"] = cancelled.last_seq;
-                                      return o;
-                                    },
-                                    [](const Heartbeat& heartbeat) {
-                                      json::object o = WithType("heartbeat");
-                                      o["messageId"] = View(heartbeat.message_id);
-                                      return o;
-                                    },
-                                    [](const Resumed& resumed) {
-                                      json::object o = WithType("resumed");
-                                      o["messageId"] = View(resumed.message_id);
-                                      o["recovered"] = resumed.recovered;
-                                      return o;
-                                    },
-                                    [](const StreamInterrupted& interrupted) {
-                                      json::object o = WithType("stream_interrupted");
-                                      o["messageId"] = View(interrupted.message_id);
-                                      o["lastSeq"] = interrupted.last_seq;
-                                      o["error"] = View(interrupted.error);
-                                      o["message"] = View(interrupted.message);
-                                      o["partialResponse"] = View(interrupted.partial_response);
-                                      return o;
-                                    },
-                                    [](const History& history) {
-                                      json::object o = WithType("history");
-                                      o["conversationId"] = View(history.conversation_id);
-                                      json::array messages;
-                                      messages.reserve(history.messages.size());
-                                      for (const HistoryMessage& message : history.messages) {
-                                        json::object m;
-                                        m["id"] = View(message.id);
-                                        m["role"] = View(message.role);
-                                        m["content"] = View(message.content);
-                                        m["status"] = View(message.status);
-                                        messages.push_back(std::move(m));
-                                      }
-                                      o["messages"] = std::move(messages);
-                                      return o;
-                                    },
-                                },
-                                event);
+  json::object out = std::visit(
+      Overloaded{
+          [](const Ack& ack) {
+            json::object o = WithType("ack");
+            o["id"] = View(ack.id);
+            o["conversationId"] = View(ack.conversation_id);
+            o["messageId"] = View(ack.message_id);
+            return o;
+          },
+          [](const StreamStart& start) {
+            json::object o = WithType("stream_start");
+            o["conversationId"] = View(start.conversation_id);
+            o["messageId"] = View(start.message_id);
+            o["model"] = View(start.model);
+            return o;
+          },
+          [](const StreamToken& token) {
+            json::object o = WithType("stream_token");
+            o["messageId"] = View(token.message_id);
+            o["seq"] = token.seq;
+            o["token"] = View(token.token);
+            return o;
+          },
+          [](const StreamComplete& complete) {
+            json::object o = WithType("stream_complete");
+            o["messageId"] = View(complete.message_id);
+            o["lastSeq"] = complete.last_seq;
+            o["finishReason"] = View(complete.finish_reason);
+            json::object usage;
+            usage["promptTokens"] = complete.prompt_tokens;
+            usage["completionTokens"] = complete.completion_tokens;
+            o["usage"] = std::move(usage);
+            return o;
+          },
+          [](const ErrorEvent& error) {
+            json::object o = WithType("error");
+            const absl::string_view code = ErrorCodeName(error.code);
+            o["code"] = json::string_view(code.data(), code.size());
+            o["message"] = View(error.message);
+            if (!error.id.empty()) {
+              o["id"] = View(error.id);
+            }
+            if (error.code == ErrorCode::kRateLimited) {
+              o["retryAfterMs"] = error.retry_after_ms;
+            }
+            return o;
+          },
+          [](const Pong&) { return WithType("pong"); },
+          [](const StreamCancelled& cancelled) {
+            json::object o = WithType("stream_cancelled");
+            o["messageId"] = View(cancelled.message_id);
+            o["lastSeq"] = cancelled.last_seq;
+            return o;
+          },
+          [](const Heartbeat& heartbeat) {
+            json::object o = WithType("heartbeat");
+            o["messageId"] = View(heartbeat.message_id);
+            return o;
+          },
+          [](const Resumed& resumed) {
+            json::object o = WithType("resumed");
+            o["messageId"] = View(resumed.message_id);
+            o["recovered"] = resumed.recovered;
+            return o;
+          },
+          [](const StreamInterrupted& interrupted) {
+            json::object o = WithType("stream_interrupted");
+            o["messageId"] = View(interrupted.message_id);
+            o["lastSeq"] = interrupted.last_seq;
+            o["error"] = View(interrupted.error);
+            o["message"] = View(interrupted.message);
+            o["partialResponse"] = View(interrupted.partial_response);
+            return o;
+          },
+          [](const History& history) {
+            json::object o = WithType("history");
+            o["conversationId"] = View(history.conversation_id);
+            o["messages"] = MessagesJson(history.messages);
+            return o;
+          },
+          [](const MessagePage& page) {
+            json::object o = WithType("messages");
+            o["conversationId"] = View(page.conversation_id);
+            o["messages"] = MessagesJson(page.messages);
+            o["nextPageToken"] = View(page.next_page_token);
+            return o;
+          },
+          [](const ConversationPage& page) {
+            json::object o = WithType("history");
+            json::array conversations;
+            conversations.reserve(page.conversations.size());
+            for (const ConversationSummary& c : page.conversations) {
+              conversations.push_back(json::object{{"id", View(c.id)},
+                                                   {"title", View(c.title)},
+                                                   {"createdAt", View(c.created_at)},
+                                                   {"updatedAt", View(c.updated_at)}});
+            }
+            o["conversations"] = std::move(conversations);
+            o["nextPageToken"] = View(page.next_page_token);
+            return o;
+          },
+          [](const Joined& joined) {
+            return ConversationIdEvent("joined", joined.conversation_id);
+          },
+          [](const Left& left) { return ConversationIdEvent("left", left.conversation_id); },
+          [](const TypingRelay& typing) {
+            json::object o = ConversationIdEvent("typing", typing.conversation_id);
+            o["isTyping"] = typing.is_typing;
+            return o;
+          },
+      },
+      event);
   return json::serialize(out);
 }
 

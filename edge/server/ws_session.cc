@@ -73,6 +73,10 @@ WsSession::~WsSession() {
 }
 
 void WsSession::Run(http::request<http::string_body> request) {
+  // Counted before the upgrade is answered, so connections are counted in the order their
+  // requests arrived, whichever thread completes which handshake first.
+  counted_ = true;
+  over_connection_limit_ = context_.open_websockets.fetch_add(1) >= context_.limits.max_connections;
   const bool parley_v1 = OffersSubprotocol(request, NativeCodec::kSubprotocol);
   // Pings keep proxies with idle limits from cutting a connection that waits for a slow model;
   // a client that answers nothing for the idle timeout is gone.
@@ -107,8 +111,7 @@ void WsSession::OnAccept(beast::error_code ec) {
   accepted_ = true;
   context_.metrics.connections.Increment();
   context_.metrics.connections_total.Increment();
-  counted_ = true;
-  if (context_.open_websockets.fetch_add(1) >= context_.limits.max_connections) {
+  if (over_connection_limit_) {
     // Full: the client is told to come back later (or to another instance).
     context_.metrics.HandshakeRefused("too_many_connections").Increment();
     CloseOnStrand(websocket::close_code::try_again_later);

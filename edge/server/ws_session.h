@@ -84,7 +84,8 @@ class WsSession final : public EventSink, public std::enable_shared_from_this<Ws
   TokenBucket typing_bucket_;
   // Conversations this connection views (ConversationRooms), left when it ends.
   std::set<std::string> joined_;
-  bool counted_ = false;  // Counted in ServerContext::open_websockets.
+  bool counted_ = false;                // Counted in ServerContext::open_websockets.
+  bool over_connection_limit_ = false;  // Closed with 1013 once accepted.
   boost::beast::flat_buffer buffer_;
   OutboundQueue queue_;
   // Fires while a write is in progress, to find clients that stopped reading.

@@ -21,6 +21,10 @@
 
 namespace parley::edge {
 
+// The title a new conversation gets: the start of its first message, cut on a word (or at least
+// a UTF-8 character) boundary so a list of conversations reads well.
+std::string ConversationTitle(absl::string_view first_message);
+
 // How many of a conversation's newest messages are searched for the reply to a repeated message.
 inline constexpr int kRepliesSearched = 200;
 
@@ -68,8 +72,13 @@ class Turn : public std::enable_shared_from_this<Turn> {
 
  private:
   // Each step runs on the executor.
-  void StoreUserMessage();
+  void FindMessageToAnswer();  // Regenerate: the stored user message to answer again.
+  void FindEditedMessage();    // Edit: where the replacement goes.
+  void StoreUserMessage(const std::string& conversation_id, const std::string& parent_id,
+                        bool no_parent);
   void FindExistingReply();
+  // Streams a reply an earlier attempt of this request started, from persistence.
+  void FollowExistingReply();
   void LoadHistory();
   void ResolveModel();
   void OpenAssistantMessage();

@@ -59,6 +59,65 @@ TEST_F(NativeCodecTest, DecodesPingAndHistory) {
   EXPECT_EQ(history->conversation_id, "conv");
 }
 
+TEST_F(NativeCodecTest, HistoryWithoutAConversationListsConversations) {
+  const Command command = DecodeOk(R"({"type":"history","pageSize":5,"pageToken":"t"})");
+  const ListConversations* list = std::get_if<ListConversations>(&command);
+  ASSERT_NE(list, nullptr);
+  EXPECT_EQ(list->page_size, 5);
+  EXPECT_EQ(list->page_token, "t");
+  EXPECT_TRUE(std::holds_alternative<ListConversations>(DecodeOk(R"({"type":"history"})")));
+}
+
+TEST_F(NativeCodecTest, DecodesMessagesRegenerateAndEdit) {
+  Command command =
+      DecodeOk(R"({"type":"messages","conversationId":"c","pageSize":2,"leafMessageId":"m9"})");
+  const ListMessages* list = std::get_if<ListMessages>(&command);
+  ASSERT_NE(list, nullptr);
+  EXPECT_EQ(list->conversation_id, "c");
+  EXPECT_EQ(list->page_size, 2);
+  EXPECT_EQ(list->leaf_message_id, "m9");
+
+  command = DecodeOk(R"({"type":"regenerate","id":"r1","messageId":"m2","model":"big"})");
+  const RegenerateReply* regenerate = std::get_if<RegenerateReply>(&command);
+  ASSERT_NE(regenerate, nullptr);
+  EXPECT_EQ(regenerate->id, "r1");
+  EXPECT_EQ(regenerate->message_id, "m2");
+  EXPECT_EQ(regenerate->model, "big");
+
+  command = DecodeOk(R"({"type":"edit","id":"e1","messageId":"m1","content":"better"})");
+  const EditMessage* edit = std::get_if<EditMessage>(&command);
+  ASSERT_NE(edit, nullptr);
+  EXPECT_EQ(edit->message_id, "m1");
+  EXPECT_EQ(edit->content, "better");
+}
+
+TEST_F(NativeCodecTest, DecodesJoinLeaveAndTyping) {
+  Command command = DecodeOk(R"({"type":"join","conversationId":"c"})");
+  ASSERT_TRUE(std::holds_alternative<JoinConversation>(command));
+  EXPECT_EQ(std::get<JoinConversation>(command).conversation_id, "c");
+  command = DecodeOk(R"({"type":"leave","conversationId":"c"})");
+  ASSERT_TRUE(std::holds_alternative<LeaveConversation>(command));
+  command = DecodeOk(R"({"type":"typing","conversationId":"c"})");
+  ASSERT_TRUE(std::holds_alternative<Typing>(command));
+  EXPECT_TRUE(std::get<Typing>(command).is_typing);
+  command = DecodeOk(R"({"type":"typing","conversationId":"c","isTyping":false})");
+  EXPECT_FALSE(std::get<Typing>(command).is_typing);
+}
+
+TEST_F(NativeCodecTest, EncodesPagesAndRoomEvents) {
+  EXPECT_EQ(codec_.Encode(ConversationPage{
+                {{"c1", "Trip", "2026-01-01T00:00:00.000Z", "2026-01-02T00:00:00.000Z"}}, "next"}),
+            R"({"type":"history","conversations":[{"id":"c1","title":"Trip",)"
+            R"("createdAt":"2026-01-01T00:00:00.000Z","updatedAt":"2026-01-02T00:00:00.000Z"}],)"
+            R"("nextPageToken":"next"})");
+  EXPECT_EQ(codec_.Encode(MessagePage{"c1", {}, ""}),
+            R"({"type":"messages","conversationId":"c1","messages":[],"nextPageToken":""})");
+  EXPECT_EQ(codec_.Encode(Joined{"c1"}), R"({"type":"joined","conversationId":"c1"})");
+  EXPECT_EQ(codec_.Encode(Left{"c1"}), R"({"type":"left","conversationId":"c1"})");
+  EXPECT_EQ(codec_.Encode(TypingRelay{"c1", false}),
+            R"({"type":"typing","conversationId":"c1","isTyping":false})");
+}
+
 TEST_F(NativeCodecTest, NamesCommandsForMetrics) {
   EXPECT_EQ(CommandName(DecodeOk(R"({"type":"ping"})")), "ping");
   EXPECT_EQ(CommandName(DecodeOk(R"({"type":"message","id":"a","content":"b"})")), "message");
@@ -97,8 +156,18 @@ TEST_F(NativeCodecTest, RejectsMessagesWithMissingOrMistypedFields) {
       {R"({"type":"message","id":"c1","content":["x"]})", "c1"},
       {R"({"type":"message","id":"c1","content":"x","conversationId":3})", "c1"},
       {R"({"type":"message","id":"c1","content":"x","model":{}})", "c1"},
-      {R"({"type":"history"})", ""},
-      {R"({"type":"history","conversationId":""})", ""},
+      {R"({"type":"history","conversationId":7})", ""},
+      {R"({"type":"history","pageSize":-1})", ""},
+      {R"({"type":"messages"})", ""},
+      {R"({"type":"messages","conversationId":"c","pageToken":1})", ""},
+      {R"({"type":"regenerate","messageId":"m"})", ""},
+      {R"({"type":"regenerate","id":"r1"})", "r1"},
+      {R"({"type":"edit","id":"e1","messageId":"m"})", "e1"},
+      {R"({"type":"edit","id":"e1","content":"x"})", "e1"},
+      {R"({"type":"join"})", ""},
+      {R"({"type":"leave","conversationId":""})", ""},
+      {R"({"type":"typing"})", ""},
+      {R"({"type":"typing","conversationId":"c","isTyping":"yes"})", ""},
   };
   for (const auto& c : cases) {
     const ErrorEvent error = DecodeError(c.frame);
@@ -123,12 +192,17 @@ TEST_F(NativeCodecTest, EncodesEveryEventExactly) {
   EXPECT_EQ(codec_.Encode(ErrorEvent{ErrorCode::kStorageUnavailable, "down", "c1"}),
             R"({"type":"error","code":"storage_unavailable","message":"down","id":"c1"})");
   EXPECT_EQ(codec_.Encode(Pong{}), R"({"type":"pong"})");
-  EXPECT_EQ(
-      codec_.Encode(History{
-          "conv", {{"m1", "user", "hi", "complete"}, {"m2", "assistant", "hello", "streaming"}}}),
-      R"({"type":"history","conversationId":"conv","messages":[)"
-      R"({"id":"m1","role":"user","content":"hi","status":"complete"},)"
-      R"({"id":"m2","role":"assistant","content":"hello","status":"streaming"}]})");
+  EXPECT_EQ(codec_.Encode(History{
+                "conv",
+                {{"m1", "user", "hi", "complete", "", "", "", 0, "2026-01-02T03:04:05.006Z"},
+                 {"m2", "assistant", "hello", "streaming", "m1", "sim", "", 3,
+                  "2026-01-02T03:04:06.000Z"}}}),
+            R"({"type":"history","conversationId":"conv","messages":[)"
+            R"({"id":"m1","parentId":"","role":"user","content":"hi","status":"complete",)"
+            R"("model":"","finishReason":"","lastSeq":0,"createdAt":"2026-01-02T03:04:05.006Z"},)"
+            R"({"id":"m2","parentId":"m1","role":"assistant","content":"hello",)"
+            R"("status":"streaming","model":"sim","finishReason":"","lastSeq":3,)"
+            R"("createdAt":"2026-01-02T03:04:06.000Z"}]})");
   EXPECT_EQ(codec_.Encode(History{"conv", {}}),
             R"({"type":"history","conversationId":"conv","messages":[]})");
 }

@@ -118,6 +118,17 @@ class TurnTest : public ::testing::Test {
 testing::FakeBackends* TurnTest::backends_ = nullptr;
 std::shared_ptr<grpc::Channel>* TurnTest::channel_ = nullptr;
 
+TEST(ConversationTitleTest, IsTheStartOfTheFirstMessageCutOnAWord) {
+  EXPECT_EQ(ConversationTitle("  Plan a trip\nto Lisbon  "), "Plan a trip to Lisbon");
+  const std::string long_message =
+      "Could you explain how the quarterly revenue numbers were calculated for the report?";
+  const std::string title = ConversationTitle(long_message);
+  EXPECT_EQ(title, "Could you explain how the quarterly revenue numbers were…");
+  // Never cut inside a multi-byte character.
+  const std::string snowmen = std::string(59, 'x') + "☃☃☃";
+  EXPECT_EQ(ConversationTitle(snowmen), std::string(59, 'x') + "…");
+}
+
 TEST_F(TurnTest, StreamsTheReplyAndStoresExactlyWhatWasStreamed) {
   std::shared_ptr<RecordingSink> sink = RunTurn(Message("c1", "Hi"));
 
