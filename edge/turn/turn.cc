@@ -480,6 +480,9 @@ void Turn::MaybeFinish() {
   if (!generate_done_ || !writer_done_) {
     return;
   }
+  // Free the user's turn before the client hears the reply ended: its next message may arrive
+  // on another connection's thread before this one gets to End().
+  slot_.Release();
   if (!writer_result_.status.ok() || !writer_result_.finished) {
     const std::string reason = writer_result_.status.ok()
                                    ? std::string("the write stream ended early")
@@ -508,6 +511,7 @@ void Turn::MaybeFinish() {
 }
 
 void Turn::Fail(ErrorCode code, absl::string_view message) {
+  slot_.Release();
   Emit(ErrorEvent{code, std::string(message), message_.id});
   const absl::string_view name = ErrorCodeName(code);
   common::LogWarning("turn failed", {{"code", std::string_view(name.data(), name.size())},

@@ -320,9 +320,7 @@ TEST_F(EdgeAuthTest, MessageRateIsLimitedPerConnectionWithRetryAfter) {
   EXPECT_TRUE(ReadUntil(*client, "stream_complete").has_value());
 }
 
-// Disabled for the same reason as the 1013 test below: passes alone, has hung under a loaded
-// parallel CTest run. The limit itself is covered in-process by UserLimits tests.
-TEST_F(EdgeAuthTest, DISABLED_ConcurrentTurnsAreLimitedPerUser) {
+TEST_F(EdgeAuthTest, ConcurrentTurnsAreLimitedPerUser) {
   std::unique_ptr<ChildProcess> edge = StartEdge({"--allow_anonymous", "--max_concurrent_turns=1"});
   ASSERT_FALSE(address_.empty());
   std::unique_ptr<WsClient> first = Connect("/ws/chat?userId=busy");
@@ -341,9 +339,7 @@ TEST_F(EdgeAuthTest, DISABLED_ConcurrentTurnsAreLimitedPerUser) {
   EXPECT_TRUE(ReadUntil(*second, "stream_complete").has_value());
 }
 
-// Disabled: passes when run alone but hangs until the CTest timeout when CTest runs it; the
-// cause (test client or server side) is not yet known.
-TEST_F(EdgeAuthTest, DISABLED_ConnectionsBeyondTheMaximumAreClosedWith1013) {
+TEST_F(EdgeAuthTest, ConnectionsBeyondTheMaximumAreClosedWith1013) {
   std::unique_ptr<ChildProcess> edge = StartEdge({"--allow_anonymous", "--max_connections=1"});
   ASSERT_FALSE(address_.empty());
   std::unique_ptr<WsClient> first = Connect("/ws/chat");

@@ -57,7 +57,15 @@ bool WsClient::RunUntil(const bool& done, absl::Duration timeout) {
   }
   beast::get_lowest_layer(ws_).cancel();
   io_.restart();
-  io_.run();
+  io_.run_for(std::chrono::seconds(1));
+  if (!io_.stopped()) {
+    // A cancelled WebSocket operation can be left waiting on its own close handshake; closing
+    // the socket ends it, so a timeout never turns into a hang.
+    beast::error_code ec;
+    beast::get_lowest_layer(ws_).socket().close(ec);
+    io_.restart();
+    io_.run();
+  }
   return false;
 }
 
