@@ -73,6 +73,7 @@ absl::string_view EventName(const Event& event) {
           [](const Joined&) { return absl::string_view("joined"); },
           [](const Left&) { return absl::string_view("left"); },
           [](const TypingRelay&) { return absl::string_view("typing"); },
+          [](const MessageAdded&) { return absl::string_view("message_added"); },
       },
       event);
 }

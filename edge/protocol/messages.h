@@ -223,6 +223,13 @@ struct Left {
   std::string conversation_id;
 };
 
+// A message another of the user's connections added to a conversation this one views. Its reply
+// follows as stream_start, stream_token, ... exactly as the sender sees them.
+struct MessageAdded {
+  std::string conversation_id;
+  HistoryMessage message;
+};
+
 // Relayed from another of the user's connections viewing the conversation.
 struct TypingRelay {
   std::string conversation_id;
@@ -231,7 +238,7 @@ struct TypingRelay {
 
 using Event = std::variant<Ack, StreamStart, StreamToken, StreamComplete, ErrorEvent, Pong, History,
                            StreamCancelled, StreamInterrupted, Resumed, Heartbeat, MessagePage,
-                           ConversationPage, Joined, Left, TypingRelay>;
+                           ConversationPage, Joined, Left, TypingRelay, MessageAdded>;
 
 // Short names used as metric labels ("ack", "stream_token", ...).
 absl::string_view CommandName(const Command& command);

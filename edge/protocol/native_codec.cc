@@ -176,21 +176,25 @@ json::object WithType(json::string_view type) {
 
 json::string_view View(const std::string& text) { return json::string_view(text); }
 
+json::object MessageJson(const HistoryMessage& message) {
+  json::object m;
+  m["id"] = View(message.id);
+  m["parentId"] = View(message.parent_id);
+  m["role"] = View(message.role);
+  m["content"] = View(message.content);
+  m["status"] = View(message.status);
+  m["model"] = View(message.model);
+  m["finishReason"] = View(message.finish_reason);
+  m["lastSeq"] = message.last_seq;
+  m["createdAt"] = View(message.created_at);
+  return m;
+}
+
 json::array MessagesJson(const std::vector<HistoryMessage>& messages) {
   json::array out;
   out.reserve(messages.size());
   for (const HistoryMessage& message : messages) {
-    json::object m;
-    m["id"] = View(message.id);
-    m["parentId"] = View(message.parent_id);
-    m["role"] = View(message.role);
-    m["content"] = View(message.content);
-    m["status"] = View(message.status);
-    m["model"] = View(message.model);
-    m["finishReason"] = View(message.finish_reason);
-    m["lastSeq"] = message.last_seq;
-    m["createdAt"] = View(message.created_at);
-    out.push_back(std::move(m));
+    out.push_back(MessageJson(message));
   }
   return out;
 }
@@ -389,6 +393,11 @@ std::string NativeCodec::Encode(const Event& event) const {
             return ConversationIdEvent("joined", joined.conversation_id);
           },
           [](const Left& left) { return ConversationIdEvent("left", left.conversation_id); },
+          [](const MessageAdded& added) {
+            json::object o = ConversationIdEvent("message_added", added.conversation_id);
+            o["message"] = MessageJson(added.message);
+            return o;
+          },
           [](const TypingRelay& typing) {
             json::object o = ConversationIdEvent("typing", typing.conversation_id);
             o["isTyping"] = typing.is_typing;

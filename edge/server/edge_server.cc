@@ -81,6 +81,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
       .inference = context.inference.get(),
       .metrics = &context.metrics,
       .tracker = &context.tracker,
+      .rooms = &context.rooms,
       .history_messages = options.history_messages,
       .heartbeat_interval = options.heartbeat_interval,
   };

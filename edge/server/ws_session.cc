@@ -239,7 +239,7 @@ void WsSession::StartTurn(SendMessage message) {
   });
   turns_.push_back(Turn::Start(context_.turn_deps, ws_.get_executor(), weak_from_this(), user_id_,
                                std::move(message), Clock::now(), *std::move(slot),
-                               common::ChildOf(trace_)));
+                               common::ChildOf(trace_), registry_key_));
 }
 
 ReadAnswer WsSession::Answer() {

@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "common/log.h"
+#include "edge/turn/history.h"
 #include "edge/turn/resume.h"
 
 namespace parley::edge {
@@ -88,10 +89,11 @@ auto Turn::OnExecutor(F f) {
 std::shared_ptr<Turn> Turn::Start(const TurnDeps& deps, net::any_io_executor executor,
                                   std::weak_ptr<EventSink> sink, std::string user_id,
                                   SendMessage message, Clock::time_point received, TurnSlot slot,
-                                  common::TraceContext trace) {
+                                  common::TraceContext trace, uint64_t connection) {
   auto turn = std::make_shared<Turn>(deps, std::move(executor), std::move(sink), std::move(user_id),
                                      std::move(message), received, std::move(trace));
   turn->slot_ = std::move(slot);
+  turn->connection_ = connection;
   std::weak_ptr<Turn> weak = turn;
   turn->tracker_key_ = deps.tracker->Add([weak] {
     if (auto turn = weak.lock()) {
@@ -137,8 +139,17 @@ void Turn::Cancel(bool notify) {
 
 void Turn::Emit(Event event, std::optional<Clock::time_point> arrival) {
   // A dropped connection does not stop the turn; its events just go nowhere.
+  if (!std::holds_alternative<Ack>(event) && !std::holds_alternative<ErrorEvent>(event)) {
+    ShowViewers(event);
+  }
   if (std::shared_ptr<EventSink> sink = sink_.lock()) {
     sink->Emit(std::move(event), arrival);
+  }
+}
+
+void Turn::ShowViewers(const Event& event) {
+  if (deps_.rooms != nullptr && !conversation_id_.empty()) {
+    deps_.rooms->Relay(user_id_, conversation_id_, connection_, event);
   }
 }
 
@@ -218,6 +229,10 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
         self->conversation_id_ = response->message().conversation_id();
         self->user_message_id_ = response->message().id();
         self->Emit(Ack{self->message_.id, self->conversation_id_, self->user_message_id_});
+        if (response->created()) {
+          self->ShowViewers(
+              MessageAdded{self->conversation_id_, ToHistoryMessage(response->message())});
+        }
         if (!response->created()) {
           // The client sent this message before (a retry after a reconnect): answer with the
           // reply it already has instead of generating another.

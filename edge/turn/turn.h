@@ -16,6 +16,7 @@
 #include "edge/limits/user_limits.h"
 #include "edge/metrics.h"
 #include "edge/protocol/messages.h"
+#include "edge/turn/conversation_rooms.h"
 #include "edge/turn/event_sink.h"
 #include "edge/turn/turn_tracker.h"
 
@@ -34,6 +35,8 @@ struct TurnDeps {
   InferenceClient* inference = nullptr;
   EdgeMetrics* metrics = nullptr;
   TurnTracker* tracker = nullptr;
+  // The user's other connections viewing the conversation see the turn too; may be null.
+  ConversationRooms* rooms = nullptr;
   // Most recent stored messages sent to inference as context.
   int history_messages = 20;
   absl::Duration generate_deadline = absl::Minutes(5);
@@ -56,7 +59,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
                                      std::weak_ptr<EventSink> sink, std::string user_id,
                                      SendMessage message, Clock::time_point received,
                                      TurnSlot slot = {},
-                                     common::TraceContext trace = common::NewTraceContext());
+                                     common::TraceContext trace = common::NewTraceContext(),
+                                     uint64_t connection = 0);
 
   Turn(const TurnDeps& deps, boost::asio::any_io_executor executor, std::weak_ptr<EventSink> sink,
        std::string user_id, SendMessage message, Clock::time_point received,
@@ -93,6 +97,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void End(absl::string_view outcome);
 
   void Emit(Event event, std::optional<Clock::time_point> arrival = std::nullopt);
+  // Hands a stream event to the conversation's other viewers.
+  void ShowViewers(const Event& event);
   // Wraps a callback so that it runs on the executor with this turn alive.
   template <class F>
   auto OnExecutor(F f);
@@ -105,6 +111,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   const Clock::time_point received_;
   // Ties the three services' log lines about this turn together.
   const common::TraceContext trace_;
+  // The connection that started the turn (its ConversationRooms key): viewers are the others.
+  uint64_t connection_ = 0;
   uint64_t tracker_key_ = 0;
   TurnSlot slot_;
 

@@ -114,6 +114,12 @@ TEST_F(NativeCodecTest, EncodesPagesAndRoomEvents) {
             R"({"type":"messages","conversationId":"c1","messages":[],"nextPageToken":""})");
   EXPECT_EQ(codec_.Encode(Joined{"c1"}), R"({"type":"joined","conversationId":"c1"})");
   EXPECT_EQ(codec_.Encode(Left{"c1"}), R"({"type":"left","conversationId":"c1"})");
+  EXPECT_EQ(
+      codec_.Encode(MessageAdded{
+          "c1", {"m3", "user", "hi", "complete", "m2", "", "", 0, "2026-01-01T00:00:00.000Z"}}),
+      R"({"type":"message_added","conversationId":"c1","message":{"id":"m3",)"
+      R"("parentId":"m2","role":"user","content":"hi","status":"complete","model":"",)"
+      R"("finishReason":"","lastSeq":0,"createdAt":"2026-01-01T00:00:00.000Z"}})");
   EXPECT_EQ(codec_.Encode(TypingRelay{"c1", false}),
             R"({"type":"typing","conversationId":"c1","isTyping":false})");
 }

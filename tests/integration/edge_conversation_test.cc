@@ -382,6 +382,46 @@ TEST_F(EdgeConversationTest, TypingReachesTheUsersOtherViewersOnly) {
   EXPECT_EQ(Messages(*laptop, reply.conversation_id).size(), 2u);
 }
 
+TEST_F(EdgeConversationTest, ViewersSeeANewMessageAndItsReplyLive) {
+  std::unique_ptr<WsClient> laptop = Connect("viewer");
+  std::unique_ptr<WsClient> phone = Connect("viewer");
+  std::unique_ptr<WsClient> elsewhere = Connect("viewer");
+  ASSERT_TRUE(laptop && phone && elsewhere);
+  const Reply first = Answer(*laptop, Message("live-1", "Hi"));
+  ASSERT_TRUE(
+      phone->SendJson(json::object{{"type", "join"}, {"conversationId", first.conversation_id}})
+          .ok());
+  ASSERT_TRUE(ReadUntil(*phone, "joined").has_value());
+
+  const Reply sent = Answer(*laptop, Message("live-2", "What is new?", first.conversation_id));
+  // The phone sees the message, then the reply exactly as the laptop did.
+  absl::StatusOr<json::object> added = phone->ReadJson();
+  ASSERT_TRUE(added.ok()) << added.status();
+  ASSERT_EQ(Str(*added, "type"), "message_added") << json::serialize(*added);
+  EXPECT_EQ(Str(*added, "conversationId"), first.conversation_id);
+  const json::object& message = added->at("message").as_object();
+  EXPECT_EQ(Str(message, "id"), sent.user_message_id);
+  EXPECT_EQ(Str(message, "content"), "What is new?");
+  EXPECT_EQ(Str(message, "parentId"), first.message_id);
+  Reply seen;
+  while (true) {
+    absl::StatusOr<json::object> event = phone->ReadJson();
+    ASSERT_TRUE(event.ok()) << event.status();
+    const std::string type = Str(*event, "type");
+    if (type == "stream_start") {
+      seen.message_id = Str(*event, "messageId");
+    } else if (type == "stream_token") {
+      seen.text += Str(*event, "token");
+    } else if (type == "stream_complete") {
+      break;
+    }
+  }
+  EXPECT_EQ(seen.message_id, sent.message_id);
+  EXPECT_EQ(seen.text, sent.text);
+  ExpectNothingPending(*elsewhere);
+  ExpectNothingPending(*phone);
+}
+
 TEST_F(EdgeConversationTest, TypingIsRateLimitedPerConnection) {
   std::unique_ptr<WsClient> client = Connect("fast-typist");
   ASSERT_NE(client, nullptr);

@@ -1,4 +1,4 @@
-#include "edge/server/conversation_rooms.h"
+#include "edge/turn/conversation_rooms.h"
 
 #include <vector>
 
@@ -7,7 +7,11 @@ namespace parley::edge {
 void ConversationRooms::Join(const std::string& user_id, const std::string& conversation_id,
                              uint64_t connection, Deliver deliver) {
   absl::MutexLock lock(&mutex_);
-  rooms_[{user_id, conversation_id}][connection] = std::move(deliver);
+  auto [member, added] =
+      rooms_[{user_id, conversation_id}].insert_or_assign(connection, std::move(deliver));
+  if (added) {
+    members_.fetch_add(1);
+  }
 }
 
 void ConversationRooms::Leave(const std::string& user_id, const std::string& conversation_id,
@@ -17,7 +21,9 @@ void ConversationRooms::Leave(const std::string& user_id, const std::string& con
   if (room == rooms_.end()) {
     return;
   }
-  room->second.erase(connection);
+  if (room->second.erase(connection) > 0) {
+    members_.fetch_sub(1);
+  }
   if (room->second.empty()) {
     rooms_.erase(room);
   }
@@ -26,6 +32,9 @@ void ConversationRooms::Leave(const std::string& user_id, const std::string& con
 int ConversationRooms::Relay(const std::string& user_id, const std::string& conversation_id,
                              uint64_t from, const Event& event) {
   // Delivered outside the lock: a delivery may post to a strand that is joining or leaving.
+  if (members_.load(std::memory_order_relaxed) == 0) {
+    return 0;
+  }
   std::vector<Deliver> targets;
   {
     absl::MutexLock lock(&mutex_);

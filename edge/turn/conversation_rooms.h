@@ -1,5 +1,6 @@
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -12,10 +13,11 @@
 
 namespace parley::edge {
 
-// Which of a user's connections view which conversation, so what one of them does there (typing)
-// reaches the others. Rooms are per user: a conversation belongs to one user, and a connection
-// may only join conversations persistence says are its user's. They live in this process only:
-// connections of one user on two edge instances do not see each other.
+// Which of a user's connections view which conversation, so what one of them does there (typing,
+// a new message and its streaming reply) reaches the others. Rooms are per user: a conversation
+// belongs to one user, and a connection may only join conversations persistence says are its
+// user's. They live in this process only: connections of one user on two edge instances do not see
+// each other.
 class ConversationRooms {
  public:
   // Safe to call from any thread; delivers `event` to one connection.
@@ -36,6 +38,8 @@ class ConversationRooms {
  private:
   using RoomKey = std::pair<std::string, std::string>;  // (user id, conversation id)
 
+  // Connections in any room: lets the per-token relay skip the lock while nobody views.
+  std::atomic<int> members_{0};
   mutable absl::Mutex mutex_;
   std::map<RoomKey, std::map<uint64_t, Deliver>> rooms_ ABSL_GUARDED_BY(mutex_);
 };
