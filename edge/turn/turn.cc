@@ -328,10 +328,13 @@ void Turn::OpenAssistantMessage() {
   request.set_role(persistence_pb::ROLE_ASSISTANT);
   request.set_model(model_);
   request.set_status(persistence_pb::MESSAGE_STATUS_STREAMING);
-  // A regenerate stores no user message: its id keys the reply instead, so a repeat finds it.
-  if (!message_.regenerates_message_id.empty()) {
-    request.set_client_message_id(message_.id);
-  }
+  // The reply is idempotent too, so two attempts of one request never generate twice, even when
+  // the second arrives (on any edge) before the first has opened its reply: whichever comes
+  // second finds the reply stored and follows it. A regenerate's own id keys its reply, since
+  // it answers a message that already has one.
+  request.set_client_message_id(message_.regenerates_message_id.empty()
+                                    ? absl::StrCat("reply:", user_message_id_)
+                                    : message_.id);
   deps_.persistence->AppendMessage(
       std::move(request), trace_,
       OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::AppendMessageResponse> response) {

@@ -83,7 +83,9 @@ class EdgeConversationTest : public ::testing::Test {
   // Sends `frame` (a message, regenerate or edit) and reads its answer to the end.
   static Reply Answer(WsClient& client, const json::object& frame) {
     Reply reply;
-    EXPECT_TRUE(client.SendJson(frame).ok());
+    if (!frame.empty()) {  // Empty: the frame was sent already.
+      EXPECT_TRUE(client.SendJson(frame).ok());
+    }
     while (true) {
       absl::StatusOr<json::object> event = client.ReadJson();
       if (!event.ok()) {
@@ -318,6 +320,29 @@ TEST_F(EdgeConversationTest, EditAndRegenerateRefuseWhatTheyCannotUse) {
   }
   // Nothing was stored by the refused requests.
   EXPECT_EQ(Messages(*client, reply.conversation_id).size(), 2u);
+}
+
+TEST_F(EdgeConversationTest, TheSameMessageSentTwiceAtOnceIsAnsweredOnce) {
+  // Two attempts of one message race on two edge instances (a client retrying on a new
+  // connection while its first is still open): one reply is generated and both follow it.
+  std::unique_ptr<testing::ChildProcess> second_edge = stack_->StartEdge();
+  ASSERT_NE(second_edge, nullptr);
+  const std::string second_address = second_edge->WaitForListening();
+  std::unique_ptr<WsClient> first = Connect("racer");
+  absl::StatusOr<std::unique_ptr<WsClient>> second =
+      WsClient::Connect(second_address, "/ws/chat?userId=racer", {"parley.v1"});
+  ASSERT_NE(first, nullptr);
+  ASSERT_TRUE(second.ok()) << second.status();
+  const json::object message = Message("race-1", "Only once, please");
+  ASSERT_TRUE(first->SendJson(message).ok());
+  ASSERT_TRUE((*second)->SendJson(message).ok());
+  const Reply a = Answer(*first, json::object{});
+  const Reply b = Answer(**second, json::object{});
+  EXPECT_EQ(a.conversation_id, b.conversation_id);
+  EXPECT_EQ(a.user_message_id, b.user_message_id);
+  EXPECT_EQ(a.message_id, b.message_id);
+  EXPECT_EQ(a.text, b.text);
+  EXPECT_EQ(Messages(*first, a.conversation_id).size(), 2u);
 }
 
 TEST_F(EdgeConversationTest, TypingReachesTheUsersOtherViewersOnly) {
