@@ -176,20 +176,6 @@ json::object WithType(json::string_view type) {
 
 json::string_view View(const std::string& text) { return json::string_view(text); }
 
-json::object MessageJson(const HistoryMessage& message) {
-  json::object m;
-  m["id"] = View(message.id);
-  m["parentId"] = View(message.parent_id);
-  m["role"] = View(message.role);
-  m["content"] = View(message.content);
-  m["status"] = View(message.status);
-  m["model"] = View(message.model);
-  m["finishReason"] = View(message.finish_reason);
-  m["lastSeq"] = message.last_seq;
-  m["createdAt"] = View(message.created_at);
-  return m;
-}
-
 json::array MessagesJson(const std::vector<HistoryMessage>& messages) {
   json::array out;
   out.reserve(messages.size());
@@ -206,6 +192,27 @@ json::object ConversationIdEvent(json::string_view type, const std::string& conv
 }
 
 }  // namespace
+
+json::object MessageJson(const HistoryMessage& message) {
+  json::object m;
+  m["id"] = View(message.id);
+  m["parentId"] = View(message.parent_id);
+  m["role"] = View(message.role);
+  m["content"] = View(message.content);
+  m["status"] = View(message.status);
+  m["model"] = View(message.model);
+  m["finishReason"] = View(message.finish_reason);
+  m["lastSeq"] = message.last_seq;
+  m["createdAt"] = View(message.created_at);
+  return m;
+}
+
+json::object ConversationJson(const ConversationSummary& conversation) {
+  return json::object{{"id", View(conversation.id)},
+                      {"title", View(conversation.title)},
+                      {"createdAt", View(conversation.created_at)},
+                      {"updatedAt", View(conversation.updated_at)}};
+}
 
 std::variant<Command, ErrorEvent> NativeCodec::Decode(std::string_view frame) const {
   boost::system::error_code ec;
@@ -380,10 +387,7 @@ std::string NativeCodec::Encode(const Event& event) const {
             json::array conversations;
             conversations.reserve(page.conversations.size());
             for (const ConversationSummary& c : page.conversations) {
-              conversations.push_back(json::object{{"id", View(c.id)},
-                                                   {"title", View(c.title)},
-                                                   {"createdAt", View(c.created_at)},
-                                                   {"updatedAt", View(c.updated_at)}});
+              conversations.push_back(ConversationJson(c));
             }
             o["conversations"] = std::move(conversations);
             o["nextPageToken"] = View(page.next_page_token);

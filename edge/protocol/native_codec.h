@@ -1,5 +1,6 @@
 #pragma once
 
+#include "boost/json/object.hpp"
 #include "edge/protocol/codec.h"
 
 namespace parley::edge {
@@ -15,5 +16,10 @@ class NativeCodec final : public Codec {
   std::variant<Command, ErrorEvent> Decode(std::string_view frame) const override;
   std::string Encode(const Event& event) const override;
 };
+
+// A stored message and a conversation as JSON: one spelling for the socket frames and the HTTP
+// API alike.
+boost::json::object MessageJson(const HistoryMessage& message);
+boost::json::object ConversationJson(const ConversationSummary& conversation);
 
 }  // namespace parley::edge

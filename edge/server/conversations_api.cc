@@ -11,9 +11,9 @@
 #include "boost/json/serialize.hpp"
 #include "common/log.h"
 #include "common/trace_context.h"
-#include "edge/clients/persistence_names.h"
 #include "edge/server/http_session.h"
 #include "edge/server/server_context.h"
+#include "edge/turn/history.h"
 
 namespace parley::edge {
 namespace {
@@ -169,22 +169,11 @@ absl::StatusOr<int32_t> ParsePageSize(absl::string_view text) {
 }
 
 json::object ConversationJson(const persistence_pb::Conversation& conversation) {
-  return json::object{{"id", conversation.id()},
-                      {"title", conversation.title()},
-                      {"createdAt", Rfc3339(conversation.create_time())},
-                      {"updatedAt", Rfc3339(conversation.update_time())}};
+  return ConversationJson(ToConversationSummary(conversation));
 }
 
 json::object MessageJson(const persistence_pb::Message& message) {
-  return json::object{{"id", message.id()},
-                      {"parentId", message.parent_id()},
-                      {"role", RoleName(message.role())},
-                      {"content", message.content()},
-                      {"status", StatusName(message.status())},
-                      {"model", message.model()},
-                      {"finishReason", message.finish_reason()},
-                      {"lastSeq", message.last_seq()},
-                      {"createdAt", Rfc3339(message.create_time())}};
+  return MessageJson(ToHistoryMessage(message));
 }
 
 std::string ApiErrorBody(absl::string_view code, absl::string_view message) {
