@@ -30,17 +30,9 @@ namespace persistence_pb = ::parley::persistence::v1;
 using ::parley::testing::ChildProcess;
 using ::parley::testing::HttpGet;
 using ::parley::testing::HttpResponse;
+using ::parley::testing::Int;
+using ::parley::testing::Str;
 using ::parley::testing::WsClient;
-
-std::string Str(const json::object& frame, const char* key) {
-  const json::value* value = frame.if_contains(key);
-  return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
-}
-
-int64_t Int(const json::object& frame, const char* key) {
-  const json::value* value = frame.if_contains(key);
-  return value != nullptr && value->is_int64() ? value->get_int64() : -1;
-}
 
 bool Serving(const std::string& address) {
   auto channel = grpc::CreateChannel(address, grpc::InsecureChannelCredentials());

@@ -42,22 +42,15 @@ namespace persistence_pb = ::parley::persistence::v1;
 using ::parley::edge::testing::SignHs256;
 using ::parley::testing::ChildProcess;
 using ::parley::testing::HttpGet;
+using ::parley::testing::Int;
+using ::parley::testing::ReadUntil;
+using ::parley::testing::Str;
 using ::parley::testing::WsClient;
 
 constexpr char kSecret[] = "an-hs256-secret-of-at-least-32-bytes!!";
 constexpr char kIssuer[] = "https://auth.parley.test/";
 constexpr char kAudience[] = "parley";
 constexpr char kHs256Header[] = R"({"alg":"HS256","typ":"JWT"})";
-
-std::string Str(const json::object& frame, const char* key) {
-  const json::value* value = frame.if_contains(key);
-  return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
-}
-
-int64_t Int(const json::object& frame, const char* key) {
-  const json::value* value = frame.if_contains(key);
-  return value != nullptr && value->is_int64() ? value->get_int64() : -1;
-}
 
 std::string Claims(const std::string& sub, absl::Duration expires_in,
                    const std::string& audience = kAudience) {
@@ -172,18 +165,6 @@ class EdgeAuthTest : public ::testing::Test {
   }
 
   // Reads frames until one of `type` arrives; nullopt if the socket ends first.
-  static std::optional<json::object> ReadUntil(WsClient& client, const std::string& type) {
-    while (true) {
-      absl::StatusOr<json::object> frame = client.ReadJson();
-      if (!frame.ok()) {
-        return std::nullopt;
-      }
-      if (Str(*frame, "type") == type) {
-        return *frame;
-      }
-    }
-  }
-
   static json::object Message(const std::string& id) {
     return json::object{{"type", "message"}, {"id", id}, {"content", "Tell me something."}};
   }

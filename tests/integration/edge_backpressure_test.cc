@@ -50,23 +50,15 @@ namespace websocket = beast::websocket;
 namespace persistence_pb = ::parley::persistence::v1;
 using ::parley::inference::testing::FakeOpenAiServer;
 using ::parley::inference::testing::SseReply;
+using ::parley::testing::Int;
 using ::parley::testing::ParleyStack;
 using ::parley::testing::StackOptions;
+using ::parley::testing::Str;
 using ::parley::testing::WsClient;
 
 // Each "big" reply: 250 deltas of about 4 kB, just under persistence's 1 MiB per message.
 constexpr int kDeltasPerReply = 250;
 constexpr size_t kDeltaBytes = 4000;
-
-std::string Str(const json::object& frame, const char* key) {
-  const json::value* value = frame.if_contains(key);
-  return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
-}
-
-int64_t Int(const json::object& frame, const char* key) {
-  const json::value* value = frame.if_contains(key);
-  return value != nullptr && value->is_int64() ? value->get_int64() : -1;
-}
 
 // Delta `i` starts with its number, so a lost or repeated delta changes the text.
 std::string Delta(int i) {

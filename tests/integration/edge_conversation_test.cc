@@ -19,19 +19,12 @@ namespace parley {
 namespace {
 
 namespace json = boost::json;
+using ::parley::testing::Int;
 using ::parley::testing::ParleyStack;
+using ::parley::testing::ReadUntil;
 using ::parley::testing::StackOptions;
+using ::parley::testing::Str;
 using ::parley::testing::WsClient;
-
-std::string Str(const json::object& frame, const char* key) {
-  const json::value* value = frame.if_contains(key);
-  return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
-}
-
-int64_t Int(const json::object& frame, const char* key) {
-  const json::value* value = frame.if_contains(key);
-  return value != nullptr && value->is_int64() ? value->get_int64() : -1;
-}
 
 // What a client saw of one answered message.
 struct Reply {
@@ -65,19 +58,6 @@ class EdgeConversationTest : public ::testing::Test {
         stack_->edge_address(), absl::StrCat("/ws/chat?userId=", user), {"parley.v1"});
     EXPECT_TRUE(client.ok()) << client.status();
     return client.ok() ? *std::move(client) : nullptr;
-  }
-
-  static std::optional<json::object> ReadUntil(WsClient& client, const std::string& type) {
-    while (true) {
-      absl::StatusOr<json::object> frame = client.ReadJson();
-      if (!frame.ok()) {
-        ADD_FAILURE() << "no " << type << ": " << frame.status();
-        return std::nullopt;
-      }
-      if (Str(*frame, "type") == type) {
-        return *frame;
-      }
-    }
   }
 
   // Sends `frame` (a message, regenerate or edit) and reads its answer to the end.

@@ -31,23 +31,15 @@ using ::parley::edge::testing::SignHs256;
 using ::parley::testing::ChildProcess;
 using ::parley::testing::HttpRequest;
 using ::parley::testing::HttpResponse;
+using ::parley::testing::Int;
 using ::parley::testing::ParleyStack;
 using ::parley::testing::StackOptions;
+using ::parley::testing::Str;
 using ::parley::testing::WsClient;
 
 constexpr char kAllowedOrigin[] = "http://chat.parley.test";
 constexpr char kSecret[] = "an-hs256-secret-of-at-least-32-bytes!!";
 constexpr char kHs256Header[] = R"({"alg":"HS256","typ":"JWT"})";
-
-std::string Str(const json::object& object, const char* key) {
-  const json::value* value = object.if_contains(key);
-  return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
-}
-
-int64_t Int(const json::object& object, const char* key) {
-  const json::value* value = object.if_contains(key);
-  return value != nullptr && value->is_int64() ? value->get_int64() : -1;
-}
 
 json::object Body(const HttpResponse& response) {
   boost::system::error_code ec;

@@ -26,17 +26,10 @@ namespace {
 namespace json = boost::json;
 namespace persistence_pb = ::parley::persistence::v1;
 using ::parley::testing::ChildProcess;
+using ::parley::testing::Int;
+using ::parley::testing::ReadUntil;
+using ::parley::testing::Str;
 using ::parley::testing::WsClient;
-
-std::string Str(const json::object& frame, const char* key) {
-  const json::value* value = frame.if_contains(key);
-  return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
-}
-
-int64_t Int(const json::object& frame, const char* key) {
-  const json::value* value = frame.if_contains(key);
-  return value != nullptr && value->is_int64() ? value->get_int64() : -1;
-}
 
 // Tokens of one reply as a client saw them.
 struct Received {
@@ -90,19 +83,6 @@ class EdgeStreamTest : public ::testing::Test {
         WsClient::Connect(address, absl::StrCat("/ws/chat?userId=", user), {"parley.v1"});
     EXPECT_TRUE(client.ok()) << client.status();
     return client.ok() ? *std::move(client) : nullptr;
-  }
-
-  static std::optional<json::object> ReadUntil(WsClient& client, const std::string& type) {
-    while (true) {
-      absl::StatusOr<json::object> frame = client.ReadJson();
-      if (!frame.ok()) {
-        ADD_FAILURE() << "no " << type << ": " << frame.status();
-        return std::nullopt;
-      }
-      if (Str(*frame, "type") == type) {
-        return *frame;
-      }
-    }
   }
 
   // Reads stream_tokens until `stop_after_seq` is reached (0: until the reply ends).

@@ -20,12 +20,8 @@ using ::parley::inference::testing::FakeOpenAiServer;
 using ::parley::inference::testing::SplitEvery;
 using ::parley::inference::testing::SseReply;
 using ::parley::testing::ChildProcess;
+using ::parley::testing::Str;
 using ::parley::testing::WsClient;
-
-std::string Str(const json::object& frame, const char* key) {
-  const json::value* value = frame.if_contains(key);
-  return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
-}
 
 TEST(OpenAiTurnTest, ChatTurnStreamsTheUpstreamReplyThroughTheEdge) {
   FakeOpenAiServer upstream;

@@ -14,6 +14,7 @@
 #include "boost/beast/http/write.hpp"
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
+#include "gtest/gtest.h"
 
 namespace parley::testing {
 namespace {
@@ -152,6 +153,29 @@ absl::Status WsClient::Close() {
   beast::error_code ec;
   ws_.close(websocket::close_code::normal, ec);
   return ec ? Error("close", ec) : absl::OkStatus();
+}
+
+std::string Str(const boost::json::object& frame, const char* key) {
+  const boost::json::value* value = frame.if_contains(key);
+  return value != nullptr && value->is_string() ? std::string(value->get_string()) : "";
+}
+
+int64_t Int(const boost::json::object& frame, const char* key) {
+  const boost::json::value* value = frame.if_contains(key);
+  return value != nullptr && value->is_int64() ? value->get_int64() : -1;
+}
+
+std::optional<boost::json::object> ReadUntil(WsClient& client, const std::string& type) {
+  while (true) {
+    absl::StatusOr<boost::json::object> frame = client.ReadJson();
+    if (!frame.ok()) {
+      ADD_FAILURE() << "no " << type << ": " << frame.status();
+      return std::nullopt;
+    }
+    if (Str(*frame, "type") == type) {
+      return *std::move(frame);
+    }
+  }
 }
 
 std::string HttpResponse::Header(const std::string& name) const {

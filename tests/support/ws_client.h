@@ -1,6 +1,8 @@
 #pragma once
 
+#include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -58,6 +60,14 @@ class WsClient {
   std::string subprotocol_;
   int close_code_ = 0;
 };
+
+// A field of a JSON frame; "" or -1 when it is absent or of another type.
+std::string Str(const boost::json::object& frame, const char* key);
+int64_t Int(const boost::json::object& frame, const char* key);
+
+// Reads frames until one of `type` and returns it; on a timeout or a close first, records a test
+// failure and returns nullopt.
+std::optional<boost::json::object> ReadUntil(WsClient& client, const std::string& type);
 
 struct HttpResponse {
   int status = 0;
