@@ -1,7 +1,8 @@
-// End-to-end test of the chat page the edge serves, in a real headless
-// Chromium: the three real services on loopback ports, a message typed and
-// sent, the reply watched while it streams in, then a reload that must show
-// the stored conversation again.
+// End-to-end tests of the chat page the edge serves, in a real headless
+// Chromium against the real services on loopback ports: a reply watched while
+// it streams in and shown again after a reload; the conversation list
+// (switching, rename, delete); Stop, Regenerate and Edit; and a second tab of
+// the same user following the conversation live.
 //
 // Environment (set by run.sh):
 //   PARLEY_BIN_DIR      directory holding parley-edge, parley-inference, parley-persistence
@@ -35,7 +36,22 @@ const kEngineFlags = [
   "--sim_max_tokens=30",
 ];
 
+// A second stack (inference + edge on the same store) with a model slow
+// enough that Stop always lands while the reply is still streaming.
+const kSlowEngineFlags = [
+  "--engine=simulated",
+  "--sim_ttft_ms=200",
+  "--sim_tokens_per_second=4",
+  "--sim_max_tokens=400",
+];
+
 const kUserText = "Hello from a real browser! What can you tell me about streaming?";
+// Short enough (under 60 bytes) to be the new conversation's title as is.
+const kSecondText = "Tell me a short story about a lighthouse.";
+const kEditedText = "Tell me a short story about a harbour instead.";
+const kLiveFirstText = "Let us plan a trip to Lisbon.";
+const kLiveSecondText = "What should we see on the first day?";
+const kStopText = "Write a very long essay, please.";
 
 /** Child processes still running; stopped at the end, and on any exit. */
 const children = new Set();
@@ -139,6 +155,7 @@ let tempDir;
 let services = [];
 let context;
 let edgeUrl;
+let slowEdgeUrl;
 
 before(async () => {
   assert.ok(binDir, "PARLEY_BIN_DIR must name the directory of the service binaries");
@@ -151,16 +168,26 @@ before(async () => {
   const inference = new Service("parley-inference", [
     "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", ...kEngineFlags,
   ]);
-  services.push(persistence, inference);
-  const [persistenceAddr, inferenceAddr] =
-      await Promise.all([persistence.listening(), inference.listening()]);
-
-  const edge = new Service("parley-edge", [
-    "--listen=127.0.0.1:0", `--inference=${inferenceAddr}`,
-    `--persistence=${persistenceAddr}`, "--allow_anonymous",
+  const slowInference = new Service("parley-inference", [
+    "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", ...kSlowEngineFlags,
   ]);
-  services.push(edge);
-  edgeUrl = `http://${await edge.listening()}/`;
+  services.push(persistence, inference, slowInference);
+  const [persistenceAddr, inferenceAddr, slowInferenceAddr] = await Promise.all(
+      [persistence.listening(), inference.listening(), slowInference.listening()]);
+
+  const startEdge = (inferenceAt) => {
+    const edge = new Service("parley-edge", [
+      "--listen=127.0.0.1:0", `--inference=${inferenceAt}`,
+      `--persistence=${persistenceAddr}`, "--allow_anonymous",
+    ]);
+    services.push(edge);
+    return edge.listening();
+  };
+  // Another origin, so its page has its own localStorage: another user.
+  const [edgeAddr, slowEdgeAddr] =
+      await Promise.all([startEdge(inferenceAddr), startEdge(slowInferenceAddr)]);
+  edgeUrl = `http://${edgeAddr}/`;
+  slowEdgeUrl = `http://${slowEdgeAddr}/`;
 
   // Not being able to start the browser is a failure, never a skip.
   context = await chromium.launchPersistentContext(path.join(tempDir, "chromium-profile"), {
@@ -180,19 +207,25 @@ before(async () => {
 
 after(async () => {
   if (context) await context.close().catch(() => {});
-  // Edge first, so it does not see its backends disappear under a live turn.
+  // Edges first, so they do not see their backends disappear under a live turn.
   for (const service of services.reverse()) await service.stop();
   if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true });
 });
 
-/** Captures every frame the page's WebSocket(s) receive from now on. */
+/**
+ * Captures every frame the page's WebSocket(s) receive from now on; `log.sent`
+ * gets the frames the page sends.
+ */
 function captureFrames(page) {
   const log = new FrameLog();
+  log.sent = new FrameLog();
+  const parse = (target) => ({ payload }) => {
+    if (typeof payload !== "string") return;
+    try { target.push(JSON.parse(payload)); } catch { /* the page ignores it too */ }
+  };
   page.on("websocket", (ws) => {
-    ws.on("framereceived", ({ payload }) => {
-      if (typeof payload !== "string") return;
-      try { log.push(JSON.parse(payload)); } catch { /* the page ignores it too */ }
-    });
+    ws.on("framereceived", parse(log));
+    ws.on("framesent", parse(log.sent));
   });
   return log;
 }
@@ -205,6 +238,83 @@ function shownMessages(page) {
     streaming: el.classList.contains("streaming"),
     failed: el.classList.contains("failed"),
   })));
+}
+
+/** Like shownMessages, with each message's stored id and cancelled mark. */
+function shownMessagesWithIds(page) {
+  return page.$$eval("#log .msg", (els) => els.map((el) => ({
+    id: el.dataset.id,
+    role: el.classList.contains("user") ? "user" : "assistant",
+    text: el.querySelector(".body").textContent,
+    streaming: el.classList.contains("streaming"),
+    cancelled: el.classList.contains("cancelled"),
+  })));
+}
+
+/** Waits until the page shows `count` messages, the last a finished reply. */
+async function waitForReplyShown(page, count) {
+  await page.waitForFunction((n) => {
+    const els = document.querySelectorAll("#log .msg");
+    const last = els[els.length - 1];
+    return els.length === n && last.classList.contains("assistant") &&
+        !last.classList.contains("streaming") && !last.dataset.id.startsWith("local:");
+  }, count);
+}
+
+/** A new tab with its frames captured and script errors collected. */
+async function openPage(url) {
+  const page = await context.newPage();
+  page.errors = [];
+  page.on("pageerror", (error) => page.errors.push(String(error)));
+  const frames = captureFrames(page);
+  const response = await page.goto(url);
+  assert.equal(response.status(), 200);
+  await waitConnected(page);
+  return { page, frames };
+}
+
+async function sendMessage(page, text) {
+  await page.fill("#input", text);
+  await page.press("#input", "Enter");
+}
+
+/** The conversation the page shows (it keeps it in localStorage). */
+function currentConversation(page) {
+  return page.evaluate(() => localStorage.getItem("parley.conversationId") || "");
+}
+
+/** One request of the HTTP API as the page's user; resolves to {status, body}. */
+function callApi(page, method, path) {
+  return page.evaluate(async ([method, path]) => {
+    const userId = localStorage.getItem("parley.userId");
+    const response = await fetch(`${path}?userId=${encodeURIComponent(userId)}`, { method });
+    const text = await response.text();
+    return { status: response.status, body: text ? JSON.parse(text) : null };
+  }, [method, path]);
+}
+
+async function storedMessages(page, conversationId) {
+  const { status, body } = await callApi(page, "GET", `/v1/conversations/${conversationId}/messages`);
+  assert.equal(status, 200, JSON.stringify(body));
+  return body.messages;
+}
+
+/** The sidebar's entries, top to bottom: {id, title, current}. */
+function listedConversations(page) {
+  return page.$$eval("#conversations li[data-id]", (els) => els.map((el) => ({
+    id: el.dataset.id,
+    title: el.querySelector(".open")?.textContent ?? "",
+    current: el.classList.contains("current"),
+  })));
+}
+
+/** Waits until the sidebar lists `id` at the top, highlighted as the current one. */
+async function waitListedFirstAndCurrent(page, id) {
+  await page.waitForFunction((id) => {
+    const first = document.querySelector("#conversations li[data-id]");
+    return first && first.dataset.id === id && first.classList.contains("current") &&
+        first.querySelector(".open").getAttribute("aria-current") === "true";
+  }, id);
 }
 
 async function waitConnected(page) {
@@ -289,12 +399,18 @@ test("chat page streams a reply and shows the conversation again after a reload"
     { role: "assistant", text: streamedText, streaming: false, failed: false },
   ]);
 
+  // The new conversation appears in the sidebar once stored, as the current one.
+  await waitListedFirstAndCurrent(page, ack.conversationId);
+  const [listed] = await listedConversations(page);
+  assert.ok(listed.title.length > 0 && kUserText.startsWith(listed.title.replace(/…$/, "")),
+      `the title is the start of the first message: ${JSON.stringify(listed.title)}`);
+
   // Reload: the page asks the edge for the stored conversation.
   frames = captureFrames(page);
   await page.reload();
   await waitConnected(page);
-  const history = await frames.waitFor((f) => f.type === "history", "history");
-  assert.equal(history.conversationId, ack.conversationId);
+  const history = await frames.waitFor(
+      (f) => f.type === "messages" && f.conversationId === ack.conversationId, "messages");
   assert.deepEqual(history.messages.map(({ role, content, status }) => ({ role, content, status })), [
     { role: "user", content: kUserText, status: "complete" },
     { role: "assistant", content: streamedText, status: "complete" },
@@ -330,6 +446,7 @@ test("chat page streams a reply and shows the conversation again after a reload"
   }, ack.conversationId);
   assert.equal(ownHistory.type, "history", JSON.stringify(ownHistory));
   assert.deepEqual(ownHistory.messages, history.messages);
+  await waitListedFirstAndCurrent(page, ack.conversationId);
 
   fs.mkdirSync(outDir, { recursive: true });
   const screenshot = path.join(outDir, "chat_page.png");
@@ -340,4 +457,254 @@ test("chat page streams a reply and shows the conversation again after a reload"
   for (const url of requests) {
     assert.ok(url.startsWith(edgeUrl), `the page loaded only from the edge, not ${url}`);
   }
+});
+
+test("the sidebar lists each new conversation and switching shows each one's messages", async () => {
+  const { page } = await openPage(edgeUrl);
+  const first = await currentConversation(page);
+  assert.ok(first, "the first test's conversation is the current one");
+  await waitListedFirstAndCurrent(page, first);
+  await waitForReplyShown(page, 2);
+
+  await page.click("#new-chat");
+  await page.waitForFunction(() => document.querySelectorAll("#log .msg").length === 0);
+  assert.equal(await page.$("#conversations li.current"), null, "a new chat is not listed yet");
+  await sendMessage(page, kSecondText);
+  await waitForReplyShown(page, 2);
+  const second = await currentConversation(page);
+  assert.ok(second && second !== first, "the first message started another conversation");
+  await waitListedFirstAndCurrent(page, second);
+  const [top, next] = await listedConversations(page);
+  assert.deepEqual(top, { id: second, title: kSecondText, current: true });
+  assert.deepEqual([next.id, next.current], [first, false], "newest first");
+
+  // Back and forth: each shows its own messages, and the highlight follows.
+  await page.click(`#conversations li[data-id="${first}"] .open`);
+  await page.waitForFunction((text) =>
+    document.querySelector("#log .msg.user .body")?.textContent === text, kUserText);
+  await waitForReplyShown(page, 2);
+  assert.equal(await currentConversation(page), first);
+  assert.deepEqual((await listedConversations(page)).filter((c) => c.current).map((c) => c.id), [first]);
+
+  await page.click(`#conversations li[data-id="${second}"] .open`);
+  await page.waitForFunction((text) =>
+    document.querySelector("#log .msg.user .body")?.textContent === text, kSecondText);
+  await waitForReplyShown(page, 2);
+  assert.deepEqual((await listedConversations(page)).filter((c) => c.current).map((c) => c.id), [second]);
+
+  // Narrow screens: the list hides behind the menu button.
+  await page.setViewportSize({ width: 380, height: 700 });
+  assert.equal(await page.isVisible("#sidebar-toggle"), true);
+  const hidden = () => page.$eval("#sidebar", (el) => el.getBoundingClientRect().right <= 0);
+  await page.waitForFunction(() => document.querySelector("#sidebar").getBoundingClientRect().right <= 0);
+  await page.click("#sidebar-toggle");
+  assert.equal(await page.getAttribute("#sidebar-toggle", "aria-expanded"), "true");
+  await page.waitForFunction(() => document.querySelector("#sidebar").getBoundingClientRect().left >= 0);
+  await page.click(`#conversations li[data-id="${second}"] .open`);
+  await page.waitForFunction(() => document.querySelector("#sidebar").getBoundingClientRect().right <= 0);
+  assert.equal(await hidden(), true, "choosing a conversation closes the list");
+
+  assert.deepEqual(page.errors, [], "no script errors in the page");
+  await page.close();
+});
+
+test("Regenerate replaces the reply in view, Edit answers the new text; the server keeps both", async () => {
+  const { page, frames } = await openPage(edgeUrl);
+  const conversationId = await currentConversation(page);
+  await waitForReplyShown(page, 2);
+  const [user, oldReply] = await shownMessagesWithIds(page);
+
+  await page.click('#log .msg.assistant button[aria-label="Regenerate reply"]');
+  const start = await frames.waitFor((f) => f.type === "stream_start", "stream_start");
+  assert.notEqual(start.messageId, oldReply.id);
+  const complete = await frames.waitFor(
+      (f) => f.type === "stream_complete" && f.messageId === start.messageId, "stream_complete");
+  const text = frames.frames.filter((f) => f.type === "stream_token" && f.messageId === start.messageId)
+      .map((f) => f.token).join("");
+  await page.waitForFunction((id) =>
+    document.querySelector("#log .msg.assistant")?.dataset.id === id &&
+        !document.querySelector("#log .msg.assistant").classList.contains("streaming"), start.messageId);
+  assert.deepEqual(await shownMessagesWithIds(page), [
+    user,
+    { id: start.messageId, role: "assistant", text, streaming: false, cancelled: false },
+  ], "the new reply replaces the old one in view");
+  assert.equal(await page.textContent("#log .msg.assistant .versions"), "2/2");
+  assert.ok(complete.lastSeq > 0);
+
+  // The server stores both replies, siblings under the same user message.
+  let stored = await storedMessages(page, conversationId);
+  assert.deepEqual(stored.filter((m) => m.role === "assistant").map((m) => [m.id, m.parentId, m.status]), [
+    [oldReply.id, user.id, "complete"],
+    [start.messageId, user.id, "complete"],
+  ]);
+
+  // The older reply is one click away.
+  await page.click('#log .msg.assistant button[aria-label="Previous version"]');
+  await page.waitForFunction((id) =>
+    document.querySelector("#log .msg.assistant")?.dataset.id === id, oldReply.id);
+  assert.equal(await page.textContent("#log .msg.assistant .body"), oldReply.text);
+  assert.equal(await page.textContent("#log .msg.assistant .versions"), "1/2");
+  await page.click('#log .msg.assistant button[aria-label="Next version"]');
+  await page.waitForFunction((id) =>
+    document.querySelector("#log .msg.assistant")?.dataset.id === id, start.messageId);
+
+  // Edit the user message: a new branch, with its own reply, replaces the view.
+  await page.click('#log .msg.user button[aria-label="Edit message"]');
+  await page.fill('#log .msg.user textarea[aria-label="Edit message"]', kEditedText);
+  await page.click('#log .msg.user button:has-text("Save & submit")');
+  const ack = await frames.waitFor((f) => f.type === "ack" && f.messageId !== user.id, "ack of the edit");
+  const editStart = await frames.waitFor(
+      (f) => f.type === "stream_start" && f.messageId !== start.messageId, "stream_start of the edit");
+  await frames.waitFor(
+      (f) => f.type === "stream_complete" && f.messageId === editStart.messageId, "stream_complete");
+  await page.waitForFunction((id) =>
+    document.querySelector("#log .msg.assistant")?.dataset.id === id &&
+        !document.querySelector("#log .msg.assistant").classList.contains("streaming"), editStart.messageId);
+  const shown = await shownMessagesWithIds(page);
+  assert.deepEqual(shown.map(({ id, role, text }) => ({ id, role, text: role === "user" ? text : "" })), [
+    { id: ack.messageId, role: "user", text: kEditedText },
+    { id: editStart.messageId, role: "assistant", text: "" },
+  ], "the edited message and its reply replace the old branch");
+  assert.equal(await page.textContent("#log .msg.user .versions"), "2/2");
+
+  stored = await storedMessages(page, conversationId);
+  assert.deepEqual(stored.filter((m) => m.role === "user").map((m) => [m.id, m.content]), [
+    [user.id, user.text],
+    [ack.messageId, kEditedText],
+  ], "both versions of the message are stored");
+  assert.equal(stored.find((m) => m.id === ack.messageId).parentId, "", "an edit of the first message is a second root");
+
+  assert.deepEqual(page.errors, [], "no script errors in the page");
+  await page.close();
+});
+
+test("Stop cancels a streaming reply", async () => {
+  const { page, frames } = await openPage(slowEdgeUrl);
+  assert.equal(await page.isVisible("#stop"), false, "no Stop while nothing streams");
+  await sendMessage(page, kStopText);
+  const start = await frames.waitFor((f) => f.type === "stream_start", "stream_start");
+  // Stop once some of the reply is shown.
+  await page.waitForFunction(() => {
+    const el = document.querySelector("#log .msg.assistant.streaming .body");
+    return el && el.textContent.length > 0;
+  });
+  await page.click("#stop");
+  const cancelled = await frames.waitFor(
+      (f) => f.type === "stream_cancelled" && f.messageId === start.messageId, "stream_cancelled");
+  assert.deepEqual(frames.sent.frames.filter((f) => f.type === "cancel"), [
+    { type: "cancel", messageId: start.messageId },
+  ]);
+  await page.waitForFunction(() => document.querySelector("#log .msg.assistant.cancelled"));
+  assert.equal(await page.isVisible("#stop"), false, "Stop goes away with the stream");
+  const [, reply] = await shownMessagesWithIds(page);
+  const text = frames.frames.filter((f) => f.type === "stream_token" && f.messageId === start.messageId &&
+      f.seq <= cancelled.lastSeq).map((f) => f.token).join("");
+  assert.deepEqual(reply, { id: start.messageId, role: "assistant", text, streaming: false, cancelled: true });
+  assert.equal(frames.frames.find((f) => f.type === "stream_complete"), undefined);
+
+  const stored = await storedMessages(page, await currentConversation(page));
+  assert.deepEqual(stored.map(({ role, status, content }) => ({ role, status, content })), [
+    { role: "user", status: "complete", content: kStopText },
+    { role: "assistant", status: "cancelled", content: text },
+  ]);
+  // After a reload it still reads as stopped, not as a failure.
+  await page.reload();
+  await waitConnected(page);
+  await page.waitForFunction(() => document.querySelector("#log .msg.assistant.cancelled"));
+  assert.deepEqual(page.errors, [], "no script errors in the page");
+  await page.close();
+});
+
+test("a second tab of the same user shows the first tab's typing, message and reply live", async () => {
+  const { page: first, frames: firstFrames } = await openPage(edgeUrl);
+  await first.click("#new-chat");
+  await sendMessage(first, kLiveFirstText);
+  await waitForReplyShown(first, 2);
+  const conversationId = await currentConversation(first);
+  await firstFrames.waitFor((f) => f.type === "joined" && f.conversationId === conversationId, "joined");
+
+  // Same browser profile: the same user, and the same current conversation.
+  const { page: second, frames: secondFrames } = await openPage(edgeUrl);
+  await secondFrames.waitFor((f) => f.type === "joined" && f.conversationId === conversationId, "joined");
+  await waitForReplyShown(second, 2);
+
+  await first.fill("#input", "What should");
+  await second.waitForFunction(() => document.getElementById("typing").textContent.length > 0);
+  const typing = await secondFrames.waitFor((f) => f.type === "typing", "typing");
+  assert.deepEqual(typing, { type: "typing", conversationId, isTyping: true });
+
+  const framesBefore = firstFrames.frames.length;
+  await sendMessage(first, kLiveSecondText);
+  const start = await firstFrames.waitFor(
+      (f) => f.type === "stream_start" && firstFrames.frames.indexOf(f) >= framesBefore, "stream_start");
+  await waitForReplyShown(first, 4);
+  const firstView = await shownMessagesWithIds(first);
+  assert.equal(firstView[3].id, start.messageId);
+
+  // The second tab was told, not reloaded: message_added, then the reply's stream.
+  const added = await secondFrames.waitFor((f) => f.type === "message_added", "message_added");
+  assert.equal(added.message.content, kLiveSecondText);
+  await secondFrames.waitFor(
+      (f) => f.type === "stream_start" && f.messageId === start.messageId, "relayed stream_start");
+  await secondFrames.waitFor(
+      (f) => f.type === "stream_complete" && f.messageId === start.messageId, "relayed stream_complete");
+  assert.ok(secondFrames.frames.some((f) => f.type === "stream_token" && f.messageId === start.messageId));
+  assert.equal(secondFrames.frames.filter((f) => f.type === "messages").length, 1,
+      "the second tab loaded the conversation once");
+  await waitForReplyShown(second, 4);
+  assert.deepEqual(await shownMessagesWithIds(second), firstView, "both tabs show the same conversation");
+  await second.waitForFunction(() => document.getElementById("typing").textContent === "");
+  assert.ok(secondFrames.frames.some((f) => f.type === "typing" && f.isTyping === false),
+      "sending tells the other tab the user stopped typing");
+
+  assert.deepEqual(first.errors, [], "no script errors in the first tab");
+  assert.deepEqual(second.errors, [], "no script errors in the second tab");
+  await second.close();
+  await first.close();
+});
+
+test("rename and delete from the sidebar, with failures shown", async () => {
+  const { page } = await openPage(edgeUrl);
+  await page.waitForFunction(() => document.querySelectorAll("#conversations li[data-id]").length >= 3);
+  const listed = await listedConversations(page);
+  const current = await currentConversation(page);
+  const [toRename, toDelete] = listed.filter((c) => c.id !== current).map((c) => c.id);
+
+  const kNewTitle = "Renamed from the sidebar";
+  await page.click(`#conversations li[data-id="${toRename}"] button[aria-label^="Rename"]`);
+  await page.fill(`#conversations li[data-id="${toRename}"] input[aria-label="New title"]`, kNewTitle);
+  await page.press(`#conversations li[data-id="${toRename}"] input`, "Enter");
+  await page.waitForFunction(([id, title]) =>
+    document.querySelector(`#conversations li[data-id="${id}"] .open`)?.textContent === title,
+  [toRename, kNewTitle]);
+
+  await page.click(`#conversations li[data-id="${toDelete}"] button[aria-label^="Delete"]`);
+  await page.click(`#conversations li[data-id="${toDelete}"] button[aria-label="Confirm delete"]`);
+  await page.waitForFunction((id) => !document.querySelector(`#conversations li[data-id="${id}"]`), toDelete);
+  assert.equal((await callApi(page, "GET", `/v1/conversations/${toDelete}`)).status, 404);
+
+  // After a reload, the list comes from the server: renamed, and without the deleted one.
+  await page.reload();
+  await waitConnected(page);
+  await page.waitForFunction(([id, title]) =>
+    document.querySelector(`#conversations li[data-id="${id}"] .open`)?.textContent === title,
+  [toRename, kNewTitle]);
+  assert.equal((await listedConversations(page)).some((c) => c.id === toDelete), false);
+
+  // Deleting the conversation on screen empties the view.
+  await page.click(`#conversations li[data-id="${current}"] button[aria-label^="Delete"]`);
+  await page.click(`#conversations li[data-id="${current}"] button[aria-label="Confirm delete"]`);
+  await page.waitForFunction(() => document.querySelectorAll("#log .msg").length === 0);
+  assert.equal(await currentConversation(page), "");
+
+  // A conversation deleted elsewhere (another device) cannot be renamed: said so, visibly.
+  assert.equal((await callApi(page, "DELETE", `/v1/conversations/${toRename}`)).status, 204);
+  await page.click(`#conversations li[data-id="${toRename}"] button[aria-label^="Rename"]`);
+  await page.fill(`#conversations li[data-id="${toRename}"] input[aria-label="New title"]`, "Too late");
+  await page.press(`#conversations li[data-id="${toRename}"] input`, "Enter");
+  await page.waitForSelector("#sidebar-error:not([hidden])");
+  assert.match(await page.textContent("#sidebar-error"), /Could not rename: .*\(404\)/);
+
+  assert.deepEqual(page.errors, [], "no script errors in the page");
+  await page.close();
 });
