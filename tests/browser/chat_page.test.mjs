@@ -37,12 +37,13 @@ const kEngineFlags = [
 ];
 
 // A second stack (inference + edge on the same store) with a model slow
-// enough that Stop always lands while the reply is still streaming.
+// enough (about 15 s a reply) that Stop and a reload always land while the
+// reply is still streaming.
 const kSlowEngineFlags = [
   "--engine=simulated",
   "--sim_ttft_ms=200",
   "--sim_tokens_per_second=4",
-  "--sim_max_tokens=400",
+  "--sim_max_tokens=60",
 ];
 
 const kUserText = "Hello from a real browser! What can you tell me about streaming?";
@@ -52,6 +53,7 @@ const kEditedText = "Tell me a short story about a harbour instead.";
 const kLiveFirstText = "Let us plan a trip to Lisbon.";
 const kLiveSecondText = "What should we see on the first day?";
 const kStopText = "Write a very long essay, please.";
+const kResumeText = "Take your time and tell me everything.";
 
 /** Child processes still running; stopped at the end, and on any exit. */
 const children = new Set();
@@ -611,6 +613,43 @@ test("Stop cancels a streaming reply", async () => {
   await page.reload();
   await waitConnected(page);
   await page.waitForFunction(() => document.querySelector("#log .msg.assistant.cancelled"));
+  assert.deepEqual(page.errors, [], "no script errors in the page");
+  await page.close();
+});
+
+test("a reply still streaming when the page reloads is followed to its end", async () => {
+  const { page, frames } = await openPage(slowEdgeUrl);
+  await page.click("#new-chat");
+  await sendMessage(page, kResumeText);
+  await frames.waitFor((f) => f.type === "stream_start", "stream_start");
+  await page.waitForFunction(() => {
+    const el = document.querySelector("#log .msg.assistant.streaming .body");
+    return el && el.textContent.length > 0;
+  });
+  const before = await page.textContent("#log .msg.assistant .body");
+
+  const after = captureFrames(page);
+  await page.reload();
+  await waitConnected(page);
+  const resumed = await after.waitFor((f) => f.type === "resumed", "resumed");
+  assert.equal(resumed.recovered, true);
+  const complete = await after.waitFor(
+      (f) => f.type === "stream_complete" && f.messageId === resumed.messageId, "stream_complete");
+  await waitForReplyShown(page, 2);
+  const conversationId = await currentConversation(page);
+  const stored = await storedMessages(page, conversationId);
+  assert.deepEqual(stored.map(({ role, status }) => ({ role, status })), [
+    { role: "user", status: "complete" },
+    { role: "assistant", status: "complete" },
+  ]);
+  const shown = await shownMessagesWithIds(page);
+  assert.deepEqual(shown.map(({ id, text }) => ({ id, text })),
+      stored.map(({ id, content }) => ({ id, text: content })), "the page shows the whole stored reply");
+  assert.ok(shown[1].text.startsWith(before), "the reply continues what was shown before the reload");
+  assert.equal(complete.lastSeq, stored[1].lastSeq);
+  // Joined only once the resumed reply ended: a viewer would get its tokens twice.
+  const joined = await after.waitFor((f) => f.type === "joined", "joined");
+  assert.ok(after.frames.indexOf(joined) > after.frames.indexOf(complete));
   assert.deepEqual(page.errors, [], "no script errors in the page");
   await page.close();
 });
