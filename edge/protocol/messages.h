@@ -20,6 +20,9 @@ struct SendMessage {
   std::string conversation_id;  // Empty starts a new conversation.
   std::string content;
   std::string model;  // Empty selects the inference service's default.
+  // The message this one follows (a client continuing an older branch); empty follows the
+  // conversation's newest message.
+  std::string parent_id;
   // Set for an edit: the user message this one replaces. The new message becomes its sibling
   // (same parent) and gets a reply of its own; the old branch stays stored.
   std::string replaces_message_id;

@@ -165,6 +165,13 @@ std::variant<Command, ErrorEvent> DecodeMessage(const json::object& object, std:
   if (!OptionalString(object, "model", message.model)) {
     return Invalid(ErrorCode::kInvalidFrame, "\"model\" must be a string", message.id);
   }
+  if (!OptionalString(object, "parentId", message.parent_id)) {
+    return Invalid(ErrorCode::kInvalidFrame, "\"parentId\" must be a string", message.id);
+  }
+  if (!message.parent_id.empty() && message.conversation_id.empty()) {
+    return Invalid(ErrorCode::kInvalidFrame, "\"parentId\" needs its \"conversationId\"",
+                   message.id);
+  }
   return message;
 }
 

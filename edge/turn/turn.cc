@@ -107,7 +107,8 @@ std::shared_ptr<Turn> Turn::Start(const TurnDeps& deps, net::any_io_executor exe
     if (!turn->message_.replaces_message_id.empty()) {
       return turn->FindEditedMessage();
     }
-    turn->StoreUserMessage(turn->message_.conversation_id, /*parent_id=*/"", /*no_parent=*/false);
+    turn->StoreUserMessage(turn->message_.conversation_id, turn->message_.parent_id,
+                           /*no_parent=*/false);
   });
   return turn;
 }

@@ -162,6 +162,8 @@ TEST_F(NativeCodecTest, RejectsMessagesWithMissingOrMistypedFields) {
       {R"({"type":"message","id":"c1","content":["x"]})", "c1"},
       {R"({"type":"message","id":"c1","content":"x","conversationId":3})", "c1"},
       {R"({"type":"message","id":"c1","content":"x","model":{}})", "c1"},
+      {R"({"type":"message","id":"c1","content":"x","parentId":"m1"})", "c1"},
+      {R"({"type":"message","id":"c1","content":"x","conversationId":"c","parentId":2})", "c1"},
       {R"({"type":"history","conversationId":7})", ""},
       {R"({"type":"history","pageSize":-1})", ""},
       {R"({"type":"messages"})", ""},

@@ -271,6 +271,32 @@ TEST_F(EdgeConversationTest, EditAnswersTheNewTextOnItsOwnBranch) {
   EXPECT_EQ(Messages(*client, first.conversation_id).size(), 8u);
 }
 
+TEST_F(EdgeConversationTest, AMessageCanContinueAnOlderBranch) {
+  std::unique_ptr<WsClient> client = Connect("brancher");
+  ASSERT_NE(client, nullptr);
+  const Reply first = Answer(*client, Message("branch-1", "Where should we go?"));
+  const Reply second =
+      Answer(*client, Message("branch-2", "Somewhere warm", first.conversation_id));
+
+  // Continue after the first reply instead of the newest message.
+  json::object frame = Message("branch-3", "Somewhere cold", first.conversation_id);
+  frame["parentId"] = first.message_id;
+  const Reply other = Answer(*client, frame);
+  EXPECT_EQ(other.prompt_tokens, second.prompt_tokens) << "same context length, other branch";
+  const json::array branch = Messages(*client, first.conversation_id, other.message_id);
+  ASSERT_EQ(branch.size(), 4u) << json::serialize(branch);
+  EXPECT_EQ(Str(branch[1].as_object(), "id"), first.message_id);
+  EXPECT_EQ(Str(branch[2].as_object(), "content"), "Somewhere cold");
+
+  frame = Message("branch-4", "Lost", first.conversation_id);
+  frame["parentId"] = "no-such-message";
+  ASSERT_TRUE(client->SendJson(frame).ok());
+  std::optional<json::object> error = ReadUntil(*client, "error");
+  ASSERT_TRUE(error.has_value());
+  EXPECT_EQ(Str(*error, "code"), "not_found");
+  EXPECT_EQ(Str(*error, "id"), "branch-4");
+}
+
 TEST_F(EdgeConversationTest, EditAndRegenerateRefuseWhatTheyCannotUse) {
   std::unique_ptr<WsClient> client = Connect("refused");
   ASSERT_NE(client, nullptr);
