@@ -576,6 +576,24 @@ test("Regenerate replaces the reply in view, Edit answers the new text; the serv
   ], "both versions of the message are stored");
   assert.equal(stored.find((m) => m.id === ack.messageId).parentId, "", "an edit of the first message is a second root");
 
+  // Back on the first version, a new message continues that branch, not the newest one.
+  await page.click('#log .msg.user button[aria-label="Previous version"]');
+  await page.waitForFunction((id) =>
+    document.querySelector("#log .msg.user")?.dataset.id === id, user.id);
+  const shownReply = (await shownMessagesWithIds(page)).find((m) => m.role === "assistant");
+  assert.ok(shownReply, "the first version shows its reply");
+  await sendMessage(page, "And after that?");
+  const followAck = await frames.waitFor(
+      (f) => f.type === "ack" && ![user.id, ack.messageId].includes(f.messageId), "ack of the follow-up");
+  const followStart = await frames.waitFor(
+      (f) => f.type === "stream_start" && ![start.messageId, editStart.messageId].includes(f.messageId),
+      "stream_start of the follow-up");
+  await frames.waitFor(
+      (f) => f.type === "stream_complete" && f.messageId === followStart.messageId, "stream_complete");
+  stored = await storedMessages(page, conversationId);
+  assert.equal(stored.find((m) => m.id === followAck.messageId).parentId, shownReply.id,
+               "the follow-up continues the branch in view");
+
   assert.deepEqual(page.errors, [], "no script errors in the page");
   await page.close();
 });
