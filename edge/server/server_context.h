@@ -15,8 +15,8 @@
 #include "edge/limits/user_limits.h"
 #include "edge/metrics.h"
 #include "edge/protocol/native_codec.h"
-#include "edge/turn/conversation_rooms.h"
 #include "edge/server/outbound_queue.h"
+#include "edge/turn/conversation_rooms.h"
 #include "edge/turn/turn.h"
 #include "edge/turn/turn_tracker.h"
 
