@@ -20,6 +20,7 @@
 #include "boost/beast/http/read.hpp"
 #include "boost/beast/http/string_body.hpp"
 #include "boost/beast/http/write.hpp"
+#include "boost/beast/websocket/stream.hpp"
 #include "boost/json/object.hpp"
 #include "boost/json/serialize.hpp"
 #include "grpcpp/client_context.h"
@@ -39,7 +40,13 @@ namespace http = beast::http;
 namespace json = boost::json;
 namespace net = boost::asio;
 namespace persistence_pb = ::parley::persistence::v1;
+using ::parley::edge::testing::GenerateEcKey;
+using ::parley::edge::testing::GenerateRsaKey;
+using ::parley::edge::testing::PublicJwk;
+using ::parley::edge::testing::SignEs256;
 using ::parley::edge::testing::SignHs256;
+using ::parley::edge::testing::SignRs256;
+using ::parley::edge::testing::TestKey;
 using ::parley::testing::ChildProcess;
 using ::parley::testing::HttpGet;
 using ::parley::testing::Int;
@@ -164,7 +171,6 @@ class EdgeAuthTest : public ::testing::Test {
     return client.ok() ? *std::move(client) : nullptr;
   }
 
-  // Reads frames until one of `type` arrives; nullopt if the socket ends first.
   static json::object Message(const std::string& id) {
     return json::object{{"type", "message"}, {"id", id}, {"content", "Tell me something."}};
   }
@@ -271,6 +277,112 @@ TEST_F(EdgeAuthTest, ValidTokenSubjectIsTheUserPersistenceSees) {
     EXPECT_EQ(stub->GetConversation(&context, request, &response).error_code(),
               grpc::StatusCode::NOT_FOUND);
   }
+}
+
+TEST_F(EdgeAuthTest, ATokenOfferedAsASubprotocolIsAccepted) {
+  std::unique_ptr<ChildProcess> edge = StartAuthenticatedEdge();
+  ASSERT_FALSE(address_.empty());
+  // Browsers cannot set headers on a WebSocket: the token rides in Sec-WebSocket-Protocol, and
+  // the edge answers with the protocol it speaks, never the token.
+  absl::StatusOr<std::unique_ptr<WsClient>> client = WsClient::Connect(
+      address_, "/ws/chat", {"parley.v1", absl::StrCat("bearer.", ValidToken("dora"))});
+  ASSERT_TRUE(client.ok()) << client.status();
+  EXPECT_EQ((*client)->subprotocol(), "parley.v1");
+  ASSERT_TRUE((*client)->SendJson(json::object{{"type", "ping"}}).ok());
+  EXPECT_TRUE(ReadUntil(**client, "pong").has_value());
+  EXPECT_FALSE(WsClient::Connect(address_, "/ws/chat", {"parley.v1", "bearer.not-a-token"}).ok());
+}
+
+TEST_F(EdgeAuthTest, Rs256AndEs256TokensVerifyAgainstAJwksFileThatIsReloaded) {
+  const TestKey rsa = GenerateRsaKey("rsa-1");
+  const TestKey ec = GenerateEcKey("ec-1");
+  const TestKey rotated = GenerateEcKey("ec-2");
+  const std::string jwks_file = absl::StrCat(*data_dir_, "/jwks.json");
+  std::ofstream(jwks_file) << "{\"keys\":[" << PublicJwk(rsa, "RS256") << ","
+                           << PublicJwk(ec, "ES256") << "]}";
+  std::unique_ptr<ChildProcess> edge =
+      StartEdge({absl::StrCat("--jwks_file=", jwks_file), absl::StrCat("--jwt_issuer=", kIssuer),
+                 absl::StrCat("--jwt_audience=", kAudience)});
+  ASSERT_FALSE(address_.empty());
+  auto header = [](const char* alg, const TestKey& key) {
+    return absl::StrCat(R"({"alg":")", alg, R"(","typ":"JWT","kid":")", key.kid, R"("})");
+  };
+  auto bearer = [](const std::string& token) { return absl::StrCat("Bearer ", token); };
+  const std::string claims = Claims("erin", absl::Minutes(10));
+  EXPECT_EQ(
+      TryUpgrade(address_, "/ws/chat", bearer(SignRs256(header("RS256", rsa), claims, rsa))).status,
+      101);
+  EXPECT_EQ(
+      TryUpgrade(address_, "/ws/chat", bearer(SignEs256(header("ES256", ec), claims, ec))).status,
+      101);
+  // Algorithm confusion: an HS256 token "signed" with the RSA key's public JWK as the secret.
+  EXPECT_EQ(TryUpgrade(address_, "/ws/chat",
+                       bearer(SignHs256(R"({"alg":"HS256","typ":"JWT","kid":"rsa-1"})", claims,
+                                        PublicJwk(rsa, "RS256"))))
+                .status,
+            401);
+
+  // A key published later is picked up without a restart; a withdrawn one stops working.
+  const std::string rotated_token = SignEs256(header("ES256", rotated), claims, rotated);
+  EXPECT_EQ(TryUpgrade(address_, "/ws/chat", bearer(rotated_token)).status, 401);
+  std::ofstream(jwks_file, std::ios::trunc) << "{\"keys\":[" << PublicJwk(rotated, "ES256") << "]}";
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (TryUpgrade(address_, "/ws/chat", bearer(rotated_token)).status != 101 &&
+         absl::Now() < deadline) {
+  }
+  EXPECT_EQ(TryUpgrade(address_, "/ws/chat", bearer(rotated_token)).status, 101);
+  EXPECT_EQ(
+      TryUpgrade(address_, "/ws/chat", bearer(SignEs256(header("ES256", ec), claims, ec))).status,
+      401);
+}
+
+TEST_F(EdgeAuthTest, SilentClientsAreDisconnectedButPatientOnesStay) {
+  std::unique_ptr<ChildProcess> edge =
+      StartEdge({"--allow_anonymous", "--handshake_timeout_ms=300", "--idle_timeout_ms=600"});
+  ASSERT_FALSE(address_.empty());
+  const size_t colon = address_.rfind(':');
+  const net::ip::tcp::endpoint endpoint(
+      net::ip::make_address(address_.substr(0, colon)),
+      static_cast<unsigned short>(std::stoi(address_.substr(colon + 1))));
+
+  // A client that connects and never sends its request is dropped after the handshake timeout.
+  {
+    net::io_context io;
+    net::ip::tcp::socket socket(io);
+    beast::error_code ec;
+    socket.connect(endpoint, ec);
+    ASSERT_FALSE(ec) << ec.message();
+    char byte;
+    socket.read_some(net::buffer(&byte, 1), ec);
+    EXPECT_TRUE(ec == net::error::eof || ec == net::error::connection_reset) << ec.message();
+  }
+
+  // A WebSocket client that never answers the edge's pings is dropped after the idle timeout:
+  // read raw bytes (pings) without ever replying, until the edge closes the connection.
+  {
+    net::io_context io;
+    beast::websocket::stream<beast::tcp_stream> ws(io);
+    beast::error_code ec;
+    beast::get_lowest_layer(ws).socket().connect(endpoint, ec);
+    ASSERT_FALSE(ec);
+    ws.handshake(address_, "/ws/chat", ec);
+    ASSERT_FALSE(ec) << ec.message();
+    net::ip::tcp::socket& raw = beast::get_lowest_layer(ws).socket();
+    char bytes[256];
+    size_t received = 0;
+    while (!ec) {
+      received += raw.read_some(net::buffer(bytes), ec);
+    }
+    EXPECT_TRUE(ec == net::error::eof || ec == net::error::connection_reset) << ec.message();
+    EXPECT_GT(received, 0u) << "the edge pinged before giving up";
+  }
+
+  // A client that answers pings (any WebSocket library does while it reads) stays connected
+  // through several idle timeouts with nothing else to say.
+  std::unique_ptr<WsClient> patient = Connect("/ws/chat");
+  ASSERT_NE(patient, nullptr);
+  absl::StatusOr<std::string> nothing = patient->Read(absl::Seconds(2));
+  EXPECT_EQ(nothing.status().code(), absl::StatusCode::kDeadlineExceeded) << nothing.status();
 }
 
 TEST_F(EdgeAuthTest, OriginsOutsideTheAllowListGet403) {
