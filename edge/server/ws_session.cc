@@ -432,8 +432,18 @@ void WsSession::CloseSlowClient(absl::string_view reason) {
                                             {"queued_frames", std::to_string(queue_.frames())},
                                             {"queued_bytes", std::to_string(queue_.bytes())}});
   // The close frame queues behind the write in progress, so a client that starts reading again
-  // still learns why (1008); one that never does is dropped by the idle timeout.
+  // still learns why (1008). One that never does would keep its socket, and the write stuck on
+  // it, until the idle timeout: after a grace period its TCP connection is dropped.
   CloseOnStrand(websocket::close_code::policy_error);
+  const absl::Duration grace = context_.limits.slow_client_timeout > absl::ZeroDuration()
+                                   ? context_.limits.slow_client_timeout
+                                   : kSlowCloseGrace;
+  write_watch_.expires_after(absl::ToChronoNanoseconds(grace));
+  write_watch_.async_wait([self = shared_from_this()](beast::error_code ec) {
+    if (!ec) {
+      beast::get_lowest_layer(self->ws_).close();
+    }
+  });
 }
 
 void WsSession::ReleaseWaiters() {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
@@ -37,6 +38,9 @@ class WsSession final : public EventSink, public std::enable_shared_from_this<Ws
  public:
   // Conversations one connection may view at once; a client needs one or two.
   static constexpr size_t kMaxJoined = 32;
+  // How long a slow client closed with 1008 has to read the close frame when
+  // --slow_client_timeout_ms is 0 (otherwise it gets that long again).
+  static constexpr absl::Duration kSlowCloseGrace = absl::Seconds(5);
 
   // `trace` comes from the upgrade request's `traceparent`; each turn is its child.
   WsSession(boost::asio::ip::tcp::socket&& socket, ServerContext& context, const Codec& codec,

@@ -433,6 +433,27 @@ TEST_F(EdgeBackpressureTest, AStalledClientIsClosedWhileItsRepliesCompleteAndAre
   }
 }
 
+TEST_F(EdgeBackpressureTest, AClosedClientThatNeverReadsAgainIsDropped) {
+  constexpr int kReplies = 5;
+  ASSERT_NO_FATAL_FAILURE(StartStack(kReplies, {"--slow_client_timeout_ms=1000"}));
+  std::unique_ptr<SlowReader> gone = StartBigReplies("gone", kReplies);
+  ASSERT_NE(gone, nullptr);
+  ASSERT_FALSE(stack_->edge().WaitForLine("closing a slow client").empty());
+  // The client reads nothing more, so its close frame never goes out; the edge lets go of the
+  // connection anyway (the gauge counts open WebSockets) rather than holding it until the idle
+  // timeout, and its replies are still stored whole.
+  const absl::Time deadline = absl::Now() + absl::Seconds(30);
+  while (Metric(stack_->edge_address(), "parley_edge_connections") != 0 && absl::Now() < deadline) {
+  }
+  EXPECT_EQ(Metric(stack_->edge_address(), "parley_edge_connections"), 0);
+  const std::vector<persistence_pb::Message> listed = AssistantReplies("gone");
+  EXPECT_EQ(listed.size(), static_cast<size_t>(kReplies));
+  for (const persistence_pb::Message& message : listed) {
+    WaitUntilStored("gone", message.id());
+    EXPECT_EQ(Stored("gone", message.id()).status(), persistence_pb::MESSAGE_STATUS_COMPLETE);
+  }
+}
+
 TEST_F(EdgeBackpressureTest, ASlowReaderGetsMergedTokensThatLoseNothing) {
   constexpr int kReplies = 5;
   ASSERT_NO_FATAL_FAILURE(StartStack(kReplies, {"--slow_client_timeout_ms=0"}));
