@@ -74,6 +74,7 @@ absl::string_view EventName(const Event& event) {
           [](const Left&) { return absl::string_view("left"); },
           [](const TypingRelay&) { return absl::string_view("typing"); },
           [](const MessageAdded&) { return absl::string_view("message_added"); },
+          [](const StreamReasoning&) { return absl::string_view("stream_reasoning"); },
       },
       event);
 }

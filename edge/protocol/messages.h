@@ -119,6 +119,13 @@ struct StreamToken {
   std::string token;
 };
 
+// The model's reasoning before (or between) parts of its answer, when the engine streams it.
+// Shown live only: not part of the stored reply, not numbered, not replayed by a resume.
+struct StreamReasoning {
+  std::string message_id;
+  std::string text;
+};
+
 struct StreamComplete {
   std::string message_id;
   int64_t last_seq = 0;
@@ -239,9 +246,10 @@ struct TypingRelay {
   bool is_typing = true;
 };
 
-using Event = std::variant<Ack, StreamStart, StreamToken, StreamComplete, ErrorEvent, Pong, History,
-                           StreamCancelled, StreamInterrupted, Resumed, Heartbeat, MessagePage,
-                           ConversationPage, Joined, Left, TypingRelay, MessageAdded>;
+using Event =
+    std::variant<Ack, StreamStart, StreamToken, StreamComplete, ErrorEvent, Pong, History,
+                 StreamCancelled, StreamInterrupted, Resumed, Heartbeat, MessagePage,
+                 ConversationPage, Joined, Left, TypingRelay, MessageAdded, StreamReasoning>;
 
 // Short names used as metric labels ("ack", "stream_token", ...).
 absl::string_view CommandName(const Command& command);

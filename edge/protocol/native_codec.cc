@@ -404,6 +404,12 @@ std::string NativeCodec::Encode(const Event& event) const {
             return ConversationIdEvent("joined", joined.conversation_id);
           },
           [](const Left& left) { return ConversationIdEvent("left", left.conversation_id); },
+          [](const StreamReasoning& reasoning) {
+            json::object o = WithType("stream_reasoning");
+            o["messageId"] = View(reasoning.message_id);
+            o["text"] = View(reasoning.text);
+            return o;
+          },
           [](const MessageAdded& added) {
             json::object o = ConversationIdEvent("message_added", added.conversation_id);
             o["message"] = MessageJson(added.message);

@@ -447,8 +447,14 @@ void Turn::OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arriv
     case inference_pb::GenerateResponse::kFinish:
       finish_reason_ = FinishReasonName(chunk.finish().reason());
       break;
+    case inference_pb::GenerateResponse::kReasoningDelta:
+      if (!chunk.reasoning_delta().text().empty()) {
+        Emit(StreamReasoning{assistant_message_id_,
+                             std::move(*chunk.mutable_reasoning_delta()->mutable_text())},
+             arrival);
+      }
+      break;
     default:
-      // Reasoning deltas are not part of the native protocol yet.
       break;
   }
   // Pull the next chunk only when the client can take it: this is what lets

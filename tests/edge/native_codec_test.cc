@@ -120,6 +120,8 @@ TEST_F(NativeCodecTest, EncodesPagesAndRoomEvents) {
       R"({"type":"message_added","conversationId":"c1","message":{"id":"m3",)"
       R"("parentId":"m2","role":"user","content":"hi","status":"complete","model":"",)"
       R"("finishReason":"","lastSeq":0,"createdAt":"2026-01-01T00:00:00.000Z"}})");
+  EXPECT_EQ(codec_.Encode(StreamReasoning{"m2", "Let me think."}),
+            R"({"type":"stream_reasoning","messageId":"m2","text":"Let me think."})");
   EXPECT_EQ(codec_.Encode(TypingRelay{"c1", false}),
             R"({"type":"typing","conversationId":"c1","isTyping":false})");
 }
