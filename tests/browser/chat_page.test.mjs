@@ -12,6 +12,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import fs from "node:fs";
+import http from "node:http";
 import os from "node:os";
 import path from "node:path";
 import readline from "node:readline";
@@ -158,6 +159,35 @@ let services = [];
 let context;
 let edgeUrl;
 let slowEdgeUrl;
+let reasoningEdgeUrl;
+let upstream;
+
+const kReasoning = "The user greets me; a short greeting back will do.";
+const kReasonedAnswer = "Hello there!";
+
+/**
+ * A stand-in for an OpenAI-compatible model server that reasons before it answers (vLLM's
+ * reasoning_content), so the page's "Thinking" display runs against the real openai engine.
+ */
+function startReasoningUpstream() {
+  const chunk = (delta, finish = null) => `data: ${JSON.stringify({
+    id: "chatcmpl-1", object: "chat.completion.chunk", created: 1, model: "reasoner",
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  })}\n\n`;
+  const server = http.createServer((request, response) => {
+    request.resume();
+    request.on("end", () => {
+      response.writeHead(200, { "Content-Type": "text/event-stream" });
+      const half = kReasoning.length / 2;
+      response.write(chunk({ role: "assistant", content: "" }));
+      response.write(chunk({ reasoning_content: kReasoning.slice(0, half) }));
+      response.write(chunk({ reasoning_content: kReasoning.slice(half) }));
+      response.write(chunk({ content: kReasonedAnswer }, "stop"));
+      response.end("data: [DONE]\n\n");
+    });
+  });
+  return new Promise((resolve) => server.listen(0, "127.0.0.1", () => resolve(server)));
+}
 
 before(async () => {
   assert.ok(binDir, "PARLEY_BIN_DIR must name the directory of the service binaries");
@@ -173,9 +203,15 @@ before(async () => {
   const slowInference = new Service("parley-inference", [
     "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", ...kSlowEngineFlags,
   ]);
-  services.push(persistence, inference, slowInference);
-  const [persistenceAddr, inferenceAddr, slowInferenceAddr] = await Promise.all(
-      [persistence.listening(), inference.listening(), slowInference.listening()]);
+  upstream = await startReasoningUpstream();
+  const reasoningInference = new Service("parley-inference", [
+    "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=openai",
+    `--upstream_url=http://127.0.0.1:${upstream.address().port}`, "--upstream_model=reasoner",
+  ]);
+  services.push(persistence, inference, slowInference, reasoningInference);
+  const [persistenceAddr, inferenceAddr, slowInferenceAddr, reasoningInferenceAddr] =
+      await Promise.all([persistence.listening(), inference.listening(), slowInference.listening(),
+                         reasoningInference.listening()]);
 
   const startEdge = (inferenceAt) => {
     const edge = new Service("parley-edge", [
@@ -186,10 +222,11 @@ before(async () => {
     return edge.listening();
   };
   // Another origin, so its page has its own localStorage: another user.
-  const [edgeAddr, slowEdgeAddr] =
-      await Promise.all([startEdge(inferenceAddr), startEdge(slowInferenceAddr)]);
+  const [edgeAddr, slowEdgeAddr, reasoningEdgeAddr] = await Promise.all(
+      [startEdge(inferenceAddr), startEdge(slowInferenceAddr), startEdge(reasoningInferenceAddr)]);
   edgeUrl = `http://${edgeAddr}/`;
   slowEdgeUrl = `http://${slowEdgeAddr}/`;
+  reasoningEdgeUrl = `http://${reasoningEdgeAddr}/`;
 
   // Not being able to start the browser is a failure, never a skip.
   context = await chromium.launchPersistentContext(path.join(tempDir, "chromium-profile"), {
@@ -211,6 +248,7 @@ after(async () => {
   if (context) await context.close().catch(() => {});
   // Edges first, so they do not see their backends disappear under a live turn.
   for (const service of services.reverse()) await service.stop();
+  if (upstream) await new Promise((resolve) => upstream.close(resolve));
   if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true });
 });
 
@@ -762,6 +800,28 @@ test("rename and delete from the sidebar, with failures shown", async () => {
   await page.waitForSelector("#sidebar-error:not([hidden])");
   assert.match(await page.textContent("#sidebar-error"), /Could not rename: .*\(404\)/);
 
+  assert.deepEqual(page.errors, [], "no script errors in the page");
+  await page.close();
+});
+
+test("the model's reasoning shows as Thinking while it answers, and only the answer is kept", async () => {
+  const { page, frames } = await openPage(reasoningEdgeUrl);
+  await sendMessage(page, "Hi!");
+  const complete = await frames.waitFor((f) => f.type === "stream_complete", "stream_complete");
+  await page.waitForFunction((id) => {
+    const reply = document.querySelector(`#log .msg.assistant[data-id="${id}"]`);
+    return reply && !reply.classList.contains("streaming");
+  }, complete.messageId);
+  const reply = `#log .msg.assistant[data-id="${complete.messageId}"]`;
+  assert.equal(await page.textContent(`${reply} details.reasoning summary`), "Thinking");
+  assert.equal(await page.textContent(`${reply} details.reasoning div`), kReasoning);
+  assert.equal(await page.textContent(`${reply} .body`), kReasonedAnswer);
+
+  // Reasoning is not stored: after a reload the reply is the answer alone.
+  await page.reload();
+  await page.waitForSelector(`${reply} .body`);
+  assert.equal(await page.textContent(`${reply} .body`), kReasonedAnswer);
+  assert.equal(await page.locator(`${reply} details.reasoning`).count(), 0);
   assert.deepEqual(page.errors, [], "no script errors in the page");
   await page.close();
 });
