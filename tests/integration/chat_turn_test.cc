@@ -19,7 +19,7 @@
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
 #include "parley/persistence/v1/conversation_service.grpc.pb.h"
-#include "tests/support/child_process.h"
+#include "tests/support/parley_stack.h"
 #include "tests/support/ws_client.h"
 
 namespace parley {
@@ -27,10 +27,11 @@ namespace {
 
 namespace json = boost::json;
 namespace persistence_pb = ::parley::persistence::v1;
-using ::parley::testing::ChildProcess;
 using ::parley::testing::HttpGet;
 using ::parley::testing::HttpResponse;
 using ::parley::testing::Int;
+using ::parley::testing::ParleyStack;
+using ::parley::testing::StackOptions;
 using ::parley::testing::Str;
 using ::parley::testing::WsClient;
 
@@ -58,28 +59,17 @@ struct TurnResult {
 class ChatTurnTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    data_dir_ = testing::MakeTempDir();
-    persistence_ = ChildProcess::Start("parley-persistence",
-                                       {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-                                        absl::StrCat("--store=sqlite:", data_dir_, "/parley.db")});
-    inference_ = ChildProcess::Start(
-        "parley-inference",
-        {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=simulated",
-         "--sim_ttft_ms=1", "--sim_tokens_per_second=0", "--sim_max_tokens=24"});
-    ASSERT_NE(persistence_, nullptr);
-    ASSERT_NE(inference_, nullptr);
-    persistence_address_ = persistence_->WaitForListening();
-    inference_address_ = inference_->WaitForListening();
-    ASSERT_FALSE(persistence_address_.empty());
-    ASSERT_FALSE(inference_address_.empty());
-    edge_ = ChildProcess::Start(
-        "parley-edge",
-        {"--listen=127.0.0.1:0", absl::StrCat("--inference=", inference_address_),
-         absl::StrCat("--persistence=", persistence_address_), "--threads=2", "--allow_anonymous"});
-    ASSERT_NE(edge_, nullptr);
-    edge_address_ = edge_->WaitForListening();
-    ASSERT_FALSE(edge_address_.empty());
-    EXPECT_EQ(edge_->WaitForListening("metrics_listen"), edge_address_);
+    // An unpaced engine: replies arrive as fast as the services can carry them.
+    stack_ = ParleyStack::Start(StackOptions{
+        .inference_flags = {"--sim_ttft_ms=1", "--sim_tokens_per_second=0", "--sim_max_tokens=24"},
+        .edge_flags = {"--threads=2"},
+    });
+    ASSERT_NE(stack_, nullptr);
+    persistence_address_ = stack_->persistence_address();
+    inference_address_ = stack_->inference_address();
+    edge_address_ = stack_->edge_address();
+    // The edge serves its metrics on its one port.
+    EXPECT_EQ(stack_->edge().WaitForListening("metrics_listen"), edge_address_);
   }
 
   std::unique_ptr<WsClient> Connect(const std::string& user) {
@@ -169,10 +159,7 @@ class ChatTurnTest : public ::testing::Test {
     EXPECT_FALSE(Str(*reply, "message").empty());
   }
 
-  std::string data_dir_;
-  std::unique_ptr<ChildProcess> persistence_;
-  std::unique_ptr<ChildProcess> inference_;
-  std::unique_ptr<ChildProcess> edge_;
+  std::unique_ptr<ParleyStack> stack_;
   std::string persistence_address_;
   std::string inference_address_;
   std::string edge_address_;
@@ -278,9 +265,9 @@ TEST_F(ChatTurnTest, TraceparentOnTheUpgradeFollowsTheTurnIntoEveryServicesLog) 
   RunTurn(**client, "traced-1", "Follow me through the logs.", "");
   // Each service writes its line before answering, so these are there already
   // or right behind on the pipe.
-  EXPECT_NE(edge_->WaitForLine(kTraceId), "");
-  EXPECT_NE(inference_->WaitForLine(kTraceId), "");
-  EXPECT_NE(persistence_->WaitForLine(kTraceId), "");
+  EXPECT_NE(stack_->edge().WaitForLine(kTraceId), "");
+  EXPECT_NE(stack_->inference().WaitForLine(kTraceId), "");
+  EXPECT_NE(stack_->persistence().WaitForLine(kTraceId), "");
 }
 
 TEST_F(ChatTurnTest, ServesHealthReadinessMetricsAndTheChatPage) {
@@ -309,8 +296,8 @@ TEST_F(ChatTurnTest, ServesHealthReadinessMetricsAndTheChatPage) {
   EXPECT_EQ(missing->status, 404);
 
   // Without inference the edge is alive but not ready.
-  inference_->Signal(SIGTERM);
-  EXPECT_EQ(inference_->Wait(), 0);
+  stack_->inference().Signal(SIGTERM);
+  EXPECT_EQ(stack_->inference().Wait(), 0);
   readyz = HttpGet(edge_address_, "/readyz");
   ASSERT_TRUE(readyz.ok()) << readyz.status();
   EXPECT_EQ(readyz->status, 503);
@@ -322,8 +309,8 @@ TEST_F(ChatTurnTest, ServesHealthReadinessMetricsAndTheChatPage) {
 TEST_F(ChatTurnTest, InferenceDownIsAnErrorAndTheSocketStaysOpen) {
   std::unique_ptr<WsClient> client = Connect("carol");
   ASSERT_NE(client, nullptr);
-  inference_->Signal(SIGTERM);
-  ASSERT_EQ(inference_->Wait(), 0);
+  stack_->inference().Signal(SIGTERM);
+  ASSERT_EQ(stack_->inference().Wait(), 0);
 
   ASSERT_TRUE(
       client->SendJson({{"type", "message"}, {"id", "c-1"}, {"content", "anyone there?"}}).ok());
@@ -353,11 +340,11 @@ TEST_F(ChatTurnTest, SigtermClosesSocketsWithGoingAwayAndExitsCleanly) {
   ASSERT_TRUE(client->Send(R"({"type":"ping"})").ok());
   ASSERT_TRUE(client->ReadJson().ok());
 
-  edge_->Signal(SIGTERM);
+  stack_->edge().Signal(SIGTERM);
   absl::StatusOr<std::string> frame = client->Read();
   EXPECT_EQ(frame.status().code(), absl::StatusCode::kFailedPrecondition) << frame.status();
   EXPECT_EQ(client->close_code(), 1001);
-  EXPECT_EQ(edge_->Wait(), 0);
+  EXPECT_EQ(stack_->edge().Wait(), 0);
 }
 
 }  // namespace
