@@ -230,15 +230,13 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
         self->conversation_id_ = response->message().conversation_id();
         self->user_message_id_ = response->message().id();
         self->Emit(Ack{self->message_.id, self->conversation_id_, self->user_message_id_});
-        if (response->created()) {
-          self->ShowViewers(
-              MessageAdded{self->conversation_id_, ToHistoryMessage(response->message())});
-        }
         if (!response->created()) {
           // The client sent this message before (a retry after a reconnect): answer with the
           // reply it already has instead of generating another.
           return self->FindExistingReply();
         }
+        self->ShowViewers(
+            MessageAdded{self->conversation_id_, ToHistoryMessage(response->message())});
         self->LoadHistory();
       }));
 }
