@@ -76,8 +76,12 @@ class Turn : public std::enable_shared_from_this<Turn> {
 
  private:
   // Each step runs on the executor.
-  void FindMessageToAnswer();  // Regenerate: the stored user message to answer again.
-  void FindEditedMessage();    // Edit: where the replacement goes.
+  // Loads the stored message a regenerate or an edit names, then continues with `then`; a
+  // failure ends the turn with an error that names `action`.
+  void LoadNamedMessage(const std::string& message_id, absl::string_view action,
+                        void (Turn::*then)(const persistence_pb::Message&));
+  void AnswerAgain(const persistence_pb::Message& stored);  // Regenerate.
+  void StoreEdit(const persistence_pb::Message& edited);    // Edit: a sibling of `edited`.
   void StoreUserMessage(const std::string& conversation_id, const std::string& parent_id,
                         bool no_parent);
   void FindExistingReply();
