@@ -1,0 +1,220 @@
+#include "edge/turn/suggestions.h"
+
+#include <algorithm>
+
+#include "absl/strings/ascii.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
+#include "boost/json/array.hpp"
+#include "boost/json/parse.hpp"
+#include "boost/json/value.hpp"
+
+namespace parley::edge {
+namespace {
+
+constexpr absl::string_view kInstruction =
+    "Suggest up to three short follow-up questions the user might ask next about this "
+    "conversation. Write each question on its own line, in the user's language, at most twelve "
+    "words each, with no numbering, no quotes and nothing else.";
+
+// Cuts `text` to at most `bytes` bytes without splitting a UTF-8 character.
+absl::string_view Prefix(absl::string_view text, size_t bytes) {
+  if (text.size() <= bytes) {
+    return text;
+  }
+  size_t cut = bytes;
+  while (cut > 0 && (static_cast<unsigned char>(text[cut]) & 0xC0) == 0x80) {
+    --cut;
+  }
+  return text.substr(0, cut);
+}
+
+// Takes off one list marker: a bullet ("-", "*", "•", ...) or a number ("1.", "2)", "(3)", "4:").
+bool StripListMarker(absl::string_view& line) {
+  for (absl::string_view bullet : {"- ", "* ", "+ ", "> ", "• ", "· ", "– ", "— ", "•", "·"}) {
+    if (absl::ConsumePrefix(&line, bullet)) {
+      return true;
+    }
+  }
+  absl::string_view rest = line;
+  const bool parenthesised = absl::ConsumePrefix(&rest, "(");
+  size_t digits = 0;
+  while (digits < rest.size() && digits < 3 && absl::ascii_isdigit(rest[digits])) {
+    ++digits;
+  }
+  if (digits == 0 || digits == rest.size()) {
+    return false;
+  }
+  const char after = rest[digits];
+  if (parenthesised ? after != ')' : (after != '.' && after != ')' && after != ':')) {
+    return false;
+  }
+  rest.remove_prefix(digits + 1);
+  // "1.5 million?" is a question, not item 1.
+  if (!rest.empty() && !absl::ascii_isspace(rest.front())) {
+    return false;
+  }
+  line = rest;
+  return true;
+}
+
+// Takes off one pair of quotes or emphasis around the whole line.
+bool StripWrapping(absl::string_view& line) {
+  static constexpr std::pair<absl::string_view, absl::string_view> kPairs[] = {
+      {"**", "**"}, {"__", "__"}, {"\"", "\""}, {"'", "'"}, {"`", "`"},
+      {"“", "”"},   {"‘", "’"},   {"«", "»"},   {"*", "*"}, {"_", "_"},
+  };
+  for (const auto& [open, close] : kPairs) {
+    if (line.size() >= open.size() + close.size() && absl::StartsWith(line, open) &&
+        absl::EndsWith(line, close)) {
+      line.remove_prefix(open.size());
+      line.remove_suffix(close.size());
+      return true;
+    }
+  }
+  return false;
+}
+
+std::string Clean(absl::string_view line) {
+  line = absl::StripAsciiWhitespace(line);
+  while (StripListMarker(line)) {
+    line = absl::StripAsciiWhitespace(line);
+  }
+  // Lines copied out of a list in code keep its commas: "What next?",
+  absl::ConsumeSuffix(&line, ",");
+  while (StripWrapping(line)) {
+    line = absl::StripAsciiWhitespace(line);
+  }
+  return std::string(line);
+}
+
+// An introduction to the list rather than an item of it.
+bool IsIntroduction(absl::string_view line) {
+  if (absl::EndsWith(line, ":")) {
+    return true;
+  }
+  for (absl::string_view opener :
+       {"here are", "here is", "here's", "sure", "certainly", "of course"}) {
+    if (absl::StartsWithIgnoreCase(line, opener)) {
+      return true;
+    }
+  }
+  return false;
+}
+
+bool HasAlphanumeric(absl::string_view line) {
+  return std::any_of(line.begin(), line.end(), [](char c) {
+    return absl::ascii_isalnum(c) || (static_cast<unsigned char>(c) & 0x80) != 0;
+  });
+}
+
+// The lines of the answer; several numbered questions run together on one line are split.
+std::vector<std::string> Lines(absl::string_view text) {
+  std::vector<std::string> lines;
+  for (absl::string_view line : absl::StrSplit(text, absl::ByAnyChar("\r\n"))) {
+    size_t start = 0;
+    for (size_t question = line.find("? ", start); question != absl::string_view::npos;
+         question = line.find("? ", question + 1)) {
+      absl::string_view next = absl::StripLeadingAsciiWhitespace(line.substr(question + 1));
+      absl::string_view marker = next;
+      if (StripListMarker(marker)) {
+        lines.emplace_back(line.substr(start, question + 1 - start));
+        start = line.size() - next.size();
+      }
+    }
+    lines.emplace_back(line.substr(start));
+  }
+  return lines;
+}
+
+// The strings of a JSON array answer, or nothing when the answer is not one.
+std::vector<std::string> JsonList(absl::string_view text) {
+  text = absl::StripAsciiWhitespace(text);
+  if (!absl::StartsWith(text, "[")) {
+    return {};
+  }
+  boost::system::error_code ec;
+  boost::json::value value =
+      boost::json::parse(boost::json::string_view(text.data(), text.size()), ec);
+  std::vector<std::string> items;
+  if (ec || !value.is_array()) {
+    return items;
+  }
+  for (const boost::json::value& item : value.get_array()) {
+    if (item.is_string()) {
+      items.emplace_back(item.get_string());
+    }
+  }
+  return items;
+}
+
+size_t Words(absl::string_view line) {
+  const std::vector<absl::string_view> words = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+  return words.size();
+}
+
+}  // namespace
+
+inference_pb::GenerateRequest SuggestionsRequest(absl::string_view model,
+                                                 absl::string_view question,
+                                                 absl::string_view answer) {
+  inference_pb::GenerateRequest request;
+  request.set_model(std::string(model));
+  inference_pb::ChatMessage* system = request.add_messages();
+  system->set_role(inference_pb::ROLE_SYSTEM);
+  system->set_content(std::string(kInstruction));
+  inference_pb::ChatMessage* user = request.add_messages();
+  user->set_role(inference_pb::ROLE_USER);
+  user->set_content(std::string(question));
+  inference_pb::ChatMessage* assistant = request.add_messages();
+  assistant->set_role(inference_pb::ROLE_ASSISTANT);
+  assistant->set_content(std::string(Prefix(answer, kSuggestionAnswerBytes)));
+  // The instruction is repeated last: models follow the newest message most closely.
+  inference_pb::ChatMessage* ask = request.add_messages();
+  ask->set_role(inference_pb::ROLE_USER);
+  ask->set_content(std::string(kInstruction));
+  request.mutable_sampling()->set_max_tokens(kSuggestionMaxTokens);
+  return request;
+}
+
+std::vector<std::string> ParseSuggestions(absl::string_view text) {
+  std::vector<std::string> raw = JsonList(text);
+  if (raw.empty()) {
+    raw = Lines(text);
+  }
+  std::vector<std::string> candidates;
+  for (const std::string& line : raw) {
+    if (absl::StartsWith(absl::StripLeadingAsciiWhitespace(line), "```")) {
+      continue;
+    }
+    std::string cleaned = Clean(line);
+    if (cleaned.empty() || cleaned.size() > kMaxSuggestionBytes || !HasAlphanumeric(cleaned) ||
+        IsIntroduction(cleaned)) {
+      continue;
+    }
+    candidates.push_back(std::move(cleaned));
+  }
+  const bool any_question =
+      std::any_of(candidates.begin(), candidates.end(),
+                  [](const std::string& c) { return absl::EndsWith(c, "?"); });
+  std::vector<std::string> suggestions;
+  for (std::string& candidate : candidates) {
+    const bool keep = any_question ? absl::EndsWith(candidate, "?")
+                                   : Words(candidate) <= 10 && !absl::EndsWith(candidate, ".") &&
+                                         !absl::EndsWith(candidate, "!");
+    const bool duplicate =
+        std::any_of(suggestions.begin(), suggestions.end(),
+                    [&](const std::string& s) { return absl::EqualsIgnoreCase(s, candidate); });
+    if (keep && !duplicate) {
+      suggestions.push_back(std::move(candidate));
+      if (suggestions.size() == kMaxSuggestions) {
+        break;
+      }
+    }
+  }
+  return suggestions;
+}
+
+}  // namespace parley::edge

@@ -1,0 +1,35 @@
+#pragma once
+
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "edge/clients/inference_client.h"
+
+// Follow-up suggestions: after a reply, a second, short generation through the inference service
+// asks the model for up to three short questions the user might ask next. Dialects that show
+// suggestions (copilot) send them after the reply's end, never before, and only when the
+// generation worked: a failed or useless answer means no suggestions, not an error.
+namespace parley::edge {
+
+inline constexpr int kMaxSuggestions = 3;
+// A suggestion is a short line; anything longer is prose, not a follow-up question.
+inline constexpr size_t kMaxSuggestionBytes = 160;
+// The generation's token budget: three short questions fit well within it.
+inline constexpr int kSuggestionMaxTokens = 120;
+// How much of the reply the prompt quotes; the start of a long answer says what it was about.
+inline constexpr size_t kSuggestionAnswerBytes = 4000;
+
+// The generation that asks `model` for follow-up questions to `question` and its `answer`.
+inference_pb::GenerateRequest SuggestionsRequest(absl::string_view model,
+                                                 absl::string_view question,
+                                                 absl::string_view answer);
+
+// The suggestions in the model's answer to SuggestionsRequest: one per line, with list markers
+// ("1.", "2)", "-", "*", "•"), surrounding quotes and emphasis taken off, an introduction ("Here
+// are some questions:") and duplicates dropped, at most kMaxSuggestions. When some lines are
+// questions only those count; otherwise only short lines that are not sentences of prose.
+// A JSON array of strings is read as the list. Empty when nothing in it looks like a suggestion.
+std::vector<std::string> ParseSuggestions(absl::string_view text);
+
+}  // namespace parley::edge
