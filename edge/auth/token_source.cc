@@ -128,21 +128,25 @@ std::string TokenFromQuery(std::string_view target) {
 }  // namespace
 
 ExtractedToken ExtractToken(std::string_view target, std::string_view authorization,
-                            std::string_view websocket_protocol) {
-  if (std::string_view token = BearerFromAuthorization(authorization); !token.empty()) {
+                            std::string_view websocket_protocol, const TokenPlaces& places) {
+  if (std::string_view token =
+          places.authorization_header ? BearerFromAuthorization(authorization) : "";
+      !token.empty()) {
     return {std::string(token), TokenLocation::kAuthorizationHeader};
   }
-  if (std::string_view token = BearerFromSubprotocols(websocket_protocol); !token.empty()) {
+  if (std::string_view token = places.subprotocol ? BearerFromSubprotocols(websocket_protocol) : "";
+      !token.empty()) {
     return {std::string(token), TokenLocation::kSubprotocol};
   }
-  if (std::string token = TokenFromQuery(target); !token.empty()) {
+  if (std::string token = places.query_parameter ? TokenFromQuery(target) : ""; !token.empty()) {
     return {std::move(token), TokenLocation::kQueryParameter};
   }
   return {};
 }
 
 ExtractedToken ExtractToken(
-    const boost::beast::http::request<boost::beast::http::string_body>& request) {
+    const boost::beast::http::request<boost::beast::http::string_body>& request,
+    const TokenPlaces& places) {
   namespace http = boost::beast::http;
   std::string protocols;
   auto range = request.equal_range(http::field::sec_websocket_protocol);
@@ -155,19 +159,17 @@ ExtractedToken ExtractToken(
   auto authorization = request[http::field::authorization];
   auto target = request.target();
   return ExtractToken(std::string_view(target.data(), target.size()),
-                      std::string_view(authorization.data(), authorization.size()), protocols);
+                      std::string_view(authorization.data(), authorization.size()), protocols,
+                      places);
 }
 
-std::optional<std::string> SelectSubprotocol(std::string_view websocket_protocol) {
+bool OffersSubprotocol(std::string_view websocket_protocol, std::string_view wanted) {
   bool offered = false;
   ForEachListEntry(websocket_protocol, [&](std::string_view entry) {
-    offered = entry == kParleySubprotocol;
+    offered = entry == wanted;
     return offered;
   });
-  if (!offered) {
-    return std::nullopt;
-  }
-  return std::string(kParleySubprotocol);
+  return offered;
 }
 
 }  // namespace parley::edge

@@ -61,14 +61,25 @@ TEST(TokenSourceTest, ReadsBeastRequest) {
   EXPECT_EQ(ExtractToken(request).token, "h");
 }
 
-TEST(TokenSourceTest, AnswersParleySubprotocolOnlyAndNeverTheToken) {
-  EXPECT_EQ(SelectSubprotocol(std::string("parley.v1, bearer.") + kToken),
-            std::optional<std::string>("parley.v1"));
-  EXPECT_EQ(SelectSubprotocol(std::string("bearer.") + kToken + " , parley.v1"),
-            std::optional<std::string>("parley.v1"));
-  EXPECT_EQ(SelectSubprotocol(std::string("bearer.") + kToken), std::nullopt);
-  EXPECT_EQ(SelectSubprotocol("chat, parley.v2"), std::nullopt);
-  EXPECT_EQ(SelectSubprotocol(""), std::nullopt);
+TEST(TokenSourceTest, FindsTheDialectSubprotocolAmongTheOfferedOnes) {
+  EXPECT_TRUE(OffersSubprotocol(std::string("parley.v1, bearer.") + kToken, "parley.v1"));
+  EXPECT_TRUE(OffersSubprotocol(std::string("bearer.") + kToken + " , parley.v1", "parley.v1"));
+  EXPECT_FALSE(OffersSubprotocol(std::string("bearer.") + kToken, "parley.v1"));
+  EXPECT_FALSE(OffersSubprotocol("chat, parley.v2", "parley.v1"));
+  EXPECT_FALSE(OffersSubprotocol("", "parley.v1"));
+}
+
+TEST(TokenSourceTest, LooksOnlyInThePlacesTheDialectAllows) {
+  TokenPlaces header_only;
+  header_only.subprotocol = false;
+  header_only.query_parameter = false;
+  EXPECT_EQ(ExtractToken("/p?token=q", "", std::string("bearer.") + kToken, header_only).location,
+            TokenLocation::kNone);
+  EXPECT_EQ(ExtractToken("/p?token=q", "Bearer h", "", header_only).token, "h");
+  TokenPlaces query_only;
+  query_only.authorization_header = false;
+  query_only.subprotocol = false;
+  EXPECT_EQ(ExtractToken("/p?token=q", "Bearer h", "", query_only).token, "q");
 }
 
 }  // namespace
