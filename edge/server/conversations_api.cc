@@ -11,6 +11,7 @@
 #include "boost/json/serialize.hpp"
 #include "common/log.h"
 #include "common/trace_context.h"
+#include "edge/protocol/native_codec.h"
 #include "edge/server/http_session.h"
 #include "edge/server/server_context.h"
 #include "edge/turn/history.h"

@@ -17,7 +17,7 @@
 #include "common/trace_context.h"
 #include "edge/clients/health_check.h"
 #include "edge/server/conversations_api.h"
-#include "edge/server/ws_session.h"
+#include "edge/server/websocket_transport.h"
 #include "edge/web/chat_page.h"
 
 namespace parley::edge {
@@ -57,16 +57,24 @@ std::string PercentDecode(absl::string_view text) {
   return out;
 }
 
+}  // namespace
+
 absl::string_view PathLabel(absl::string_view path) {
-  for (absl::string_view known : {"/", "/healthz", "/readyz", "/metrics", "/ws/chat"}) {
+  for (absl::string_view known : {"/", "/healthz", "/readyz", "/metrics"}) {
     if (path == known) {
       return known;
     }
   }
+  if (const Dialect* dialect = FindDialect(path)) {
+    return dialect->path;
+  }
   return "other";
 }
 
-}  // namespace
+void ContinueHttp(ServerContext& context, HttpHandoff handoff) {
+  std::make_shared<HttpSession>(std::move(handoff.stream), std::move(handoff.buffer), context)
+      ->Run();
+}
 
 std::string QueryParameter(absl::string_view query, absl::string_view name) {
   for (absl::string_view pair : absl::StrSplit(query, '&')) {
@@ -91,6 +99,10 @@ std::string DevelopmentUserId(absl::string_view query) {
 
 HttpSession::HttpSession(net::ip::tcp::socket&& socket, ServerContext& context)
     : stream_(std::move(socket)), context_(context) {}
+
+HttpSession::HttpSession(beast::tcp_stream&& stream, beast::flat_buffer&& buffer,
+                         ServerContext& context)
+    : stream_(std::move(stream)), context_(context), buffer_(std::move(buffer)) {}
 
 void HttpSession::Run() {
   // The socket's executor is this connection's strand.
@@ -123,11 +135,18 @@ void HttpSession::Handle(Request request) {
   const std::string query =
       question == absl::string_view::npos ? "" : std::string(target.substr(question + 1));
 
+  const Dialect* dialect = FindDialect(path);
   if (beast::websocket::is_upgrade(request)) {
-    if (path == "/ws/chat") {
-      return Upgrade(std::move(request), query);
+    if (dialect != nullptr) {
+      return Upgrade(*dialect, std::move(request), query);
     }
     return Respond(request, PathLabel(path), 404, "text/plain", "no WebSocket endpoint here\n");
+  }
+  if (dialect != nullptr && dialect->serve_http != nullptr) {
+    // The dialect's HTTP transport answers, and writes its own metrics.
+    return dialect->serve_http(
+        context_, *dialect,
+        HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)});
   }
   if (IsConversationsApiPath(path)) {
     // Copied first: `path` points into the request, which is moved.
@@ -154,10 +173,11 @@ void HttpSession::Handle(Request request) {
   Respond(request, "other", 404, "text/plain", "not found\n");
 }
 
-void HttpSession::Upgrade(Request request, const std::string& query) {
+void HttpSession::Upgrade(const Dialect& dialect, Request request, const std::string& query) {
+  const absl::string_view label = dialect.path;
   if (context_.draining.load()) {
     context_.metrics.HandshakeRefused("draining").Increment();
-    return Respond(request, "/ws/chat", 503, "text/plain", "shutting down\n");
+    return Respond(request, label, 503, "text/plain", "shutting down\n");
   }
   const auto origin = request.find(http::field::origin);
   if (!context_.origins.Allows(origin == request.end()
@@ -165,21 +185,35 @@ void HttpSession::Upgrade(Request request, const std::string& query) {
                                    : std::optional<std::string_view>(std::string_view(
                                          origin->value().data(), origin->value().size())))) {
     context_.metrics.HandshakeRefused("origin").Increment();
-    return Respond(request, "/ws/chat", 403, "text/plain", "origin not allowed\n");
+    return Respond(request, label, 403, "text/plain", "origin not allowed\n");
   }
-  absl::StatusOr<Identity> identity = context_.authenticator->Authenticate(request);
-  if (!identity.ok()) {
-    // The reason is counted, never the token, and the client learns nothing more than 401.
-    const std::optional<AuthRefusal> refusal = RefusalOf(identity.status());
-    context_.metrics
-        .HandshakeRefused(refusal.has_value() ? AuthRefusalLabel(*refusal) : "unauthenticated")
-        .Increment();
-    return Respond(request, "/ws/chat", 401, "text/plain", "authentication required\n",
-                   {{http::field::www_authenticate, "Bearer"}});
+  const auto authorization = request[http::field::authorization];
+  ConnectionRequest opened{std::string(dialect.path), query,
+                           std::string(authorization.data(), authorization.size()), std::nullopt};
+  if (!dialect.authenticates_in_session()) {
+    absl::StatusOr<Identity> identity =
+        context_.authenticator->Authenticate(ExtractToken(request, dialect.tokens));
+    if (!identity.ok()) {
+      // The reason is counted, never the token, and the client learns nothing more than 401.
+      const std::optional<AuthRefusal> refusal = RefusalOf(identity.status());
+      context_.metrics
+          .HandshakeRefused(refusal.has_value() ? AuthRefusalLabel(*refusal) : "unauthenticated")
+          .Increment();
+      return Respond(request, label, 401, "text/plain", "authentication required\n",
+                     {{http::field::www_authenticate, "Bearer"}});
+    }
+    std::string user_id =
+        identity->anonymous ? DevelopmentUserId(query) : std::move(identity->user_id);
+    opened.user = ChatUser{user_id, user_id};
   }
-  std::string user_id =
-      identity->anonymous ? DevelopmentUserId(query) : std::move(identity->user_id);
-  context_.metrics.HttpRequest("/ws/chat", 101).Increment();
+  context_.metrics.HttpRequest(label, 101).Increment();
+  const auto protocols = request[http::field::sec_websocket_protocol];
+  std::string subprotocol;
+  if (!dialect.subprotocol.empty() &&
+      OffersSubprotocol(std::string_view(protocols.data(), protocols.size()),
+                        std::string_view(dialect.subprotocol.data(), dialect.subprotocol.size()))) {
+    subprotocol = std::string(dialect.subprotocol);
+  }
   // The WebSocket takes over the socket; its timeouts replace the HTTP ones.
   stream_.expires_never();
   const auto traceparent = request.find("traceparent");
@@ -187,8 +221,9 @@ void HttpSession::Upgrade(Request request, const std::string& query) {
       traceparent == request.end()
           ? absl::string_view()
           : absl::string_view(traceparent->value().data(), traceparent->value().size()));
-  std::make_shared<WsSession>(stream_.release_socket(), context_, context_.native_codec,
-                              std::move(user_id), std::move(trace))
+  std::make_shared<WebSocketTransport>(stream_.release_socket(), context_,
+                                       dialect.new_session(context_), std::move(opened),
+                                       std::move(subprotocol), std::move(trace))
       ->Run(std::move(request));
 }
 

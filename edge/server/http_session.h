@@ -12,17 +12,33 @@
 #include "boost/beast/http/message.hpp"
 #include "boost/beast/http/parser.hpp"
 #include "boost/beast/http/string_body.hpp"
+#include "edge/server/dialects.h"
 #include "edge/server/server_context.h"
 
 namespace parley::edge {
 
+// A request on a dialect's path that the dialect serves over plain HTTP (Dialect::serve_http):
+// the handler owns the connection from then on, and gives it back for the next request on it
+// with ContinueHttp (keep-alive) or lets it close.
+struct HttpHandoff {
+  boost::beast::tcp_stream stream;
+  // Bytes the client sent after this request.
+  boost::beast::flat_buffer buffer;
+  boost::beast::http::request<boost::beast::http::string_body> request;
+};
+
 // One accepted TCP connection speaking HTTP/1.1 until it upgrades: serves
 // /healthz, /readyz, /metrics, the chat page and the conversations API
-// (/v1/conversations, see conversations_api.h), and hands WebSocket upgrades
-// on /ws/chat to a WsSession. Runs on its own strand.
+// (/v1/conversations, see conversations_api.h), hands WebSocket upgrades on a
+// dialect's path (dialects.h) to a WebSocketTransport, and other requests there
+// to the dialect. Runs on its own strand.
 class HttpSession final : public std::enable_shared_from_this<HttpSession> {
  public:
   HttpSession(boost::asio::ip::tcp::socket&& socket, ServerContext& context);
+  // Takes over a connection a dialect has answered a request on; `buffer` holds what was read
+  // past that request.
+  HttpSession(boost::beast::tcp_stream&& stream, boost::beast::flat_buffer&& buffer,
+              ServerContext& context);
 
   void Run();
 
@@ -34,7 +50,7 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   void DoRead();
   void OnRead(boost::beast::error_code ec, size_t bytes);
   void Handle(Request request);
-  void Upgrade(Request request, const std::string& query);
+  void Upgrade(const Dialect& dialect, Request request, const std::string& query);
   void CheckReady(Request request);
   void ServeApi(Request request, const std::string& path, const std::string& query);
   void Respond(const Request& request, absl::string_view path_label, unsigned status,
@@ -48,8 +64,14 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   std::shared_ptr<Response> response_;
 };
 
+// Reads the next request on a connection a dialect served one on (see HttpHandoff).
+void ContinueHttp(ServerContext& context, HttpHandoff handoff);
+
 // The percent-decoded value of `name` in a URL query string ("a=1&b=2"); "" when absent.
 std::string QueryParameter(absl::string_view query, absl::string_view name);
+
+// The HTTP requests metric's `path` label: a known path, or "other".
+absl::string_view PathLabel(absl::string_view path);
 
 // The WebSocket identity of a connection with no token: the `userId` query
 // parameter if present, otherwise a fresh anonymous id.

@@ -15,8 +15,8 @@ size_t TokenBytes(const StreamToken& token) {
 
 }  // namespace
 
-OutboundQueue::OutboundQueue(const OutboundLimits& limits, const Codec& codec)
-    : limits_(limits), codec_(codec) {}
+OutboundQueue::OutboundQueue(const OutboundLimits& limits, EventEncoder& encoder)
+    : limits_(limits), encoder_(encoder) {}
 
 OutboundQueue::Pushed OutboundQueue::Push(Event event, std::optional<Clock::time_point> arrival) {
   // One large frame (a long history) may take a connection past the cap; a client that lets more
@@ -40,12 +40,49 @@ OutboundQueue::Pushed OutboundQueue::Push(Event event, std::optional<Clock::time
       bytes_ += bytes;
     }
   } else {
-    std::string frame = codec_.Encode(event);
-    const size_t bytes = frame.size() + kEntryOverhead;
-    queued_.push_back(Entry{std::move(frame), EventName(event), arrival, bytes});
-    bytes_ += bytes;
+    EncodeQueuedTokens();
+    encoded_.clear();
+    encoder_.Encode(event, encoded_);
+    InsertEncoded(queued_.size(), EventName(event), arrival);
   }
   return over_limit ? Pushed::kOverLimit : pushed;
+}
+
+OutboundQueue::Pushed OutboundQueue::PushFrame(std::string frame, absl::string_view type) {
+  const bool over_limit = bytes_ > limits_.max_bytes;
+  EncodeQueuedTokens();
+  encoded_.clear();
+  encoded_.push_back(std::move(frame));
+  InsertEncoded(queued_.size(), type, std::nullopt);
+  return over_limit ? Pushed::kOverLimit : Pushed::kQueued;
+}
+
+void OutboundQueue::EncodeQueuedTokens() {
+  size_t index = queued_.size();
+  while (index > 0 && std::holds_alternative<StreamToken>(queued_[index - 1].payload)) {
+    --index;
+  }
+  while (index < queued_.size()) {
+    Entry entry = std::move(queued_[index]);
+    queued_.erase(queued_.begin() + static_cast<std::ptrdiff_t>(index));
+    bytes_ -= entry.bytes;
+    encoded_.clear();
+    encoder_.Encode(Event(std::get<StreamToken>(std::move(entry.payload))), encoded_);
+    index += InsertEncoded(index, entry.type, entry.arrival);
+  }
+}
+
+size_t OutboundQueue::InsertEncoded(size_t index, absl::string_view type,
+                                    std::optional<Clock::time_point> arrival) {
+  auto at = queued_.begin() + static_cast<std::ptrdiff_t>(index);
+  for (std::string& frame : encoded_) {
+    const size_t bytes = frame.size() + kEntryOverhead;
+    at = queued_.insert(at, Entry{std::move(frame), type, arrival, bytes}) + 1;
+    bytes_ += bytes;
+    // The data arrived once; the added latency is measured on its first frame.
+    arrival.reset();
+  }
+  return encoded_.size();
 }
 
 OutboundQueue::Entry* OutboundQueue::MergeTarget(const std::string& message_id) {
@@ -65,14 +102,20 @@ const OutboundQueue::Frame* OutboundQueue::StartWrite() {
   if (writing_.has_value() || queued_.empty()) {
     return nullptr;
   }
-  Entry& next = queued_.front();
-  std::string data;
-  if (StreamToken* token = std::get_if<StreamToken>(&next.payload)) {
-    data = codec_.Encode(Event(std::move(*token)));
-  } else {
-    data = std::move(std::get<std::string>(next.payload));
+  // A delta is encoded now, with whatever was merged into it; it may become no frame at all.
+  while (!queued_.empty() && std::holds_alternative<StreamToken>(queued_.front().payload)) {
+    Entry entry = std::move(queued_.front());
+    queued_.pop_front();
+    bytes_ -= entry.bytes;
+    encoded_.clear();
+    encoder_.Encode(Event(std::get<StreamToken>(std::move(entry.payload))), encoded_);
+    InsertEncoded(0, entry.type, entry.arrival);
   }
-  writing_.emplace(Frame{std::move(data), next.type, next.arrival});
+  if (queued_.empty()) {
+    return nullptr;
+  }
+  Entry& next = queued_.front();
+  writing_.emplace(Frame{std::move(std::get<std::string>(next.payload)), next.type, next.arrival});
   writing_bytes_ = next.bytes;
   queued_.pop_front();
   return &*writing_;

@@ -8,7 +8,7 @@
 #include <variant>
 
 #include "absl/strings/string_view.h"
-#include "edge/protocol/codec.h"
+#include "edge/protocol/dialect_session.h"
 #include "edge/protocol/messages.h"
 
 namespace parley::edge {
@@ -28,11 +28,14 @@ struct OutboundLimits {
   size_t max_bytes = 1024 * 1024;
 };
 
-// The frames waiting to go out on one WebSocket, the one being written included. Owned by the
-// connection and used on its strand only. Token deltas stay structured until they are written
+// The frames waiting to go out on one connection, the one being written included. Owned by the
+// transport and used on its strand only. Token deltas stay structured until they are written
 // so that, while the client falls behind, a reply's next delta can be merged into its last
 // queued `stream_token` (one frame carrying several seqs) instead of adding a frame; every
 // other event is encoded when queued, since it is never merged and its size is then exact.
+// A dialect's encoder may keep state across events, so it sees them in the order they came:
+// queuing anything else first encodes the deltas queued before it, which could no longer be
+// merged into anyway.
 class OutboundQueue {
  public:
   using Clock = std::chrono::steady_clock;
@@ -51,9 +54,12 @@ class OutboundQueue {
     kOverLimit,  // Queued, although more than `max_bytes` already was.
   };
 
-  OutboundQueue(const OutboundLimits& limits, const Codec& codec);
+  OutboundQueue(const OutboundLimits& limits, EventEncoder& encoder);
 
+  // Queues the frames `event` becomes (possibly none).
   Pushed Push(Event event, std::optional<Clock::time_point> arrival);
+  // Queues a frame of the dialect's own; `type` labels it in metrics.
+  Pushed PushFrame(std::string frame, absl::string_view type);
 
   // Encodes the oldest queued frame and keeps it as the one being written. Null when a write is
   // already in progress or nothing is queued.
@@ -85,9 +91,16 @@ class OutboundQueue {
   // other replies' tokens queued after it, so no frame is reordered for this reply or overtakes
   // a non-token event.
   Entry* MergeTarget(const std::string& message_id);
+  // Encodes the deltas queued after the last encoded frame, so nothing overtakes them.
+  void EncodeQueuedTokens();
+  // Queues the frames in `encoded_` as one event's at `index`; returns how many.
+  size_t InsertEncoded(size_t index, absl::string_view type,
+                       std::optional<Clock::time_point> arrival);
 
   const OutboundLimits limits_;
-  const Codec& codec_;
+  EventEncoder& encoder_;
+  // Reused for every event, so encoding allocates no list.
+  Frames encoded_;
   std::deque<Entry> queued_;
   std::optional<Frame> writing_;
   size_t writing_bytes_ = 0;

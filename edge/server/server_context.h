@@ -14,7 +14,6 @@
 #include "edge/limits/origin_allow_list.h"
 #include "edge/limits/user_limits.h"
 #include "edge/metrics.h"
-#include "edge/protocol/native_codec.h"
 #include "edge/server/outbound_queue.h"
 #include "edge/turn/conversation_rooms.h"
 #include "edge/turn/turn.h"
@@ -90,7 +89,6 @@ struct ServerContext {
   ConnectionRegistry connections;
   // Which connections view which conversation, for typing relay.
   ConversationRooms rooms;
-  NativeCodec native_codec;
   std::unique_ptr<PersistenceClient> persistence;
   std::unique_ptr<InferenceClient> inference;
   TurnDeps turn_deps;

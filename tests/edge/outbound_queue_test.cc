@@ -13,18 +13,15 @@ namespace parley::edge {
 namespace {
 
 // Frames the test can read back: "token <messageId> <seq> <text>" or the event's name.
-class FakeCodec : public Codec {
+class FakeEncoder : public EventEncoder {
  public:
-  absl::string_view name() const override { return "fake"; }
-  std::variant<Command, ErrorEvent> Decode(std::string_view /*frame*/) const override {
-    return ErrorEvent{};
-  }
-  std::string Encode(const Event& event) const override {
+  void Encode(const Event& event, Frames& frames) override {
     if (const StreamToken* token = std::get_if<StreamToken>(&event)) {
-      return absl::StrCat("token ", token->message_id, " ", token->seq, " ", token->token);
+      return frames.push_back(
+          absl::StrCat("token ", token->message_id, " ", token->seq, " ", token->token));
     }
     const absl::string_view name = EventName(event);
-    return std::string(name.data(), name.size());
+    frames.emplace_back(name.data(), name.size());
   }
 };
 
@@ -54,8 +51,8 @@ class OutboundQueueTest : public ::testing::Test {
     return written;
   }
 
-  FakeCodec codec_;
-  OutboundQueue queue_{SmallLimits(), codec_};
+  FakeEncoder encoder_;
+  OutboundQueue queue_{SmallLimits(), encoder_};
 };
 
 TEST_F(OutboundQueueTest, KeepsEveryDeltaAsItsOwnFrameUpToTheLowWaterMark) {
@@ -173,6 +170,62 @@ TEST_F(OutboundQueueTest, DropQueuedKeepsOnlyTheFrameBeingWritten) {
   EXPECT_EQ(queue_.frames(), 0u);
   EXPECT_EQ(queue_.bytes(), 0u);
   EXPECT_EQ(queue_.StartWrite(), nullptr);
+}
+
+// A dialect with state: numbers every frame it makes in the order it encoded the events, turns
+// a token into one frame per character, and says nothing about a pong.
+class CountingEncoder : public EventEncoder {
+ public:
+  void Encode(const Event& event, Frames& frames) override {
+    if (std::holds_alternative<Pong>(event)) {
+      return;
+    }
+    if (const StreamToken* token = std::get_if<StreamToken>(&event)) {
+      for (char c : token->token) {
+        frames.push_back(absl::StrCat(++encoded_, " ", std::string(1, c)));
+      }
+      return;
+    }
+    const absl::string_view name = EventName(event);
+    frames.push_back(absl::StrCat(++encoded_, " ", name));
+  }
+
+ private:
+  int encoded_ = 0;
+};
+
+class StatefulDialectQueueTest : public ::testing::Test {
+ protected:
+  std::vector<std::string> WriteAll() {
+    std::vector<std::string> written;
+    while (const OutboundQueue::Frame* frame = queue_.StartWrite()) {
+      written.push_back(frame->data);
+      queue_.FinishWrite();
+    }
+    return written;
+  }
+
+  CountingEncoder encoder_;
+  OutboundQueue queue_{SmallLimits(), encoder_};
+};
+
+TEST_F(StatefulDialectQueueTest, EncodesEventsInTheOrderTheyCameThoughDeltasWaitToBeWritten) {
+  queue_.Push(StreamToken{"m", 1, "ab"}, std::nullopt);
+  queue_.Push(StreamComplete{"m", 1, "stop"}, std::nullopt);
+  queue_.PushFrame("ping", "protocol");
+  EXPECT_EQ(WriteAll(), (std::vector<std::string>{"1 a", "2 b", "3 stream_complete", "ping"}));
+}
+
+TEST_F(StatefulDialectQueueTest, AnEventMayBecomeNoFrameOrSeveral) {
+  queue_.Push(Pong{}, std::nullopt);
+  EXPECT_EQ(queue_.frames(), 0u);
+  EXPECT_EQ(queue_.StartWrite(), nullptr);
+  queue_.Push(StreamToken{"m", 1, ""}, std::nullopt);
+  EXPECT_EQ(queue_.StartWrite(), nullptr);
+  EXPECT_EQ(queue_.bytes(), 0u);
+  queue_.Push(StreamToken{"m", 2, "xyz"}, std::nullopt);
+  EXPECT_EQ(WriteAll(), (std::vector<std::string>{"1 x", "2 y", "3 z"}));
+  EXPECT_EQ(queue_.bytes(), 0u);
 }
 
 }  // namespace

@@ -1,0 +1,252 @@
+#include "edge/server/chat_connection.h"
+
+#include <atomic>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "boost/asio/post.hpp"
+#include "edge/server/server_context.h"
+#include "edge/turn/history.h"
+#include "edge/turn/resume.h"
+#include "edge/turn/turn.h"
+
+namespace parley::edge {
+namespace {
+
+namespace net = boost::asio;
+
+template <class... Ts>
+struct Overloaded : Ts... {
+  using Ts::operator()...;
+};
+
+uint64_t NextRoomKey() {
+  static std::atomic<uint64_t> next{1};
+  return next.fetch_add(1);
+}
+
+}  // namespace
+
+ChatConnection::ChatConnection(ServerContext& context, net::any_io_executor executor, ChatUser user,
+                               ChatOptions options, std::weak_ptr<EventSink> out,
+                               common::TraceContext trace)
+    : context_(context),
+      executor_(std::move(executor)),
+      user_(std::move(user)),
+      options_(std::move(options)),
+      out_(std::move(out)),
+      trace_(std::move(trace)),
+      room_key_(NextRoomKey()),
+      message_bucket_(options_.messages_per_minute.value_or(context.limits.messages_per_minute),
+                      options_.message_burst.value_or(context.limits.message_burst), absl::Now()),
+      // A few back-to-back keystroke events, then the steady rate.
+      typing_bucket_(context.limits.typing_per_minute, /*burst=*/10, absl::Now()) {}
+
+ChatConnection::~ChatConnection() { Close(); }
+
+void ChatConnection::Close() {
+  for (const std::string& conversation_id : joined_) {
+    context_.rooms.Leave(user_.id, conversation_id, room_key_);
+  }
+  joined_.clear();
+  closed_ = true;
+}
+
+void ChatConnection::Reject(ErrorEvent error) {
+  context_.metrics.FrameReceived("invalid").Increment();
+  Emit(std::move(error), std::nullopt);
+}
+
+void ChatConnection::Handle(Command command) {
+  context_.metrics.FrameReceived(CommandName(command)).Increment();
+  std::visit(Overloaded{
+                 [this](SendMessage& message) { StartTurn(std::move(message)); },
+                 [this](Ping&) { Emit(Pong{}, std::nullopt); },
+                 [this](edge::CancelTurn& cancel) { CancelTurn(cancel.message_id); },
+                 [this](ResumeStream& resume) {
+                   ResumeReply(*context_.persistence, context_.tracker, executor_, weak_from_this(),
+                               user_.id, std::move(resume.message_id), resume.last_seq,
+                               /*announce=*/true);
+                 },
+                 [this](GetHistory& history) {
+                   LoadHistory(*context_.persistence, Answer(), user_.id,
+                               std::move(history.conversation_id));
+                 },
+                 [this](ListMessages& list) {
+                   LoadMessagePage(*context_.persistence, Answer(), user_.id, std::move(list));
+                 },
+                 [this](ListConversations& list) {
+                   LoadConversationPage(*context_.persistence, Answer(), user_.id, std::move(list));
+                 },
+                 [this](RegenerateReply& regenerate) {
+                   SendMessage message;
+                   message.id = std::move(regenerate.id);
+                   message.model = std::move(regenerate.model);
+                   message.regenerates_message_id = std::move(regenerate.message_id);
+                   StartTurn(std::move(message));
+                 },
+                 [this](EditMessage& edit) {
+                   SendMessage message;
+                   message.id = std::move(edit.id);
+                   message.content = std::move(edit.content);
+                   message.model = std::move(edit.model);
+                   message.replaces_message_id = std::move(edit.message_id);
+                   StartTurn(std::move(message));
+                 },
+                 [this](JoinConversation& join) { Join(join.conversation_id); },
+                 [this](LeaveConversation& leave) { Leave(leave.conversation_id); },
+                 [this](Typing& typing) { RelayTyping(typing); },
+             },
+             command);
+}
+
+void ChatConnection::StartTurn(SendMessage message) {
+  if (context_.draining.load()) {
+    Emit(ErrorEvent{ErrorCode::kShuttingDown, "this server is shutting down; reconnect and retry",
+                    message.id},
+         std::nullopt);
+    return;
+  }
+  // The connection's bucket first, so one noisy connection cannot spend the user's budget.
+  RateDecision rate = message_bucket_.TryAcquire(absl::Now());
+  if (rate.allowed) {
+    rate = context_.user_limits->AcquireMessage(user_.id);
+  }
+  if (!rate.allowed) {
+    Emit(ErrorEvent{ErrorCode::kRateLimited, "too many messages; retry later", message.id,
+                    rate.RetryAfterMillis()},
+         std::nullopt);
+    return;
+  }
+  absl::StatusOr<TurnSlot> slot = context_.user_limits->AcquireTurn(user_.id);
+  if (!slot.ok()) {
+    Emit(ErrorEvent{ErrorCode::kTooManyTurns,
+                    "too many replies are being generated; wait for one to finish", message.id},
+         std::nullopt);
+    return;
+  }
+  std::erase_if(turns_, [](const std::weak_ptr<Turn>& turn) {
+    std::shared_ptr<Turn> running = turn.lock();
+    return running == nullptr || running->ended();
+  });
+  turns_.push_back(Turn::Start(context_.turn_deps, executor_, weak_from_this(), user_.id,
+                               std::move(message), Clock::now(), *std::move(slot),
+                               common::ChildOf(trace_), room_key_));
+}
+
+ReadAnswer ChatConnection::Answer() {
+  return ReadAnswer{context_.tracker, executor_, weak_from_this()};
+}
+
+void ChatConnection::Join(const std::string& conversation_id) {
+  if (joined_.contains(conversation_id)) {
+    return Emit(Joined{conversation_id}, std::nullopt);
+  }
+  if (joined_.size() >= kMaxJoined) {
+    return Emit(ErrorEvent{ErrorCode::kInvalidFrame,
+                           absl::StrCat("a connection views at most ", kMaxJoined,
+                                        " conversations; leave one first"),
+                           ""},
+                std::nullopt);
+  }
+  // Only the owner may view a conversation: persistence answers NOT_FOUND to anyone else.
+  persistence_pb::GetConversationRequest request;
+  request.set_user_id(user_.id);
+  request.set_conversation_id(conversation_id);
+  const uint64_t key = context_.tracker.Add([] {});
+  context_.persistence->GetConversation(
+      std::move(request), common::ChildOf(trace_),
+      [self = shared_from_this(), conversation_id,
+       key](absl::StatusOr<persistence_pb::GetConversationResponse> response) {
+        net::post(self->executor_, [self, conversation_id, status = response.status()] {
+          if (!status.ok()) {
+            const bool missing = status.code() == absl::StatusCode::kNotFound;
+            return self->Emit(
+                ErrorEvent{missing ? ErrorCode::kNotFound : ErrorCode::kStorageUnavailable,
+                           missing ? std::string("no such conversation")
+                                   : absl::StrCat("cannot join: ", status.message()),
+                           ""},
+                std::nullopt);
+          }
+          self->OnJoinAllowed(conversation_id);
+        });
+        self->context_.tracker.Remove(key);
+      });
+}
+
+void ChatConnection::OnJoinAllowed(const std::string& conversation_id) {
+  if (closed_ || joined_.size() >= kMaxJoined) {
+    return;
+  }
+  std::weak_ptr<ChatConnection> weak = weak_from_this();
+  context_.rooms.Join(user_.id, conversation_id, room_key_,
+                      [weak, executor = executor_](Event event) {
+                        net::post(executor, [weak, event = std::move(event)]() mutable {
+                          if (std::shared_ptr<ChatConnection> target = weak.lock()) {
+                            target->Emit(std::move(event), std::nullopt);
+                          }
+                        });
+                      });
+  joined_.insert(conversation_id);
+  Emit(Joined{conversation_id}, std::nullopt);
+}
+
+void ChatConnection::Leave(const std::string& conversation_id) {
+  context_.rooms.Leave(user_.id, conversation_id, room_key_);
+  joined_.erase(conversation_id);
+  Emit(Left{conversation_id}, std::nullopt);
+}
+
+void ChatConnection::RelayTyping(const Typing& typing) {
+  if (!joined_.contains(typing.conversation_id)) {
+    return Emit(
+        ErrorEvent{ErrorCode::kInvalidFrame, "join the conversation before typing in it", ""},
+        std::nullopt);
+  }
+  const RateDecision rate = typing_bucket_.TryAcquire(absl::Now());
+  if (!rate.allowed) {
+    return Emit(ErrorEvent{ErrorCode::kRateLimited, "too many typing events; slow down", "",
+                           rate.RetryAfterMillis()},
+                std::nullopt);
+  }
+  context_.rooms.Relay(user_.id, typing.conversation_id, room_key_,
+                       TypingRelay{typing.conversation_id, typing.is_typing});
+}
+
+void ChatConnection::CancelTurn(const std::string& message_id) {
+  // Turns run on this strand, so reading their state here is safe. A cancel for a reply that
+  // already ended, or that this connection did not start, changes nothing.
+  for (const std::weak_ptr<Turn>& weak : turns_) {
+    std::shared_ptr<Turn> turn = weak.lock();
+    if (turn != nullptr && !turn->ended() && turn->assistant_message_id() == message_id) {
+      turn->Cancel(/*notify=*/true);
+      return;
+    }
+  }
+}
+
+void ChatConnection::Emit(Event event, std::optional<Clock::time_point> arrival) {
+  if (closed_) {
+    return;
+  }
+  if (std::shared_ptr<EventSink> out = out_.lock()) {
+    out->Emit(std::move(event), arrival);
+  }
+}
+
+bool ChatConnection::Writable() const {
+  std::shared_ptr<EventSink> out = out_.lock();
+  return closed_ || out == nullptr || out->Writable();
+}
+
+void ChatConnection::WhenWritable(std::function<void()> resume) {
+  std::shared_ptr<EventSink> out = out_.lock();
+  if (closed_ || out == nullptr) {
+    // Nobody reads a closed connection, so nobody may wait on it: the turn runs to its end.
+    return resume();
+  }
+  out->WhenWritable(std::move(resume));
+}
+
+}  // namespace parley::edge

@@ -1,0 +1,84 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <vector>
+
+#include "boost/asio/any_io_executor.hpp"
+#include "common/trace_context.h"
+#include "edge/limits/token_bucket.h"
+#include "edge/protocol/dialect_session.h"
+#include "edge/turn/event_sink.h"
+
+namespace parley::edge {
+
+struct ServerContext;
+class Turn;
+struct ReadAnswer;
+
+// One client's chat, whatever carries it: takes commands, runs the turns they start, answers
+// reads (history, messages, conversations), joins rooms and relays typing, and enforces the
+// connection's limits. Its events go to `out`, the transport's sink, which encodes them in the
+// client's dialect; `out` may go away first (the client left), and then events are dropped while
+// running turns carry on and are stored. Owned by whatever keeps the client's connection (a
+// WebSocket, an Engine.IO session that outlives its HTTP requests); lives on that connection's
+// strand, and through shared_from_this while a read it started is pending.
+class ChatConnection final : public Chat,
+                             public EventSink,
+                             public std::enable_shared_from_this<ChatConnection> {
+ public:
+  // Conversations one connection may view at once; a client needs one or two.
+  static constexpr size_t kMaxJoined = 32;
+
+  // `trace` comes from the request that opened the connection; each turn is its child.
+  ChatConnection(ServerContext& context, boost::asio::any_io_executor executor, ChatUser user,
+                 ChatOptions options, std::weak_ptr<EventSink> out,
+                 common::TraceContext trace = common::NewTraceContext());
+  ~ChatConnection() override;
+
+  // Chat
+  void Handle(Command command) override;
+  void Reject(ErrorEvent error) override;
+  const ChatUser& user() const override { return user_; }
+
+  // EventSink: what turns, reads and rooms tell this client.
+  void Emit(Event event, std::optional<Clock::time_point> arrival) override;
+  bool Writable() const override;
+  void WhenWritable(std::function<void()> resume) override;
+
+  // The client is gone or being closed: leaves its rooms and answers nothing more. Running turns
+  // carry on and are stored.
+  void Close();
+
+ private:
+  void StartTurn(SendMessage message);
+  // Where the answer to a read (history, messages) goes.
+  ReadAnswer Answer();
+  void Join(const std::string& conversation_id);
+  void OnJoinAllowed(const std::string& conversation_id);
+  void Leave(const std::string& conversation_id);
+  void RelayTyping(const Typing& typing);
+  void CancelTurn(const std::string& message_id);
+
+  ServerContext& context_;
+  boost::asio::any_io_executor executor_;
+  const ChatUser user_;
+  const ChatOptions options_;
+  const std::weak_ptr<EventSink> out_;
+  const common::TraceContext trace_;
+  // This connection's key in ConversationRooms.
+  const uint64_t room_key_;
+  // This connection's share of the message rate (the user's is in UserLimits).
+  TokenBucket message_bucket_;
+  TokenBucket typing_bucket_;
+  // Conversations this connection views (ConversationRooms), left when it ends.
+  std::set<std::string> joined_;
+  // Turns this connection started that may still run, so `cancel` can find them.
+  std::vector<std::weak_ptr<Turn>> turns_;
+  bool closed_ = false;
+};
+
+}  // namespace parley::edge

@@ -1,0 +1,120 @@
+#pragma once
+
+#include <functional>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "boost/asio/ip/tcp.hpp"
+#include "boost/asio/steady_timer.hpp"
+#include "boost/beast/core/flat_buffer.hpp"
+#include "boost/beast/core/tcp_stream.hpp"
+#include "boost/beast/http/message.hpp"
+#include "boost/beast/http/string_body.hpp"
+#include "boost/beast/websocket/stream.hpp"
+#include "common/trace_context.h"
+#include "edge/protocol/dialect_session.h"
+#include "edge/server/outbound_queue.h"
+#include "edge/turn/event_sink.h"
+
+namespace parley::edge {
+
+class ChatConnection;
+struct ServerContext;
+
+// Carries one dialect session over one client WebSocket. Lives on its own strand (the socket's
+// executor) and through shared_from_this while an operation is pending. Exactly one async_write
+// is in flight; the rest wait in a bounded queue (OutboundQueue). Reading pauses while the queue
+// is above its high-water mark, and turns stop pulling tokens from inference until it drains
+// (see EventSink). A client whose writes make no progress for
+// ConnectionLimits::slow_client_timeout, or that lets more than its byte cap pile up, is closed
+// with 1008. The chat itself (turns, rooms, limits) is the ChatConnection the session opens.
+class WebSocketTransport final : public DialectHost,
+                                 public EventSink,
+                                 public std::enable_shared_from_this<WebSocketTransport> {
+ public:
+  // How long a slow client closed with 1008 has to read the close frame when
+  // --slow_client_timeout_ms is 0 (otherwise it gets that long again).
+  static constexpr absl::Duration kSlowCloseGrace = absl::Seconds(5);
+
+  // `subprotocol` is answered in the handshake when not empty. `trace` comes from the upgrade
+  // request's `traceparent`.
+  WebSocketTransport(boost::asio::ip::tcp::socket&& socket, ServerContext& context,
+                     std::unique_ptr<DialectSession> session, ConnectionRequest request,
+                     std::string subprotocol,
+                     common::TraceContext trace = common::NewTraceContext());
+  ~WebSocketTransport() override;
+
+  // Completes the upgrade `request` asked for.
+  void Run(boost::beast::http::request<boost::beast::http::string_body> request);
+
+  // Closes the connection with `code` now, dropping what is queued. Any thread.
+  void Shutdown(CloseCode code);
+
+  // DialectHost
+  const ConnectionRequest& request() const override { return request_; }
+  boost::asio::any_io_executor executor() override { return ws_.get_executor(); }
+  absl::StatusOr<ChatUser> Authenticate(std::string_view token,
+                                        std::string_view development_user_id) override;
+  Chat& OpenChat(ChatUser user, ChatOptions options) override;
+  Chat* chat() override;
+  void Send(std::string frame) override;
+  void Close(CloseCode code) override;
+
+  // EventSink: the chat's events, encoded by the session.
+  void Emit(Event event, std::optional<Clock::time_point> arrival) override;
+  bool Writable() const override;
+  void WhenWritable(std::function<void()> resume) override;
+
+ private:
+  enum class Phase {
+    kUpgrading,       // Answering the handshake.
+    kOpen,            // Reading and writing.
+    kClosingWritten,  // The dialect closed: what is queued goes out, then the close frame.
+    kClosed,          // Closed or failed: nothing more is read, and only a write in flight ends.
+  };
+
+  void OnAccept(boost::beast::error_code ec);
+  void DoRead();
+  void OnRead(boost::beast::error_code ec, size_t bytes);
+  void Queue(OutboundQueue::Pushed pushed);
+  void DoWrite();
+  void OnWrite(boost::beast::error_code ec, size_t bytes);
+  // Watches the write in progress; see ConnectionLimits::slow_client_timeout.
+  void WatchWriteProgress(Clock::duration wait);
+  void CloseSlowClient(absl::string_view reason);
+  // Sends the close frame behind the write in progress; what is still queued is dropped.
+  void CloseNow(CloseCode code);
+  // Stops everything but the write in flight; the chat and the session are told once.
+  void EnterClosed();
+  void ReleaseWaiters();
+
+  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  ServerContext& context_;
+  const std::unique_ptr<DialectSession> session_;
+  const ConnectionRequest request_;
+  const std::string subprotocol_;
+  const common::TraceContext trace_;
+  std::shared_ptr<ChatConnection> chat_;
+  Phase phase_ = Phase::kUpgrading;
+  // The code to close with once the queue is written (kClosingWritten).
+  CloseCode close_code_ = CloseCode::kNormal;
+  uint64_t registry_key_ = 0;
+  bool counted_ = false;                // Counted in ServerContext::open_websockets.
+  bool over_connection_limit_ = false;  // Closed with 1013 once accepted.
+  boost::beast::flat_buffer buffer_;
+  OutboundQueue queue_;
+  // Fires while a write is in progress, to find clients that stopped reading.
+  boost::asio::steady_timer write_watch_;
+  bool watching_writes_ = false;
+  Clock::time_point write_started_;
+  // A client that falls behind is logged once, not at every pause.
+  bool reported_behind_ = false;
+  bool reading_ = false;
+  std::vector<std::function<void()>> waiting_for_writable_;
+};
+
+}  // namespace parley::edge
