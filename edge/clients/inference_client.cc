@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/algorithm/container.h"
 #include "absl/time/clock.h"
 #include "edge/clients/grpc_status.h"
 
@@ -26,11 +27,32 @@ std::shared_ptr<GenerateStream> InferenceClient::Generate(inference_pb::Generate
 }
 
 void InferenceClient::DefaultModel(std::function<void(absl::StatusOr<std::string>)> done) {
+  ResolveModel("", UnknownModel::kRefuse, std::move(done));
+}
+
+void InferenceClient::ResolveModel(std::string requested, UnknownModel unknown,
+                                   std::function<void(absl::StatusOr<std::string>)> done) {
+  if (!requested.empty() && unknown == UnknownModel::kRefuse) {
+    // The service itself refuses a model it does not know, with the name the client used.
+    return done(std::move(requested));
+  }
+  LoadModels([requested = std::move(requested),
+              done = std::move(done)](absl::StatusOr<Models> models) mutable {
+    if (!models.ok()) {
+      return done(models.status());
+    }
+    if (!requested.empty() && absl::c_linear_search(models->names, requested)) {
+      return done(std::move(requested));
+    }
+    done(std::move(models->default_model));
+  });
+}
+
+void InferenceClient::LoadModels(std::function<void(absl::StatusOr<Models>)> done) {
   {
     absl::MutexLock lock(&mutex_);
-    if (!default_model_.empty()) {
-      done(default_model_);
-      return;
+    if (models_.has_value()) {
+      return done(*models_);
     }
   }
   struct Call {
@@ -43,23 +65,23 @@ void InferenceClient::DefaultModel(std::function<void(absl::StatusOr<std::string
   stub_->async()->ListModels(&call->context, &call->request, &call->response,
                              [this, call, done = std::move(done)](grpc::Status status) {
                                if (!status.ok()) {
-                                 done(ToAbslStatus(status));
-                                 return;
+                                 return done(ToAbslStatus(status));
                                }
-                               std::string name;
+                               Models models;
+                               // The first model marked default, else the first one.
+                               bool marked = false;
                                for (const inference_pb::Model& model : call->response.models()) {
-                                 if (model.is_default() || name.empty()) {
-                                   name = model.name();
+                                 if (models.names.empty() || (model.is_default() && !marked)) {
+                                   models.default_model = model.name();
+                                   marked = model.is_default();
                                  }
-                                 if (model.is_default()) {
-                                   break;
-                                 }
+                                 models.names.push_back(model.name());
                                }
                                {
                                  absl::MutexLock lock(&mutex_);
-                                 default_model_ = name;
+                                 models_ = models;
                                }
-                               done(std::move(name));
+                               done(std::move(models));
                              });
 }
 

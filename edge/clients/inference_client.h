@@ -2,7 +2,9 @@
 
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -11,6 +13,7 @@
 #include "absl/time/time.h"
 #include "common/trace_context.h"
 #include "edge/clients/read_stream.h"
+#include "edge/protocol/messages.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/client_callback.h"
@@ -36,14 +39,26 @@ class InferenceClient {
   // Name of the model the service uses when a request names none.
   void DefaultModel(std::function<void(absl::StatusOr<std::string>)> done);
 
+  // The model that answers a request for `requested`: the default when it is empty, and, with
+  // `kUseDefault`, also when the service does not know it.
+  void ResolveModel(std::string requested, UnknownModel unknown,
+                    std::function<void(absl::StatusOr<std::string>)> done);
+
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<inference_pb::InferenceService::Stub> stub_;
   absl::Mutex mutex_;
-  // Learned once from ListModels; the default does not change while a service runs.
-  std::string default_model_ ABSL_GUARDED_BY(mutex_);
+  struct Models {
+    std::string default_model;
+    std::vector<std::string> names;
+  };
+  // Calls `done` with the service's models, learned once: they do not change while it runs.
+  void LoadModels(std::function<void(absl::StatusOr<Models>)> done);
+
+  // Empty until learned from ListModels.
+  std::optional<Models> models_ ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace parley::edge

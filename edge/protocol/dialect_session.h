@@ -45,6 +45,9 @@ struct ChatOptions {
   // and --message_burst. The user's budget over all connections applies either way.
   std::optional<int> messages_per_minute;
   std::optional<int> message_burst;
+  // Clients of some dialects hard-code model names (`gpt-4o`): those get the default model
+  // rather than not_found. StreamStart and StreamComplete name the model that answered.
+  UnknownModel unknown_model = UnknownModel::kRefuse;
 };
 
 // What a dialect session learns about the request that opened its connection.

@@ -14,12 +14,20 @@ namespace parley::edge {
 
 // ---- Commands (client → edge) ----
 
+// What a turn does with a model name the inference service does not know.
+enum class UnknownModel {
+  kRefuse,      // The reply fails with not_found (the native protocol).
+  kUseDefault,  // The default model answers (dialects whose clients hard-code model names).
+};
+
 // Sends a user message and starts a turn.
 struct SendMessage {
   std::string id;               // Client-chosen idempotency key.
   std::string conversation_id;  // Empty starts a new conversation.
   std::string content;
   std::string model;  // Empty selects the inference service's default.
+  // Set by the connection from its dialect's ChatOptions, never by a client.
+  UnknownModel unknown_model = UnknownModel::kRefuse;
   // The message this one follows (a client continuing an older branch); empty follows the
   // conversation's newest message.
   std::string parent_id;
@@ -132,6 +140,9 @@ struct StreamComplete {
   std::string finish_reason;
   int32_t prompt_tokens = 0;
   int32_t completion_tokens = 0;
+  // The model that answered, for dialects that name it (the native frame does not carry it).
+  // Empty when the reply was followed from storage (a resume); its stream_start names it.
+  std::string model;
 };
 
 // The reply was stopped on request; the stored text is exactly seq 1..last_seq.

@@ -102,6 +102,7 @@ void ChatConnection::Handle(Command command) {
 }
 
 void ChatConnection::StartTurn(SendMessage message) {
+  message.unknown_model = options_.unknown_model;
   if (context_.draining.load()) {
     Emit(ErrorEvent{ErrorCode::kShuttingDown, "this server is shutting down; reconnect and retry",
                     message.id},

@@ -293,20 +293,22 @@ void Turn::LoadHistory() {
 }
 
 void Turn::ResolveModel() {
-  if (!message_.model.empty()) {
+  if (!message_.model.empty() && message_.unknown_model == UnknownModel::kRefuse) {
     model_ = message_.model;
     return OpenAssistantMessage();
   }
   // The stored message and stream_start name the model that actually answers.
-  deps_.inference->DefaultModel(OnExecutor([](Turn* self, absl::StatusOr<std::string> model) {
-    if (!model.ok()) {
-      self->Fail(ErrorCode::kInferenceUnavailable,
-                 absl::StrCat("cannot reach inference: ", model.status().message()));
-      return;
-    }
-    self->model_ = *model;
-    self->OpenAssistantMessage();
-  }));
+  deps_.inference->ResolveModel(
+      message_.model, message_.unknown_model,
+      OnExecutor([](Turn* self, absl::StatusOr<std::string> model) {
+        if (!model.ok()) {
+          self->Fail(ErrorCode::kInferenceUnavailable,
+                     absl::StrCat("cannot reach inference: ", model.status().message()));
+          return;
+        }
+        self->model_ = *model;
+        self->OpenAssistantMessage();
+      }));
 }
 
 void Turn::OpenAssistantMessage() {
@@ -522,7 +524,7 @@ void Turn::MaybeFinish() {
     return End("interrupted");
   }
   Emit(StreamComplete{assistant_message_id_, seq_, finish_reason_.empty() ? "stop" : finish_reason_,
-                      prompt_tokens_, completion_tokens_});
+                      prompt_tokens_, completion_tokens_, model_});
   End("complete");
 }
 

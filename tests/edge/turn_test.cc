@@ -197,6 +197,33 @@ TEST_F(TurnTest, SendsRecentHistoryAndTheNewMessageToInference) {
   EXPECT_EQ(requests[0].messages(2).role(), inference_pb::ROLE_USER);
 }
 
+TEST_F(TurnTest, AnUnknownModelIsAnsweredByTheDefaultWhenTheDialectAsksForIt) {
+  SendMessage message = Message("c3", "hi", "", "gpt-4o");
+  message.unknown_model = UnknownModel::kUseDefault;
+  std::shared_ptr<RecordingSink> sink = RunTurn(std::move(message));
+  const std::vector<StreamStart> starts = sink->All<StreamStart>();
+  ASSERT_EQ(starts.size(), 1u);
+  EXPECT_EQ(starts[0].model, "fake-model");
+  const std::vector<StreamComplete> completes = sink->All<StreamComplete>();
+  ASSERT_EQ(completes.size(), 1u);
+  EXPECT_EQ(completes[0].model, "fake-model");
+  const std::vector<inference_pb::GenerateRequest> requests = backends_->inference.Requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].model(), "fake-model");
+}
+
+TEST_F(TurnTest, AKnownModelIsKeptWhenUnknownOnesFallBack) {
+  SendMessage message = Message("c4", "hi", "", "other-model");
+  message.unknown_model = UnknownModel::kUseDefault;
+  std::shared_ptr<RecordingSink> sink = RunTurn(std::move(message));
+  const std::vector<StreamComplete> completes = sink->All<StreamComplete>();
+  ASSERT_EQ(completes.size(), 1u);
+  EXPECT_EQ(completes[0].model, "other-model");
+  const std::vector<inference_pb::GenerateRequest> requests = backends_->inference.Requests();
+  ASSERT_EQ(requests.size(), 1u);
+  EXPECT_EQ(requests[0].model(), "other-model");
+}
+
 TEST_F(TurnTest, InferenceFailingMidStreamStoresThePartialReplyAsInterrupted) {
   backends_->inference.SetScript(
       {.deltas = {"par", "tial"}, .fail_with = absl::UnavailableError("engine crashed")});
