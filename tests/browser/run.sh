@@ -10,7 +10,7 @@ bin_dir=$(cd "${1:?usage: run.sh BIN_DIR [OUT_DIR]}" && pwd)
 out_dir=${2:-$PWD}
 chromium=${PARLEY_CHROMIUM:-/usr/bin/chromium}
 
-command -v node >/dev/null || { echo "browser test: node is not installed (scripts/install-deps --with-tests)"; exit 1; }
+command -v node >/dev/null || { echo "browser test: node is not on PATH (CTest puts the test toolchain there)"; exit 1; }
 command -v npm >/dev/null || { echo "browser test: npm is not installed (scripts/install-deps --with-tests)"; exit 1; }
 [[ -x "$chromium" ]] || { echo "browser test: $chromium is missing (scripts/install-deps --with-tests)"; exit 1; }
 
