@@ -51,12 +51,14 @@ class ChildProcess {
 
   const pid_t pid_;
   const int stdout_fd_;
-  std::thread reader_;
   absl::Mutex mutex_;
   std::vector<std::string> lines_ ABSL_GUARDED_BY(mutex_);
   bool output_closed_ ABSL_GUARDED_BY(mutex_) = false;
   bool reaped_ = false;
   int exit_code_ = 0;
+  // Last: its thread starts in the constructor and uses every member above, which must be
+  // constructed by then.
+  std::thread reader_;
 };
 
 // Absolute path of a binary built by this tree.

@@ -33,6 +33,6 @@ if ! { [[ -f "$stamp" ]] && cmp -s "$stamp" "$src/package-lock.json" && [[ -x "$
 fi
 node_version=$("$dest/bin/node" --version) || fail "$dest/bin/node does not run"
 PATH="$dest/bin:$PATH" "$dest/bin/npm" --version >/dev/null || fail "$dest/bin/npm does not run"
-kubectl_version=$("$dest/bin/kubectl" version --client 2>/dev/null | head -n 1) ||
+kubectl_version=$("$dest/bin/kubectl" version --client 2>/dev/null) ||
   fail "$dest/bin/kubectl does not run"
-echo "toolchain: node $node_version, $kubectl_version in $dest/bin"
+echo "toolchain: node $node_version, kubectl ${kubectl_version%%$'\n'*} in $dest/bin"
