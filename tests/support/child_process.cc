@@ -140,6 +140,11 @@ int ChildProcess::Wait() {
   }
   reaped_ = true;
   exit_code_ = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  // What the process printed last may still be in the pipe: callers read Lines() next. Bounded,
+  // since something the process started could hold its stdout open after it exits.
+  auto output_read = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) { return output_closed_; };
+  absl::MutexLock lock(&mutex_);
+  mutex_.AwaitWithTimeout(absl::Condition(&output_read), absl::Seconds(10));
   return exit_code_;
 }
 

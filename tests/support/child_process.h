@@ -39,7 +39,8 @@ class ChildProcess {
 
   void Signal(int signal);
 
-  // Waits for exit; returns the exit code, or 128 + signal number if killed.
+  // Waits for exit and for the rest of its output; returns the exit code, or 128 + signal
+  // number if killed.
   int Wait();
 
   std::vector<std::string> Lines();
