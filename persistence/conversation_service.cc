@@ -75,6 +75,50 @@ absl::StatusOr<int> PageSize(int requested, int default_size, int max_size) {
   return std::min(requested, max_size);
 }
 
+// The code point starting at `text[*i]`, advancing `*i` past it; nullopt for
+// anything that is not well-formed UTF-8 (overlong forms, surrogates and values
+// past U+10FFFF included).
+std::optional<char32_t> NextCodePoint(absl::string_view text, size_t* i) {
+  const auto byte = [&](size_t k) { return static_cast<unsigned char>(text[k]); };
+  const unsigned char lead = byte(*i);
+  size_t length = 0;
+  char32_t code_point = 0;
+  char32_t smallest = 0;
+  if (lead < 0x80) {
+    ++*i;
+    return lead;
+  } else if ((lead & 0xE0) == 0xC0) {
+    length = 2;
+    code_point = lead & 0x1F;
+    smallest = 0x80;
+  } else if ((lead & 0xF0) == 0xE0) {
+    length = 3;
+    code_point = lead & 0x0F;
+    smallest = 0x800;
+  } else if ((lead & 0xF8) == 0xF0) {
+    length = 4;
+    code_point = lead & 0x07;
+    smallest = 0x10000;
+  } else {
+    return std::nullopt;
+  }
+  if (text.size() - *i < length) {
+    return std::nullopt;
+  }
+  for (size_t k = 1; k < length; ++k) {
+    if ((byte(*i + k) & 0xC0) != 0x80) {
+      return std::nullopt;
+    }
+    code_point = (code_point << 6) | (byte(*i + k) & 0x3F);
+  }
+  if (code_point < smallest || code_point > 0x10FFFF ||
+      (code_point >= 0xD800 && code_point <= 0xDFFF)) {
+    return std::nullopt;
+  }
+  *i += length;
+  return code_point;
+}
+
 bool IsTerminal(v1::MessageStatus status) {
   return status == v1::MESSAGE_STATUS_COMPLETE || status == v1::MESSAGE_STATUS_CANCELLED ||
          status == v1::MESSAGE_STATUS_INTERRUPTED || status == v1::MESSAGE_STATUS_ERROR;
@@ -523,6 +567,27 @@ class RefusedReactor final : public Base {
 
 }  // namespace
 
+absl::Status CheckClientConversationId(absl::string_view name, absl::string_view field) {
+  if (name.empty()) {
+    return absl::InvalidArgumentError(absl::StrCat(field, " must not be empty"));
+  }
+  if (name.size() > kMaxIdBytes) {
+    return absl::InvalidArgumentError(
+        absl::StrCat(field, " is longer than ", kMaxIdBytes, " bytes"));
+  }
+  for (size_t i = 0; i < name.size();) {
+    std::optional<char32_t> code_point = NextCodePoint(name, &i);
+    if (!code_point.has_value()) {
+      return absl::InvalidArgumentError(absl::StrCat(field, " is not valid UTF-8"));
+    }
+    // Unicode's control characters (general category Cc): C0, DEL and C1.
+    if (*code_point < 0x20 || (*code_point >= 0x7F && *code_point <= 0x9F)) {
+      return absl::InvalidArgumentError(absl::StrCat(field, " contains a control character"));
+    }
+  }
+  return absl::OkStatus();
+}
+
 ConversationService::ConversationService(Store& store,
                                          std::shared_ptr<prometheus::Registry> registry,
                                          Options options)
@@ -582,15 +647,26 @@ grpc::ServerUnaryReactor* ConversationService::CreateConversation(
 grpc::ServerUnaryReactor* ConversationService::GetConversation(
     grpc::CallbackServerContext* context, const v1::GetConversationRequest* request,
     v1::GetConversationResponse* response) {
-  for (const absl::Status& status : {CheckId(request->user_id(), "user_id"),
-                                     CheckId(request->conversation_id(), "conversation_id")}) {
+  const bool by_name = !request->client_conversation_id().empty();
+  if (by_name == !request->conversation_id().empty()) {
+    return Refuse(context, absl::InvalidArgumentError(
+                               "exactly one of conversation_id and client_conversation_id is "
+                               "required"));
+  }
+  for (const absl::Status& status :
+       {CheckId(request->user_id(), "user_id"),
+        by_name
+            ? CheckClientConversationId(request->client_conversation_id(), "client_conversation_id")
+            : CheckId(request->conversation_id(), "conversation_id")}) {
     if (!status.ok()) {
       return Refuse(context, status);
     }
   }
-  return RunOnPool(context, "get_conversation", [this, request, response] {
+  return RunOnPool(context, "get_conversation", [this, request, response, by_name] {
     absl::StatusOr<v1::Conversation> conversation =
-        store_.GetConversation(request->user_id(), request->conversation_id());
+        by_name ? store_.GetClientNamedConversation(request->user_id(),
+                                                    request->client_conversation_id())
+                : store_.GetConversation(request->user_id(), request->conversation_id());
     if (conversation.ok()) {
       *response->mutable_conversation() = *std::move(conversation);
     }
@@ -701,6 +777,17 @@ grpc::ServerUnaryReactor* ConversationService::AppendMessage(
         CheckText(request->content(), kMaxContentBytes, "content"),
         CheckText(request->conversation_title(), kMaxTitleBytes, "conversation_title")}) {
     if (!status.ok()) {
+      return Refuse(context, status);
+    }
+  }
+  if (!request->client_conversation_id().empty()) {
+    if (!request->conversation_id().empty()) {
+      return Refuse(context, absl::InvalidArgumentError(
+                                 "set conversation_id or client_conversation_id, not both"));
+    }
+    if (absl::Status status =
+            CheckClientConversationId(request->client_conversation_id(), "client_conversation_id");
+        !status.ok()) {
       return Refuse(context, status);
     }
   }

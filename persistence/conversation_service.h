@@ -2,6 +2,8 @@
 
 #include <memory>
 
+#include "absl/status/status.h"
+#include "absl/strings/string_view.h"
 #include "parley/persistence/v1/conversation_service.grpc.pb.h"
 #include "persistence/delta_committer.h"
 #include "persistence/metrics.h"
@@ -19,6 +21,11 @@ inline constexpr size_t kMaxContentBytes = 256 << 10;  // one appended message
 inline constexpr size_t kMaxMetadataBytes = 16 << 10;  // sum of metadata keys and values
 inline constexpr size_t kMaxDeltaBytes = 64 << 10;     // one streamed delta
 inline constexpr size_t kMaxStreamedBytes = 1 << 20;   // a whole streamed message
+
+// A client's name for a conversation (`client_conversation_id`): 1..kMaxIdBytes
+// bytes of valid UTF-8 without control characters, so it can be logged, shown
+// and compared byte for byte. INVALID_ARGUMENT naming `field` otherwise.
+absl::Status CheckClientConversationId(absl::string_view name, absl::string_view field);
 
 // `parley.persistence.v1.ConversationService` over a Store (gRPC callback
 // API). Store calls run on the service's own pool; stream deltas go through

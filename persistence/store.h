@@ -68,6 +68,9 @@ class Store {
       const v1::CreateConversationRequest& request) = 0;
   virtual absl::StatusOr<v1::Conversation> GetConversation(const std::string& user_id,
                                                            const std::string& conversation_id) = 0;
+  // The user's live conversation of that client name (see AppendMessage).
+  virtual absl::StatusOr<v1::Conversation> GetClientNamedConversation(
+      const std::string& user_id, const std::string& client_conversation_id) = 0;
   // Newest update first. `page_size` is 1..100.
   virtual absl::StatusOr<ConversationPage> ListConversations(const std::string& user_id,
                                                              int page_size,
@@ -82,7 +85,10 @@ class Store {
   virtual absl::StatusOr<v1::Conversation> ForkConversation(
       const v1::ForkConversationRequest& request) = 0;
 
-  // Idempotent on `client_message_id`. `status` is already defaulted.
+  // Idempotent on `client_message_id`. `status` is already defaulted. With
+  // `client_conversation_id` (and no `conversation_id`): the user's live
+  // conversation of that name, created if there is none; concurrent first uses,
+  // also from other processes on the same database, end in one conversation.
   virtual absl::StatusOr<AppendResult> AppendMessage(const v1::AppendMessageRequest& request) = 0;
   virtual absl::StatusOr<v1::Message> GetMessage(const std::string& user_id,
                                                  const std::string& message_id) = 0;

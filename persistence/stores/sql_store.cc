@@ -68,6 +68,15 @@ std::vector<std::vector<std::string>> SchemaMigrations(const SqlDialect& dialect
                 text TEXT NOT NULL,
                 PRIMARY KEY (message_id, seq))$KEYED_TABLE)sql",
       },
+      // 2: conversations a client names. A name is unique per owner among live
+      // conversations only, so deleting a conversation frees its name; the index
+      // is also what makes two concurrent first uses end in one conversation.
+      {
+          "ALTER TABLE conversations ADD COLUMN client_conversation_id TEXT",
+          "CREATE UNIQUE INDEX conversations_by_client_name ON conversations"
+          " (owner, client_conversation_id)"
+          " WHERE client_conversation_id IS NOT NULL AND delete_time IS NULL",
+      },
   };
   for (std::vector<std::string>& version : migrations) {
     for (std::string& statement : version) {
@@ -83,7 +92,8 @@ constexpr int kMaxIdRetries = 3;
 
 // Columns read into a Conversation, in ReadConversation's order.
 constexpr char kConversationColumns[] =
-    "c.id, c.owner, c.title, c.metadata, c.create_time, c.update_time, c.pos";
+    "c.id, c.owner, c.title, c.metadata, c.create_time, c.update_time, c.pos,"
+    " c.client_conversation_id";
 // Columns read into a Message, in ReadMessage's order.
 constexpr char kMessageColumns[] =
     "m.id, m.conversation_id, m.parent_id, m.role, m.content, m.status, m.finish_reason, "
@@ -143,6 +153,7 @@ v1::Conversation ReadConversation(const SqlRows& rows, int r) {
   MetadataFromJson(rows.Text(r, 3), conversation.mutable_metadata());
   SetTime(rows.Int(r, 4), conversation.mutable_create_time());
   SetTime(rows.Int(r, 5), conversation.mutable_update_time());
+  conversation.set_client_conversation_id(rows.Text(r, 7));
   return conversation;
 }
 
@@ -295,9 +306,11 @@ absl::Status InsertConversation(SqlTransaction& tx, const v1::Conversation& conv
   return tx
       .Query(
           "INSERT INTO conversations (id, owner, title, metadata, origin_client_message_id,"
-          " create_time, update_time) VALUES ($1, $2, $3, $4, $5, $6, $6)",
+          " client_conversation_id, create_time, update_time)"
+          " VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
           {conversation.id(), conversation.user_id(), conversation.title(),
-           MetadataToJson(conversation.metadata()), NullIfEmpty(origin_client_message_id), now})
+           MetadataToJson(conversation.metadata()), NullIfEmpty(origin_client_message_id),
+           NullIfEmpty(conversation.client_conversation_id()), now})
       .status();
 }
 
@@ -428,6 +441,30 @@ absl::StatusOr<v1::Conversation> SqlStore::GetConversation(const std::string& us
   return result;
 }
 
+absl::StatusOr<v1::Conversation> SqlStore::GetClientNamedConversation(
+    const std::string& user_id, const std::string& client_conversation_id) {
+  absl::StatusOr<v1::Conversation> result;
+  absl::Status status = database_->Transact(false, [&](SqlTransaction& tx) -> absl::Status {
+    absl::StatusOr<SqlRows> rows =
+        tx.Query(absl::StrCat("SELECT ", kConversationColumns,
+                              " FROM conversations c WHERE c.owner = $1"
+                              " AND c.client_conversation_id = $2 AND c.delete_time IS NULL"),
+                 {user_id, client_conversation_id});
+    if (!rows.ok()) {
+      return rows.status();
+    }
+    if (rows->empty()) {
+      return absl::NotFoundError("conversation not found");
+    }
+    result = ReadConversation(*rows, 0);
+    return absl::OkStatus();
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  return result;
+}
+
 absl::StatusOr<ConversationPage> SqlStore::ListConversations(const std::string& user_id,
                                                              int page_size,
                                                              const std::string& page_token) {
@@ -531,6 +568,9 @@ absl::StatusOr<v1::Conversation> SqlStore::ForkConversation(
     const int64_t now = NowMicros();
     fork = *source;
     fork.set_id(NewId());
+    // The name stays with the source: it keeps naming the conversation the client
+    // has been using.
+    fork.clear_client_conversation_id();
     if (!request.title().empty()) {
       fork.set_title(request.title());
     }
@@ -564,15 +604,28 @@ absl::StatusOr<v1::Conversation> SqlStore::ForkConversation(
 absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequest& request) {
   const std::string& user_id = request.user_id();
   const std::string& client_id = request.client_message_id();
+  const std::string& client_name = request.client_conversation_id();
   AppendResult result;
   absl::Status status;
-  // A concurrent append with the same client id (another replica) makes our
-  // insert fail on the unique index; the retry then finds the stored message.
+  // A concurrent append with the same client message id or the same new client
+  // conversation name (another thread or replica) makes our insert fail on a
+  // unique index; the retry then finds what the other one stored.
   for (int attempt = 0; attempt < kMaxIdRetries; ++attempt) {
     status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
       const int64_t now = NowMicros();
       std::string conversation_id = request.conversation_id();
-      if (conversation_id.empty() && !client_id.empty()) {
+      if (conversation_id.empty() && !client_name.empty()) {
+        absl::StatusOr<SqlRows> rows = tx.Query(
+            "SELECT id FROM conversations WHERE owner = $1 AND client_conversation_id = $2"
+            " AND delete_time IS NULL",
+            {user_id, client_name});
+        if (!rows.ok()) {
+          return rows.status();
+        }
+        if (!rows->empty()) {
+          conversation_id = rows->Text(0, 0);
+        }
+      } else if (conversation_id.empty() && !client_id.empty()) {
         absl::StatusOr<SqlRows> rows = tx.Query(
             "SELECT id, delete_time FROM conversations"
             " WHERE owner = $1 AND origin_client_message_id = $2",
@@ -592,7 +645,11 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
         conversation.set_id(NewId());
         conversation.set_user_id(user_id);
         conversation.set_title(request.conversation_title());
-        if (absl::Status inserted = InsertConversation(tx, conversation, client_id, now);
+        conversation.set_client_conversation_id(client_name);
+        // A named conversation is found by its name, so its messages' client ids
+        // need only be unique inside it, not across the user's conversations.
+        if (absl::Status inserted =
+                InsertConversation(tx, conversation, client_name.empty() ? client_id : "", now);
             !inserted.ok()) {
           return inserted;
         }

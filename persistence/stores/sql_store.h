@@ -40,6 +40,8 @@ class SqlStore : public Store {
       const v1::CreateConversationRequest& request) override;
   absl::StatusOr<v1::Conversation> GetConversation(const std::string& user_id,
                                                    const std::string& conversation_id) override;
+  absl::StatusOr<v1::Conversation> GetClientNamedConversation(
+      const std::string& user_id, const std::string& client_conversation_id) override;
   absl::StatusOr<ConversationPage> ListConversations(const std::string& user_id, int page_size,
                                                      const std::string& page_token) override;
   absl::StatusOr<v1::Conversation> UpdateConversation(

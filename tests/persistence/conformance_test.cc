@@ -1,14 +1,28 @@
 // One suite, run through the gRPC service against every store.
 
+#include <libpq-fe.h>
+#include <sqlite3.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <filesystem>
+#include <latch>
+#include <map>
 #include <memory>
+#include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/strings/match.h"
+#include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "parley/persistence/v1/conversation_service.grpc.pb.h"
 #include "persistence/conversation_service.h"
+#include "persistence/store_factory.h"
+#include "persistence/stores/sql_store.h"
 #include "prometheus/registry.h"
 #include "tests/persistence/test_stores.h"
 
@@ -18,8 +32,37 @@ namespace {
 using ::parley::persistence::testing::MakeTempDir;
 using ::parley::persistence::testing::OpenTestStore;
 using ::parley::persistence::testing::RemoveDir;
+using ::parley::persistence::testing::StoreSpec;
 using ::parley::persistence::testing::UniqueUser;
 using ::testing::ElementsAre;
+
+// The service over one store, on a loopback port: what one replica serves.
+struct Serving {
+  std::unique_ptr<ConversationService> service;
+  std::unique_ptr<grpc::Server> server;
+  std::unique_ptr<v1::ConversationService::Stub> stub;
+
+  ~Serving() {
+    if (server != nullptr) {
+      server->Shutdown();
+    }
+  }
+};
+
+std::unique_ptr<Serving> Serve(Store& store) {
+  auto serving = std::make_unique<Serving>();
+  serving->service = std::make_unique<ConversationService>(
+      store, std::make_shared<prometheus::Registry>(), ConversationService::Options{});
+  grpc::ServerBuilder builder;
+  int port = 0;
+  builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
+  builder.RegisterService(serving->service.get());
+  serving->server = builder.BuildAndStart();
+  EXPECT_NE(port, 0);
+  serving->stub = v1::ConversationService::NewStub(
+      grpc::CreateChannel("127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+  return serving;
+}
 
 class ConformanceTest : public ::testing::TestWithParam<std::string> {
  protected:
@@ -27,26 +70,14 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
     dir_ = MakeTempDir();
     store_ = OpenTestStore(GetParam(), dir_);
     ASSERT_NE(store_, nullptr);
-    service_ = std::make_unique<ConversationService>(
-        *store_, std::make_shared<prometheus::Registry>(), ConversationService::Options{});
-    grpc::ServerBuilder builder;
-    int port = 0;
-    builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
-    builder.RegisterService(service_.get());
-    server_ = builder.BuildAndStart();
-    ASSERT_NE(port, 0);
-    stub_ = v1::ConversationService::NewStub(grpc::CreateChannel(
-        "127.0.0.1:" + std::to_string(port), grpc::InsecureChannelCredentials()));
+    serving_ = Serve(*store_);
+    stub_ = serving_->stub.get();
     alice_ = UniqueUser("alice");
     bob_ = UniqueUser("bob");
   }
 
   void TearDown() override {
-    if (server_ != nullptr) {
-      server_->Shutdown();
-    }
-    server_.reset();
-    service_.reset();
+    serving_.reset();
     store_.reset();
     RemoveDir(dir_);
   }
@@ -185,11 +216,122 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
     result.status = reader.Finish();
   }
 
+  static v1::AppendMessageRequest NamedAppend(const std::string& user, const std::string& name,
+                                              const std::string& content,
+                                              const std::string& client_message_id = "") {
+    v1::AppendMessageRequest request;
+    request.set_user_id(user);
+    request.set_client_conversation_id(name);
+    request.set_role(v1::ROLE_USER);
+    request.set_content(content);
+    request.set_client_message_id(client_message_id);
+    return request;
+  }
+
+  // Appends to the user's conversation named `name` and returns the stored message.
+  v1::AppendMessageResponse AppendNamed(const std::string& user, const std::string& name,
+                                        const std::string& content,
+                                        const std::string& client_message_id = "") {
+    v1::AppendMessageResponse response;
+    grpc::Status status = Append(NamedAppend(user, name, content, client_message_id), &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return response;
+  }
+
+  grpc::Status GetByName(const std::string& user, const std::string& name,
+                         v1::Conversation* conversation) {
+    grpc::ClientContext context;
+    v1::GetConversationRequest request;
+    request.set_user_id(user);
+    request.set_client_conversation_id(name);
+    v1::GetConversationResponse response;
+    grpc::Status status = stub_->GetConversation(&context, request, &response);
+    *conversation = response.conversation();
+    return status;
+  }
+
+  grpc::Status GetById(const std::string& user, const std::string& id,
+                       v1::Conversation* conversation) {
+    grpc::ClientContext context;
+    v1::GetConversationRequest request;
+    request.set_user_id(user);
+    request.set_conversation_id(id);
+    v1::GetConversationResponse response;
+    grpc::Status status = stub_->GetConversation(&context, request, &response);
+    *conversation = response.conversation();
+    return status;
+  }
+
+  grpc::Status Delete(const std::string& user, const std::string& id) {
+    grpc::ClientContext context;
+    v1::DeleteConversationRequest request;
+    request.set_user_id(user);
+    request.set_conversation_id(id);
+    v1::DeleteConversationResponse response;
+    return stub_->DeleteConversation(&context, request, &response);
+  }
+
+  std::vector<std::string> ContentsOf(const std::string& user, const std::string& conversation) {
+    v1::ListMessagesRequest request;
+    request.set_user_id(user);
+    request.set_conversation_id(conversation);
+    v1::ListMessagesResponse response;
+    grpc::Status status = ListMessages(request, &response);
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return Contents(response);
+  }
+
+  // Rounds of threads that all use a new name at the same moment, spread over
+  // `stubs` (replicas); each round must end in one conversation. In odd rounds
+  // every thread sends the same client message id, which must store one message.
+  void RaceFirstUses(const std::vector<v1::ConversationService::Stub*>& stubs) {
+    constexpr int kThreads = 8;
+    constexpr int kRounds = 6;
+    std::set<std::string> all_conversations;
+    for (int round = 0; round < kRounds; ++round) {
+      const std::string name = absl::StrCat("race-", round);
+      const bool one_message = round % 2 == 1;
+      std::latch start(kThreads);
+      std::vector<grpc::Status> statuses(kThreads);
+      std::vector<v1::AppendMessageResponse> responses(kThreads);
+      std::vector<std::thread> threads;
+      for (int i = 0; i < kThreads; ++i) {
+        threads.emplace_back([&, i] {
+          const v1::AppendMessageRequest request = NamedAppend(
+              alice_, name, absl::StrCat("m", i), one_message ? "same" : absl::StrCat("m", i));
+          grpc::ClientContext context;
+          start.arrive_and_wait();
+          statuses[i] = stubs[i % stubs.size()]->AppendMessage(&context, request, &responses[i]);
+        });
+      }
+      for (std::thread& thread : threads) {
+        thread.join();
+      }
+      std::set<std::string> conversations;
+      int created = 0;
+      for (int i = 0; i < kThreads; ++i) {
+        ASSERT_TRUE(statuses[i].ok()) << statuses[i].error_message();
+        conversations.insert(responses[i].message().conversation_id());
+        created += responses[i].created() ? 1 : 0;
+      }
+      ASSERT_EQ(conversations.size(), 1u) << "round " << round;
+      EXPECT_EQ(created, one_message ? 1 : kThreads) << "round " << round;
+      EXPECT_EQ(ContentsOf(alice_, *conversations.begin()).size(), one_message ? 1u : kThreads);
+      v1::Conversation named;
+      ASSERT_TRUE(GetByName(alice_, name, &named).ok());
+      EXPECT_EQ(named.id(), *conversations.begin());
+      all_conversations.insert(named.id());
+    }
+    v1::ListConversationsResponse list;
+    ASSERT_TRUE(ListConversations(alice_, 100, "", &list).ok());
+    EXPECT_EQ(list.conversations_size(), kRounds);
+    EXPECT_EQ(all_conversations.size(), static_cast<size_t>(kRounds));
+  }
+
   std::string dir_;
   std::unique_ptr<Store> store_;
-  std::unique_ptr<ConversationService> service_;
-  std::unique_ptr<grpc::Server> server_;
-  std::unique_ptr<v1::ConversationService::Stub> stub_;
+  std::unique_ptr<Serving> serving_;
+  v1::ConversationService::Stub* stub_ = nullptr;
   std::string alice_;
   std::string bob_;
 };
@@ -717,8 +859,399 @@ TEST_P(ConformanceTest, ManyConcurrentStreamsAreAllDurable) {
   }
 }
 
+bool IsParleyId(const std::string& id) {
+  return id.size() == 32 && id.find_first_not_of("0123456789abcdef") == std::string::npos;
+}
+
+TEST_P(ConformanceTest, AClientNamedConversationIsCreatedOnFirstUseAndFoundAfterwards) {
+  v1::Conversation missing;
+  EXPECT_EQ(GetByName(alice_, "conv-123", &missing).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  v1::AppendMessageRequest first_request = NamedAppend(alice_, "conv-123", "one", "c1");
+  first_request.set_conversation_title("Named chat");
+  v1::AppendMessageResponse first;
+  ASSERT_TRUE(Append(first_request, &first).ok());
+  EXPECT_TRUE(first.created());
+  const std::string id = first.message().conversation_id();
+  EXPECT_TRUE(IsParleyId(id)) << id;
+
+  v1::Conversation named;
+  ASSERT_TRUE(GetByName(alice_, "conv-123", &named).ok());
+  EXPECT_EQ(named.id(), id);
+  EXPECT_EQ(named.user_id(), alice_);
+  EXPECT_EQ(named.title(), "Named chat");
+  EXPECT_EQ(named.client_conversation_id(), "conv-123");
+  v1::Conversation by_id;
+  ASSERT_TRUE(GetById(alice_, id, &by_id).ok());
+  EXPECT_EQ(by_id.client_conversation_id(), "conv-123");
+
+  // Later uses continue it (the title of a later use changes nothing).
+  v1::AppendMessageRequest second_request = NamedAppend(alice_, "conv-123", "two", "c2");
+  second_request.set_conversation_title("Another title");
+  v1::AppendMessageResponse second;
+  ASSERT_TRUE(Append(second_request, &second).ok());
+  EXPECT_TRUE(second.created());
+  EXPECT_EQ(second.message().conversation_id(), id);
+  EXPECT_EQ(second.message().parent_id(), first.message().id());
+  EXPECT_THAT(ContentsOf(alice_, id), ElementsAre("one", "two"));
+  ASSERT_TRUE(GetByName(alice_, "conv-123", &named).ok());
+  EXPECT_EQ(named.title(), "Named chat");
+
+  // A repeated client message id inside it returns the stored message.
+  v1::AppendMessageResponse repeat;
+  ASSERT_TRUE(Append(first_request, &repeat).ok());
+  EXPECT_FALSE(repeat.created());
+  EXPECT_EQ(repeat.message().id(), first.message().id());
+  EXPECT_THAT(ContentsOf(alice_, id), ElementsAre("one", "two"));
+
+  // Another name with the same client message id is another conversation with its own message.
+  v1::AppendMessageResponse other = AppendNamed(alice_, "conv-456", "elsewhere", "c1");
+  EXPECT_TRUE(other.created());
+  EXPECT_NE(other.message().conversation_id(), id);
+  EXPECT_THAT(ContentsOf(alice_, other.message().conversation_id()), ElementsAre("elsewhere"));
+
+  // Appending by the Parley id reaches the same conversation.
+  Append(alice_, id, "three");
+  EXPECT_THAT(ContentsOf(alice_, id), ElementsAre("one", "two", "three"));
+
+  // Lists carry the name; a conversation Parley named has none.
+  const std::string plain = Create(alice_, "plain").id();
+  v1::ListConversationsResponse list;
+  ASSERT_TRUE(ListConversations(alice_, 0, "", &list).ok());
+  std::map<std::string, std::string> names;
+  for (const v1::Conversation& conversation : list.conversations()) {
+    names[conversation.id()] = conversation.client_conversation_id();
+  }
+  EXPECT_EQ(names,
+            (std::map<std::string, std::string>{
+                {id, "conv-123"}, {other.message().conversation_id(), "conv-456"}, {plain, ""}}));
+}
+
+TEST_P(ConformanceTest, ClientConversationNamesArePerUser) {
+  const std::string alices =
+      AppendNamed(alice_, "conv-123", "alice's words").message().conversation_id();
+  AppendNamed(alice_, "only-alice", "more of alice's words");
+
+  // Bob's "conv-123" is his own new conversation.
+  v1::Conversation missing;
+  EXPECT_EQ(GetByName(bob_, "conv-123", &missing).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::AppendMessageResponse bobs = AppendNamed(bob_, "conv-123", "bob's words");
+  EXPECT_TRUE(bobs.created());
+  EXPECT_NE(bobs.message().conversation_id(), alices);
+  EXPECT_THAT(ContentsOf(bob_, bobs.message().conversation_id()), ElementsAre("bob's words"));
+  EXPECT_THAT(ContentsOf(alice_, alices), ElementsAre("alice's words"));
+
+  // Bob cannot reach Alice's by her Parley id, and by name he only ever reaches his own.
+  v1::Conversation read;
+  EXPECT_EQ(GetById(bob_, alices, &read).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(GetByName(bob_, "only-alice", &read).error_code(), grpc::StatusCode::NOT_FOUND);
+  ASSERT_TRUE(GetByName(bob_, "conv-123", &read).ok());
+  EXPECT_EQ(read.id(), bobs.message().conversation_id());
+  EXPECT_EQ(read.user_id(), bob_);
+  v1::ListMessagesRequest list;
+  list.set_user_id(bob_);
+  list.set_conversation_id(alices);
+  v1::ListMessagesResponse listed;
+  EXPECT_EQ(ListMessages(list, &listed).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::AppendMessageRequest into_alices;
+  into_alices.set_user_id(bob_);
+  into_alices.set_conversation_id(alices);
+  into_alices.set_role(v1::ROLE_USER);
+  into_alices.set_content("intrusion");
+  v1::AppendMessageResponse refused;
+  EXPECT_EQ(Append(into_alices, &refused).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(Delete(bob_, alices).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  EXPECT_THAT(ContentsOf(alice_, alices), ElementsAre("alice's words"));
+  v1::ListConversationsResponse bobs_list;
+  ASSERT_TRUE(ListConversations(bob_, 0, "", &bobs_list).ok());
+  ASSERT_EQ(bobs_list.conversations_size(), 1);
+  EXPECT_EQ(bobs_list.conversations(0).id(), bobs.message().conversation_id());
+}
+
+TEST_P(ConformanceTest, DeletingAClientNamedConversationFreesItsName) {
+  const std::string old_id = AppendNamed(alice_, "conv-123", "before").message().conversation_id();
+  ASSERT_TRUE(Delete(alice_, old_id).ok());
+  v1::Conversation read;
+  EXPECT_EQ(GetByName(alice_, "conv-123", &read).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  v1::AppendMessageResponse fresh = AppendNamed(alice_, "conv-123", "after", "same-client-id");
+  EXPECT_TRUE(fresh.created());
+  EXPECT_NE(fresh.message().conversation_id(), old_id);
+  EXPECT_EQ(fresh.message().parent_id(), "");
+  EXPECT_THAT(ContentsOf(alice_, fresh.message().conversation_id()), ElementsAre("after"));
+  ASSERT_TRUE(GetByName(alice_, "conv-123", &read).ok());
+  EXPECT_EQ(read.id(), fresh.message().conversation_id());
+  EXPECT_EQ(GetById(alice_, old_id, &read).error_code(), grpc::StatusCode::NOT_FOUND);
+
+  // Deleted again, and used again: each use after a delete starts afresh.
+  ASSERT_TRUE(Delete(alice_, fresh.message().conversation_id()).ok());
+  v1::AppendMessageResponse third = AppendNamed(alice_, "conv-123", "third", "same-client-id");
+  EXPECT_TRUE(third.created());
+  EXPECT_NE(third.message().conversation_id(), fresh.message().conversation_id());
+  v1::ListConversationsResponse list;
+  ASSERT_TRUE(ListConversations(alice_, 0, "", &list).ok());
+  ASSERT_EQ(list.conversations_size(), 1);
+  EXPECT_EQ(list.conversations(0).id(), third.message().conversation_id());
+}
+
+TEST_P(ConformanceTest, AForkOfAClientNamedConversationIsParleyNamed) {
+  const v1::Message message = AppendNamed(alice_, "conv-123", "root").message();
+  grpc::ClientContext context;
+  v1::ForkConversationRequest fork;
+  fork.set_user_id(alice_);
+  fork.set_conversation_id(message.conversation_id());
+  fork.set_message_id(message.id());
+  v1::ForkConversationResponse forked;
+  ASSERT_TRUE(stub_->ForkConversation(&context, fork, &forked).ok());
+  EXPECT_EQ(forked.conversation().client_conversation_id(), "");
+  EXPECT_NE(forked.conversation().id(), message.conversation_id());
+  v1::Conversation named;
+  ASSERT_TRUE(GetByName(alice_, "conv-123", &named).ok());
+  EXPECT_EQ(named.id(), message.conversation_id());
+  EXPECT_EQ(AppendNamed(alice_, "conv-123", "next").message().conversation_id(),
+            message.conversation_id());
+}
+
+TEST_P(ConformanceTest, InvalidClientConversationIdsAreRefused) {
+  const auto append_code = [&](const std::string& name) {
+    v1::AppendMessageResponse response;
+    return Append(NamedAppend(alice_, name, "text"), &response).error_code();
+  };
+  const auto get_code = [&](const std::string& name) {
+    v1::Conversation conversation;
+    return GetByName(alice_, name, &conversation).error_code();
+  };
+  for (const std::string& bad :
+       {std::string(129, 'a'), std::string("line\nbreak"), std::string("tab\there"),
+        std::string("del\x7f"), std::string("c1-\xc2\x85-next-line"), std::string("nul\0", 4)}) {
+    EXPECT_EQ(append_code(bad), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+    EXPECT_EQ(get_code(bad), grpc::StatusCode::INVALID_ARGUMENT) << bad;
+  }
+  v1::AppendMessageResponse response;
+  grpc::Status long_name = Append(NamedAppend(alice_, std::string(129, 'a'), "text"), &response);
+  EXPECT_TRUE(absl::StrContains(long_name.error_message(), "client_conversation_id"))
+      << long_name.error_message();
+
+  // Both ways of naming the conversation at once, or neither for a read.
+  v1::AppendMessageRequest both = NamedAppend(alice_, "conv-123", "text");
+  both.set_conversation_id(Create(alice_).id());
+  EXPECT_EQ(Append(both, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  {
+    grpc::ClientContext context;
+    v1::GetConversationRequest request;
+    request.set_user_id(alice_);
+    request.set_conversation_id(both.conversation_id());
+    request.set_client_conversation_id("conv-123");
+    v1::GetConversationResponse got;
+    EXPECT_EQ(stub_->GetConversation(&context, request, &got).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  {
+    grpc::ClientContext context;
+    v1::GetConversationRequest request;
+    request.set_user_id(alice_);
+    v1::GetConversationResponse got;
+    EXPECT_EQ(stub_->GetConversation(&context, request, &got).error_code(),
+              grpc::StatusCode::INVALID_ARGUMENT);
+  }
+  // Nothing was created by the refused calls.
+  v1::ListConversationsResponse list;
+  ASSERT_TRUE(ListConversations(alice_, 0, "", &list).ok());
+  EXPECT_EQ(list.conversations_size(), 1);
+
+  // The longest name, and names beyond ASCII, are fine and read back unchanged.
+  for (const std::string& good :
+       {std::string(128, 'z'), std::string("разговор №1 — 会話 🙂"),
+        std::string("0123456789abcdef0123456789abcdef")}) {
+    const std::string id = AppendNamed(alice_, good, "hello").message().conversation_id();
+    v1::Conversation named;
+    ASSERT_TRUE(GetByName(alice_, good, &named).ok()) << good;
+    EXPECT_EQ(named.id(), id);
+    EXPECT_EQ(named.client_conversation_id(), good);
+  }
+}
+
+TEST_P(ConformanceTest, ConcurrentFirstUsesOfANameCreateOneConversation) { RaceFirstUses({stub_}); }
+
+TEST_P(ConformanceTest, ConcurrentFirstUsesOnTwoReplicasCreateOneConversation) {
+  std::unique_ptr<Store> second_store = OpenTestStore(GetParam(), dir_);
+  ASSERT_NE(second_store, nullptr);
+  std::unique_ptr<Serving> second = Serve(*second_store);
+  RaceFirstUses({stub_, second->stub.get()});
+}
+
 INSTANTIATE_TEST_SUITE_P(Sqlite, ConformanceTest, ::testing::Values("sqlite"));
 INSTANTIATE_TEST_SUITE_P(Postgres, ConformanceTest, ::testing::Values("postgresql"));
+
+// A database written by the release before client-named conversations (schema
+// version 1, with a conversation in it) is upgraded in place when a store opens it.
+class SchemaUpgradeTest : public ::testing::TestWithParam<std::string> {
+ protected:
+  void SetUp() override {
+    dir_ = MakeTempDir();
+    spec_ = StoreSpec(GetParam(), dir_);
+    if (GetParam() == "postgresql") {
+      // A database of its own: the shared one is already at the newest schema.
+      server_url_ = spec_;
+      database_ = UniqueUser("parley_upgrade");
+      std::replace(database_.begin(), database_.end(), '-', '_');
+      ASSERT_TRUE(ExecPostgres(server_url_, {"CREATE DATABASE " + database_}).ok());
+      spec_ = server_url_.substr(0, server_url_.rfind('/') + 1) + database_;
+    } else {
+      std::filesystem::create_directories(dir_ + "/data");
+    }
+  }
+
+  void TearDown() override {
+    if (!database_.empty()) {
+      EXPECT_TRUE(
+          ExecPostgres(server_url_, {"DROP DATABASE IF EXISTS " + database_ + " WITH (FORCE)"})
+              .ok());
+    }
+    RemoveDir(dir_);
+  }
+
+  static const char* Password() {
+    const char* password = std::getenv("PARLEY_STORE_PASSWORD");
+    return password != nullptr ? password : "";
+  }
+
+  static absl::Status ExecPostgres(const std::string& url,
+                                   const std::vector<std::string>& statements) {
+    const char* keywords[] = {"dbname", "password", nullptr};
+    const char* values[] = {url.c_str(), Password(), nullptr};
+    PGconn* conn = PQconnectdbParams(keywords, values, /*expand_dbname=*/1);
+    absl::Status status;
+    if (PQstatus(conn) != CONNECTION_OK) {
+      status = absl::UnavailableError(PQerrorMessage(conn));
+    }
+    for (size_t i = 0; status.ok() && i < statements.size(); ++i) {
+      PGresult* result = PQexec(conn, statements[i].c_str());
+      if (PQresultStatus(result) != PGRES_COMMAND_OK && PQresultStatus(result) != PGRES_TUPLES_OK) {
+        status = absl::InternalError(absl::StrCat(statements[i], ": ", PQerrorMessage(conn)));
+      }
+      PQclear(result);
+    }
+    PQfinish(conn);
+    return status;
+  }
+
+  static absl::Status ExecSqlite(const std::string& path,
+                                 const std::vector<std::string>& statements) {
+    sqlite3* db = nullptr;
+    absl::Status status;
+    if (sqlite3_open_v2(path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE, nullptr) !=
+        SQLITE_OK) {
+      status = absl::UnavailableError(sqlite3_errmsg(db));
+    }
+    for (size_t i = 0; status.ok() && i < statements.size(); ++i) {
+      if (sqlite3_exec(db, statements[i].c_str(), nullptr, nullptr, nullptr) != SQLITE_OK) {
+        status = absl::InternalError(absl::StrCat(statements[i], ": ", sqlite3_errmsg(db)));
+      }
+    }
+    sqlite3_close(db);
+    return status;
+  }
+
+  // Schema version 1 exactly as that release created it, plus one user's chat.
+  absl::Status WriteVersionOneDatabase() {
+    const bool postgres = GetParam() == "postgresql";
+    std::vector<std::string> statements = {
+        "CREATE TABLE schema_version (version INTEGER NOT NULL)"};
+    const std::vector<std::string> version_one =
+        SchemaMigrations(postgres ? SqlDialect{.serial_key = "BIGSERIAL PRIMARY KEY",
+                                               .int64 = "BIGINT",
+                                               .keyed_table = ""}
+                                  : SqlDialect{.serial_key = "INTEGER PRIMARY KEY AUTOINCREMENT",
+                                               .int64 = "INTEGER",
+                                               .keyed_table = " WITHOUT ROWID"})[0];
+    statements.insert(statements.end(), version_one.begin(), version_one.end());
+    statements.insert(
+        statements.end(),
+        {"INSERT INTO schema_version (version) VALUES (1)",
+         absl::StrCat("INSERT INTO conversations (id, owner, title, metadata,"
+                      " origin_client_message_id, create_time, update_time) VALUES ('",
+                      kOldConversation, "', 'old-user', 'Before the upgrade', '{}', NULL,",
+                      " 1700000000000000, 1700000000000000)"),
+         absl::StrCat("INSERT INTO messages (id, conversation_id, parent_id, role, content, status,"
+                      " finish_reason, prompt_tokens, completion_tokens, usage_estimated, model,"
+                      " client_message_id, last_seq, create_time, update_time) VALUES ('",
+                      kOldMessage, "', '", kOldConversation,
+                      "', NULL, 2, 'kept words', 2, '', 0, 0, 0, '', NULL, 0,"
+                      " 1700000000000000, 1700000000000000)")});
+    return postgres ? ExecPostgres(spec_, statements)
+                    : ExecSqlite(dir_ + "/data/parley.db", statements);
+  }
+
+  std::unique_ptr<Store> Open() {
+    absl::StatusOr<std::unique_ptr<Store>> store = OpenStore(spec_, Password());
+    EXPECT_TRUE(store.ok()) << store.status();
+    return store.ok() ? *std::move(store) : nullptr;
+  }
+
+  static constexpr char kOldConversation[] = "0123456789abcdef0123456789abcdef";
+  static constexpr char kOldMessage[] = "fedcba9876543210fedcba9876543210";
+
+  std::string dir_;
+  std::string spec_;
+  std::string server_url_;
+  std::string database_;
+};
+
+TEST_P(SchemaUpgradeTest, AVersionOneDatabaseKeepsItsDataAndGainsClientNames) {
+  ASSERT_TRUE(WriteVersionOneDatabase().ok());
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+
+  absl::StatusOr<v1::Conversation> old = store->GetConversation("old-user", kOldConversation);
+  ASSERT_TRUE(old.ok()) << old.status();
+  EXPECT_EQ(old->title(), "Before the upgrade");
+  EXPECT_EQ(old->client_conversation_id(), "");
+  v1::ListMessagesRequest list;
+  list.set_user_id("old-user");
+  list.set_conversation_id(kOldConversation);
+  list.set_page_size(10);
+  absl::StatusOr<MessagePage> messages = store->ListMessages(list);
+  ASSERT_TRUE(messages.ok()) << messages.status();
+  ASSERT_EQ(messages->messages.size(), 1u);
+  EXPECT_EQ(messages->messages[0].content(), "kept words");
+
+  v1::AppendMessageRequest append;
+  append.set_user_id("old-user");
+  append.set_role(v1::ROLE_USER);
+  append.set_status(v1::MESSAGE_STATUS_COMPLETE);
+  append.set_conversation_id(kOldConversation);
+  append.set_content("after the upgrade");
+  absl::StatusOr<AppendResult> continued = store->AppendMessage(append);
+  ASSERT_TRUE(continued.ok()) << continued.status();
+  EXPECT_EQ(continued->message.parent_id(), kOldMessage);
+
+  append.clear_conversation_id();
+  append.set_client_conversation_id("conv-123");
+  append.set_content("named");
+  absl::StatusOr<AppendResult> named = store->AppendMessage(append);
+  ASSERT_TRUE(named.ok()) << named.status();
+  EXPECT_NE(named->message.conversation_id(), kOldConversation);
+
+  // Opening again applies nothing twice, and the name still finds its conversation.
+  store.reset();
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  absl::StatusOr<v1::Conversation> found =
+      store->GetClientNamedConversation("old-user", "conv-123");
+  ASSERT_TRUE(found.ok()) << found.status();
+  EXPECT_EQ(found->id(), named->message.conversation_id());
+  absl::StatusOr<AppendResult> again = store->AppendMessage(append);
+  ASSERT_TRUE(again.ok()) << again.status();
+  EXPECT_EQ(again->message.conversation_id(), found->id());
+  absl::StatusOr<ConversationPage> page = store->ListConversations("old-user", 10, "");
+  ASSERT_TRUE(page.ok()) << page.status();
+  EXPECT_EQ(page->conversations.size(), 2u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Sqlite, SchemaUpgradeTest, ::testing::Values("sqlite"));
+INSTANTIATE_TEST_SUITE_P(Postgres, SchemaUpgradeTest, ::testing::Values("postgresql"));
 
 }  // namespace
 }  // namespace parley::persistence
