@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "boost/asio/post.hpp"
 #include "boost/json/array.hpp"
 #include "boost/json/parse.hpp"
 #include "boost/json/value.hpp"
@@ -215,6 +216,72 @@ std::vector<std::string> ParseSuggestions(absl::string_view text) {
     }
   }
   return suggestions;
+}
+
+std::shared_ptr<SuggestionsGeneration> SuggestionsGeneration::Start(
+    InferenceClient& inference, boost::asio::any_io_executor executor,
+    inference_pb::GenerateRequest request, const common::TraceContext& trace, Done done) {
+  auto generation = std::make_shared<SuggestionsGeneration>(executor, std::move(done));
+  // Started on the executor, so that every callback (posted there) finds `stream_` set.
+  boost::asio::post(executor, [generation, &inference, request = std::move(request),
+                               trace]() mutable {
+    if (generation->cancelled_) {
+      return generation->OnDone(absl::CancelledError("suggestions cancelled"));
+    }
+    generation->stream_ = inference.Generate(
+        std::move(request), kSuggestionDeadline, trace,
+        GenerateStream::Callbacks{
+            .on_message =
+                [generation](inference_pb::GenerateResponse chunk) {
+                  boost::asio::post(generation->executor_, [generation, chunk = std::move(chunk)] {
+                    generation->OnChunk(chunk);
+                  });
+                },
+            .on_done =
+                [generation](absl::Status status) {
+                  boost::asio::post(
+                      generation->executor_,
+                      [generation, status = std::move(status)] { generation->OnDone(status); });
+                },
+        });
+  });
+  return generation;
+}
+
+SuggestionsGeneration::SuggestionsGeneration(boost::asio::any_io_executor executor, Done done)
+    : executor_(std::move(executor)), done_(std::move(done)) {}
+
+void SuggestionsGeneration::Cancel() {
+  boost::asio::post(executor_, [self = shared_from_this()] {
+    self->cancelled_ = true;
+    if (self->stream_ != nullptr) {
+      self->stream_->Cancel();
+    }
+  });
+}
+
+void SuggestionsGeneration::OnChunk(const inference_pb::GenerateResponse& chunk) {
+  if (chunk.has_text_delta()) {
+    text_ += chunk.text_delta().text();
+  }
+  // A model that ignores the budget is cut off rather than read to the end.
+  if (text_.size() > 8 * kMaxSuggestions * kMaxSuggestionBytes) {
+    cancelled_ = true;
+  }
+  if (cancelled_) {
+    stream_->Cancel();
+  } else {
+    stream_->ReadNext();
+  }
+}
+
+void SuggestionsGeneration::OnDone(const absl::Status& status) {
+  stream_.reset();
+  Done done = std::move(done_);
+  done_ = nullptr;
+  if (done) {
+    done(status.ok() && !cancelled_ ? ParseSuggestions(text_) : std::vector<std::string>());
+  }
 }
 
 }  // namespace parley::edge

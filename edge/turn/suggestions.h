@@ -1,9 +1,14 @@
 #pragma once
 
+#include <functional>
+#include <memory>
 #include <string>
 #include <vector>
 
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
+#include "boost/asio/any_io_executor.hpp"
+#include "common/trace_context.h"
 #include "edge/clients/inference_client.h"
 
 // Follow-up suggestions: after a reply, a second, short generation through the inference service
@@ -31,5 +36,36 @@ inference_pb::GenerateRequest SuggestionsRequest(absl::string_view model,
 // questions only those count; otherwise only short lines that are not sentences of prose.
 // A JSON array of strings is read as the list. Empty when nothing in it looks like a suggestion.
 std::vector<std::string> ParseSuggestions(absl::string_view text);
+
+// How long a suggestions generation may take; a slower one counts as failed.
+inline constexpr absl::Duration kSuggestionDeadline = absl::Seconds(20);
+
+// One suggestions generation: SuggestionsRequest through the inference service, its text read
+// to the end and parsed. `done` runs once, on `executor`, with the suggestions, or with none when
+// the generation failed, was cancelled or gave nothing usable. It keeps itself alive until then.
+class SuggestionsGeneration : public std::enable_shared_from_this<SuggestionsGeneration> {
+ public:
+  using Done = std::function<void(std::vector<std::string>)>;
+
+  static std::shared_ptr<SuggestionsGeneration> Start(InferenceClient& inference,
+                                                      boost::asio::any_io_executor executor,
+                                                      inference_pb::GenerateRequest request,
+                                                      const common::TraceContext& trace, Done done);
+
+  SuggestionsGeneration(boost::asio::any_io_executor executor, Done done);
+
+  // Stops the generation; `done` gets no suggestions. Any thread.
+  void Cancel();
+
+ private:
+  void OnChunk(const inference_pb::GenerateResponse& chunk);
+  void OnDone(const absl::Status& status);
+
+  boost::asio::any_io_executor executor_;
+  Done done_;
+  std::shared_ptr<GenerateStream> stream_;
+  std::string text_;
+  bool cancelled_ = false;
+};
 
 }  // namespace parley::edge
