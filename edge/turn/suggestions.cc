@@ -284,4 +284,15 @@ void SuggestionsGeneration::OnDone(const absl::Status& status) {
   }
 }
 
+std::function<void()> InferenceSuggester::Suggest(
+    absl::string_view model, absl::string_view question, absl::string_view answer,
+    const std::string& user_id, boost::asio::any_io_executor executor, Done done) {
+  inference_pb::GenerateRequest request = SuggestionsRequest(model, question, answer);
+  request.set_user_id(user_id);
+  std::shared_ptr<SuggestionsGeneration> generation =
+      SuggestionsGeneration::Start(inference_, std::move(executor), std::move(request),
+                                   common::NewTraceContext(), std::move(done));
+  return [generation] { generation->Cancel(); };
+}
+
 }  // namespace parley::edge

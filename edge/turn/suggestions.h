@@ -38,7 +38,7 @@ inference_pb::GenerateRequest SuggestionsRequest(absl::string_view model,
 std::vector<std::string> ParseSuggestions(absl::string_view text);
 
 // How long a suggestions generation may take; a slower one counts as failed.
-inline constexpr absl::Duration kSuggestionDeadline = absl::Seconds(20);
+inline constexpr absl::Duration kSuggestionDeadline = absl::Seconds(10);
 
 // One suggestions generation: SuggestionsRequest through the inference service, its text read
 // to the end and parsed. `done` runs once, on `executor`, with the suggestions, or with none when
@@ -66,6 +66,36 @@ class SuggestionsGeneration : public std::enable_shared_from_this<SuggestionsGen
   std::shared_ptr<GenerateStream> stream_;
   std::string text_;
   bool cancelled_ = false;
+};
+
+// Where a dialect session gets follow-up suggestions from; an interface, so sessions are
+// unit-tested without an inference service.
+class Suggester {
+ public:
+  using Done = SuggestionsGeneration::Done;
+
+  virtual ~Suggester() = default;
+
+  // Starts a generation of suggestions for `question` and its `answer` by `model`. `done` runs
+  // once, on `executor`, with the suggestions (none on failure). The returned function stops the
+  // generation (then `done` gets none); any thread.
+  virtual std::function<void()> Suggest(absl::string_view model, absl::string_view question,
+                                        absl::string_view answer, const std::string& user_id,
+                                        boost::asio::any_io_executor executor, Done done) = 0;
+};
+
+// Suggestions from the inference service, with the model that wrote the reply.
+class InferenceSuggester final : public Suggester {
+ public:
+  // `inference` outlives this.
+  explicit InferenceSuggester(InferenceClient& inference) : inference_(inference) {}
+
+  std::function<void()> Suggest(absl::string_view model, absl::string_view question,
+                                absl::string_view answer, const std::string& user_id,
+                                boost::asio::any_io_executor executor, Done done) override;
+
+ private:
+  InferenceClient& inference_;
 };
 
 }  // namespace parley::edge
