@@ -50,6 +50,13 @@ ABSL_FLAG(int, connection_message_burst, 10,
           "Messages one connection may send back to back after a quiet spell");
 ABSL_FLAG(int, connection_typing_per_minute, 120,
           "`typing` frames per minute on one connection (after a burst of 10); <= 0 disables");
+ABSL_FLAG(int, ai_chat_messages_per_minute, 100,
+          "`chat` frames per minute on one /ws/ai-chat connection, in place of "
+          "--connection_messages_per_minute there; the one past it closes the connection with "
+          "1008; 0 disables");
+ABSL_FLAG(bool, suggestions, true,
+          "Follow-up suggestions after each reply, from a second, short generation, on the "
+          "dialects that show them (/copilot)");
 ABSL_FLAG(int, user_messages_per_minute, 60,
           "`message` frames per minute per user over all of the user's connections; 0 disables");
 ABSL_FLAG(int, user_message_burst, 20,
@@ -111,6 +118,8 @@ int main(int argc, char** argv) {
   options.limits.messages_per_minute = absl::GetFlag(FLAGS_connection_messages_per_minute);
   options.limits.message_burst = absl::GetFlag(FLAGS_connection_message_burst);
   options.limits.typing_per_minute = absl::GetFlag(FLAGS_connection_typing_per_minute);
+  options.limits.ai_chat_messages_per_minute = absl::GetFlag(FLAGS_ai_chat_messages_per_minute);
+  options.suggestions = absl::GetFlag(FLAGS_suggestions);
   options.user_limits.messages_per_minute = absl::GetFlag(FLAGS_user_messages_per_minute);
   options.user_limits.message_burst = absl::GetFlag(FLAGS_user_message_burst);
   options.user_limits.max_concurrent_turns = absl::GetFlag(FLAGS_max_concurrent_turns);

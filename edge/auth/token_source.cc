@@ -125,20 +125,26 @@ std::string TokenFromQuery(std::string_view target) {
   return {};
 }
 
+// What a client sends where it has no token yet: `token=${token}` and `Bearer ${token}` with an
+// unset variable give "null" or "undefined". Taken as no token rather than refused as a bad one.
+bool IsNoToken(std::string_view token) {
+  return token.empty() || token == "null" || token == "undefined";
+}
+
 }  // namespace
 
 ExtractedToken ExtractToken(std::string_view target, std::string_view authorization,
                             std::string_view websocket_protocol, const TokenPlaces& places) {
   if (std::string_view token =
           places.authorization_header ? BearerFromAuthorization(authorization) : "";
-      !token.empty()) {
+      !IsNoToken(token)) {
     return {std::string(token), TokenLocation::kAuthorizationHeader};
   }
   if (std::string_view token = places.subprotocol ? BearerFromSubprotocols(websocket_protocol) : "";
-      !token.empty()) {
+      !IsNoToken(token)) {
     return {std::string(token), TokenLocation::kSubprotocol};
   }
-  if (std::string token = places.query_parameter ? TokenFromQuery(target) : ""; !token.empty()) {
+  if (std::string token = places.query_parameter ? TokenFromQuery(target) : ""; !IsNoToken(token)) {
     return {std::move(token), TokenLocation::kQueryParameter};
   }
   return {};

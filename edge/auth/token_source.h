@@ -22,6 +22,8 @@ namespace parley::edge {
 //     neither. Query strings end up in proxy access logs, so prefer 1 or 2.
 //
 // The first place that holds a token wins, in the order above; the others are not looked at.
+// An empty value, or the literal "null" or "undefined" (a client's unset variable), is no token:
+// the next place is looked at, and with none the request is anonymous (development mode only).
 // A dialect may allow fewer places (TokenPlaces), or one more inside its own protocol.
 enum class TokenLocation { kNone, kAuthorizationHeader, kSubprotocol, kQueryParameter };
 

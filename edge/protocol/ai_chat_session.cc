@@ -21,7 +21,7 @@ std::string NewRequestId() {
 
 AiChatSession::AiChatSession(int chats_per_minute, Clock now)
     : now_(now != nullptr ? std::move(now) : Clock([] { return absl::Now(); })),
-      // The seed's "N per minute": N back to back, then one every 60/N seconds.
+      // "N per minute": N back to back, then one every 60/N seconds.
       chats_(chats_per_minute, chats_per_minute, now_()) {}
 
 void AiChatSession::Open(DialectHost& host) {

@@ -1,7 +1,10 @@
 #include "edge/server/dialects.h"
 
+#include "edge/protocol/ai_chat_session.h"
 #include "edge/protocol/codec_session.h"
+#include "edge/protocol/copilot_session.h"
 #include "edge/protocol/native_codec.h"
+#include "edge/server/server_context.h"
 
 namespace parley::edge {
 namespace {
@@ -16,6 +19,26 @@ const Dialect kDialects[] = {
         .tokens = {},
         .new_session = [](ServerContext&) -> std::unique_ptr<DialectSession> {
           return std::make_unique<CodecSession>(kNativeCodec);
+        },
+    },
+    {
+        // A web app's copilot hook: docs/dialects/copilot.md.
+        .path = "/copilot",
+        .label = "copilot",
+        .subprotocol = "",
+        .tokens = {},
+        .new_session = [](ServerContext& context) -> std::unique_ptr<DialectSession> {
+          return std::make_unique<CopilotSession>(context.suggester.get());
+        },
+    },
+    {
+        // A ChatGPT-style page: docs/dialects/ai-chat.md.
+        .path = "/ws/ai-chat",
+        .label = "ai_chat",
+        .subprotocol = "",
+        .tokens = {},
+        .new_session = [](ServerContext& context) -> std::unique_ptr<DialectSession> {
+          return std::make_unique<AiChatSession>(context.limits.ai_chat_messages_per_minute);
         },
     },
 };

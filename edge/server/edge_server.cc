@@ -76,6 +76,9 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
       options.persistence, context.metrics.shared_registry(), "edge", stream_args));
   context.inference = std::make_unique<InferenceClient>(common::CreateInstrumentedChannel(
       options.inference, context.metrics.shared_registry(), "edge", stream_args));
+  if (options.suggestions) {
+    context.suggester = std::make_unique<InferenceSuggester>(*context.inference);
+  }
   context.turn_deps = TurnDeps{
       .persistence = context.persistence.get(),
       .inference = context.inference.get(),

@@ -35,6 +35,9 @@ struct EdgeOptions {
   UserLimitsOptions user_limits;
   // `heartbeat` events while a reply waits for its first token; zero disables.
   absl::Duration heartbeat_interval = absl::Seconds(15);
+  // Follow-up suggestions (a second, short generation) after each reply on dialects that show
+  // them.
+  bool suggestions = true;
   // On shutdown, how long running turns may take to finish before sockets close.
   absl::Duration drain_grace = absl::Seconds(10);
 };

@@ -16,6 +16,7 @@
 #include "edge/metrics.h"
 #include "edge/server/outbound_queue.h"
 #include "edge/turn/conversation_rooms.h"
+#include "edge/turn/suggestions.h"
 #include "edge/turn/turn.h"
 #include "edge/turn/turn_tracker.h"
 
@@ -80,6 +81,9 @@ struct ConnectionLimits {
   size_t backend_stream_window_bytes = 64 * 1024;
   // `typing` frames per minute on one connection; the excess is refused, never relayed.
   int typing_per_minute = 120;
+  // `chat` frames per minute on one /ws/ai-chat connection, in place of `messages_per_minute`
+  // there; the one past it closes the connection with 1008. <= 0 disables.
+  int ai_chat_messages_per_minute = 100;
 };
 
 // Everything sessions share. Owned by EdgeServer, which outlives every session.
@@ -92,6 +96,8 @@ struct ServerContext {
   std::unique_ptr<PersistenceClient> persistence;
   std::unique_ptr<InferenceClient> inference;
   TurnDeps turn_deps;
+  // Follow-up suggestions after a reply, for the dialects that show them; null when turned off.
+  std::unique_ptr<Suggester> suggester;
   // Who may connect; never null once the server runs.
   std::unique_ptr<Authenticator> authenticator;
   OriginAllowList origins;

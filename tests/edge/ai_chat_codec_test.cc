@@ -25,7 +25,7 @@ std::string DecodeError(const std::string& frame) {
   return std::get<ErrorEvent>(decoded).message;
 }
 
-TEST(AiChatCodecTest, DecodesTheSeedsChatAndPing) {
+TEST(AiChatCodecTest, DecodesTheChatAndPing) {
   std::variant<Command, ErrorEvent> decoded =
       DecodeFrame(R"({"type":"chat","message":"What is the weather today?","model":"gpt-4o"})");
   ASSERT_TRUE(std::holds_alternative<Command>(decoded));
@@ -54,7 +54,7 @@ TEST(AiChatCodecTest, RefusesWhatIsNotAChatWithAReason) {
             "\"model\" must be a string");
 }
 
-TEST(AiChatCodecTest, FramesAreTheSeeds) {
+TEST(AiChatCodecTest, FramesAreTheDialects) {
   EXPECT_EQ(json::parse(ChunkFrame("The weather")),
             json::parse(R"({"type":"chunk","content":"The weather"})"));
   EXPECT_EQ(json::parse(DoneFrame()), json::parse(R"({"type":"done"})"));

@@ -48,7 +48,7 @@ std::vector<json::object> Frames(const CopilotEncoder::Output& out) {
   return frames;
 }
 
-TEST(CopilotCodecTest, DecodesTheSeedsMessage) {
+TEST(CopilotCodecTest, DecodesTheHooksMessage) {
   const CopilotRequest request = DecodeOk(
       R"({"action":"message","message":"Add a new supplier in Asia","conversationId":"conv-123","streaming":true})");
   EXPECT_EQ(request.message.content, "Add a new supplier in Asia");
@@ -81,7 +81,7 @@ TEST(CopilotCodecTest, RefusesWhatIsNotAMessageWithAReason) {
             "\"streaming\" must be a boolean");
 }
 
-TEST(CopilotCodecTest, FramesCarryExactlyTheSeedsFields) {
+TEST(CopilotCodecTest, FramesCarryExactlyTheDialectsFields) {
   EXPECT_EQ(Parse(AcknowledgmentFrame(kNow)),
             Parse(R"({"type":"acknowledgment","message":"Message received. Processing...",)"
                   R"("timestamp":1767225600123})"));

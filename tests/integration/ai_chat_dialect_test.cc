@@ -1,4 +1,4 @@
-// The ai-chat dialect on /ws/ai-chat, checked the way the seed's useAIWebSocket hook uses it:
+// The ai-chat dialect on /ws/ai-chat, checked the way the page's useAIWebSocket hook uses it:
 // `{"type":"chat","message","model":"gpt-4o"}` and pings in, chunk/done/error/pong out, one
 // conversation per socket, sanitised text, and the per-connection limit that closes with 1008.
 // The model is a fake OpenAI-compatible upstream behind the real parley-inference.
@@ -22,7 +22,7 @@ namespace json = boost::json;
 using ::parley::inference::testing::FakeOpenAiServer;
 
 json::object Chat(const std::string& text) {
-  // The seed's client always names its model.
+  // The page's hook always names its model.
   return json::object{{"type", "chat"}, {"message", text}, {"model", "gpt-4o"}};
 }
 

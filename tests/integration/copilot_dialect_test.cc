@@ -1,4 +1,4 @@
-// The copilot dialect on /copilot, checked the way the seed's copilot hook uses it: one socket
+// The copilot dialect on /copilot, checked the way the copilot hook uses it: one socket
 // opened with `?userId=…&token=…`, `{"action":"message",…}` frames, and the frames it switches on.
 // The model is a fake OpenAI-compatible upstream behind the real parley-inference, so every
 // reply (and every suggestions generation) has exactly the shape a test gives it.
@@ -98,7 +98,7 @@ class CopilotDialectTest : public ::testing::Test {
                             const std::vector<std::string>& pieces) {
     const json::object start = Expect(client, "stream_start", {"conversationId", "metadata"});
     EXPECT_EQ(Str(start, "conversationId"), conversation_id);
-    EXPECT_EQ(Str(start.at("metadata").as_object(), "model"), kTestModel);
+    EXPECT_EQ(Str(Obj(start, "metadata"), "model"), kTestModel);
     for (const std::string& piece : pieces) {
       const json::object token = Expect(client, "stream_token", {"token", "conversationId"});
       EXPECT_EQ(Str(token, "token"), piece);
@@ -112,7 +112,7 @@ class CopilotDialectTest : public ::testing::Test {
   int64_t started_ms_ = 0;
 };
 
-TEST_F(CopilotDialectTest, AStreamedReplyArrivesInTheSeedsFramesThenItsSuggestions) {
+TEST_F(CopilotDialectTest, AStreamedReplyArrivesInTheHooksFramesThenItsSuggestions) {
   const std::vector<std::string> pieces = {"I've ", "added a new ", "supplier in Asia."};
   upstream_.Enqueue(StreamedReply(pieces, /*completion_tokens=*/7));
   upstream_.Enqueue(SseReply(DeltaEvent(kSuggestionsAnswer) + "data: [DONE]\n\n"));
@@ -127,7 +127,7 @@ TEST_F(CopilotDialectTest, AStreamedReplyArrivesInTheSeedsFramesThenItsSuggestio
   ASSERT_EQ(Str(*start, "type"), "stream_start");
   const std::string conversation_id = Str(*start, "conversationId");
   ASSERT_FALSE(conversation_id.empty());
-  EXPECT_EQ(Str(start->at("metadata").as_object(), "model"), kTestModel);
+  EXPECT_EQ(Str(Obj(*start, "metadata"), "model"), kTestModel);
   std::string streamed;
   for (const std::string& piece : pieces) {
     const json::object token = Expect(*client, "stream_token", {"token", "conversationId"});
@@ -137,9 +137,9 @@ TEST_F(CopilotDialectTest, AStreamedReplyArrivesInTheSeedsFramesThenItsSuggestio
   }
   const json::object complete = Expect(*client, "stream_complete", {"conversationId", "metadata"});
   EXPECT_EQ(Str(complete, "conversationId"), conversation_id);
-  const json::object& metadata = complete.at("metadata").as_object();
+  const json::object metadata = Obj(complete, "metadata");
   EXPECT_EQ(Int(metadata, "tokenCount"), 7);
-  EXPECT_EQ(metadata.at("actionSuccess"), true);
+  EXPECT_EQ(Val(metadata, "actionSuccess"), json::value(true));
   EXPECT_EQ(Str(metadata, "finishReason"), "stop");
   const std::string reply_id = Str(metadata, "messageId");
 
@@ -147,9 +147,10 @@ TEST_F(CopilotDialectTest, AStreamedReplyArrivesInTheSeedsFramesThenItsSuggestio
   const json::object suggestions =
       Expect(*client, "suggestions", {"suggestions", "conversationId"});
   EXPECT_EQ(Str(suggestions, "conversationId"), conversation_id);
-  EXPECT_EQ(suggestions.at("suggestions"),
-            (json::array{"Can you show the supplier's details?", "Should I add another supplier?",
-                         "What does the supply chain look like now?"}));
+  EXPECT_EQ(Val(suggestions, "suggestions"),
+            json::value(json::array{"Can you show the supplier's details?",
+                                    "Should I add another supplier?",
+                                    "What does the supply chain look like now?"}));
   const std::vector<FakeOpenAiServer::Request> requests = upstream_.requests();
   ASSERT_EQ(requests.size(), 2u);
   EXPECT_FALSE(IsSuggestionsRequest(requests[0]));
@@ -159,7 +160,7 @@ TEST_F(CopilotDialectTest, AStreamedReplyArrivesInTheSeedsFramesThenItsSuggestio
   // The stored reply is what streamed.
   const json::array stored = StoredMessages(edge(), "alice", conversation_id);
   ASSERT_EQ(stored.size(), 2u);
-  EXPECT_EQ(stored[0].as_object().at("content"), "Add a new supplier in Asia");
+  EXPECT_EQ(Str(stored[0].as_object(), "content"), "Add a new supplier in Asia");
   EXPECT_EQ(Str(stored[1].as_object(), "id"), reply_id);
   EXPECT_EQ(Str(stored[1].as_object(), "content"), streamed);
   EXPECT_EQ(Str(stored[1].as_object(), "status"), "complete");
@@ -177,10 +178,11 @@ TEST_F(CopilotDialectTest, WithoutStreamingTheReplyIsOneMessageThenSuggestions) 
       Expect(*client, "message", {"content", "conversationId", "metadata"});
   EXPECT_EQ(Str(message, "content"), "Hello, Alice.");
   const std::string conversation_id = Str(message, "conversationId");
-  EXPECT_EQ(Int(message.at("metadata").as_object(), "tokenCount"), 3);
+  EXPECT_EQ(Int(Obj(message, "metadata"), "tokenCount"), 3);
   const json::object suggestions =
       Expect(*client, "suggestions", {"suggestions", "conversationId"});
-  EXPECT_EQ(suggestions.at("suggestions"), (json::array{"What can you do?", "Who are you?"}));
+  EXPECT_EQ(Val(suggestions, "suggestions"),
+            json::value(json::array{"What can you do?", "Who are you?"}));
   EXPECT_EQ(Str(suggestions, "conversationId"), conversation_id);
 
   const json::array stored = StoredMessages(edge(), "alice", conversation_id);
@@ -211,7 +213,7 @@ TEST_F(CopilotDialectTest, AFailedSuggestionsGenerationSendsNothing) {
   ExpectStream(*client, conversation_id, {"Second answer."});
   const json::object suggestions =
       Expect(*client, "suggestions", {"suggestions", "conversationId"});
-  EXPECT_EQ(suggestions.at("suggestions"), json::array{"And then?"});
+  EXPECT_EQ(Val(suggestions, "suggestions"), json::value(json::array{"And then?"}));
   EXPECT_TRUE(IsSuggestionsRequest(upstream_.requests()[1]));
 }
 

@@ -18,7 +18,7 @@
 
 namespace parley::testing {
 
-// The public (and upstream) model name of the stack's one model. The seeds' clients ask for
+// The public (and upstream) model name of the stack's one model. The dialects' clients ask for
 // other names ("gpt-4o"), which this one answers.
 inline constexpr char kTestModel[] = "parley-test-model";
 
@@ -79,6 +79,18 @@ inline std::set<std::string> Keys(const boost::json::object& frame) {
     keys.emplace(field.key());
   }
   return keys;
+}
+
+// A field of a frame; null when it is absent.
+inline boost::json::value Val(const boost::json::object& frame, const char* key) {
+  const boost::json::value* value = frame.if_contains(key);
+  return value != nullptr ? *value : boost::json::value();
+}
+
+// An object field of a frame; empty when it is absent or of another type.
+inline boost::json::object Obj(const boost::json::object& frame, const char* key) {
+  const boost::json::value* value = frame.if_contains(key);
+  return value != nullptr && value->is_object() ? value->get_object() : boost::json::object();
 }
 
 inline int64_t NowMillis() { return absl::ToUnixMillis(absl::Now()); }

@@ -42,6 +42,17 @@ TEST(TokenSourceTest, ReadsQueryParameter) {
   EXPECT_EQ(ExtractToken("/ws/chat", "", "").location, TokenLocation::kNone);
 }
 
+TEST(TokenSourceTest, NullAndUndefinedAreNoToken) {
+  // What `?token=${token}` and `Bearer ${token}` give before a login.
+  EXPECT_EQ(ExtractToken("/copilot?userId=u&token=null", "", "").location, TokenLocation::kNone);
+  EXPECT_EQ(ExtractToken("/copilot?token=undefined", "", "").location, TokenLocation::kNone);
+  EXPECT_EQ(ExtractToken("/", "Bearer null", "").location, TokenLocation::kNone);
+  EXPECT_EQ(ExtractToken("/", "", "bearer.undefined").location, TokenLocation::kNone);
+  // A placeholder in one place does not hide a token in the next.
+  EXPECT_EQ(ExtractToken("/ws?token=q", "Bearer undefined", "").token, "q");
+  EXPECT_EQ(ExtractToken("/ws?token=nullable", "", "").token, "nullable");
+}
+
 TEST(TokenSourceTest, HeaderWinsOverSubprotocolWinsOverQuery) {
   EXPECT_EQ(ExtractToken("/ws?token=q", "Bearer h", "parley.v1, bearer.s").token, "h");
   EXPECT_EQ(ExtractToken("/ws?token=q", "", "parley.v1, bearer.s").token, "s");
