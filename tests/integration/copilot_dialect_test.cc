@@ -2,6 +2,7 @@
 // opened with `?userId=…&token=…`, `{"action":"message",…}` frames, and the frames it switches on.
 // The model is a fake OpenAI-compatible upstream behind the real parley-inference, so every
 // reply (and every suggestions generation) has exactly the shape a test gives it.
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <set>
@@ -12,6 +13,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/json.hpp"
 #include "gtest/gtest.h"
+#include "tests/edge/auth/jwt_test_keys.h"
 #include "tests/inference/fake_openai_server.h"
 #include "tests/integration/dialect_test_util.h"
 #include "tests/support/parley_stack.h"
@@ -36,10 +38,25 @@ bool IsSuggestionsRequest(const FakeOpenAiServer::Request& request) {
   return absl::StrContains(request.body, "follow-up questions");
 }
 
+constexpr char kSecret[] = "an-hs256-secret-of-at-least-32-bytes!!";
+
+std::string Token(const std::string& sub) {
+  const int64_t now = absl::ToUnixSeconds(absl::Now());
+  return edge::testing::SignHs256(
+      R"({"alg":"HS256","typ":"JWT"})",
+      absl::StrCat(R"({"sub":")", sub, R"(","iat":)", now, R"(,"exp":)", now + 600, "}"), kSecret);
+}
+
+std::string SecretFile() {
+  const std::string path = absl::StrCat(MakeTempDir(), "/jwt-secret");
+  std::ofstream(path) << kSecret << "\n";
+  return path;
+}
+
 class CopilotDialectTest : public ::testing::Test {
  protected:
   void SetUp() override {
-    stack_ = StartWithUpstream(upstream_);
+    stack_ = StartWithUpstream(upstream_, {absl::StrCat("--jwt_secret_file=", SecretFile())});
     ASSERT_NE(stack_, nullptr);
     started_ms_ = NowMillis();
   }
@@ -309,6 +326,32 @@ TEST_F(CopilotDialectTest,
   }
   EXPECT_EQ(UpgradeStatus(edge(), "/copilot?userId=carol&token=not-a-jwt"), 401);
   EXPECT_EQ(UpgradeStatus(edge(), "/copilot?userId=carol&token=a.b.c"), 401);
+}
+
+TEST_F(CopilotDialectTest, AValidTokenInTheQueryNamesTheUserWhateverUserIdSays) {
+  upstream_.Enqueue(StreamedReply({"Hi, Olga."}, 3));
+  upstream_.Enqueue(SseReply(DeltaEvent("How are you?") + "data: [DONE]\n\n"));
+  std::unique_ptr<WsClient> client = Connect("mallory", Token("olga"));
+  ASSERT_NE(client, nullptr);
+
+  ASSERT_TRUE(client->SendJson(Send("Hello")).ok());
+  ExpectAcknowledged(*client);
+  absl::StatusOr<json::object> start = client->ReadJson();
+  ASSERT_TRUE(start.ok());
+  const std::string conversation_id = Str(*start, "conversationId");
+  Expect(*client, "stream_token", {"token", "conversationId"});
+  Expect(*client, "stream_complete", {"conversationId", "metadata"});
+
+  // The conversation is the token's user's, not the one `userId` names.
+  absl::StatusOr<HttpResponse> olgas =
+      HttpRequest(edge(), "GET", absl::StrCat("/v1/conversations/", conversation_id, "/messages"),
+                  "", {{"Authorization", absl::StrCat("Bearer ", Token("olga"))}});
+  ASSERT_TRUE(olgas.ok());
+  EXPECT_EQ(olgas->status, 200);
+  absl::StatusOr<HttpResponse> mallorys = HttpGet(
+      edge(), absl::StrCat("/v1/conversations/", conversation_id, "/messages?userId=mallory"));
+  ASSERT_TRUE(mallorys.ok());
+  EXPECT_EQ(mallorys->status, 404);
 }
 
 }  // namespace
