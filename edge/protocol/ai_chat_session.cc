@@ -26,8 +26,11 @@ AiChatSession::AiChatSession(int chats_per_minute, Clock now)
 
 void AiChatSession::Open(DialectHost& host) {
   host_ = &host;
-  // This dialect's budget stands in for the connection's; the user's still applies.
-  chat_ = &host.OpenChat(*host.request().user, ChatOptions{.messages_per_minute = 0});
+  // This dialect's budget stands in for the connection's; the user's still applies. The page
+  // asks for "gpt-4o" whatever the service runs: the default model answers a name it lacks.
+  chat_ = &host.OpenChat(
+      *host.request().user,
+      ChatOptions{.messages_per_minute = 0, .unknown_model = UnknownModel::kUseDefault});
 }
 
 void AiChatSession::OnFrame(std::string_view frame, FrameType type) {

@@ -231,6 +231,9 @@ CopilotEncoder::Output CopilotEncoder::Encode(const Event& event, int64_t timest
             if (reply == nullptr) {
               return;
             }
+            if (!complete.model.empty()) {
+              reply->model = complete.model;
+            }
             const ReplySummary summary{reply->conversation_id, reply->message_id, reply->model,
                                        complete.finish_reason, complete.completion_tokens};
             out.frames.push_back(reply->streaming

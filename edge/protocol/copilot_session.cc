@@ -29,7 +29,9 @@ CopilotSession::~CopilotSession() { OnClosed(); }
 void CopilotSession::Open(DialectHost& host) {
   host_ = &host;
   // The route authenticated the upgrade request (query token, header or subprotocol).
-  chat_ = &host.OpenChat(*host.request().user, ChatOptions{});
+  // The hook's clients may name models of their own; the default model answers those.
+  chat_ =
+      &host.OpenChat(*host.request().user, ChatOptions{.unknown_model = UnknownModel::kUseDefault});
 }
 
 void CopilotSession::OnFrame(std::string_view frame, FrameType type) {

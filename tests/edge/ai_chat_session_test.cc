@@ -37,6 +37,10 @@ TEST_F(AiChatSessionTest, TheDialectsBudgetReplacesTheConnectionsOne) {
   EXPECT_LE(*host_.options.messages_per_minute, 0);
 }
 
+TEST_F(AiChatSessionTest, AModelTheServiceLacksIsAnsweredByItsDefault) {
+  EXPECT_EQ(host_.options.unknown_model, UnknownModel::kUseDefault);
+}
+
 TEST_F(AiChatSessionTest, OneConnectionIsOneConversation) {
   session_.OnFrame(R"({"type":"chat","message":"One","model":"gpt-4o"})", FrameType::kText);
   ASSERT_EQ(chat().commands.size(), 1u);

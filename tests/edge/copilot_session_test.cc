@@ -70,6 +70,10 @@ class CopilotSessionTest : public ::testing::Test {
   CopilotSession session_;
 };
 
+TEST_F(CopilotSessionTest, AModelTheServiceLacksIsAnsweredByItsDefault) {
+  EXPECT_EQ(host_.options.unknown_model, UnknownModel::kUseDefault);
+}
+
 TEST_F(CopilotSessionTest, EachMessageIsATurnWithAKeyOfItsOwn) {
   session_.OnFrame(R"({"action":"message","message":"One","conversationId":"conv-123"})",
                    FrameType::kText);

@@ -269,33 +269,6 @@ TEST_F(CopilotDialectTest, AReplyTheModelBreaksOffIsInterruptedWithTheStoredText
   EXPECT_FALSE(IsSuggestionsRequest(requests[1]));
 }
 
-TEST_F(CopilotDialectTest, AClientNamedConversationIsCreatedOnFirstUseAndContinued) {
-  upstream_.Enqueue(StreamedReply({"Noted: Acme."}, 3));
-  upstream_.Enqueue(SseReply(DeltaEvent("What else?") + "data: [DONE]\n\n"));
-  upstream_.Enqueue(StreamedReply({"Acme, as you said."}, 4));
-  upstream_.Enqueue(SseReply(DeltaEvent("What else?") + "data: [DONE]\n\n"));
-  std::unique_ptr<WsClient> client = Connect("alice");
-  ASSERT_NE(client, nullptr);
-
-  ASSERT_TRUE(client->SendJson(Send("The supplier is Acme", "conv-123")).ok());
-  ExpectAcknowledged(*client);
-  ExpectStream(*client, "conv-123", {"Noted: Acme."});
-  Expect(*client, "suggestions", {"suggestions", "conversationId"});
-  client.reset();
-
-  // Another connection, the same conversation: the model sees the earlier turn.
-  std::unique_ptr<WsClient> again = Connect("alice");
-  ASSERT_NE(again, nullptr);
-  ASSERT_TRUE(again->SendJson(Send("Which supplier?", "conv-123")).ok());
-  ExpectAcknowledged(*again);
-  ExpectStream(*again, "conv-123", {"Acme, as you said."});
-  const std::vector<FakeOpenAiServer::Request> requests = upstream_.requests();
-  ASSERT_GE(requests.size(), 3u);
-  EXPECT_TRUE(absl::StrContains(requests[2].body, "The supplier is Acme"));
-  EXPECT_TRUE(absl::StrContains(requests[2].body, "Noted: Acme."));
-  EXPECT_EQ(ConversationIds(edge(), "alice").size(), 1u);
-}
-
 TEST_F(CopilotDialectTest, AWrongFrameIsAnErrorAndTheSocketStaysOpen) {
   upstream_.Enqueue(StreamedReply({"Fine."}, 1));
   std::unique_ptr<WsClient> client = Connect("alice");
