@@ -4,9 +4,12 @@
 #include <array>
 #include <chrono>
 #include <cstdint>
+#include <string>
 #include <string_view>
+#include <vector>
 
 #include "absl/strings/ascii.h"
+#include "absl/strings/str_cat.h"
 #include "boost/asio/bind_executor.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/asio/steady_timer.hpp"
@@ -18,21 +21,6 @@ namespace {
 
 namespace asio = boost::asio;
 using SteadyClock = std::chrono::steady_clock;
-
-constexpr std::array<std::string_view, 96> kWords = {
-    "the",     "a",       "river",    "light",   "quiet",   "morning", "stone",  "garden",
-    "we",      "it",      "is",       "was",     "and",     "but",     "of",     "to",
-    "in",      "over",    "under",    "beside",  "never",   "always",  "slowly", "bright",
-    "cold",    "warm",    "small",    "large",   "old",     "new",     "city",   "road",
-    "window",  "letter",  "question", "answer",  "idea",    "reason",  "story",  "voice",
-    "moves",   "holds",   "finds",    "keeps",   "turns",   "makes",   "brings", "shows",
-    "learns",  "waits",   "follows",  "changes", "builds",  "carries", "opens",  "closes",
-    "simple",  "careful", "clear",    "honest",  "distant", "gentle",  "useful", "strange",
-    "every",   "some",    "many",     "few",     "one",     "this",    "that",   "their",
-    "house",   "field",   "signal",   "pattern", "measure", "number",  "system", "model",
-    "time",    "place",   "people",   "water",   "paper",   "music",   "detail", "method",
-    "because", "while",   "after",    "before",  "where",   "when",    "then",   "here",
-};
 
 // FNV-1a: stable across platforms and releases, unlike std::hash.
 uint64_t Fnv1a(std::string_view text, uint64_t hash = 1469598103934665603ULL) {
@@ -66,35 +54,132 @@ uint64_t SeedFor(const v1::GenerateRequest& request) {
   return seed;
 }
 
-// Produces words one token at a time, grouped into capitalised sentences.
-class WordStream {
+// Sentences of the reply's body; "{}" is replaced by a word of the question.
+constexpr std::array<std::string_view, 12> kBodySentences = {
+    "Questions about {} rarely have a single answer.",
+    "A real model would now explain {} step by step.",
+    "It helps to start with what you already know about {}.",
+    "Most explanations of {} begin with a simple example.",
+    "The details of {} depend on what you want to achieve.",
+    "Many people find {} easier to grasp with an example.",
+    "A good next step is to compare {} with something familiar.",
+    "There is more to say about {}, but this model only pretends to know it.",
+    "If this matters to you, a real model can say much more about {}.",
+    "Think of this reply as a placeholder for a real answer about {}.",
+    "This reply streams exactly as a real answer about {} would.",
+    "Each word of this reply about {} arrives as a token of its own, paced like a real model.",
+};
+
+// Words too common to say what a question is about.
+constexpr std::array<std::string_view, 48> kCommonWords = {
+    "about", "again", "also",   "because", "been",   "could", "does",  "explain", "from",  "give",
+    "have",  "hello", "into",   "just",    "know",   "like",  "make",  "many",    "might", "more",
+    "much",  "only",  "please", "really",  "should", "some",  "tell",  "than",    "that",  "their",
+    "them",  "then",  "there",  "these",   "they",   "this",  "those", "very",    "want",  "were",
+    "what",  "when",  "where",  "which",   "will",   "with",  "would", "your",
+};
+
+std::vector<std::string> SplitWords(std::string_view text) {
+  std::vector<std::string> words;
+  std::string word;
+  for (char c : text) {
+    if (absl::ascii_isspace(static_cast<unsigned char>(c))) {
+      if (!word.empty()) {
+        words.push_back(std::move(word));
+        word.clear();
+      }
+    } else {
+      word += c;
+    }
+  }
+  if (!word.empty()) {
+    words.push_back(std::move(word));
+  }
+  return words;
+}
+
+// Up to three distinct words of the question that say what it is about, in order.
+std::vector<std::string> Topics(const std::vector<std::string>& question) {
+  std::vector<std::string> topics;
+  for (const std::string& raw : question) {
+    std::string word;
+    for (char c : raw) {
+      if (absl::ascii_isalnum(static_cast<unsigned char>(c)) || (c & 0x80) != 0) {
+        word += absl::ascii_tolower(static_cast<unsigned char>(c));
+      }
+    }
+    if (word.size() < 4 ||
+        std::find(kCommonWords.begin(), kCommonWords.end(), word) != kCommonWords.end() ||
+        std::find(topics.begin(), topics.end(), word) != topics.end()) {
+      continue;
+    }
+    topics.push_back(std::move(word));
+    if (topics.size() == 3) {
+      break;
+    }
+  }
+  return topics;
+}
+
+void AppendWords(std::string_view sentence, std::vector<std::string>& words) {
+  for (std::string& word : SplitWords(sentence)) {
+    words.push_back(std::move(word));
+  }
+}
+
+// The whole reply, built up front and handed out one word (one token) at a time. A first-time
+// visitor must see at once that the model is simulated, and that it heard the question: it says
+// so, quotes the question and writes readable sentences about the question's words.
+class ReplyText {
  public:
-  explicit WordStream(uint64_t seed) : state_(seed) {
-    natural_length_ = 16 + static_cast<int>(NextRandom(state_) % 113);
+  ReplyText(const v1::GenerateRequest& request, uint64_t seed) {
+    std::string_view last_user;
+    for (const v1::ChatMessage& message : request.messages()) {
+      if (message.role() == v1::ROLE_USER) {
+        last_user = message.content();
+      }
+    }
+    const std::vector<std::string> question = SplitWords(last_user);
+    AppendWords(
+        "I am the simulated model of Parley: I do not understand your message, I only "
+        "write sentences about its words.",
+        words_);
+    if (!question.empty()) {
+      constexpr size_t kQuoted = 12;
+      std::string quote = "You asked: \"";
+      for (size_t i = 0; i < question.size() && i < kQuoted; ++i) {
+        absl::StrAppend(&quote, i == 0 ? "" : " ", question[i]);
+      }
+      absl::StrAppend(&quote, question.size() > kQuoted ? "...\"" : "\"");
+      AppendWords(quote, words_);
+    }
+    std::vector<std::string> topics = Topics(question);
+    if (topics.empty()) {
+      topics.push_back("this topic");
+    }
+    // 60 to 119 words before the closing sentence, whatever the question.
+    const size_t target = 60 + NextRandom(seed) % 60;
+    size_t sentence = NextRandom(seed) % kBodySentences.size();
+    for (size_t i = 0; words_.size() < target; ++i) {
+      sentence =
+          (sentence + 1 + NextRandom(seed) % (kBodySentences.size() - 1)) % kBodySentences.size();
+      const std::string_view body = kBodySentences[sentence];
+      const size_t slot = body.find("{}");
+      AppendWords(std::string(body.substr(0, slot)) + topics[i % topics.size()] +
+                      std::string(body.substr(slot + 2)),
+                  words_);
+    }
+    AppendWords("For real answers, run parley-inference with --engine=openai and a model server.",
+                words_);
   }
 
-  int natural_length() const { return natural_length_; }
+  int natural_length() const { return static_cast<int>(words_.size()); }
 
-  std::string NextToken() {
-    std::string word(kWords[NextRandom(state_) % kWords.size()]);
-    if (sentence_left_ == 0) {
-      sentence_left_ = 5 + static_cast<int>(NextRandom(state_) % 10);
-      word[0] = absl::ascii_toupper(static_cast<unsigned char>(word[0]));
-    }
-    --sentence_left_;
-    ++emitted_;
-    if (sentence_left_ == 0 || emitted_ == natural_length_) {
-      word += '.';
-      sentence_left_ = 0;
-    }
-    return emitted_ == 1 ? word : " " + word;
-  }
+  // Token `i` (from 0): the word, after a space unless it is the first.
+  std::string Token(int i) const { return i == 0 ? words_[0] : " " + words_[i]; }
 
  private:
-  uint64_t state_;
-  int natural_length_ = 0;
-  int sentence_left_ = 0;
-  int emitted_ = 0;
+  std::vector<std::string> words_;
 };
 
 class SimulatedGeneration : public Generation,
@@ -104,16 +189,16 @@ class SimulatedGeneration : public Generation,
                       const v1::GenerateRequest& request, absl::Time deadline)
       : strand_(asio::make_strand(io)),
         timer_(strand_),
-        words_(SeedFor(request)),
+        reply_(request, SeedFor(request)),
         prompt_tokens_(EstimatePromptTokens(request)),
         start_(SteadyClock::now()) {
-    int limit = options.max_tokens > 0 ? options.max_tokens : words_.natural_length();
+    int limit = options.max_tokens > 0 ? options.max_tokens : reply_.natural_length();
     if (request.sampling().has_max_tokens() && request.sampling().max_tokens() > 0) {
       limit = std::min(limit, request.sampling().max_tokens());
     }
-    total_tokens_ = std::min(limit, words_.natural_length());
+    total_tokens_ = std::min(limit, reply_.natural_length());
     finish_reason_ =
-        words_.natural_length() > limit ? v1::FINISH_REASON_LENGTH : v1::FINISH_REASON_STOP;
+        reply_.natural_length() > limit ? v1::FINISH_REASON_LENGTH : v1::FINISH_REASON_STOP;
     first_token_at_ = start_ + absl::ToChronoNanoseconds(options.time_to_first_token);
     if (options.tokens_per_second > 0) {
       token_period_ = std::chrono::duration_cast<SteadyClock::duration>(
@@ -188,8 +273,8 @@ class SimulatedGeneration : public Generation,
     switch (phase_) {
       case Phase::kTokens:
         if (emitted_ < total_tokens_) {
+          chunk.mutable_text_delta()->set_text(reply_.Token(emitted_));
           ++emitted_;
-          chunk.mutable_text_delta()->set_text(words_.NextToken());
           Deliver(Step::Chunk(std::move(chunk)));
           return;
         }
@@ -224,7 +309,7 @@ class SimulatedGeneration : public Generation,
 
   asio::strand<asio::io_context::executor_type> strand_;
   asio::steady_timer timer_;
-  WordStream words_;
+  const ReplyText reply_;
   const int prompt_tokens_;
   const SteadyClock::time_point start_;
   SteadyClock::time_point first_token_at_;
@@ -251,10 +336,10 @@ std::shared_ptr<Generation> SimulatedEngine::Start(const v1::GenerateRequest& re
 }
 
 std::string SimulatedEngine::NaturalReply(const v1::GenerateRequest& request) {
-  WordStream words(SeedFor(request));
+  const ReplyText reply(request, SeedFor(request));
   std::string text;
-  for (int i = 0; i < words.natural_length(); ++i) {
-    text += words.NextToken();
+  for (int i = 0; i < reply.natural_length(); ++i) {
+    text += reply.Token(i);
   }
   return text;
 }

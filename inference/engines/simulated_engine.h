@@ -9,7 +9,7 @@
 
 namespace parley::inference {
 
-// Generates deterministic English-like text from the prompt, paced like a real
+// Answers in plain sentences that say it is simulated and refer to the question, paced like a real
 // model. It is the default engine for local runs and the stable upstream for
 // benchmarks: the same last user message (and seed) always yields the same
 // words, each one token. Pacing uses timers on the shared io_context, so

@@ -1,8 +1,10 @@
 #include "inference/engines/simulated_engine.h"
 
+#include <algorithm>
 #include <functional>
 #include <vector>
 
+#include "absl/strings/ascii.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "gtest/gtest.h"
@@ -48,6 +50,30 @@ TEST_F(SimulatedEngineTest, SamePromptGivesSameText) {
   EXPECT_FALSE(first.Text().empty());
   EXPECT_EQ(first.Text(), second.Text());
   EXPECT_EQ(first.Text(), SimulatedEngine::NaturalReply(Prompt("hello there")));
+}
+
+// A first-time visitor reads at once that the model is simulated and that it heard the question.
+TEST_F(SimulatedEngineTest, TheReplySaysItIsSimulatedAndTalksAboutTheQuestion) {
+  const std::string reply =
+      SimulatedEngine::NaturalReply(Prompt("How do lighthouses guide ships at night?"));
+  EXPECT_TRUE(reply.starts_with("I am the simulated model of Parley")) << reply;
+  EXPECT_NE(reply.find("You asked: \"How do lighthouses guide ships at night?\""),
+            std::string::npos)
+      << reply;
+  EXPECT_NE(reply.find(" lighthouses"), reply.rfind(" lighthouses")) << "mentioned more than once";
+  EXPECT_NE(reply.find(" ships"), std::string::npos) << reply;
+  EXPECT_TRUE(reply.ends_with("a model server.")) << reply;
+  // Sentences, not a list of words: each starts with a capital letter after ". ".
+  for (size_t at = reply.find(". "); at != std::string::npos; at = reply.find(". ", at + 1)) {
+    EXPECT_TRUE(absl::ascii_isupper(static_cast<unsigned char>(reply[at + 2]))) << reply.substr(at);
+  }
+}
+
+TEST_F(SimulatedEngineTest, AReplyIsLongEnoughToWatchItStream) {
+  for (const char* question : {"", "hi", "x", "Tell me a short story about a lighthouse."}) {
+    const std::string reply = SimulatedEngine::NaturalReply(Prompt(question));
+    EXPECT_GE(std::count(reply.begin(), reply.end(), ' ') + 1, 60) << reply;
+  }
 }
 
 TEST_F(SimulatedEngineTest, DifferentPromptsGiveDifferentText) {
