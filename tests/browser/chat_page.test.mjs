@@ -1,8 +1,9 @@
 // End-to-end tests of the chat page the edge serves, in a real headless
 // Chromium against the real services on loopback ports: a reply watched while
 // it streams in and shown again after a reload; the conversation list
-// (switching, rename, delete); Stop, Regenerate and Edit; and a second tab of
-// the same user following the conversation live.
+// (switching, rename, delete); Stop, Regenerate and Edit; a connection cut
+// mid-reply and recovered; and a second tab of the same user following the
+// conversation live.
 //
 // Environment (set by run.sh):
 //   PARLEY_BIN_DIR      directory holding parley-edge, parley-inference, parley-persistence
@@ -19,6 +20,8 @@ import readline from "node:readline";
 import { after, before, test } from "node:test";
 
 import { chromium } from "playwright-core";
+
+import { Relay } from "../../clients/js/test/stack.mjs";
 
 const binDir = process.env.PARLEY_BIN_DIR;
 const outDir = process.env.PARLEY_BROWSER_OUT || process.cwd();
@@ -55,6 +58,7 @@ const kLiveFirstText = "Let us plan a trip to Lisbon.";
 const kLiveSecondText = "What should we see on the first day?";
 const kStopText = "Write a very long essay, please.";
 const kResumeText = "Take your time and tell me everything.";
+const kCutText = "Keep talking while the network fails.";
 
 /** Child processes still running; stopped at the end, and on any exit. */
 const children = new Set();
@@ -708,6 +712,62 @@ test("a reply still streaming when the page reloads is followed to its end", asy
   assert.ok(after.frames.indexOf(joined) > after.frames.indexOf(complete));
   assert.deepEqual(page.errors, [], "no script errors in the page");
   await page.close();
+});
+
+test("a connection cut mid-reply shows when it retries, then the whole reply exactly once", async () => {
+  // The page reaches the edge through a relay the test can cut, like a dropped network. Its
+  // origin differs from the other tests' pages, so it is a user of its own.
+  const relay = new Relay(new URL(slowEdgeUrl).host);
+  await relay.listen();
+  try {
+    const { page, frames } = await openPage(`http://${relay.address}/`);
+    assert.equal(await page.isVisible("#banner"), false, "no banner while connected");
+    await sendMessage(page, kCutText);
+    const start = await frames.waitFor((f) => f.type === "stream_start", "stream_start");
+    await page.waitForFunction(() => {
+      const el = document.querySelector("#log .msg.assistant.streaming .body");
+      return el && el.textContent.length > 0;
+    });
+
+    relay.down = true;
+    relay.cut();
+    await page.waitForSelector("#status.offline");
+    await page.waitForSelector("#banner:not([hidden])");
+    assert.match(await page.textContent("#banner-text"),
+        /^Connection lost\. Next attempt at \d\d:\d\d:\d\d \(in \d+ s\)\./);
+    const beforeCut = frames.frames.filter((f) => f.type === "stream_token" && f.messageId === start.messageId);
+    const lastSeqBeforeCut = beforeCut[beforeCut.length - 1].seq;
+
+    relay.down = false;
+    await waitConnected(page);
+    const complete = await frames.waitFor(
+        (f) => f.type === "stream_complete" && f.messageId === start.messageId, "stream_complete");
+    await waitForReplyShown(page, 2);
+    assert.equal(await page.isVisible("#banner"), false, "the banner goes once connected");
+
+    // Resumed once, from the last seq the page had; nothing sent twice.
+    assert.deepEqual(frames.sent.frames.filter((f) => f.type === "resume"),
+        [{ type: "resume", messageId: start.messageId, lastSeq: lastSeqBeforeCut }]);
+    assert.equal(frames.sent.frames.filter((f) => f.type === "message").length, 1);
+
+    const stored = await storedMessages(page, await currentConversation(page));
+    assert.deepEqual(stored.map(({ role, status }) => ({ role, status })), [
+      { role: "user", status: "complete" },
+      { role: "assistant", status: "complete" },
+    ]);
+    const shown = await shownMessagesWithIds(page);
+    assert.deepEqual(shown.map(({ id, text }) => ({ id, text })),
+        stored.map(({ id, content }) => ({ id, text: content })), "the whole stored reply, once");
+    assert.ok(complete.lastSeq > lastSeqBeforeCut, "part of the reply came after the cut");
+    if (complete.sha256) {
+      assert.equal(await page.textContent(`#log .msg.assistant[data-id="${start.messageId}"] .checksum`),
+          "✓ checksum verified");
+    }
+    assert.deepEqual(page.errors, [], "no script errors in the page");
+    await page.close();
+  } finally {
+    await relay.close();
+  }
 });
 
 test("a second tab of the same user shows the first tab's typing, message and reply live", async () => {
