@@ -172,6 +172,12 @@ export interface ParleyClientOptions {
     reconnect?: ReconnectOptions;
     /** Get a new token this long before the current one expires. Default 60000 ms. */
     refreshBeforeExpiryMs?: number;
+    /**
+     * After this long without a frame from the server the client sends `ping`, and when another
+     * as long passes in silence it takes the connection for dead and reconnects (a phone that
+     * changed networks often gets no close at all). Default 25000 ms; 0 turns it off.
+     */
+    keepAliveMs?: number;
     /** Open the connection in the constructor. Default true; otherwise call `connect()`. */
     autoConnect?: boolean;
     clock?: Clock;
@@ -257,6 +263,9 @@ export declare class ParleyClient {
     private closedByUser;
     private reconnectTimer;
     private refreshTimer;
+    private keepAliveTimer;
+    /** Whether a `ping` went out since the last frame from the server. */
+    private pinged;
     private token;
     private tokenExpiresAt;
     private tokenStale;
@@ -294,6 +303,8 @@ export declare class ParleyClient {
     /** Gets the next token ahead of expiry, so a reconnect never offers an expired one. */
     private scheduleRefresh;
     private attempt;
+    /** (Re)starts the silence timer of an open socket: ping, then give up on it. */
+    private armKeepAlive;
     private detach;
     private attemptFailed;
     private dropped;

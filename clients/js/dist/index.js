@@ -233,6 +233,9 @@ export class ParleyClient {
         this.closedByUser = false;
         this.reconnectTimer = undefined;
         this.refreshTimer = undefined;
+        this.keepAliveTimer = undefined;
+        /** Whether a `ping` went out since the last frame from the server. */
+        this.pinged = false;
         this.token = "";
         this.tokenStale = true;
         /** Turns not yet answered by `stream_start` (resent on every new connection), in order. */
@@ -309,6 +312,7 @@ export class ParleyClient {
         this.closedByUser = true;
         this.clearTimer("reconnectTimer");
         this.clearTimer("refreshTimer");
+        this.clearTimer("keepAliveTimer");
         const socket = this.socket;
         this.socket = null;
         if (socket) {
@@ -440,8 +444,10 @@ export class ParleyClient {
                 return;
             settled = true;
             this.detach(socket);
-            if (this.socket === socket)
+            if (this.socket === socket) {
                 this.socket = null;
+                this.clearTimer("keepAliveTimer");
+            }
             try {
                 socket.close();
             }
@@ -457,10 +463,14 @@ export class ParleyClient {
         };
         socket.onopen = () => {
             opened = true;
+            this.armKeepAlive(socket, settle);
             this.opened(socket);
         };
         socket.onmessage = (event) => {
-            if (this.socket === socket && typeof event.data === "string")
+            if (this.socket !== socket)
+                return;
+            this.armKeepAlive(socket, settle);
+            if (typeof event.data === "string")
                 this.receive(event.data);
         };
         socket.onerror = (event) => {
@@ -471,6 +481,26 @@ export class ParleyClient {
             const code = event?.code ?? 1006;
             settle(new ParleyError("connection_failed", `the connection closed (${code}${event?.reason ? `: ${event.reason}` : ""})`));
         };
+    }
+    /** (Re)starts the silence timer of an open socket: ping, then give up on it. */
+    armKeepAlive(socket, settle) {
+        const interval = this.options.keepAliveMs ?? 25000;
+        this.clearTimer("keepAliveTimer");
+        this.pinged = false;
+        if (interval <= 0)
+            return;
+        const silent = () => {
+            this.keepAliveTimer = undefined;
+            if (this.socket !== socket)
+                return;
+            if (this.pinged) {
+                settle(new ParleyError("connection_failed", `no answer from the server for ${2 * interval} ms`));
+                return;
+            }
+            this.pinged = this.transmit({ type: "ping" });
+            this.keepAliveTimer = this.clock.setTimeout(silent, interval);
+        };
+        this.keepAliveTimer = this.clock.setTimeout(silent, interval);
     }
     detach(socket) {
         socket.onopen = null;

@@ -228,6 +228,12 @@ export interface ParleyClientOptions {
   reconnect?: ReconnectOptions;
   /** Get a new token this long before the current one expires. Default 60000 ms. */
   refreshBeforeExpiryMs?: number;
+  /**
+   * After this long without a frame from the server the client sends `ping`, and when another
+   * as long passes in silence it takes the connection for dead and reconnects (a phone that
+   * changed networks often gets no close at all). Default 25000 ms; 0 turns it off.
+   */
+  keepAliveMs?: number;
   /** Open the connection in the constructor. Default true; otherwise call `connect()`. */
   autoConnect?: boolean;
   clock?: Clock;
@@ -513,6 +519,9 @@ export class ParleyClient {
   private closedByUser = false;
   private reconnectTimer: unknown = undefined;
   private refreshTimer: unknown = undefined;
+  private keepAliveTimer: unknown = undefined;
+  /** Whether a `ping` went out since the last frame from the server. */
+  private pinged = false;
 
   private token = "";
   private tokenExpiresAt: number | undefined;
@@ -597,6 +606,7 @@ export class ParleyClient {
     this.closedByUser = true;
     this.clearTimer("reconnectTimer");
     this.clearTimer("refreshTimer");
+    this.clearTimer("keepAliveTimer");
     const socket = this.socket;
     this.socket = null;
     if (socket) {
@@ -633,7 +643,7 @@ export class ParleyClient {
     return queued;
   }
 
-  private clearTimer(which: "reconnectTimer" | "refreshTimer"): void {
+  private clearTimer(which: "reconnectTimer" | "refreshTimer" | "keepAliveTimer"): void {
     if (this[which] !== undefined) this.clock.clearTimeout(this[which]);
     this[which] = undefined;
   }
@@ -721,7 +731,10 @@ export class ParleyClient {
       if (settled) return;
       settled = true;
       this.detach(socket);
-      if (this.socket === socket) this.socket = null;
+      if (this.socket === socket) {
+        this.socket = null;
+        this.clearTimer("keepAliveTimer");
+      }
       try {
         socket.close();
       } catch {
@@ -733,10 +746,13 @@ export class ParleyClient {
     };
     socket.onopen = () => {
       opened = true;
+      this.armKeepAlive(socket, settle);
       this.opened(socket);
     };
     socket.onmessage = (event) => {
-      if (this.socket === socket && typeof event.data === "string") this.receive(event.data);
+      if (this.socket !== socket) return;
+      this.armKeepAlive(socket, settle);
+      if (typeof event.data === "string") this.receive(event.data);
     };
     socket.onerror = (event) => {
       const detail = (event as { message?: unknown } | null)?.message;
@@ -748,6 +764,25 @@ export class ParleyClient {
       settle(new ParleyError("connection_failed",
         `the connection closed (${code}${event?.reason ? `: ${event.reason}` : ""})`));
     };
+  }
+
+  /** (Re)starts the silence timer of an open socket: ping, then give up on it. */
+  private armKeepAlive(socket: WebSocketLike, settle: (why: ParleyError) => void): void {
+    const interval = this.options.keepAliveMs ?? 25000;
+    this.clearTimer("keepAliveTimer");
+    this.pinged = false;
+    if (interval <= 0) return;
+    const silent = () => {
+      this.keepAliveTimer = undefined;
+      if (this.socket !== socket) return;
+      if (this.pinged) {
+        settle(new ParleyError("connection_failed", `no answer from the server for ${2 * interval} ms`));
+        return;
+      }
+      this.pinged = this.transmit({ type: "ping" });
+      this.keepAliveTimer = this.clock.setTimeout(silent, interval);
+    };
+    this.keepAliveTimer = this.clock.setTimeout(silent, interval);
   }
 
   private detach(socket: WebSocketLike): void {

@@ -2,7 +2,7 @@
 // mid-stream ends with its whole text exactly once, equal to what the server stored; a message
 // sent while offline goes out once when the connection is back; the back-off schedule with an
 // injected clock; and the token provider called again after a refused handshake and before the
-// token expires.
+// token expires; and the React hook.
 //
 // Environment: PARLEY_BIN_DIR (the directory of the service binaries).
 
@@ -13,9 +13,12 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
+import React from "react";
+import TestRenderer, { act } from "react-test-renderer";
 import WebSocket from "ws";
 
 import { ParleyClient, ParleyError, backoffDelay, sha256Hex } from "../dist/index.js";
+import { useParleyChat } from "../dist/react.js";
 import { Relay, Service, refusedPort } from "./stack.mjs";
 
 // About 40 tokens at 25 a second: a reply streams for well over a second, so a cut after its
@@ -296,7 +299,7 @@ test("the token provider is asked again after a refused handshake and before the
   const { Recording, offered } = recordingWebSocket();
   const client = new ParleyClient({
     url: `ws://${relay.address}/ws/chat`, WebSocket: Recording, token, clock, random: () => 0.5,
-    refreshBeforeExpiryMs: 60_000,
+    refreshBeforeExpiryMs: 60_000, keepAliveMs: 0,  // the clock jumps an hour: no pings
   });
   const refused = await next(client, "state", (s) => s.status === "reconnecting");
   assert.match(refused.lastError.message, /401/);
@@ -334,4 +337,44 @@ test("sha256Hex is SHA-256 of the UTF-8 bytes, as the server computes it", () =>
   for (const text of ["", "abc", "Grüße, 世界 🌍", "x".repeat(1000)]) {
     assert.equal(sha256Hex(text), crypto.createHash("sha256").update(text, "utf8").digest("hex"));
   }
+});
+
+test("useParleyChat shows the message, the reply while it streams, and the stored conversation", async () => {
+  const userId = "hook-" + crypto.randomUUID();
+  const renders = [];
+  const waiters = [];
+  const rendered = (predicate) => {
+    const found = renders.find(predicate);
+    return found ? Promise.resolve(found) : new Promise((resolve) => waiters.push({ predicate, resolve }));
+  };
+  function Chat(props) {
+    const chat = useParleyChat(props);
+    React.useEffect(() => {
+      renders.push(chat);
+      for (const waiter of waiters.splice(0)) {
+        if (waiter.predicate(chat)) waiter.resolve(chat);
+        else waiters.push(waiter);
+      }
+    });
+    return null;
+  }
+  let renderer;
+  await act(async () => {
+    renderer = TestRenderer.create(React.createElement(Chat, {
+      connection: { url: userUrl(edgeAddr, userId), WebSocket, reconnect: kQuickReconnect },
+    }));
+  });
+  const online = await rendered((c) => c.isConnected);
+  online.send("Hello from a React hook");
+  const streaming = await rendered((c) => c.isStreaming && c.streamingText.length > 0);
+  assert.equal(streaming.messages[0].content, "Hello from a React hook");
+  const done = await rendered((c) => !c.isStreaming && c.messages.length === 2 && c.messages[1].status === "complete");
+  assert.equal(done.error, null);
+  assert.equal(done.streamingText, "");
+  const stored = await storedMessages(edgeAddr, done.conversationId, {}, userId);
+  assert.deepEqual(done.messages.map(({ id, role, content, status }) => ({ id, role, content, status })),
+    stored.map(({ id, role, content, status }) => ({ id, role, content, status })));
+  const client = done.client;
+  await act(async () => renderer.unmount());
+  assert.equal(client.state.status, "closed", "the hook's own client closes with it");
 });
