@@ -2,6 +2,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "common/grpc_metrics.h"
+#include "common/host_port.h"
 #include "grpcpp/ext/proto_server_reflection_plugin.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
@@ -16,6 +17,9 @@ absl::StatusOr<RunningGrpcServer> StartGrpcServer(const GrpcServerOptions& optio
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort(options.listen, grpc::InsecureServerCredentials(), &port);
+  // gRPC sets SO_REUSEPORT by default: a second server on a taken port would
+  // start and share it with the first, each getting some of the connections.
+  builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
   for (grpc::Service* service : options.services) {
     builder.RegisterService(service);
   }
@@ -38,7 +42,14 @@ absl::StatusOr<RunningGrpcServer> StartGrpcServer(const GrpcServerOptions& optio
   RunningGrpcServer running;
   running.server = builder.BuildAndStart();
   if (running.server == nullptr || port == 0) {
-    return absl::UnavailableError(absl::StrCat("cannot listen for gRPC on ", options.listen));
+    std::string reason;
+    if (absl::StatusOr<HostPort> address = ParseHostPort(options.listen); address.ok()) {
+      if (absl::Status bindable = CheckCanListen(*address); !bindable.ok()) {
+        reason = absl::StrCat(": ", bindable.message());
+      }
+    }
+    return absl::UnavailableError(
+        absl::StrCat("cannot listen for gRPC on ", options.listen, reason));
   }
   running.port = port;
   SetServing(*running.server, false);

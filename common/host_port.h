@@ -3,6 +3,7 @@
 #include <cstdint>
 #include <string>
 
+#include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 
@@ -17,5 +18,10 @@ struct HostPort {
 };
 
 absl::StatusOr<HostPort> ParseHostPort(absl::string_view text);
+
+// Whether a listening socket could bind `address` now: OK, or why not
+// ("127.0.0.1:8080 is already in use"). For explaining a failed listen when the
+// server library that failed says only that it did.
+absl::Status CheckCanListen(const HostPort& address);
 
 }  // namespace parley::common

@@ -17,7 +17,10 @@ absl::StatusOr<std::unique_ptr<MetricsEndpoint>> MetricsEndpoint::Start(
     // civetweb takes IPv6 binds as "[::1]:port" and IPv4 as "host:port".
     exposer = std::make_unique<prometheus::Exposer>(address->ToString(), /*num_threads=*/1);
   } catch (const std::exception& e) {
-    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", listen, ": ", e.what()));
+    // civetweb only says "possible problem binding to port"; find out which problem.
+    const absl::Status bindable = CheckCanListen(*address);
+    return absl::UnavailableError(absl::StrCat("cannot serve metrics on ", listen, ": ",
+                                               bindable.ok() ? e.what() : bindable.message()));
   }
   exposer->RegisterCollectable(registry);
   const std::vector<int> ports = exposer->GetListeningPorts();

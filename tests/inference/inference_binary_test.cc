@@ -2,6 +2,7 @@
 
 #include <fstream>
 #include <string>
+#include <vector>
 
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -114,6 +115,40 @@ TEST(InferenceBinaryTest, BrokenModelsConfigStopsAtStartup) {
     explained = explained || line.find("base_url") != std::string::npos;
   }
   EXPECT_TRUE(explained);
+}
+
+// Starts parley-inference with `flags` where the address `taken` is held by
+// another server; expects it to say which address is in use and exit 1.
+void ExpectRefusedAddress(const std::vector<std::string>& flags, const std::string& taken) {
+  auto second = parley::testing::ChildProcess::Start("parley-inference", flags);
+  ASSERT_NE(second, nullptr);
+  // Its first log line: the refusal, or (the fault) "listening" beside the first server.
+  const std::string line = second->WaitForLine("\"level\"");
+  EXPECT_NE(line.find(taken + " is already in use"), std::string::npos) << line;
+  if (line.find("\"listening\"") != std::string::npos) {
+    second->Signal(SIGTERM);
+  }
+  EXPECT_EQ(second->Wait(), 1) << line;
+}
+
+TEST(InferenceBinaryTest, ASecondServerOnATakenAddressNamesItAndExitsOne) {
+  auto first = parley::testing::ChildProcess::Start(
+      "parley-inference",
+      {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=simulated"});
+  ASSERT_NE(first, nullptr);
+  const std::string listen = first->WaitForListening();
+  const std::string metrics = first->WaitForListening("metrics_listen");
+  ASSERT_FALSE(listen.empty());
+  ExpectRefusedAddress({"--listen=" + listen, "--metrics_listen=127.0.0.1:0", "--engine=simulated"},
+                       listen);
+  ExpectRefusedAddress(
+      {"--listen=127.0.0.1:0", "--metrics_listen=" + metrics, "--engine=simulated"}, metrics);
+
+  // The first server still serves.
+  auto channel = grpc::CreateChannel(listen, grpc::InsecureChannelCredentials());
+  EXPECT_EQ(CheckHealth(*channel), std::string("\x08\x01"));
+  first->Signal(SIGTERM);
+  EXPECT_EQ(first->Wait(), 0);
 }
 
 }  // namespace

@@ -205,6 +205,36 @@ TEST_P(ProcessTest, ServesMetricsAndStopsCleanlyOnSigterm) {
   EXPECT_EQ(server.process->Wait(), 0);
 }
 
+// Starts parley-persistence with `flags` where the address `taken` is held by
+// another server; expects it to say which address is in use and exit 1.
+void ExpectRefusedAddress(const std::vector<std::string>& flags, const std::string& taken) {
+  std::unique_ptr<ChildProcess> second = ChildProcess::Start("parley-persistence", flags);
+  ASSERT_NE(second, nullptr);
+  // Its first log line: the refusal, or (the fault) "listening" beside the first server.
+  const std::string line = second->WaitForLine("\"level\"");
+  EXPECT_NE(line.find("cannot start"), std::string::npos) << line;
+  EXPECT_NE(line.find(taken + " is already in use"), std::string::npos) << line;
+  if (line.find("\"listening\"") != std::string::npos) {
+    second->Signal(SIGTERM);
+  }
+  EXPECT_EQ(second->Wait(), 1) << line;
+}
+
+TEST_P(ProcessTest, ASecondServerOnATakenAddressNamesItAndExitsOne) {
+  Server first = StartServer(Spec());
+  ASSERT_NE(first.stub, nullptr);
+  const std::string listen = first.process->WaitForListening();
+  const std::string metrics = first.process->WaitForListening("metrics_listen");
+  // Its own database, so only the address can stand in its way.
+  const std::string store = "--store=" + testing::StoreSpec(GetParam(), dir_ + "/second");
+  ExpectRefusedAddress({"--listen=" + listen, "--metrics_listen=127.0.0.1:0", store}, listen);
+  ExpectRefusedAddress({"--listen=127.0.0.1:0", "--metrics_listen=" + metrics, store}, metrics);
+
+  // The first server still serves.
+  EXPECT_FALSE(AppendStreaming(*first.stub, testing::UniqueUser("first")).id().empty());
+  EXPECT_NE(FetchMetrics(metrics).find("operation=\"append_message\""), std::string::npos);
+}
+
 INSTANTIATE_TEST_SUITE_P(Sqlite, ProcessTest, ::testing::Values("sqlite"));
 INSTANTIATE_TEST_SUITE_P(Postgres, ProcessTest, ::testing::Values("postgresql"));
 
