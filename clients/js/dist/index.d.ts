@@ -404,7 +404,7 @@ export declare class ParleyClient {
      * room cannot be split against a resume's: join only once no resume runs in the conversation.
      */
     private maybeJoin;
-    private httpBase;
+    private httpUrl;
     private http;
     /** Renames a conversation (HTTP `PATCH /v1/conversations/{id}`). */
     renameConversation(conversationId: string, title: string): Promise<ConversationSummary>;

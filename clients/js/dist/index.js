@@ -166,10 +166,11 @@ export function tokenExpiry(token) {
                 bytes.push((value >> bits) & 0xff);
             }
         }
+        // Read as Latin-1: only the number in `exp` matters, and it is ASCII.
         let json = "";
         for (const b of bytes)
             json += String.fromCharCode(b);
-        const claims = JSON.parse(decodeURIComponent(escape(json)));
+        const claims = JSON.parse(json);
         return typeof claims.exp === "number" ? claims.exp * 1000 : undefined;
     }
     catch {
@@ -991,23 +992,27 @@ export class ParleyClient {
             this.roomsSent.add(conversationId);
     }
     // ---- HTTP API
-    httpBase() {
-        if (this.options.httpUrl)
-            return new URL(this.options.httpUrl);
-        const url = new URL(this.options.url);
-        url.protocol = url.protocol === "wss:" ? "https:" : "http:";
-        return url;
+    // Plain string work, not URL: React Native's URL implements little of the standard.
+    httpUrl(path) {
+        let origin;
+        if (this.options.httpUrl) {
+            origin = this.options.httpUrl.replace(/\/+$/, "");
+        }
+        else {
+            const match = /^(wss?):\/\/([^/?#]+)/i.exec(this.options.url);
+            if (!match)
+                throw new ParleyError("http_error", `cannot tell the HTTP API's address from ${this.options.url}`);
+            origin = `${match[1].toLowerCase() === "wss" ? "https" : "http"}://${match[2]}`;
+        }
+        // Development mode names the user in the query, on the socket and the API alike.
+        const userId = /[?&]userId=([^&#]*)/.exec(this.options.url);
+        return origin + path + (userId ? `?userId=${userId[1]}` : "");
     }
     async http(method, path, body) {
         const doFetch = this.options.fetch ?? globalThis.fetch;
         if (!doFetch)
             throw new ParleyError("http_error", "no fetch implementation: pass one as the fetch option");
-        const base = this.httpBase();
-        const url = new URL(path, base);
-        // Development mode names the user in the query, on the socket and the API alike.
-        const userId = new URL(this.options.url).searchParams.get("userId");
-        if (userId)
-            url.searchParams.set("userId", userId);
+        const url = this.httpUrl(path);
         for (let attempt = 0;; ++attempt) {
             const token = await this.currentToken();
             const headers = {};
@@ -1017,10 +1022,10 @@ export class ParleyClient {
                 headers["Content-Type"] = "application/json";
             let response;
             try {
-                response = await doFetch(url.toString(), { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
+                response = await doFetch(url, { method, headers, body: body === undefined ? undefined : JSON.stringify(body) });
             }
             catch (error) {
-                throw new ParleyError("http_error", `cannot reach ${url.origin}: ${String(error)}`);
+                throw new ParleyError("http_error", `cannot reach ${url}: ${String(error)}`);
             }
             if (response.status === 401 && attempt === 0 && typeof this.options.token === "function") {
                 this.tokenStale = true;
