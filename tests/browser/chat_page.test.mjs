@@ -735,6 +735,8 @@ test("a connection cut mid-reply shows when it retries, then the whole reply exa
     await page.waitForSelector("#banner:not([hidden])");
     assert.match(await page.textContent("#banner-text"),
         /^Connection lost\. Next attempt at \d\d:\d\d:\d\d \(in \d+ s\)\./);
+    fs.mkdirSync(outDir, { recursive: true });
+    await page.screenshot({ path: path.join(outDir, "chat_page_reconnecting.png") });
     const beforeCut = frames.frames.filter((f) => f.type === "stream_token" && f.messageId === start.messageId);
     const lastSeqBeforeCut = beforeCut[beforeCut.length - 1].seq;
 
