@@ -303,6 +303,7 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
         Fail(message.status());
       } else {
         store_finished_ = true;
+        sha256_ = message->sha256();
       }
     }
     Step();
@@ -333,6 +334,7 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
           if (store_finished_ && !finished_sent_ && in_flight_ == 0) {
             response_.set_durable_seq(durable_seq_);
             response_.set_finished(true);
+            response_.set_sha256(sha256_);
             finished_sent_ = writing_ = start_write = true;
           } else if (!store_finished_ && (durable_seq_ > acked_seq_ || ack_open_)) {
             response_.set_durable_seq(durable_seq_);
@@ -394,6 +396,7 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
   bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
   bool store_finished_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_sent_ ABSL_GUARDED_BY(mu_) = false;
+  std::string sha256_ ABSL_GUARDED_BY(mu_);  // of the stored text, once finished
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -491,6 +494,7 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchMessageRespo
           finish.set_finish_reason(tail->finish_reason);
           *finish.mutable_usage() = tail->usage;
           finish.set_last_seq(tail->last_seq);
+          finish.set_sha256(tail->sha256);
           finish_ = finish;
         }
       }

@@ -43,6 +43,7 @@ struct MessageTail {
   v1::MessageStatus status = v1::MESSAGE_STATUS_UNSPECIFIED;
   std::string finish_reason;
   v1::Usage usage;
+  std::string sha256;  // of the whole text, once the message ended
 };
 
 // Durable home of conversations and messages. Every call that names user data

@@ -159,7 +159,10 @@ void MessageWriter::OnReadDone(bool ok) {
   {
     absl::MutexLock lock(&mutex_);
     durable_seq_ = std::max(durable_seq_, response_.durable_seq());
-    finished_ = finished_ || response_.finished();
+    if (response_.finished()) {
+      finished_ = true;
+      sha256_ = response_.sha256();
+    }
   }
   StartRead(&response_);
 }
@@ -171,6 +174,7 @@ void MessageWriter::OnDone(const grpc::Status& status) {
     absl::MutexLock lock(&mutex_);
     result.durable_seq = durable_seq_;
     result.finished = finished_;
+    result.sha256 = sha256_;
   }
   DoneCallback done = std::move(done_);
   if (done) {

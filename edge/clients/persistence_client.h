@@ -35,6 +35,7 @@ class MessageWriter final
     absl::Status status;      // Of the stream as a whole.
     int64_t durable_seq = 0;  // Highest sequence number acknowledged durable.
     bool finished = false;    // The `finish` frame was acknowledged.
+    std::string sha256;       // With `finished`: the stored text's checksum.
   };
   using DoneCallback = std::function<void(Result)>;
 
@@ -79,6 +80,7 @@ class MessageWriter final
   bool hold_released_ ABSL_GUARDED_BY(mutex_) = false;
   int64_t durable_seq_ ABSL_GUARDED_BY(mutex_) = 0;
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+  std::string sha256_ ABSL_GUARDED_BY(mutex_);
   // Keeps the reactor alive until gRPC is done with it.
   std::shared_ptr<MessageWriter> self_;
 };

@@ -143,12 +143,15 @@ struct StreamComplete {
   // The model that answered, for dialects that name it (the native frame does not carry it).
   // Empty when the reply was followed from storage (a resume); its stream_start names it.
   std::string model;
+  // Lowercase hex SHA-256 of the stored reply text (computed by persistence when it ended).
+  std::string sha256;
 };
 
 // The reply was stopped on request; the stored text is exactly seq 1..last_seq.
 struct StreamCancelled {
   std::string message_id;
   int64_t last_seq = 0;
+  std::string sha256;  // Of the stored text, as on StreamComplete.
 };
 
 // Inference failed mid-reply; the partial text is stored with status interrupted.
@@ -158,6 +161,7 @@ struct StreamInterrupted {
   std::string error;    // An ErrorCodeName, e.g. "inference_unavailable".
   std::string message;  // Human-readable detail.
   std::string partial_response;
+  std::string sha256;  // Of the whole stored text (not only of this stream's part).
 };
 
 // First answer to ResumeStream. `recovered` false: unknown message (or not this user's); the
@@ -208,6 +212,8 @@ struct HistoryMessage {
   std::string finish_reason;
   int64_t last_seq = 0;
   std::string created_at;  // RFC 3339, UTC.
+  // Of `content`, once the message ended; empty while it streams.
+  std::string sha256;
 };
 
 // Answer to GetHistory.

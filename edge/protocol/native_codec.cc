@@ -211,6 +211,9 @@ json::object MessageJson(const HistoryMessage& message) {
   m["finishReason"] = View(message.finish_reason);
   m["lastSeq"] = message.last_seq;
   m["createdAt"] = View(message.created_at);
+  if (!message.sha256.empty()) {
+    m["sha256"] = View(message.sha256);
+  }
   return m;
 }
 
@@ -334,6 +337,9 @@ std::string NativeCodec::Encode(const Event& event) const {
             usage["promptTokens"] = complete.prompt_tokens;
             usage["completionTokens"] = complete.completion_tokens;
             o["usage"] = std::move(usage);
+            if (!complete.sha256.empty()) {
+              o["sha256"] = View(complete.sha256);
+            }
             return o;
           },
           [](const ErrorEvent& error) {
@@ -354,6 +360,9 @@ std::string NativeCodec::Encode(const Event& event) const {
             json::object o = WithType("stream_cancelled");
             o["messageId"] = View(cancelled.message_id);
             o["lastSeq"] = cancelled.last_seq;
+            if (!cancelled.sha256.empty()) {
+              o["sha256"] = View(cancelled.sha256);
+            }
             return o;
           },
           [](const Heartbeat& heartbeat) {
@@ -374,6 +383,9 @@ std::string NativeCodec::Encode(const Event& event) const {
             o["error"] = View(interrupted.error);
             o["message"] = View(interrupted.message);
             o["partialResponse"] = View(interrupted.partial_response);
+            if (!interrupted.sha256.empty()) {
+              o["sha256"] = View(interrupted.sha256);
+            }
             return o;
           },
           [](const History& history) {

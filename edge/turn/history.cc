@@ -58,6 +58,7 @@ HistoryMessage ToHistoryMessage(const persistence_pb::Message& message) {
       .finish_reason = message.finish_reason(),
       .last_seq = message.last_seq(),
       .created_at = Rfc3339(message.create_time()),
+      .sha256 = message.sha256(),
   };
 }
 

@@ -136,16 +136,17 @@ class Resume : public std::enable_shared_from_this<Resume> {
     switch (finish.status()) {
       case persistence_pb::MESSAGE_STATUS_COMPLETE:
         Emit(StreamComplete{message_id_, last_seq, FinishReason(finish),
-                            finish.usage().prompt_tokens(), finish.usage().completion_tokens()});
+                            finish.usage().prompt_tokens(), finish.usage().completion_tokens(),
+                            /*model=*/"", finish.sha256()});
         break;
       case persistence_pb::MESSAGE_STATUS_CANCELLED:
-        Emit(StreamCancelled{message_id_, last_seq});
+        Emit(StreamCancelled{message_id_, last_seq, finish.sha256()});
         break;
       default: {
         const absl::string_view code = ErrorCodeName(ErrorCode::kInferenceUnavailable);
         Emit(StreamInterrupted{message_id_, last_seq, std::string(code.data(), code.size()),
                                absl::StrCat("the model stopped: ", finish.finish_reason()),
-                               std::move(text_)});
+                               std::move(text_), finish.sha256()});
         break;
       }
     }

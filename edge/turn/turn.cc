@@ -509,7 +509,7 @@ void Turn::MaybeFinish() {
   }
   if (cancelled_) {
     if (notify_cancel_) {
-      Emit(StreamCancelled{assistant_message_id_, seq_});
+      Emit(StreamCancelled{assistant_message_id_, seq_, writer_result_.sha256});
     }
     return End("cancelled");
   }
@@ -518,13 +518,13 @@ void Turn::MaybeFinish() {
     const absl::string_view code = ErrorCodeName(ErrorCode::kInferenceUnavailable);
     Emit(StreamInterrupted{assistant_message_id_, seq_, std::string(code.data(), code.size()),
                            absl::StrCat("the model stopped: ", inference_status_.message()),
-                           std::move(text_)});
+                           std::move(text_), writer_result_.sha256});
     common::LogWarning("turn interrupted",
                        {{"message_id", assistant_message_id_}, {"trace_id", trace_.trace_id}});
     return End("interrupted");
   }
   Emit(StreamComplete{assistant_message_id_, seq_, finish_reason_.empty() ? "stop" : finish_reason_,
-                      prompt_tokens_, completion_tokens_, model_});
+                      prompt_tokens_, completion_tokens_, model_, writer_result_.sha256});
   End("complete");
 }
 

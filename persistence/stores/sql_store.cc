@@ -18,6 +18,7 @@
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "boost/json/value.hpp"
+#include "common/sha256.h"
 
 namespace parley::persistence {
 
@@ -77,6 +78,11 @@ std::vector<std::vector<std::string>> SchemaMigrations(const SqlDialect& dialect
           " (owner, client_conversation_id)"
           " WHERE client_conversation_id IS NOT NULL AND delete_time IS NULL",
       },
+      // 3: the checksum of an ended message's text, computed once when it ends. Messages that ended
+      // before this column existed get theirs when read.
+      {
+          "ALTER TABLE messages ADD COLUMN sha256 TEXT",
+      },
   };
   for (std::vector<std::string>& version : migrations) {
     for (std::string& statement : version) {
@@ -98,7 +104,7 @@ constexpr char kConversationColumns[] =
 constexpr char kMessageColumns[] =
     "m.id, m.conversation_id, m.parent_id, m.role, m.content, m.status, m.finish_reason, "
     "m.prompt_tokens, m.completion_tokens, m.usage_estimated, m.model, m.client_message_id, "
-    "m.last_seq, m.create_time, m.update_time, m.pos";
+    "m.last_seq, m.create_time, m.update_time, m.pos, m.sha256";
 
 // 128 random bits, hex: URL-safe and unguessable enough that ids reveal nothing.
 std::string NewId() {
@@ -174,6 +180,10 @@ v1::Message ReadMessage(const SqlRows& rows, int r) {
   message.set_last_seq(rows.Int(r, 12));
   SetTime(rows.Int(r, 13), message.mutable_create_time());
   SetTime(rows.Int(r, 14), message.mutable_update_time());
+  if (message.status() != v1::MESSAGE_STATUS_STREAMING) {
+    message.set_sha256(rows.IsNull(r, 16) ? common::Sha256Hex(message.content())
+                                          : rows.Text(r, 16));
+  }
   return message;
 }
 
@@ -314,19 +324,26 @@ absl::Status InsertConversation(SqlTransaction& tx, const v1::Conversation& conv
       .status();
 }
 
-absl::Status InsertMessage(SqlTransaction& tx, const v1::Message& message, int64_t now) {
+// Sets `message`'s checksum when it is stored already ended.
+absl::Status InsertMessage(SqlTransaction& tx, v1::Message& message, int64_t now) {
+  if (message.status() == v1::MESSAGE_STATUS_STREAMING) {
+    message.clear_sha256();
+  } else {
+    message.set_sha256(common::Sha256Hex(message.content()));
+  }
   return tx
       .Query(
           "INSERT INTO messages (id, conversation_id, parent_id, role, content, status,"
           " finish_reason, prompt_tokens, completion_tokens, usage_estimated, model,"
-          " client_message_id, last_seq, create_time, update_time)"
-          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14)",
+          " client_message_id, last_seq, create_time, update_time, sha256)"
+          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)",
           {message.id(), message.conversation_id(), NullIfEmpty(message.parent_id()),
            int64_t{message.role()}, message.content(), int64_t{message.status()},
            message.finish_reason(), int64_t{message.usage().prompt_tokens()},
            int64_t{message.usage().completion_tokens()},
            int64_t{message.usage().estimated() ? 1 : 0}, message.model(),
-           NullIfEmpty(message.client_message_id()), message.last_seq(), now})
+           NullIfEmpty(message.client_message_id()), message.last_seq(), now,
+           NullIfEmpty(message.sha256())})
       .status();
 }
 
@@ -960,14 +977,17 @@ absl::StatusOr<v1::Message> SqlStore::FinishMessage(const std::string& message_i
     result->set_finish_reason(finish.finish_reason());
     *result->mutable_usage() = finish.usage();
     SetTime(now, result->mutable_update_time());
+    // Once, here: every later read of the ended message returns this value.
+    result->set_sha256(common::Sha256Hex(result->content()));
     if (absl::Status updated =
-            tx.Query("UPDATE messages SET status = $1, finish_reason = $2, prompt_tokens = $3,"
-                     " completion_tokens = $4, usage_estimated = $5, update_time = $6"
-                     " WHERE id = $7",
-                     {int64_t{finish.status()}, finish.finish_reason(),
-                      int64_t{finish.usage().prompt_tokens()},
-                      int64_t{finish.usage().completion_tokens()},
-                      int64_t{finish.usage().estimated() ? 1 : 0}, now, message_id})
+            tx.Query(
+                  "UPDATE messages SET status = $1, finish_reason = $2, prompt_tokens = $3,"
+                  " completion_tokens = $4, usage_estimated = $5, update_time = $6,"
+                  " sha256 = $7 WHERE id = $8",
+                  {int64_t{finish.status()}, finish.finish_reason(),
+                   int64_t{finish.usage().prompt_tokens()},
+                   int64_t{finish.usage().completion_tokens()},
+                   int64_t{finish.usage().estimated() ? 1 : 0}, now, result->sha256(), message_id})
                 .status();
         !updated.ok()) {
       return updated;
@@ -993,6 +1013,7 @@ absl::StatusOr<MessageTail> SqlStore::ReadTail(const std::string& user_id,
     tail.status = message->status();
     tail.finish_reason = message->finish_reason();
     tail.usage = message->usage();
+    tail.sha256 = message->sha256();
     if (after_seq <= 0) {
       tail.text = message->content();
       return absl::OkStatus();

@@ -21,6 +21,7 @@
 #include "tests/edge/auth/jwt_test_keys.h"
 #include "tests/support/child_process.h"
 #include "tests/support/parley_stack.h"
+#include "tests/support/reply_checksum.h"
 #include "tests/support/ws_client.h"
 
 namespace parley {
@@ -31,6 +32,7 @@ using ::parley::edge::testing::SignHs256;
 using ::parley::testing::ChildProcess;
 using ::parley::testing::HttpRequest;
 using ::parley::testing::HttpResponse;
+using ::parley::testing::IndependentSha256;
 using ::parley::testing::Int;
 using ::parley::testing::ParleyStack;
 using ::parley::testing::StackOptions;
@@ -233,6 +235,9 @@ TEST_F(EdgeHistoryApiTest, ListsConversationsNewestFirstAndTheirMessagesOldestFi
   EXPECT_FALSE(first.finish_reason.empty());
   EXPECT_FALSE(Str(assistant, "model").empty());
   EXPECT_EQ(Int(assistant, "lastSeq"), first.last_seq);
+  // Both ended messages carry the checksum of their text.
+  EXPECT_EQ(Str(user, "sha256"), IndependentSha256("What is the capital of Portugal?"));
+  EXPECT_EQ(Str(assistant, "sha256"), IndependentSha256(first.reply));
 
   // With leafMessageId: the path from the first message to that one.
   const HttpResponse path =

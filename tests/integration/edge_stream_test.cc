@@ -10,6 +10,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/time.h"
+#include "boost/json/array.hpp"
 #include "boost/json/object.hpp"
 #include "boost/json/serialize.hpp"
 #include "grpcpp/client_context.h"
@@ -18,6 +19,7 @@
 #include "gtest/gtest.h"
 #include "parley/persistence/v1/conversation_service.grpc.pb.h"
 #include "tests/support/child_process.h"
+#include "tests/support/reply_checksum.h"
 #include "tests/support/ws_client.h"
 
 namespace parley {
@@ -26,9 +28,11 @@ namespace {
 namespace json = boost::json;
 namespace persistence_pb = ::parley::persistence::v1;
 using ::parley::testing::ChildProcess;
+using ::parley::testing::IndependentSha256;
 using ::parley::testing::Int;
 using ::parley::testing::ReadUntil;
 using ::parley::testing::Str;
+using ::parley::testing::VerifyReplyChecksum;
 using ::parley::testing::WsClient;
 
 // Tokens of one reply as a client saw them.
@@ -179,6 +183,9 @@ TEST_F(EdgeStreamTest, CancelStoresExactlyTheStreamedPrefix) {
   EXPECT_EQ(stored.status(), persistence_pb::MESSAGE_STATUS_CANCELLED);
   EXPECT_EQ(stored.content(), received.text);
   EXPECT_EQ(stored.last_seq(), received.last_seq);
+  EXPECT_EQ(stored.sha256(), IndependentSha256(stored.content()));
+  EXPECT_TRUE(VerifyReplyChecksum(received.text, *received.end).ok())
+      << VerifyReplyChecksum(received.text, *received.end);
 }
 
 TEST_F(EdgeStreamTest, ResumeOnASecondEdgeAfterADroppedSocketYieldsTheWholeText) {
@@ -216,6 +223,24 @@ TEST_F(EdgeStreamTest, ResumeOnASecondEdgeAfterADroppedSocketYieldsTheWholeText)
   EXPECT_EQ(received.text, stored.content());
   EXPECT_EQ(received.last_seq, stored.last_seq());
   EXPECT_EQ(Int(*received.end, "lastSeq"), stored.last_seq());
+  // The text put together from two edges' frames proves itself whole.
+  EXPECT_EQ(stored.sha256(), IndependentSha256(stored.content()));
+  EXPECT_TRUE(VerifyReplyChecksum(received.text, *received.end).ok())
+      << VerifyReplyChecksum(received.text, *received.end);
+
+  // Every ended message in history carries its checksum too.
+  ASSERT_TRUE(other
+                  ->SendJson(json::object{{"type", "history"},
+                                          {"conversationId", stored.conversation_id()}})
+                  .ok());
+  std::optional<json::object> history = ReadUntil(*other, "history");
+  ASSERT_TRUE(history.has_value());
+  const json::array& messages = history->at("messages").as_array();
+  ASSERT_EQ(messages.size(), 2u);
+  for (const json::value& message : messages) {
+    EXPECT_EQ(Str(message.as_object(), "sha256"),
+              IndependentSha256(Str(message.as_object(), "content")));
+  }
 
   // Someone else's message, or one that does not exist, is not recovered.
   std::unique_ptr<WsClient> mallory = Connect(*edge_b_address_, "mallory");
@@ -240,6 +265,9 @@ TEST_F(EdgeStreamTest, ARepeatedMessageIdAnswersTheExistingReply) {
   Received first;
   ReadTokens(*client, first);
   ASSERT_TRUE(first.end.has_value());
+  EXPECT_EQ(Str(*first.end, "type"), "stream_complete");
+  EXPECT_TRUE(VerifyReplyChecksum(first.text, *first.end).ok())
+      << VerifyReplyChecksum(first.text, *first.end);
 
   // The same id again, on another edge: same ack, same reply, nothing generated twice.
   std::unique_ptr<WsClient> again = Connect(*edge_b_address_, "repeat-user");
@@ -259,6 +287,9 @@ TEST_F(EdgeStreamTest, ARepeatedMessageIdAnswersTheExistingReply) {
   EXPECT_EQ(Str(*second.end, "type"), "stream_complete");
   EXPECT_EQ(second.text, first.text);
   EXPECT_EQ(second.last_seq, first.last_seq);
+  // Replayed from storage, the same checksum.
+  EXPECT_EQ(Str(*second.end, "sha256"), Str(*first.end, "sha256"));
+  EXPECT_TRUE(VerifyReplyChecksum(second.text, *second.end).ok());
 
   auto stub = persistence_pb::ConversationService::NewStub(
       grpc::CreateChannel(*persistence_address_, grpc::InsecureChannelCredentials()));
@@ -294,6 +325,9 @@ TEST_F(EdgeStreamTest, InferenceDyingMidReplyIsAnInterruptionAndThePartIsStored)
   const persistence_pb::Message stored = Stored("interrupted-user", Str(*start, "messageId"));
   EXPECT_EQ(stored.status(), persistence_pb::MESSAGE_STATUS_INTERRUPTED);
   EXPECT_EQ(stored.content(), received.text);
+  EXPECT_EQ(stored.sha256(), IndependentSha256(stored.content()));
+  EXPECT_TRUE(VerifyReplyChecksum(received.text, *received.end).ok())
+      << VerifyReplyChecksum(received.text, *received.end);
   // The socket stays open.
   ASSERT_TRUE(client->SendJson(json::object{{"type", "ping"}}).ok());
   EXPECT_TRUE(ReadUntil(*client, "pong").has_value());

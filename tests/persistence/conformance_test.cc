@@ -158,10 +158,11 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
     grpc::Status status;
     std::vector<int64_t> acks;
     bool finished = false;
+    std::string sha256;  // from the finished ack
   };
   StreamResult WriteStream(const std::string& user, const std::string& message_id,
-                           const std::vector<std::pair<int64_t, std::string>>& deltas,
-                           bool finish) {
+                           const std::vector<std::pair<int64_t, std::string>>& deltas, bool finish,
+                           v1::MessageStatus end_status = v1::MESSAGE_STATUS_COMPLETE) {
     StreamResult result;
     grpc::ClientContext context;
     auto stream = stub_->WriteMessageStream(&context);
@@ -175,7 +176,7 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
       open = open && stream->Write(frame);
     }
     if (finish && open) {
-      frame.mutable_finish()->set_status(v1::MESSAGE_STATUS_COMPLETE);
+      frame.mutable_finish()->set_status(end_status);
       frame.mutable_finish()->set_finish_reason("stop");
       frame.mutable_finish()->mutable_usage()->set_completion_tokens(
           static_cast<int>(deltas.size()));
@@ -186,6 +187,9 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
     while (stream->Read(&ack)) {
       result.acks.push_back(ack.durable_seq());
       result.finished = result.finished || ack.finished();
+      if (ack.finished()) {
+        result.sha256 = ack.sha256();
+      }
     }
     result.status = stream->Finish();
     return result;
@@ -746,6 +750,106 @@ TEST_P(ConformanceTest, StreamingWriteAcksAndStoresText) {
             grpc::StatusCode::FAILED_PRECONDITION);
 }
 
+// SHA-256 values computed outside Parley (sha256sum), so the store's hashing is checked against
+// an independent implementation.
+constexpr char kSha256OfHelloWorld[] =
+    "4ae7c3b6ac0beff671efa8cf57386151c06e58ca53a78d83f36107316cec125f";  // "Hello, world"
+constexpr char kSha256OfAb[] = "fb8e20fc2e4c3f248c60c39bd652f3c1347298bb977b8b4d5903b85055620603";
+constexpr char kSha256OfAbc[] = "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad";
+constexpr char kSha256OfDone[] =
+    "a4c3ed04a95a3da14a9d235c83d868bed7c0f45cf7f3faa751ee8f50598d2211";  // "done"
+constexpr char kSha256OfEmpty[] =
+    "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855";
+
+TEST_P(ConformanceTest, EveryEndedMessageCarriesTheSha256OfItsStoredText) {
+  const std::string conversation_id = Create(alice_).id();
+  // A message stored complete has its checksum from the start.
+  const v1::Message user = Append(alice_, conversation_id, "done");
+  EXPECT_EQ(user.sha256(), kSha256OfDone);
+
+  // A streaming message has none until it ends; then the finished ack, every read and a watch
+  // carry the checksum of the whole stored text, whatever status ended it.
+  struct Ending {
+    v1::MessageStatus status;
+    std::vector<std::pair<int64_t, std::string>> deltas;
+    const char* sha256;
+  };
+  const std::vector<Ending> endings = {
+      {v1::MESSAGE_STATUS_COMPLETE, {{1, "Hello"}, {2, ", "}, {3, "world"}}, kSha256OfHelloWorld},
+      {v1::MESSAGE_STATUS_CANCELLED, {{1, "a"}, {2, "b"}}, kSha256OfAb},
+      {v1::MESSAGE_STATUS_INTERRUPTED, {{1, "ab"}, {2, "c"}}, kSha256OfAbc},
+      {v1::MESSAGE_STATUS_ERROR, {}, kSha256OfEmpty},
+  };
+  for (const Ending& ending : endings) {
+    SCOPED_TRACE(v1::MessageStatus_Name(ending.status));
+    const v1::Message reply =
+        Append(alice_, conversation_id, "", user.id(), v1::MESSAGE_STATUS_STREAMING);
+    EXPECT_TRUE(reply.sha256().empty());
+    if (!ending.deltas.empty()) {
+      ASSERT_TRUE(WriteStream(alice_, reply.id(), {ending.deltas.front()}, false).status.ok());
+      v1::Message streaming;
+      ASSERT_TRUE(GetMessage(alice_, reply.id(), &streaming).ok());
+      EXPECT_TRUE(streaming.sha256().empty()) << "a message still streaming has no checksum";
+    }
+    const StreamResult written =
+        WriteStream(alice_, reply.id(), ending.deltas, true, ending.status);
+    ASSERT_TRUE(written.status.ok()) << written.status.error_message();
+    ASSERT_TRUE(written.finished);
+    EXPECT_EQ(written.sha256, ending.sha256);
+
+    v1::Message stored;
+    ASSERT_TRUE(GetMessage(alice_, reply.id(), &stored).ok());
+    EXPECT_EQ(stored.status(), ending.status);
+    EXPECT_EQ(stored.sha256(), ending.sha256);
+
+    grpc::ClientContext context;
+    v1::WatchMessageRequest request;
+    request.set_user_id(alice_);
+    request.set_message_id(reply.id());
+    request.set_after_seq(1);
+    auto reader = stub_->WatchMessage(&context, request);
+    WatchResult watched;
+    ReadWatch(*reader, watched);
+    ASSERT_TRUE(watched.finished);
+    EXPECT_EQ(watched.finish.sha256(), ending.sha256) << "the whole text's, not the tail's";
+  }
+
+  v1::ListMessagesRequest list;
+  list.set_user_id(alice_);
+  list.set_conversation_id(conversation_id);
+  v1::ListMessagesResponse page;
+  ASSERT_TRUE(ListMessages(list, &page).ok());
+  ASSERT_EQ(page.messages_size(), 1 + static_cast<int>(endings.size()));
+  EXPECT_EQ(page.messages(0).sha256(), kSha256OfDone);
+  for (size_t i = 0; i < endings.size(); ++i) {
+    EXPECT_EQ(page.messages(static_cast<int>(i) + 1).sha256(), endings[i].sha256);
+  }
+}
+
+TEST_P(ConformanceTest, AForkedCopyOfAStreamingMessageEndsWithTheChecksumOfItsText) {
+  const std::string conversation_id = Create(alice_).id();
+  const v1::Message user = Append(alice_, conversation_id, "done");
+  const v1::Message reply =
+      Append(alice_, conversation_id, "", user.id(), v1::MESSAGE_STATUS_STREAMING);
+  ASSERT_TRUE(WriteStream(alice_, reply.id(), {{1, "ab"}, {2, "c"}}, false).status.ok());
+  grpc::ClientContext context;
+  v1::ForkConversationRequest fork;
+  fork.set_user_id(alice_);
+  fork.set_conversation_id(conversation_id);
+  fork.set_message_id(reply.id());
+  v1::ForkConversationResponse forked;
+  ASSERT_TRUE(stub_->ForkConversation(&context, fork, &forked).ok());
+  v1::ListMessagesRequest list;
+  list.set_user_id(alice_);
+  list.set_conversation_id(forked.conversation().id());
+  v1::ListMessagesResponse page;
+  ASSERT_TRUE(ListMessages(list, &page).ok());
+  ASSERT_EQ(page.messages_size(), 2);
+  EXPECT_EQ(page.messages(0).sha256(), kSha256OfDone);
+  EXPECT_EQ(page.messages(1).status(), v1::MESSAGE_STATUS_INTERRUPTED);
+  EXPECT_EQ(page.messages(1).sha256(), kSha256OfAbc);
+}
+
 TEST_P(ConformanceTest, StreamingWriteRefusesGaps) {
   const v1::Message message = StartStreaming(alice_);
   StreamResult gap = WriteStream(alice_, message.id(), {{1, "a"}, {3, "c"}}, true);
@@ -1216,6 +1320,9 @@ TEST_P(SchemaUpgradeTest, AVersionOneDatabaseKeepsItsDataAndGainsClientNames) {
   ASSERT_TRUE(messages.ok()) << messages.status();
   ASSERT_EQ(messages->messages.size(), 1u);
   EXPECT_EQ(messages->messages[0].content(), "kept words");
+  // A message that ended before checksums were stored gets its checksum on read (sha256sum).
+  EXPECT_EQ(messages->messages[0].sha256(),
+            "0967696d57310c603e93d981bcde67d58b51276ad492e545934bccc1187642e5");
 
   v1::AppendMessageRequest append;
   append.set_user_id("old-user");
