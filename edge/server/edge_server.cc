@@ -114,7 +114,10 @@ void EdgeServer::Shutdown() {
   }
   stopped_ = true;
   context_.draining = true;
-  listener_->Stop();
+  // A server whose listener never opened (its address was taken) has nothing to stop.
+  if (listener_ != nullptr) {
+    listener_->Stop();
+  }
   if (!context_.tracker.WaitUntilIdle(options_.drain_grace)) {
     common::LogWarning("turns still running after the drain grace period; cancelling them",
                        {{"turns", absl::StrCat(context_.tracker.running())}});

@@ -1,17 +1,20 @@
 // The binaries' command lines as scripts and package managers see them: exit codes and where
 // the text goes.
+#include <signal.h>
 #include <sys/wait.h>
 
 #include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <string>
+#include <vector>
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "gmock/gmock.h"
 #include "gtest/gtest.h"
 #include "tests/support/child_process.h"
+#include "tests/support/ws_client.h"
 
 namespace parley::testing {
 namespace {
@@ -91,6 +94,39 @@ TEST_P(CommandLineTest, ABadValueOrAMissingOneExitsTwo) {
   const Outcome bad_environment = RunBinary(binary(), "--help", variable + "=soon");
   EXPECT_EQ(bad_environment.exit_code, 2);
   EXPECT_THAT(bad_environment.err, HasSubstr(variable + "=soon"));
+}
+
+// Two services on one host: the second on a taken address must say so and go, not crash.
+TEST(EdgeStartupTest, ASecondEdgeOnATakenAddressNamesItAndExitsOne) {
+  // The edge starts without its backends (they only make /readyz fail).
+  const std::vector<std::string> backends = {"--inference=127.0.0.1:1", "--persistence=127.0.0.1:1",
+                                             "--allow_anonymous"};
+  std::vector<std::string> args = backends;
+  args.push_back("--listen=127.0.0.1:0");
+  auto first = ChildProcess::Start("parley-edge", args);
+  ASSERT_NE(first, nullptr);
+  const std::string listen = first->WaitForListening();
+  ASSERT_FALSE(listen.empty());
+
+  args = backends;
+  args.push_back("--listen=" + listen);
+  auto second = ChildProcess::Start("parley-edge", args);
+  ASSERT_NE(second, nullptr);
+  EXPECT_EQ(second->Wait(), 1);
+  bool named = false;
+  for (const std::string& line : second->Lines()) {
+    named = named ||
+            (line.find("cannot start") != std::string::npos &&
+             line.find(listen) != std::string::npos && line.find("in use") != std::string::npos);
+  }
+  EXPECT_TRUE(named) << "no log line names " << listen << " as in use";
+
+  // The first edge still answers.
+  absl::StatusOr<HttpResponse> health = HttpGet(listen, "/healthz");
+  ASSERT_TRUE(health.ok()) << health.status();
+  EXPECT_EQ(health->status, 200);
+  first->Signal(SIGTERM);
+  EXPECT_EQ(first->Wait(), 0);
 }
 
 INSTANTIATE_TEST_SUITE_P(Binaries, CommandLineTest,
