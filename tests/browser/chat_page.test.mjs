@@ -466,6 +466,9 @@ test("chat page streams a reply and shows the conversation again after a reload"
     { role: "user", text: kUserText, streaming: false, failed: false },
     { role: "assistant", text: history.messages[1].content, streaming: false, failed: false },
   ], "after the reload the page shows both stored messages");
+  // The stored reply's checksum, checked by the page against the text it shows.
+  assert.equal(await page.textContent("#log .msg.assistant .checksum"), "✓ checksum verified");
+  assert.equal(await page.locator("#log .msg.user .checksum").count(), 0, "only replies show one");
 
   // Cross-check with a WebSocket of our own (not the page's code), as the
   // same user: the edge's history frame holds the same conversation.
@@ -761,10 +764,10 @@ test("a connection cut mid-reply shows when it retries, then the whole reply exa
     assert.deepEqual(shown.map(({ id, text }) => ({ id, text })),
         stored.map(({ id, content }) => ({ id, text: content })), "the whole stored reply, once");
     assert.ok(complete.lastSeq > lastSeqBeforeCut, "part of the reply came after the cut");
-    if (complete.sha256) {
-      assert.equal(await page.textContent(`#log .msg.assistant[data-id="${start.messageId}"] .checksum`),
-          "✓ checksum verified");
-    }
+    assert.equal(complete.sha256, stored[1].sha256);
+    const checksum = `#log .msg.assistant[data-id="${start.messageId}"] .checksum`;
+    assert.equal(await page.textContent(checksum), "✓ checksum verified");
+    assert.equal(await page.getAttribute(checksum, "title"), `sha256 ${stored[1].sha256}`);
     assert.deepEqual(page.errors, [], "no script errors in the page");
     await page.close();
   } finally {

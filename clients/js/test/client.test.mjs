@@ -132,7 +132,8 @@ test("a reply whose connection is cut mid-stream ends with its whole text exactl
   assert.equal(deltas.join(""), stored[1].content, "every piece arrived exactly once");
   assert.equal(reply.lastSeq, stored[1].lastSeq);
   assert.ok(reply.lastSeq > cutAt, "part of the reply came after the cut");
-  if (reply.sha256 !== undefined) assert.equal(reply.verified, true, "the checksum matches");
+  assert.equal(reply.sha256, stored[1].sha256, "the server's checksum of the stored reply");
+  assert.equal(reply.verified, true, "the text put together across the cut matches it");
   assert.ok(states.includes("reconnecting"));
   client.close();
   await relay.close();
@@ -154,6 +155,7 @@ test("a message whose connection drops before its ack is stored and answered onc
   assert.deepEqual(stored.map((m) => [m.role, m.content === "Are you there?"]),
     [["user", true], ["assistant", false]], "one message, one reply");
   assert.equal(done.reply.text, stored[1].content);
+  assert.equal(done.reply.verified, true);
   client.close();
   await relay.close();
 });
