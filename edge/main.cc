@@ -63,6 +63,8 @@ ABSL_FLAG(int, user_message_burst, 20,
           "Messages one user may send back to back after a quiet spell");
 ABSL_FLAG(int, heartbeat_interval_ms, 15000,
           "Interval of `heartbeat` events while a reply waits for its first token; 0 disables");
+ABSL_FLAG(int, max_deadline_ms, 300000,
+          "Caps the deadline a client may give a reply (deadlineMs, X-Parley-Deadline-Ms), in ms");
 ABSL_FLAG(int, max_concurrent_turns, 4,
           "Replies generating at once per user on this process; 0 disables");
 ABSL_FLAG(int, drain_grace_ms, 10000,
@@ -124,6 +126,7 @@ int main(int argc, char** argv) {
   options.user_limits.message_burst = absl::GetFlag(FLAGS_user_message_burst);
   options.user_limits.max_concurrent_turns = absl::GetFlag(FLAGS_max_concurrent_turns);
   options.heartbeat_interval = absl::Milliseconds(absl::GetFlag(FLAGS_heartbeat_interval_ms));
+  options.max_deadline = absl::Milliseconds(std::max(1, absl::GetFlag(FLAGS_max_deadline_ms)));
   options.limits.outbound.high_water_frames =
       static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_outbound_high_water_frames)));
   options.limits.outbound.low_water_frames =

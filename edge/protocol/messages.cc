@@ -32,6 +32,8 @@ absl::string_view ErrorCodeName(ErrorCode code) {
       return "rate_limited";
     case ErrorCode::kTooManyTurns:
       return "too_many_turns";
+    case ErrorCode::kDeadlineExceeded:
+      return "deadline_exceeded";
   }
   return "internal";
 }

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <variant>
 #include <vector>
@@ -20,6 +21,14 @@ enum class UnknownModel {
   kUseDefault,  // The default model answers (dialects whose clients hard-code model names).
 };
 
+// How the model samples a reply; unset fields keep the engine's defaults.
+struct Sampling {
+  std::optional<double> temperature;
+  std::optional<double> top_p;
+  std::optional<int32_t> max_tokens;
+  std::vector<std::string> stop;
+};
+
 // Sends a user message and starts a turn.
 struct SendMessage {
   std::string id;               // Client-chosen idempotency key.
@@ -37,6 +46,10 @@ struct SendMessage {
   // Set for a regenerate: a user message, or a reply to one, whose reply is generated again as
   // a sibling of the earlier replies. `content` is unused.
   std::string regenerates_message_id;
+  // The client's deadline for the reply, in milliseconds from when the message arrived; 0 for
+  // none. Capped by --max_deadline_ms.
+  int64_t deadline_ms = 0;
+  Sampling sampling;
 };
 
 // Asks for another reply to a stored message (decoded into a SendMessage for the turn).
@@ -186,8 +199,9 @@ enum class ErrorCode {
   kStorageUnavailable,
   kShuttingDown,
   kInternal,
-  kRateLimited,   // Too many messages; `retry_after_ms` says when one would be accepted.
-  kTooManyTurns,  // The user already has the maximum number of replies generating.
+  kRateLimited,       // Too many messages; `retry_after_ms` says when one would be accepted.
+  kTooManyTurns,      // The user already has the maximum number of replies generating.
+  kDeadlineExceeded,  // The reply ran past the deadline its message gave it.
 };
 
 absl::string_view ErrorCodeName(ErrorCode code);

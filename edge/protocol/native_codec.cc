@@ -172,6 +172,14 @@ std::variant<Command, ErrorEvent> DecodeMessage(const json::object& object, std:
     return Invalid(ErrorCode::kInvalidFrame, "\"parentId\" needs its \"conversationId\"",
                    message.id);
   }
+  if (const json::value* deadline = object.if_contains("deadlineMs");
+      deadline != nullptr && !deadline->is_null()) {
+    if (!deadline->is_int64() || deadline->get_int64() <= 0) {
+      return Invalid(ErrorCode::kInvalidFrame,
+                     "\"deadlineMs\" must be a positive integer (milliseconds)", message.id);
+    }
+    message.deadline_ms = deadline->get_int64();
+  }
   return message;
 }
 

@@ -88,6 +88,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
       .history_messages = options.history_messages,
       .heartbeat_interval = options.heartbeat_interval,
   };
+  context.turn_deps.max_client_deadline = options.max_deadline;
 
   absl::StatusOr<std::shared_ptr<Listener>> listener =
       Listener::Create(server->io_, net::ip::tcp::endpoint(address, listen->port), context);

@@ -35,6 +35,8 @@ struct EdgeOptions {
   UserLimitsOptions user_limits;
   // `heartbeat` events while a reply waits for its first token; zero disables.
   absl::Duration heartbeat_interval = absl::Seconds(15);
+  // Caps the deadline a client gives a reply (`deadlineMs`, X-Parley-Deadline-Ms).
+  absl::Duration max_deadline = absl::Minutes(5);
   // Follow-up suggestions (a second, short generation) after each reply on dialects that show
   // them.
   bool suggestions = true;

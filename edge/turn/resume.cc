@@ -143,7 +143,11 @@ class Resume : public std::enable_shared_from_this<Resume> {
         Emit(StreamCancelled{message_id_, last_seq, finish.sha256()});
         break;
       default: {
-        const absl::string_view code = ErrorCodeName(ErrorCode::kInferenceUnavailable);
+        // A reply cut by its deadline is stored with that as its reason.
+        const absl::string_view code =
+            ErrorCodeName(finish.finish_reason() == ErrorCodeName(ErrorCode::kDeadlineExceeded)
+                              ? ErrorCode::kDeadlineExceeded
+                              : ErrorCode::kInferenceUnavailable);
         Emit(StreamInterrupted{message_id_, last_seq, std::string(code.data(), code.size()),
                                absl::StrCat("the model stopped: ", finish.finish_reason()),
                                std::move(text_), finish.sha256()});

@@ -352,6 +352,19 @@ void Turn::StartStreams() {
   request.set_model(model_);
   request.set_user_id(user_id_);
   request.set_request_id(assistant_message_id_);
+  const Sampling& sampling = message_.sampling;
+  if (sampling.temperature.has_value()) {
+    request.mutable_sampling()->set_temperature(*sampling.temperature);
+  }
+  if (sampling.top_p.has_value()) {
+    request.mutable_sampling()->set_top_p(*sampling.top_p);
+  }
+  if (sampling.max_tokens.has_value()) {
+    request.mutable_sampling()->set_max_tokens(*sampling.max_tokens);
+  }
+  for (const std::string& stop : sampling.stop) {
+    request.mutable_sampling()->add_stop(stop);
+  }
   bool has_new_message = false;
   for (const persistence_pb::Message& stored : history_) {
     // Failed or empty replies carry no context worth sending.
@@ -373,8 +386,18 @@ void Turn::StartStreams() {
   writer_ = deps_.persistence->OpenWriter(
       user_id_, assistant_message_id_, trace_,
       OnExecutor([](Turn* self, MessageWriter::Result result) { self->OnWriterDone(result); }));
+  // A client's deadline counts from its message's arrival; inference gets what is left of it as
+  // the call's deadline and cuts the engine's upstream request when it passes.
+  absl::Duration deadline = deps_.generate_deadline;
+  if (message_.deadline_ms > 0) {
+    const Clock::time_point due =
+        received_ +
+        std::chrono::milliseconds(std::min<int64_t>(
+            message_.deadline_ms, absl::ToInt64Milliseconds(deps_.max_client_deadline)));
+    deadline = std::max(absl::Milliseconds(1), absl::FromChrono(due - Clock::now()));
+  }
   generate_ = deps_.inference->Generate(
-      std::move(request), deps_.generate_deadline, trace_,
+      std::move(request), deadline, trace_,
       GenerateStream::Callbacks{
           .on_message =
               [self = shared_from_this()](inference_pb::GenerateResponse chunk) {
@@ -477,6 +500,10 @@ void Turn::OnGenerateDone(absl::Status status) {
   } else if (cancelled_) {
     writer_->Finish(persistence_pb::MESSAGE_STATUS_CANCELLED, "cancelled", prompt_tokens_,
                     completion_tokens_);
+  } else if (PastClientDeadline()) {
+    writer_->Finish(persistence_pb::MESSAGE_STATUS_INTERRUPTED,
+                    std::string(ErrorCodeName(ErrorCode::kDeadlineExceeded)), prompt_tokens_,
+                    completion_tokens_);
   } else {
     writer_->Finish(persistence_pb::MESSAGE_STATUS_INTERRUPTED, std::string(status.message()),
                     prompt_tokens_, completion_tokens_);
@@ -515,10 +542,14 @@ void Turn::MaybeFinish() {
   }
   if (!inference_status_.ok()) {
     // The partial reply is stored as interrupted; the client keeps what it has.
-    const absl::string_view code = ErrorCodeName(ErrorCode::kInferenceUnavailable);
-    Emit(StreamInterrupted{assistant_message_id_, seq_, std::string(code.data(), code.size()),
-                           absl::StrCat("the model stopped: ", inference_status_.message()),
-                           std::move(text_), writer_result_.sha256});
+    const bool deadline = PastClientDeadline();
+    const absl::string_view code =
+        ErrorCodeName(deadline ? ErrorCode::kDeadlineExceeded : ErrorCode::kInferenceUnavailable);
+    Emit(StreamInterrupted{
+        assistant_message_id_, seq_, std::string(code.data(), code.size()),
+        deadline ? absl::StrCat("the reply ran past its deadline of ", message_.deadline_ms, " ms")
+                 : absl::StrCat("the model stopped: ", inference_status_.message()),
+        std::move(text_), writer_result_.sha256});
     common::LogWarning("turn interrupted",
                        {{"message_id", assistant_message_id_}, {"trace_id", trace_.trace_id}});
     return End("interrupted");
@@ -526,6 +557,11 @@ void Turn::MaybeFinish() {
   Emit(StreamComplete{assistant_message_id_, seq_, finish_reason_.empty() ? "stop" : finish_reason_,
                       prompt_tokens_, completion_tokens_, model_, writer_result_.sha256});
   End("complete");
+}
+
+bool Turn::PastClientDeadline() const {
+  return message_.deadline_ms > 0 &&
+         inference_status_.code() == absl::StatusCode::kDeadlineExceeded;
 }
 
 void Turn::Fail(ErrorCode code, absl::string_view message) {

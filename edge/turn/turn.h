@@ -40,6 +40,8 @@ struct TurnDeps {
   // Most recent stored messages sent to inference as context.
   int history_messages = 20;
   absl::Duration generate_deadline = absl::Minutes(5);
+  // Caps a client's deadline (SendMessage::deadline_ms).
+  absl::Duration max_client_deadline = absl::Minutes(5);
   // `heartbeat` events while a reply waits for its first token; zero disables.
   absl::Duration heartbeat_interval = absl::Seconds(15);
 };
@@ -96,6 +98,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void OnGenerateDone(absl::Status status);
   void OnWriterDone(MessageWriter::Result result);
   void MaybeFinish();
+  // The reply ended because the client's deadline passed.
+  bool PastClientDeadline() const;
   void Fail(ErrorCode code, absl::string_view message);
   // `outcome` labels parley_edge_turns_total; empty counts nothing (a repeated message).
   void End(absl::string_view outcome);

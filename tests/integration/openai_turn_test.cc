@@ -1,16 +1,20 @@
 // A full chat turn through the real binaries with the openai engine: browser
 // WebSocket → parley-edge → parley-inference → a fake OpenAI-compatible
 // upstream, with the reply stored by parley-persistence.
+#include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "boost/json.hpp"
 #include "gtest/gtest.h"
 #include "tests/inference/fake_openai_server.h"
 #include "tests/inference/recorded_streams.h"
 #include "tests/support/child_process.h"
+#include "tests/support/reply_checksum.h"
 #include "tests/support/ws_client.h"
 
 namespace parley {
@@ -18,6 +22,7 @@ namespace {
 
 namespace json = boost::json;
 using ::parley::inference::testing::FakeOpenAiServer;
+using ::parley::inference::testing::FakeReply;
 using ::parley::inference::testing::SplitEvery;
 using ::parley::inference::testing::SseReply;
 using ::parley::testing::ChildProcess;
@@ -32,7 +37,8 @@ struct OpenAiStack {
   std::string edge_address;
 };
 
-OpenAiStack StartWithUpstream(const FakeOpenAiServer& upstream) {
+OpenAiStack StartWithUpstream(const FakeOpenAiServer& upstream,
+                              const std::vector<std::string>& edge_flags = {}) {
   OpenAiStack stack;
   const std::string data_dir = testing::MakeTempDir();
   stack.persistence = ChildProcess::Start(
@@ -49,9 +55,11 @@ OpenAiStack StartWithUpstream(const FakeOpenAiServer& upstream) {
   }
   const std::string persistence_address = stack.persistence->WaitForListening();
   const std::string inference_address = stack.inference->WaitForListening();
-  stack.edge = ChildProcess::Start(
-      "parley-edge", {"--listen=127.0.0.1:0", absl::StrCat("--inference=", inference_address),
-                      absl::StrCat("--persistence=", persistence_address), "--allow_anonymous"});
+  std::vector<std::string> flags = {
+      "--listen=127.0.0.1:0", absl::StrCat("--inference=", inference_address),
+      absl::StrCat("--persistence=", persistence_address), "--allow_anonymous"};
+  flags.insert(flags.end(), edge_flags.begin(), edge_flags.end());
+  stack.edge = ChildProcess::Start("parley-edge", flags);
   if (stack.edge != nullptr) {
     stack.edge_address = stack.edge->WaitForListening();
   }
@@ -150,6 +158,89 @@ TEST(OpenAiTurnTest, TheModelsReasoningStreamsLiveAndIsNotStoredAsTheReply) {
   const json::array& messages = history->at("messages").as_array();
   ASSERT_EQ(messages.size(), 2u);
   EXPECT_EQ(Str(messages[1].as_object(), "content"), "Hi there.");
+}
+
+// The first `count` events of the recorded stream ("Hello" and "!" after the role), and then
+// nothing: the upstream holds the request open as a model that is still thinking would.
+FakeReply StalledReply(int count) {
+  std::vector<std::string> events = absl::StrSplit(inference::testing::kOpenAiStream, "\n\n");
+  std::string body;
+  for (int i = 0; i < count; ++i) {
+    absl::StrAppend(&body, events[i], "\n\n");
+  }
+  FakeReply reply = SseReply({body}, /*finish_message=*/false);
+  reply.then = FakeReply::Then::kHold;
+  return reply;
+}
+
+// Sends a message with `deadline_ms` and checks what a client of a reply that outlives its
+// deadline sees and what is stored: the text streamed before the deadline, interrupted with
+// deadline_exceeded, and the upstream request closed.
+void ExpectCutAtTheDeadline(const OpenAiStack& stack, FakeOpenAiServer& upstream,
+                            const std::string& user, int64_t deadline_ms) {
+  absl::StatusOr<std::unique_ptr<WsClient>> client =
+      WsClient::Connect(stack.edge_address, absl::StrCat("/ws/chat?userId=", user), {"parley.v1"});
+  ASSERT_TRUE(client.ok()) << client.status();
+  ASSERT_TRUE((*client)
+                  ->SendJson({{"type", "message"},
+                              {"id", "d1"},
+                              {"content", "Take your time"},
+                              {"deadlineMs", deadline_ms}})
+                  .ok());
+  std::string text;
+  std::string conversation_id;
+  json::object end;
+  for (;;) {
+    absl::StatusOr<json::object> frame = (*client)->ReadJson();
+    ASSERT_TRUE(frame.ok()) << frame.status();
+    const std::string type = Str(*frame, "type");
+    ASSERT_NE(type, "error") << json::serialize(*frame);
+    ASSERT_NE(type, "stream_complete") << "the upstream never finishes this reply";
+    if (type == "ack") {
+      conversation_id = Str(*frame, "conversationId");
+    } else if (type == "stream_token") {
+      text += Str(*frame, "token");
+    } else if (type == "stream_interrupted") {
+      end = *frame;
+      break;
+    }
+  }
+  const auto interrupted_at = std::chrono::steady_clock::now();
+  EXPECT_EQ(Str(end, "error"), "deadline_exceeded");
+  EXPECT_EQ(Str(end, "partialResponse"), text);
+  EXPECT_TRUE(::parley::testing::VerifyReplyChecksum(text, end).ok());
+
+  // The upstream saw its request closed (how soon is a benchmark's question, not this test's).
+  const std::optional<std::chrono::steady_clock::time_point> closed = upstream.WaitForDisconnect();
+  ASSERT_TRUE(closed.has_value()) << "the upstream request stayed open past the deadline";
+  ::testing::Test::RecordProperty(
+      "upstream_closed_ms_after_client_saw_interruption",
+      static_cast<int>(
+          std::chrono::duration_cast<std::chrono::milliseconds>(*closed - interrupted_at).count()));
+
+  ASSERT_TRUE((*client)->SendJson({{"type", "history"}, {"conversationId", conversation_id}}).ok());
+  std::optional<json::object> history = ::parley::testing::ReadUntil(**client, "history");
+  ASSERT_TRUE(history.has_value());
+  const json::array& messages = history->at("messages").as_array();
+  ASSERT_EQ(messages.size(), 2u);
+  EXPECT_EQ(Str(messages[1].as_object(), "status"), "interrupted");
+  EXPECT_EQ(Str(messages[1].as_object(), "content"), text);
+}
+
+TEST(OpenAiTurnTest, AReplyPastTheClientsDeadlineIsCutAndStoredAsStreamed) {
+  FakeOpenAiServer upstream;
+  upstream.Enqueue(StalledReply(3));
+  const OpenAiStack stack = StartWithUpstream(upstream);
+  ASSERT_FALSE(stack.edge_address.empty());
+  ExpectCutAtTheDeadline(stack, upstream, "dora", /*deadline_ms=*/4000);
+}
+
+TEST(OpenAiTurnTest, MaxDeadlineCapsTheClientsDeadline) {
+  FakeOpenAiServer upstream;
+  upstream.Enqueue(StalledReply(3));
+  const OpenAiStack stack = StartWithUpstream(upstream, {"--max_deadline_ms=4000"});
+  ASSERT_FALSE(stack.edge_address.empty());
+  ExpectCutAtTheDeadline(stack, upstream, "cap", /*deadline_ms=*/3600 * 1000);
 }
 
 }  // namespace
