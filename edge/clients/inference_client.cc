@@ -48,6 +48,16 @@ void InferenceClient::ResolveModel(std::string requested, UnknownModel unknown,
   });
 }
 
+void InferenceClient::ListModels(
+    std::function<void(absl::StatusOr<std::vector<std::string>>)> done) {
+  LoadModels([done = std::move(done)](absl::StatusOr<Models> models) {
+    if (!models.ok()) {
+      return done(models.status());
+    }
+    done(std::move(models->names));
+  });
+}
+
 void InferenceClient::LoadModels(std::function<void(absl::StatusOr<Models>)> done) {
   {
     absl::MutexLock lock(&mutex_);

@@ -44,6 +44,9 @@ class InferenceClient {
   void ResolveModel(std::string requested, UnknownModel unknown,
                     std::function<void(absl::StatusOr<std::string>)> done);
 
+  // The public model names the service routes (learned once).
+  void ListModels(std::function<void(absl::StatusOr<std::vector<std::string>>)> done);
+
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
 
  private:

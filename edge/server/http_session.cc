@@ -17,6 +17,7 @@
 #include "common/trace_context.h"
 #include "edge/clients/health_check.h"
 #include "edge/server/conversations_api.h"
+#include "edge/server/openai_api.h"
 #include "edge/server/websocket_transport.h"
 #include "edge/web/chat_page.h"
 
@@ -147,6 +148,11 @@ void HttpSession::Handle(Request request) {
     return dialect->serve_http(
         context_, *dialect,
         HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)});
+  }
+  if (IsOpenAiApiPath(path)) {
+    // The API writes its own answer (a stream, for a streaming completion) and metrics.
+    return ServeOpenAiApi(context_,
+                          HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)});
   }
   if (IsConversationsApiPath(path)) {
     // Copied first: `path` points into the request, which is moved.

@@ -1,0 +1,60 @@
+#pragma once
+
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "absl/status/statusor.h"
+#include "absl/strings/string_view.h"
+#include "edge/protocol/messages.h"
+#include "parley/persistence/v1/conversation_service.pb.h"
+
+// OpenAI's Chat Completions API on the edge (`POST /v1/chat/completions`, `GET /v1/models`), so
+// that OpenAI clients (the official SDKs, LangChain, curl scripts) talk to Parley unchanged and
+// each exchange is stored as a conversation. docs/openai-api.md describes it.
+namespace parley::edge {
+
+struct ServerContext;
+struct HttpHandoff;
+
+inline constexpr absl::string_view kConversationIdHeader = "X-Parley-Conversation-Id";
+inline constexpr absl::string_view kDeadlineHeader = "X-Parley-Deadline-Ms";
+
+// One message of a request's `messages`.
+struct CompletionMessage {
+  ::parley::persistence::v1::Role role = ::parley::persistence::v1::ROLE_USER;
+  std::string content;
+};
+
+// The fields of a Chat Completions request Parley reads; the rest are ignored.
+struct CompletionRequest {
+  std::string model;
+  std::vector<CompletionMessage> messages;
+  bool stream = false;
+  bool include_usage = false;
+  Sampling sampling;
+  std::string user;
+};
+
+// InvalidArgument naming the field when the body is not a request Parley can answer: not JSON,
+// no messages, a role other than system/developer/user/assistant, content that is not text, the
+// last message not from the user, or a sampling field of the wrong type or range.
+absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body);
+
+// The messages of `request` that are not yet stored on `branch` (root first): those after the
+// branch when the request begins with it (same roles and texts, in order), otherwise all of them.
+std::vector<CompletionMessage> NewMessages(
+    const std::vector<CompletionMessage>& request,
+    const std::vector<::parley::persistence::v1::Message>& branch);
+
+// `{"error":{"message":...,"type":...,"param":null,"code":...}}`.
+std::string OpenAiErrorBody(absl::string_view message, absl::string_view type,
+                            absl::string_view code);
+
+// True for the paths this API serves.
+bool IsOpenAiApiPath(absl::string_view path);
+
+// Serves one request on an IsOpenAiApiPath() path; owns the connection from then on.
+void ServeOpenAiApi(ServerContext& context, HttpHandoff handoff);
+
+}  // namespace parley::edge
