@@ -2,8 +2,8 @@
 // Chromium against the real services on loopback ports: a reply watched while
 // it streams in and shown again after a reload; the conversation list
 // (switching, rename, delete); Stop, Regenerate and Edit; a connection cut
-// mid-reply and recovered; and a second tab of the same user following the
-// conversation live.
+// mid-reply and recovered, and a message sent while offline; and a second tab
+// of the same user following the conversation live.
 //
 // Environment (set by run.sh):
 //   PARLEY_BIN_DIR      directory holding parley-edge, parley-inference, parley-persistence
@@ -59,6 +59,7 @@ const kLiveSecondText = "What should we see on the first day?";
 const kStopText = "Write a very long essay, please.";
 const kResumeText = "Take your time and tell me everything.";
 const kCutText = "Keep talking while the network fails.";
+const kOfflineText = "Written while the network was down.";
 
 /** Child processes still running; stopped at the end, and on any exit. */
 const children = new Set();
@@ -768,6 +769,40 @@ test("a connection cut mid-reply shows when it retries, then the whole reply exa
     const checksum = `#log .msg.assistant[data-id="${start.messageId}"] .checksum`;
     assert.equal(await page.textContent(checksum), "✓ checksum verified");
     assert.equal(await page.getAttribute(checksum, "title"), `sha256 ${stored[1].sha256}`);
+    assert.deepEqual(page.errors, [], "no script errors in the page");
+    await page.close();
+  } finally {
+    await relay.close();
+  }
+});
+
+test("a message sent while offline waits, said so in the banner, and goes out once on reconnect", async () => {
+  const relay = new Relay(new URL(edgeUrl).host);
+  await relay.listen();
+  try {
+    const { page, frames } = await openPage(`http://${relay.address}/`);
+    relay.down = true;
+    relay.cut();
+    await page.waitForSelector("#status.offline");
+    await sendMessage(page, kOfflineText);
+    await page.waitForFunction(() => /1 message waits to be sent\./.test(document.getElementById("banner-text").textContent));
+    assert.deepEqual((await shownMessages(page)).map(({ role, text }) => ({ role, text })),
+        [{ role: "user", text: kOfflineText }], "shown at once");
+    assert.equal(frames.sent.frames.filter((f) => f.type === "message").length, 0, "nothing sent offline");
+
+    relay.down = false;
+    await waitConnected(page);
+    const complete = await frames.waitFor((f) => f.type === "stream_complete", "stream_complete");
+    await waitForReplyShown(page, 2);
+    const sent = frames.sent.frames.filter((f) => f.type === "message");
+    assert.deepEqual(sent.map(({ content }) => content), [kOfflineText], "sent once");
+    const stored = await storedMessages(page, await currentConversation(page));
+    assert.deepEqual(stored.map(({ role, content }) => ({ role, content: role === "user" ? content : "" })),
+        [{ role: "user", content: kOfflineText }, { role: "assistant", content: "" }]);
+    assert.equal(stored[1].id, complete.messageId);
+    assert.deepEqual((await shownMessagesWithIds(page)).map(({ id, text }) => ({ id, text })),
+        stored.map(({ id, content }) => ({ id, text: content })));
+    assert.equal(await page.isVisible("#banner"), false);
     assert.deepEqual(page.errors, [], "no script errors in the page");
     await page.close();
   } finally {
