@@ -1,5 +1,5 @@
 /** The protocol's error codes (docs/protocol.md, "Error codes" and the HTTP API's errors). */
-export type ProtocolErrorCode = "invalid_json" | "invalid_frame" | "unknown_type" | "not_found" | "inference_unavailable" | "storage_unavailable" | "shutting_down" | "internal" | "rate_limited" | "too_many_turns" | "unauthenticated" | "invalid_request" | "origin_not_allowed" | "method_not_allowed";
+export type ProtocolErrorCode = "invalid_json" | "invalid_frame" | "unknown_type" | "not_found" | "inference_unavailable" | "storage_unavailable" | "shutting_down" | "internal" | "rate_limited" | "too_many_turns" | "deadline_exceeded" | "unauthenticated" | "invalid_request" | "origin_not_allowed" | "method_not_allowed";
 /** Codes this library adds for what happens on the client's side. */
 export type ClientErrorCode = 
 /** The reply text received does not hash to the server's `sha256`. */
@@ -324,12 +324,16 @@ export declare class ParleyClient {
     private resolveTurnOf;
     private onResumed;
     private onError;
-    /** Sends a user message (queued while offline). Continue a conversation with `conversationId`. */
+    /**
+     * Sends a user message (queued while offline). Continue a conversation with `conversationId`;
+     * `deadlineMs` bounds the reply (it then ends `interrupted` with `deadline_exceeded`).
+     */
     send(content: string, options?: {
         conversationId?: string;
         parentId?: string;
         model?: string;
         id?: string;
+        deadlineMs?: number;
     }): Turn;
     /** Asks for another reply to the user message that `messageId` (a reply or that message) answers. */
     regenerate(messageId: string, options?: {

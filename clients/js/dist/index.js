@@ -790,7 +790,10 @@ export class ParleyClient {
         this.emit("error", error);
     }
     // ---- Turns
-    /** Sends a user message (queued while offline). Continue a conversation with `conversationId`. */
+    /**
+     * Sends a user message (queued while offline). Continue a conversation with `conversationId`;
+     * `deadlineMs` bounds the reply (it then ends `interrupted` with `deadline_exceeded`).
+     */
     send(content, options = {}) {
         const frame = { type: "message", content };
         if (options.conversationId)
@@ -799,6 +802,8 @@ export class ParleyClient {
             frame.parentId = options.parentId;
         if (options.model)
             frame.model = options.model;
+        if (options.deadlineMs)
+            frame.deadlineMs = options.deadlineMs;
         return this.startTurn("message", frame, options.id, options.conversationId ?? "");
     }
     /** Asks for another reply to the user message that `messageId` (a reply or that message) answers. */

@@ -20,6 +20,7 @@ export type ProtocolErrorCode =
   | "internal"
   | "rate_limited"
   | "too_many_turns"
+  | "deadline_exceeded"
   | "unauthenticated"
   | "invalid_request"
   | "origin_not_allowed"
@@ -1071,12 +1072,16 @@ export class ParleyClient {
 
   // ---- Turns
 
-  /** Sends a user message (queued while offline). Continue a conversation with `conversationId`. */
-  send(content: string, options: { conversationId?: string; parentId?: string; model?: string; id?: string } = {}): Turn {
+  /**
+   * Sends a user message (queued while offline). Continue a conversation with `conversationId`;
+   * `deadlineMs` bounds the reply (it then ends `interrupted` with `deadline_exceeded`).
+   */
+  send(content: string, options: { conversationId?: string; parentId?: string; model?: string; id?: string; deadlineMs?: number } = {}): Turn {
     const frame: Record<string, unknown> = { type: "message", content };
     if (options.conversationId) frame.conversationId = options.conversationId;
     if (options.parentId) frame.parentId = options.parentId;
     if (options.model) frame.model = options.model;
+    if (options.deadlineMs) frame.deadlineMs = options.deadlineMs;
     return this.startTurn("message", frame, options.id, options.conversationId ?? "");
   }
 

@@ -176,3 +176,17 @@ test("a rate-limited message is sent again with the same id after retryAfterMs",
   assert.deepEqual([failed.status, failed.error.code, failed.error.id], ["failed", "not_found", other.id]);
   client.close();
 });
+
+test("a reply past its deadline ends interrupted with deadline_exceeded and keeps what streamed", async () => {
+  const { client, server } = await connected();
+  const turn = client.send("slow", { deadlineMs: 5000 });
+  assert.deepEqual(server.sent[0], { type: "message", content: "slow", deadlineMs: 5000, id: turn.id });
+  startReply(server, turn.id);
+  server.push({ type: "stream_token", messageId: "m-2", seq: 1, token: "Part" });
+  server.push({ type: "stream_interrupted", messageId: "m-2", lastSeq: 1, error: "deadline_exceeded",
+    message: "the reply ran past its deadline", partialResponse: "Part", sha256: sha256Hex("Part") });
+  const done = await turn.finished;
+  assert.deepEqual([done.status, done.reply.status, done.reply.text, done.reply.verified, done.error.code],
+    ["failed", "interrupted", "Part", true, "deadline_exceeded"]);
+  client.close();
+});
