@@ -16,6 +16,7 @@
 #include "common/metrics_endpoint.h"
 #include "common/trace_context.h"
 #include "edge/clients/health_check.h"
+#include "edge/server/ai_sdk_api.h"
 #include "edge/server/conversations_api.h"
 #include "edge/server/openai_api.h"
 #include "edge/server/websocket_transport.h"
@@ -148,6 +149,10 @@ void HttpSession::Handle(Request request) {
     return dialect->serve_http(
         context_, *dialect,
         HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)});
+  }
+  if (IsAiSdkApiPath(path)) {
+    return ServeAiSdkApi(context_,
+                         HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)});
   }
   if (IsOpenAiApiPath(path)) {
     // The API writes its own answer (a stream, for a streaming completion) and metrics.

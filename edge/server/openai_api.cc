@@ -345,15 +345,14 @@ void Refuse(ServerContext& context, HttpHandoff handoff, absl::string_view label
 class CompletionSetup final : public std::enable_shared_from_this<CompletionSetup> {
  public:
   CompletionSetup(ServerContext& context, std::shared_ptr<HttpChatExchange> exchange,
-                  CompletionRequest request, std::string user_id, std::string conversation_header,
-                  int64_t deadline_ms, common::TraceContext trace)
+                  StoredTurn turn)
       : context_(context),
         exchange_(std::move(exchange)),
-        request_(std::move(request)),
-        user_id_(std::move(user_id)),
-        conversation_header_(std::move(conversation_header)),
-        deadline_ms_(deadline_ms),
-        trace_(std::move(trace)),
+        request_(std::move(turn)),
+        user_id_(request_.user_id),
+        conversation_header_(request_.conversation),
+        deadline_ms_(request_.deadline_ms),
+        trace_(request_.trace),
         request_id_(NewRequestId()) {}
 
   // Wraps a persistence callback so that it runs on the exchange's strand, this setup alive.
@@ -435,6 +434,18 @@ class CompletionSetup final : public std::enable_shared_from_this<CompletionSetu
   }
 
   void Compare() {
+    const std::vector<CompletionMessage>& asked = request_.messages;
+    if (asked.size() < branch_.size() &&
+        std::equal(asked.begin(), asked.end(), branch_.begin(),
+                   [](const CompletionMessage& a, const persistence_pb::Message& b) {
+                     return a.role == b.role() && a.content == b.content();
+                   })) {
+      // An earlier part of the stored branch, ending with a question: another reply to it (a
+      // regenerate), a sibling of the one stored.
+      SendMessage message = Message();
+      message.regenerates_message_id = branch_[asked.size() - 1].id();
+      return StartTurn(std::move(message));
+    }
     new_messages_ = NewMessages(request_.messages, branch_);
     if (new_messages_.empty() && !branch_.empty()) {
       // The request repeats the stored branch, which ends with its question: answer it again.
@@ -522,7 +533,7 @@ class CompletionSetup final : public std::enable_shared_from_this<CompletionSetu
 
   ServerContext& context_;
   std::shared_ptr<HttpChatExchange> exchange_;
-  const CompletionRequest request_;
+  const StoredTurn request_;
   const std::string user_id_;
   const std::string conversation_header_;
   const int64_t deadline_ms_;
@@ -669,6 +680,33 @@ std::vector<CompletionMessage> NewMessages(const std::vector<CompletionMessage>&
   return std::vector<CompletionMessage>(request.begin() + branch.size(), request.end());
 }
 
+absl::StatusOr<Identity> AuthenticateApiRequest(ServerContext& context,
+                                                const http::request<http::string_body>& request) {
+  const absl::string_view target(request.target().data(), request.target().size());
+  // The key is the JWT; in development mode a key that is not one is ignored.
+  std::string authorization = Header(request, "Authorization");
+  if (context.authenticator->allow_anonymous() &&
+      absl::StartsWithIgnoreCase(authorization, "Bearer ") &&
+      !LooksLikeJwt(absl::StripAsciiWhitespace(absl::string_view(authorization).substr(7)))) {
+    authorization.clear();
+  }
+  absl::StatusOr<Identity> identity = context.authenticator->Authenticate(ExtractToken(
+      std::string_view(target.data(), target.size()), authorization, "",
+      TokenPlaces{.authorization_header = true, .subprotocol = false, .query_parameter = true}));
+  if (!identity.ok()) {
+    const std::optional<AuthRefusal> refusal = RefusalOf(identity.status());
+    context.metrics
+        .HandshakeRefused(refusal.has_value() ? AuthRefusalLabel(*refusal) : "unauthenticated")
+        .Increment();
+  }
+  return identity;
+}
+
+void StartStoredTurn(ServerContext& context, std::shared_ptr<HttpChatExchange> exchange,
+                     StoredTurn turn) {
+  std::make_shared<CompletionSetup>(context, std::move(exchange), std::move(turn))->Run();
+}
+
 void ServeOpenAiApi(ServerContext& context, HttpHandoff handoff) {
   const http::request<http::string_body>& request = handoff.request;
   const absl::string_view target(request.target().data(), request.target().size());
@@ -709,21 +747,8 @@ void ServeOpenAiApi(ServerContext& context, HttpHandoff handoff) {
                   "method_not_allowed", "method not allowed", std::move(allow));
   }
 
-  // The key is the JWT; in development mode a key that is not one is ignored.
-  std::string authorization = Header(request, "Authorization");
-  if (context.authenticator->allow_anonymous() &&
-      absl::StartsWithIgnoreCase(authorization, "Bearer ") &&
-      !LooksLikeJwt(absl::StripAsciiWhitespace(absl::string_view(authorization).substr(7)))) {
-    authorization.clear();
-  }
-  absl::StatusOr<Identity> identity = context.authenticator->Authenticate(ExtractToken(
-      std::string_view(target.data(), target.size()), authorization, "",
-      TokenPlaces{.authorization_header = true, .subprotocol = false, .query_parameter = true}));
+  absl::StatusOr<Identity> identity = AuthenticateApiRequest(context, request);
   if (!identity.ok()) {
-    const std::optional<AuthRefusal> refusal = RefusalOf(identity.status());
-    context.metrics
-        .HandshakeRefused(refusal.has_value() ? AuthRefusalLabel(*refusal) : "unauthenticated")
-        .Increment();
     HttpHeaders headers = cors;
     headers.emplace_back("WWW-Authenticate", "Bearer");
     return Refuse(context, std::move(handoff), label, 401, "invalid_request_error",
@@ -787,9 +812,14 @@ void ServeOpenAiApi(ServerContext& context, HttpHandoff handoff) {
   auto exchange = std::make_shared<HttpChatExchange>(
       context, std::move(handoff), std::make_unique<CompletionResponder>(*parsed, conversation),
       label, cors);
-  std::make_shared<CompletionSetup>(context, exchange, *std::move(parsed), std::move(user_id),
-                                    conversation, deadline_ms, trace)
-      ->Run();
+  StartStoredTurn(context, exchange,
+                  StoredTurn{.messages = std::move(parsed->messages),
+                             .model = std::move(parsed->model),
+                             .sampling = std::move(parsed->sampling),
+                             .user_id = std::move(user_id),
+                             .conversation = conversation,
+                             .deadline_ms = deadline_ms,
+                             .trace = trace});
 }
 
 }  // namespace parley::edge

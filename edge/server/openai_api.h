@@ -1,11 +1,17 @@
 #pragma once
 
+#include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "boost/beast/http/message.hpp"
+#include "boost/beast/http/string_body.hpp"
+#include "common/trace_context.h"
+#include "edge/auth/authenticator.h"
 #include "edge/protocol/messages.h"
 #include "parley/persistence/v1/conversation_service.pb.h"
 
@@ -16,6 +22,7 @@ namespace parley::edge {
 
 struct ServerContext;
 struct HttpHandoff;
+class HttpChatExchange;
 
 inline constexpr absl::string_view kConversationIdHeader = "X-Parley-Conversation-Id";
 inline constexpr absl::string_view kDeadlineHeader = "X-Parley-Deadline-Ms";
@@ -50,6 +57,32 @@ std::vector<CompletionMessage> NewMessages(
 // `{"error":{"message":...,"type":...,"param":null,"code":...}}`.
 std::string OpenAiErrorBody(absl::string_view message, absl::string_view type,
                             absl::string_view code);
+
+// A chat turn an HTTP API asks for with a request's whole message list.
+struct StoredTurn {
+  std::vector<CompletionMessage> messages;  // The last one is the user's question.
+  std::string model;
+  Sampling sampling;
+  std::string user_id;
+  // A Parley conversation id, a client's name for one (created on first use), or empty for a new
+  // conversation.
+  std::string conversation;
+  int64_t deadline_ms = 0;
+  common::TraceContext trace;
+};
+
+// Brings the stored conversation up to date with `turn.messages` (what is not yet on its stored
+// branch is appended; an earlier part of the branch ending with a question gets another reply),
+// then runs the turn that answers the last message on `exchange`. On the exchange's strand.
+void StartStoredTurn(ServerContext& context, std::shared_ptr<HttpChatExchange> exchange,
+                     StoredTurn turn);
+
+// Authenticates an HTTP API request: the JWT in `Authorization: Bearer` or the `token` query
+// parameter; in development mode a Bearer value that is not shaped like a JWT is ignored (such
+// clients always send some key). Counts a refusal.
+absl::StatusOr<Identity> AuthenticateApiRequest(
+    ServerContext& context,
+    const boost::beast::http::request<boost::beast::http::string_body>& request);
 
 // True for the paths this API serves.
 bool IsOpenAiApiPath(absl::string_view path);

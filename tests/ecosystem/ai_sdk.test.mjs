@@ -1,0 +1,99 @@
+// The `ai` npm package's own client side (DefaultChatTransport, readUIMessageStream), unchanged
+// and without a browser, against the real edge's UI message stream at /api/chat: what it
+// assembles is checked against what persistence stored.
+// Environment: PARLEY_BIN_DIR (the directory of the service binaries).
+
+import assert from "node:assert/strict";
+import { after, before, test } from "node:test";
+import { DefaultChatTransport, readUIMessageStream } from "ai";
+import { startStack, stopAll, storedMessages } from "./stack.mjs";
+
+let base;
+let slow;
+
+before(async () => {
+  [base, slow] = await Promise.all([startStack(), startStack([], { tokensPerSecond: 15 })]);
+});
+after(stopAll);
+
+// A transport for `user` (development mode names users by the userId parameter).
+function transport(edge, user) {
+  return new DefaultChatTransport({
+    api: `${edge}/api/chat?userId=${user}`,
+    prepareReconnectToStreamRequest: ({ id }) => ({ api: `${edge}/api/chat/${id}/stream?userId=${user}` }),
+  });
+}
+
+const userMessage = (id, text) => ({ id, role: "user", parts: [{ type: "text", text }] });
+const textOf = (message) => message.parts.filter((part) => part.type === "text").map((part) => part.text).join("");
+
+async function lastMessage(stream) {
+  let last;
+  for await (const message of readUIMessageStream({ stream })) last = message;
+  return last;
+}
+
+// The one conversation of `user`, as stored.
+async function onlyConversation(edge, user) {
+  const response = await fetch(`${edge}/v1/conversations?userId=${user}`);
+  const { conversations } = await response.json();
+  assert.equal(conversations.length, 1);
+  return storedMessages(edge, user, conversations[0].id);
+}
+
+test("a reply streams and assembles to the stored text; the chat id continues its conversation", async () => {
+  const chat = transport(base, "ada");
+  const first = [userMessage("u1", "Hello there")];
+  const reply = await lastMessage(await chat.sendMessages({
+    chatId: "chat-ada", messages: first, trigger: "submit-message", messageId: undefined,
+    abortSignal: undefined,
+  }));
+  assert.equal(reply.role, "assistant");
+  assert.ok(textOf(reply).length > 0);
+  let stored = await onlyConversation(base, "ada");
+  assert.equal(stored.length, 2);
+  assert.equal(stored[1].id, reply.id);
+  assert.equal(stored[1].content, textOf(reply));
+
+  // useChat sends every message again; only the new one is stored, in the same conversation.
+  const second = [...first, reply, userMessage("u2", "And again")];
+  const again = await lastMessage(await chat.sendMessages({
+    chatId: "chat-ada", messages: second, trigger: "submit-message", messageId: undefined,
+    abortSignal: undefined,
+  }));
+  stored = await onlyConversation(base, "ada");
+  assert.deepEqual(stored.map((message) => message.role), ["user", "assistant", "user", "assistant"]);
+  assert.equal(stored[2].content, "And again");
+  assert.equal(stored[3].id, again.id);
+  assert.equal(stored[3].content, textOf(again));
+});
+
+test("a reload mid-reply resumes it from persistence and ends with the whole reply once", async () => {
+  const chat = transport(slow, "bea");
+  const aborted = new AbortController();
+  const stream = await chat.sendMessages({
+    chatId: "chat-bea", messages: [userMessage("u1", "Tell me a story")], trigger: "submit-message",
+    messageId: undefined, abortSignal: aborted.signal,
+  });
+  // Read until the first words arrive, then go away as a page reload does.
+  const reader = stream.getReader();
+  for (;;) {
+    const { value, done } = await reader.read();
+    assert.ok(!done, "the reply ended before the reload");
+    if (value.type === "text-delta") break;
+  }
+  aborted.abort();
+  await reader.cancel().catch(() => {});
+
+  const resumed = await chat.reconnectToStream({ chatId: "chat-bea" });
+  assert.ok(resumed, "a reply is being generated, so the resume stream is there");
+  const reply = await lastMessage(resumed);
+  const stored = await onlyConversation(slow, "bea");
+  assert.equal(stored.length, 2);
+  assert.equal(stored[1].status, "complete");
+  assert.equal(stored[1].id, reply.id);
+  assert.equal(textOf(reply), stored[1].content, "the whole reply, exactly once");
+
+  // Nothing is being generated any more: 204, which the transport reads as no stream.
+  assert.equal(await chat.reconnectToStream({ chatId: "chat-bea" }), null);
+});
