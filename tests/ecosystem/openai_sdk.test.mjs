@@ -141,3 +141,32 @@ test("over the user's rate a request is a 429 with Retry-After", async () => {
       return true;
     });
 });
+
+test("a client going away mid-stream cancels nothing: the reply is stored complete", async () => {
+  const slow = await startStack([], { tokensPerSecond: 15 });
+  const openai = new OpenAI({ baseURL: `${slow}/v1`, apiKey: "sk-x", defaultQuery: { userId: "hal" },
+    maxRetries: 0 });
+  const stream = await openai.chat.completions.create(
+    { messages: [{ role: "user", content: "A long answer, please" }], stream: true },
+    { headers: { "X-Parley-Conversation-Id": "walk-away" } });
+  let id;
+  for await (const chunk of stream) {
+    id = chunk.id;
+    // Leaving the loop closes the response, as a client that goes away does.
+    if (chunk.choices[0]?.delta?.content) break;
+  }
+  // Follow the reply to its end from persistence (the resume stream of the same conversation).
+  const followed = await fetch(`${slow}/api/chat/walk-away/stream?userId=hal`);
+  assert.equal(followed.status, 200);
+  const parts = (await followed.text()).split("\n\n").filter((line) => line.startsWith("data: {"))
+    .map((line) => JSON.parse(line.slice(6)));
+  assert.equal(parts.at(-1).type, "finish");
+  const text = parts.filter((part) => part.type === "text-delta").map((part) => part.delta).join("");
+
+  const response = await fetch(`${slow}/v1/conversations?userId=hal`);
+  const { conversations } = await response.json();
+  const stored = await storedMessages(slow, "hal", conversations[0].id);
+  assert.equal(stored[1].id, id);
+  assert.equal(stored[1].status, "complete");
+  assert.equal(stored[1].content, text);
+});
