@@ -80,7 +80,9 @@ std::string HttpChatExchange::Head(unsigned status, absl::string_view content_ty
   if (!content_type.empty()) {
     absl::StrAppend(&head, "Content-Type: ", content_type, "\r\n");
   }
-  if (content_length.has_value()) {
+  if (status == 204) {
+    // No body and no Content-Length at all (RFC 9110 section 8.6).
+  } else if (content_length.has_value()) {
     absl::StrAppend(&head, "Content-Length: ", *content_length, "\r\n");
   } else {
     absl::StrAppend(&head, "Transfer-Encoding: chunked\r\n");
