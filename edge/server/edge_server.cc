@@ -77,7 +77,8 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
   context.inference = std::make_unique<InferenceClient>(common::CreateInstrumentedChannel(
       options.inference, context.metrics.shared_registry(), "edge", stream_args));
   if (options.suggestions) {
-    context.suggester = std::make_unique<InferenceSuggester>(*context.inference);
+    context.suggester =
+        std::make_unique<InferenceSuggester>(*context.inference, context.metrics.registry());
   }
   context.turn_deps = TurnDeps{
       .persistence = context.persistence.get(),

@@ -279,19 +279,36 @@ void SuggestionsGeneration::OnDone(const absl::Status& status) {
   stream_.reset();
   Done done = std::move(done_);
   done_ = nullptr;
-  if (done) {
-    done(status.ok() && !cancelled_ ? ParseSuggestions(text_) : std::vector<std::string>());
+  if (!done) {
+    return;
   }
+  if (!status.ok() || cancelled_) {
+    return done({}, /*failed=*/true);
+  }
+  done(ParseSuggestions(text_), /*failed=*/false);
 }
+
+InferenceSuggester::InferenceSuggester(InferenceClient& inference, prometheus::Registry& registry)
+    : inference_(inference),
+      outcomes_(prometheus::BuildCounter()
+                    .Name("parley_edge_suggestions_total")
+                    .Help("Follow-up suggestions generations, by outcome.")
+                    .Register(registry)),
+      suggested_(outcomes_.Add({{"outcome", "suggested"}})),
+      none_(outcomes_.Add({{"outcome", "none"}})),
+      failed_(outcomes_.Add({{"outcome", "failed"}})) {}
 
 std::function<void()> InferenceSuggester::Suggest(
     absl::string_view model, absl::string_view question, absl::string_view answer,
     const std::string& user_id, boost::asio::any_io_executor executor, Done done) {
   inference_pb::GenerateRequest request = SuggestionsRequest(model, question, answer);
   request.set_user_id(user_id);
-  std::shared_ptr<SuggestionsGeneration> generation =
-      SuggestionsGeneration::Start(inference_, std::move(executor), std::move(request),
-                                   common::NewTraceContext(), std::move(done));
+  std::shared_ptr<SuggestionsGeneration> generation = SuggestionsGeneration::Start(
+      inference_, std::move(executor), std::move(request), common::NewTraceContext(),
+      [this, done = std::move(done)](std::vector<std::string> suggestions, bool failed) {
+        (failed ? failed_ : suggestions.empty() ? none_ : suggested_).Increment();
+        done(std::move(suggestions));
+      });
   return [generation] { generation->Cancel(); };
 }
 

@@ -10,6 +10,9 @@
 #include "boost/asio/any_io_executor.hpp"
 #include "common/trace_context.h"
 #include "edge/clients/inference_client.h"
+#include "prometheus/counter.h"
+#include "prometheus/family.h"
+#include "prometheus/registry.h"
 
 // Follow-up suggestions: after a reply, a second, short generation through the inference service
 // asks the model for up to three short questions the user might ask next. Dialects that show
@@ -45,7 +48,8 @@ inline constexpr absl::Duration kSuggestionDeadline = absl::Seconds(10);
 // the generation failed, was cancelled or gave nothing usable. It keeps itself alive until then.
 class SuggestionsGeneration : public std::enable_shared_from_this<SuggestionsGeneration> {
  public:
-  using Done = std::function<void(std::vector<std::string>)>;
+  // `failed` tells a generation that failed or was stopped from one that wrote nothing usable.
+  using Done = std::function<void(std::vector<std::string>, bool failed)>;
 
   static std::shared_ptr<SuggestionsGeneration> Start(InferenceClient& inference,
                                                       boost::asio::any_io_executor executor,
@@ -72,7 +76,7 @@ class SuggestionsGeneration : public std::enable_shared_from_this<SuggestionsGen
 // unit-tested without an inference service.
 class Suggester {
  public:
-  using Done = SuggestionsGeneration::Done;
+  using Done = std::function<void(std::vector<std::string>)>;
 
   virtual ~Suggester() = default;
 
@@ -84,11 +88,13 @@ class Suggester {
                                         boost::asio::any_io_executor executor, Done done) = 0;
 };
 
-// Suggestions from the inference service, with the model that wrote the reply.
+// Suggestions from the inference service, with the model that wrote the reply. Each generation
+// is counted in parley_edge_suggestions_total by outcome: `suggested` (some came back), `none`
+// (the model wrote nothing usable), `failed` (the generation failed or was stopped).
 class InferenceSuggester final : public Suggester {
  public:
-  // `inference` outlives this.
-  explicit InferenceSuggester(InferenceClient& inference) : inference_(inference) {}
+  // `inference` outlives this; the counter family is registered in `registry`.
+  InferenceSuggester(InferenceClient& inference, prometheus::Registry& registry);
 
   std::function<void()> Suggest(absl::string_view model, absl::string_view question,
                                 absl::string_view answer, const std::string& user_id,
@@ -96,6 +102,10 @@ class InferenceSuggester final : public Suggester {
 
  private:
   InferenceClient& inference_;
+  prometheus::Family<prometheus::Counter>& outcomes_;
+  prometheus::Counter& suggested_;
+  prometheus::Counter& none_;
+  prometheus::Counter& failed_;
 };
 
 }  // namespace parley::edge

@@ -227,6 +227,12 @@ TEST_F(CopilotDialectTest, AFailedSuggestionsGenerationSendsNothing) {
   // would come before the answer to this one: neither `suggestions` nor `error` does.
   ASSERT_TRUE(client->SendJson(Send("Two", conversation_id)).ok());
   ExpectAcknowledged(*client);
+  // By then the failed generation was counted.
+  absl::StatusOr<HttpResponse> metrics = HttpGet(edge(), "/metrics");
+  ASSERT_TRUE(metrics.ok());
+  EXPECT_TRUE(
+      absl::StrContains(metrics->body, "parley_edge_suggestions_total{outcome=\"failed\"} 1"))
+      << metrics->body;
   ExpectStream(*client, conversation_id, {"Second answer."});
   const json::object suggestions =
       Expect(*client, "suggestions", {"suggestions", "conversationId"});
