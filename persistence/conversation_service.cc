@@ -1,6 +1,7 @@
 #include "persistence/conversation_service.h"
 
 #include <algorithm>
+#include <deque>
 #include <optional>
 #include <string>
 #include <utility>
@@ -124,6 +125,16 @@ bool IsTerminal(v1::MessageStatus status) {
          status == v1::MESSAGE_STATUS_INTERRUPTED || status == v1::MESSAGE_STATUS_ERROR;
 }
 
+// A typing signal is worth nothing late; every other event is always delivered.
+bool IsStale(const v1::ConversationEvent& event, absl::Duration max_age) {
+  if (!event.has_signal() || event.signal().kind() != v1::SIGNAL_KIND_TYPING) {
+    return false;
+  }
+  const absl::Time sent = absl::FromUnixSeconds(event.event_time().seconds()) +
+                          absl::Nanoseconds(event.event_time().nanos());
+  return absl::Now() - sent > max_age;
+}
+
 // WriteMessageStream: `open`, then `delta`s handed to the group committer,
 // then `finish`. Acknowledgements carry the highest durable seq; the first one
 // (right after `open`) tells a resuming writer where the store stands.
@@ -177,6 +188,14 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
   }
 
   void OnDone() override {
+    bool holds_lease = false;
+    {
+      absl::MutexLock lock(&mu_);
+      holds_lease = holds_lease_;
+    }
+    if (holds_lease) {
+      deps_.leases.Release(message_id_);
+    }
     deps_.metrics.streams_active().Decrement();
     delete this;
   }
@@ -284,6 +303,8 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
         Fail(absl::FailedPreconditionError("message is not streaming"));
       } else {
         phase_ = Phase::kStreaming;
+        deps_.leases.Hold(message_id_);
+        holds_lease_ = true;
         accepted_seq_ = durable_seq_ = message->last_seq();
         streamed_bytes_ = message->content().size();
         ack_open_ = true;
@@ -397,6 +418,7 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
   bool store_finished_ ABSL_GUARDED_BY(mu_) = false;
   bool finished_sent_ ABSL_GUARDED_BY(mu_) = false;
   std::string sha256_ ABSL_GUARDED_BY(mu_);  // of the stored text, once finished
+  bool holds_lease_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
   bool writing_ ABSL_GUARDED_BY(mu_) = false;
@@ -561,6 +583,153 @@ class WatchReactor final : public grpc::ServerWriteReactor<v1::WatchMessageRespo
   bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
 };
 
+// WatchConversation: checks ownership on the pool, subscribes, says `ready`,
+// then writes the hub's events in order. A watcher that falls this far behind
+// loses its backlog and gets a `gap` instead (it re-reads what it keeps).
+constexpr size_t kMaxQueuedEvents = 1024;
+
+class ConversationWatchReactor final
+    : public grpc::ServerWriteReactor<v1::WatchConversationResponse>,
+      public ConversationWatcher {
+ public:
+  ConversationWatchReactor(ConversationService::Deps deps,
+                           const v1::WatchConversationRequest& request)
+      : deps_(deps), user_id_(request.user_id()), conversation_id_(request.conversation_id()) {
+    deps_.metrics.watchers().Increment();
+    deps_.pool.Submit([this] { Check(); });
+  }
+
+  void OnConversationEvent(const v1::ConversationEvent& event) override {
+    Enqueue([&](v1::WatchConversationResponse& response) { *response.mutable_event() = event; });
+  }
+
+  void OnConversationGap() override {
+    Enqueue([](v1::WatchConversationResponse& response) { response.mutable_gap(); });
+  }
+
+  void OnWriteDone(bool ok) override {
+    {
+      absl::MutexLock lock(&mu_);
+      writing_ = false;
+      if (!ok) {
+        Fail(grpc::Status(grpc::StatusCode::CANCELLED, "client went away"));
+      }
+    }
+    Step();
+  }
+
+  void OnCancel() override {
+    {
+      absl::MutexLock lock(&mu_);
+      Fail(grpc::Status(grpc::StatusCode::CANCELLED, "watch cancelled"));
+    }
+    Step();
+  }
+
+  void OnDone() override {
+    bool subscribed = false;
+    {
+      absl::MutexLock lock(&mu_);
+      subscribed = subscribed_;
+    }
+    if (subscribed) {
+      deps_.hub.UnsubscribeConversation(conversation_id_, this);
+    }
+    deps_.metrics.watchers().Decrement();
+    delete this;
+  }
+
+ private:
+  template <typename Fill>
+  void Enqueue(Fill fill) {
+    bool step = false;
+    {
+      absl::MutexLock lock(&mu_);
+      if (final_status_.has_value()) {
+        return;
+      }
+      if (queue_.size() >= kMaxQueuedEvents) {
+        queue_.clear();
+        queue_.emplace_back().mutable_gap();
+      } else {
+        fill(queue_.emplace_back());
+      }
+      step = !writing_;
+    }
+    if (step) {
+      Step();
+    }
+  }
+
+  void Fail(grpc::Status status) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!final_status_.has_value()) {
+      final_status_ = std::move(status);
+    }
+  }
+
+  void Check() {
+    absl::StatusOr<v1::Conversation> conversation =
+        deps_.store.GetConversation(user_id_, conversation_id_);
+    if (conversation.ok()) {
+      // Subscribed before `ready` is queued, so `ready` precedes every event.
+      deps_.hub.SubscribeConversation(conversation_id_, this);
+    }
+    {
+      absl::MutexLock lock(&mu_);
+      checking_ = false;
+      if (!conversation.ok()) {
+        Fail(ToGrpcStatus(conversation.status()));
+      } else {
+        subscribed_ = true;
+        queue_.emplace_front().mutable_ready();
+      }
+    }
+    Step();
+  }
+
+  void Step() {
+    bool start_write = false;
+    std::optional<grpc::Status> finish_call;
+    {
+      absl::MutexLock lock(&mu_);
+      if (!final_status_.has_value() && !writing_ && !checking_) {
+        // A typing signal that waited behind a slow reader is dropped, not sent late.
+        while (!queue_.empty() && queue_.front().has_event() &&
+               IsStale(queue_.front().event(), deps_.signal_max_age)) {
+          queue_.pop_front();
+        }
+        if (!queue_.empty()) {
+          response_ = std::move(queue_.front());
+          queue_.pop_front();
+          writing_ = start_write = true;
+        }
+      }
+      if (final_status_.has_value() && !finish_called_ && !writing_ && !checking_) {
+        finish_called_ = true;
+        finish_call = final_status_;
+      }
+    }
+    if (start_write) {
+      StartWrite(&response_);
+    }
+    if (finish_call.has_value()) {
+      Finish(*finish_call);
+    }
+  }
+
+  ConversationService::Deps deps_;
+  const std::string user_id_;
+  const std::string conversation_id_;
+  absl::Mutex mu_;
+  v1::WatchConversationResponse response_;  // owned by the write in flight
+  std::deque<v1::WatchConversationResponse> queue_ ABSL_GUARDED_BY(mu_);
+  bool checking_ ABSL_GUARDED_BY(mu_) = true;
+  bool subscribed_ ABSL_GUARDED_BY(mu_) = false;
+  bool writing_ ABSL_GUARDED_BY(mu_) = false;
+  std::optional<grpc::Status> final_status_ ABSL_GUARDED_BY(mu_);
+  bool finish_called_ ABSL_GUARDED_BY(mu_) = false;
+};
+
 // Finishes a stream call that was refused before it began.
 template <typename Base>
 class RefusedReactor final : public Base {
@@ -600,11 +769,26 @@ ConversationService::ConversationService(Store& store,
       metrics_(*registry_, store.kind()),
       committer_(store, metrics_, options.commit),
       pool_(options.store_threads),
-      deps_{store_, metrics_, pool_, committer_, hub_} {
-  store_.SetChangeListener([this](const std::string& message_id) { hub_.Notify(message_id); });
+      leases_(store, options.stream_lease),
+      deps_{store_, metrics_, pool_, committer_, hub_, leases_, options.signal_max_age} {
+  store_.SetEventListener([this](const v1::ConversationEvent& event) {
+    if (IsStale(event, deps_.signal_max_age)) {
+      return;
+    }
+    hub_.Publish(event);
+  });
+  store_.SetChangeListener([this](const std::string& message_id) {
+    hub_.Notify(message_id);
+    if (message_id.empty()) {
+      hub_.PublishGap();
+    }
+  });
 }
 
-ConversationService::~ConversationService() { store_.SetChangeListener(nullptr); }
+ConversationService::~ConversationService() {
+  store_.SetChangeListener(nullptr);
+  store_.SetEventListener(nullptr);
+}
 
 template <typename Work>
 grpc::ServerUnaryReactor* ConversationService::RunOnPool(grpc::CallbackServerContext* context,
@@ -882,6 +1066,42 @@ grpc::ServerWriteReactor<v1::WatchMessageResponse>* ConversationService::WatchMe
     }
   }
   return new WatchReactor(deps_, *request);
+}
+
+grpc::ServerWriteReactor<v1::WatchConversationResponse>* ConversationService::WatchConversation(
+    grpc::CallbackServerContext* /*context*/, const v1::WatchConversationRequest* request) {
+  for (const absl::Status& status : {CheckId(request->user_id(), "user_id"),
+                                     CheckId(request->conversation_id(), "conversation_id")}) {
+    if (!status.ok()) {
+      return new RefusedReactor<grpc::ServerWriteReactor<v1::WatchConversationResponse>>(status);
+    }
+  }
+  return new ConversationWatchReactor(deps_, *request);
+}
+
+grpc::ServerUnaryReactor* ConversationService::PublishSignal(
+    grpc::CallbackServerContext* context, const v1::PublishSignalRequest* request,
+    v1::PublishSignalResponse* /*response*/) {
+  const v1::Signal& signal = request->signal();
+  for (const absl::Status& status :
+       {CheckId(request->user_id(), "user_id"),
+        CheckId(request->conversation_id(), "conversation_id"),
+        signal.kind() == v1::SIGNAL_KIND_TYPING || signal.kind() == v1::SIGNAL_KIND_JOIN ||
+                signal.kind() == v1::SIGNAL_KIND_LEAVE
+            ? absl::OkStatus()
+            : absl::InvalidArgumentError("signal.kind must be typing, join or leave"),
+        CheckOptionalId(signal.origin(), "signal.origin"),
+        CheckText(signal.payload(), kMaxSignalPayloadBytes, "signal.payload")}) {
+    if (!status.ok()) {
+      return Refuse(context, status);
+    }
+  }
+  return RunOnPool(context, "publish_signal", [this, request] {
+    v1::ConversationEvent event;
+    event.set_conversation_id(request->conversation_id());
+    *event.mutable_signal() = request->signal();
+    return store_.PublishSignal(request->user_id(), event);
+  });
 }
 
 }  // namespace parley::persistence

@@ -8,6 +8,7 @@
 #include "persistence/delta_committer.h"
 #include "persistence/metrics.h"
 #include "persistence/store.h"
+#include "persistence/stream_leases.h"
 #include "persistence/thread_pool.h"
 #include "persistence/watch_hub.h"
 #include "prometheus/registry.h"
@@ -15,12 +16,13 @@
 namespace parley::persistence {
 
 // Input bounds; anything larger is INVALID_ARGUMENT.
-inline constexpr size_t kMaxIdBytes = 128;             // user, client message and model ids
-inline constexpr size_t kMaxTitleBytes = 256;          // conversation title
-inline constexpr size_t kMaxContentBytes = 256 << 10;  // one appended message
-inline constexpr size_t kMaxMetadataBytes = 16 << 10;  // sum of metadata keys and values
-inline constexpr size_t kMaxDeltaBytes = 64 << 10;     // one streamed delta
-inline constexpr size_t kMaxStreamedBytes = 1 << 20;   // a whole streamed message
+inline constexpr size_t kMaxIdBytes = 128;              // user, client message and model ids
+inline constexpr size_t kMaxTitleBytes = 256;           // conversation title
+inline constexpr size_t kMaxContentBytes = 256 << 10;   // one appended message
+inline constexpr size_t kMaxMetadataBytes = 16 << 10;   // sum of metadata keys and values
+inline constexpr size_t kMaxDeltaBytes = 64 << 10;      // one streamed delta
+inline constexpr size_t kMaxStreamedBytes = 1 << 20;    // a whole streamed message
+inline constexpr size_t kMaxSignalPayloadBytes = 1024;  // a signal's opaque payload
 
 // A client's name for a conversation (`client_conversation_id`): 1..kMaxIdBytes
 // bytes of valid UTF-8 without control characters, so it can be logged, shown
@@ -36,6 +38,11 @@ class ConversationService final : public v1::ConversationService::CallbackServic
   struct Options {
     int store_threads = 8;
     DeltaCommitter::Options commit;
+    // How long a streaming reply outlives its writer before it is ended as
+    // interrupted; zero or less: never.
+    absl::Duration stream_lease = absl::Seconds(5);
+    // A typing signal this old when it would reach a watcher is dropped.
+    absl::Duration signal_max_age = absl::Seconds(3);
   };
 
   // `store` must outlive the service; the service must outlive the gRPC server.
@@ -74,6 +81,11 @@ class ConversationService final : public v1::ConversationService::CallbackServic
   WriteMessageStream(grpc::CallbackServerContext* context) override;
   grpc::ServerWriteReactor<v1::WatchMessageResponse>* WatchMessage(
       grpc::CallbackServerContext* context, const v1::WatchMessageRequest* request) override;
+  grpc::ServerWriteReactor<v1::WatchConversationResponse>* WatchConversation(
+      grpc::CallbackServerContext* context, const v1::WatchConversationRequest* request) override;
+  grpc::ServerUnaryReactor* PublishSignal(grpc::CallbackServerContext* context,
+                                          const v1::PublishSignalRequest* request,
+                                          v1::PublishSignalResponse* response) override;
 
   // What the stream reactors share with the service.
   struct Deps {
@@ -82,6 +94,8 @@ class ConversationService final : public v1::ConversationService::CallbackServic
     ThreadPool& pool;
     DeltaCommitter& committer;
     WatchHub& hub;
+    StreamLeases& leases;
+    absl::Duration signal_max_age;
   };
 
  private:
@@ -96,6 +110,7 @@ class ConversationService final : public v1::ConversationService::CallbackServic
   WatchHub hub_;
   DeltaCommitter committer_;
   ThreadPool pool_;
+  StreamLeases leases_;
   Deps deps_;
 };
 

@@ -27,6 +27,11 @@ ABSL_FLAG(std::string, store_password_file, "",
           "File holding the PostgreSQL password (else PARLEY_STORE_PASSWORD)");
 ABSL_FLAG(int, store_threads, 8, "Threads running blocking store calls");
 ABSL_FLAG(int, store_pool_size, 8, "Most PostgreSQL connections open at once");
+ABSL_FLAG(int, stream_lease_ms, 5000,
+          "A streaming reply whose writer stopped renewing its lease this long ago (its edge "
+          "died) is ended as interrupted with finish reason lease_expired; 0: never");
+ABSL_FLAG(int, signal_max_age_ms, 3000,
+          "A typing signal older than this when it would reach a watcher is dropped");
 ABSL_FLAG(int, max_connection_age_ms, 0,
           "Ask gRPC clients to reconnect after this long (running streams finish first), so "
           "load spreads onto newer replicas; 0 disables");
@@ -84,6 +89,8 @@ int main(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   parley::persistence::ConversationService::Options options;
   options.store_threads = absl::GetFlag(FLAGS_store_threads);
+  options.stream_lease = absl::Milliseconds(absl::GetFlag(FLAGS_stream_lease_ms));
+  options.signal_max_age = absl::Milliseconds(absl::GetFlag(FLAGS_signal_max_age_ms));
   auto service =
       std::make_unique<parley::persistence::ConversationService>(**store, registry, options);
 

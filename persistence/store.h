@@ -8,11 +8,15 @@
 #include "absl/status/status.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 #include "parley/persistence/v1/conversation_service.pb.h"
 
 namespace parley::persistence {
 
 namespace v1 = ::parley::persistence::v1;
+
+// The finish reason of a streaming reply whose writer's lease lapsed.
+inline constexpr absl::string_view kLeaseExpiredReason = "lease_expired";
 
 struct ConversationPage {
   std::vector<v1::Conversation> conversations;
@@ -59,6 +63,11 @@ class Store {
   // message id; an empty id means "anything may have changed" (e.g. after a
   // lost notification channel). May run on any thread; must not block.
   using ChangeListener = std::function<void(const std::string& message_id)>;
+
+  // Told of each conversation event after its commit: from this process only
+  // (SQLite), or from every process on the database, this one included
+  // (PostgreSQL). May run on any thread; must not block.
+  using EventListener = std::function<void(const v1::ConversationEvent& event)>;
 
   virtual ~Store() = default;
 
@@ -110,8 +119,24 @@ class Store {
                                                const std::string& message_id,
                                                int64_t after_seq) = 0;
 
+  // Tells the conversation's watchers of `event` (a signal, never stored).
+  // NOT_FOUND unless `user_id` owns the live conversation `event.conversation_id`.
+  virtual absl::Status PublishSignal(const std::string& user_id,
+                                     const v1::ConversationEvent& event) = 0;
+
+  // Streaming replies are leased to their writer: a reply whose lease lapsed is
+  // abandoned. AppendMessage gives a new streaming reply `lease` (set before serving).
+  virtual void SetStreamLease(absl::Duration lease) = 0;
+  // Extends the leases of these streaming messages to `expire_time`.
+  virtual absl::Status RenewLeases(const std::vector<std::string>& message_ids,
+                                   absl::Time expire_time) = 0;
+  // Ends every streaming message whose lease lapsed before `now` as
+  // interrupted ("lease_expired") with the text it holds; returns how many.
+  virtual absl::StatusOr<int> ExpireLeases(absl::Time now) = 0;
+
   // Set once, before serving.
   virtual void SetChangeListener(ChangeListener listener) = 0;
+  virtual void SetEventListener(EventListener listener) = 0;
 };
 
 }  // namespace parley::persistence

@@ -38,4 +38,43 @@ void WatchHub::Notify(const std::string& message_id) {
   }
 }
 
+void WatchHub::SubscribeConversation(const std::string& conversation_id,
+                                     ConversationWatcher* watcher) {
+  absl::MutexLock lock(&mu_);
+  conversation_watchers_[conversation_id].insert(watcher);
+}
+
+void WatchHub::UnsubscribeConversation(const std::string& conversation_id,
+                                       ConversationWatcher* watcher) {
+  absl::MutexLock lock(&mu_);
+  auto it = conversation_watchers_.find(conversation_id);
+  if (it == conversation_watchers_.end()) {
+    return;
+  }
+  it->second.erase(watcher);
+  if (it->second.empty()) {
+    conversation_watchers_.erase(it);
+  }
+}
+
+void WatchHub::Publish(const ::parley::persistence::v1::ConversationEvent& event) {
+  absl::MutexLock lock(&mu_);
+  auto it = conversation_watchers_.find(event.conversation_id());
+  if (it == conversation_watchers_.end()) {
+    return;
+  }
+  for (ConversationWatcher* watcher : it->second) {
+    watcher->OnConversationEvent(event);
+  }
+}
+
+void WatchHub::PublishGap() {
+  absl::MutexLock lock(&mu_);
+  for (auto& [id, watchers] : conversation_watchers_) {
+    for (ConversationWatcher* watcher : watchers) {
+      watcher->OnConversationGap();
+    }
+  }
+}
+
 }  // namespace parley::persistence

@@ -6,6 +6,7 @@
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
+#include "parley/persistence/v1/conversation_service.pb.h"
 
 namespace parley::persistence {
 
@@ -15,6 +16,16 @@ class MessageWatcher {
   virtual ~MessageWatcher() = default;
   // Runs with the hub's lock held: must not block or call back into the hub.
   virtual void OnMessageChanged() = 0;
+};
+
+// Something following a conversation.
+class ConversationWatcher {
+ public:
+  virtual ~ConversationWatcher() = default;
+  // Both run with the hub's lock held: must not block or call back into the hub.
+  virtual void OnConversationEvent(const ::parley::persistence::v1::ConversationEvent& event) = 0;
+  // Events may have been lost.
+  virtual void OnConversationGap() = 0;
 };
 
 // In-process fan-out of "message X changed" (from local commits and, with
@@ -27,9 +38,18 @@ class WatchHub {
   // An empty id wakes every watcher.
   void Notify(const std::string& message_id);
 
+  void SubscribeConversation(const std::string& conversation_id, ConversationWatcher* watcher);
+  // After this returns the watcher is never called again.
+  void UnsubscribeConversation(const std::string& conversation_id, ConversationWatcher* watcher);
+  void Publish(const ::parley::persistence::v1::ConversationEvent& event);
+  // Tells every conversation watcher that events may have been lost.
+  void PublishGap();
+
  private:
   absl::Mutex mu_;
   std::unordered_map<std::string, std::unordered_set<MessageWatcher*>> watchers_
+      ABSL_GUARDED_BY(mu_);
+  std::unordered_map<std::string, std::unordered_set<ConversationWatcher*>> conversation_watchers_
       ABSL_GUARDED_BY(mu_);
 };
 

@@ -15,6 +15,11 @@ namespace net = boost::asio;
 // A watch follows a reply that may still be generating; this bounds a writer that vanished.
 constexpr absl::Duration kWatchDeadline = absl::Minutes(10);
 
+// Persistence's finish reason for a reply whose writer's lease lapsed, and the
+// documented error code a client is given for it.
+constexpr absl::string_view kLeaseExpiredReason = "lease_expired";
+constexpr absl::string_view kReplyAbandonedCode = "reply_abandoned";
+
 std::string FinishReason(const persistence_pb::WatchFinish& finish) {
   return finish.finish_reason().empty() ? std::string("stop") : finish.finish_reason();
 }
@@ -143,6 +148,13 @@ class Resume : public std::enable_shared_from_this<Resume> {
         Emit(StreamCancelled{message_id_, last_seq, finish.sha256()});
         break;
       default: {
+        // Persistence ended a reply whose writer (an edge) stopped renewing its lease.
+        if (finish.finish_reason() == kLeaseExpiredReason) {
+          Emit(StreamInterrupted{message_id_, last_seq, std::string(kReplyAbandonedCode),
+                                 "the edge writing the reply went away", std::move(text_),
+                                 finish.sha256()});
+          break;
+        }
         // A reply cut by its deadline is stored with that as its reason.
         const absl::string_view code =
             ErrorCodeName(finish.finish_reason() == ErrorCodeName(ErrorCode::kDeadlineExceeded)

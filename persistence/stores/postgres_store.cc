@@ -25,6 +25,8 @@ namespace parley::persistence {
 namespace {
 
 constexpr char kChannel[] = "parley_message_changed";
+// Conversation events (base64 of a serialized v1.ConversationEvent).
+constexpr char kEventChannel[] = "parley_conversation_event";
 // NOTIFY payloads must stay under 8000 bytes.
 constexpr size_t kMaxNotifyPayload = 7000;
 // Arbitrary constant naming the migration lock.
@@ -153,9 +155,11 @@ class Connection : public SqlTransaction {
 // because notifications sent meanwhile are lost.
 class Listener {
  public:
-  Listener(PostgresOptions options, std::function<void(const std::string&)> callback)
+  Listener(PostgresOptions options, std::function<void(const std::string&)> callback,
+           std::function<void(const std::string&)> event_callback)
       : options_(std::move(options)),
         callback_(std::move(callback)),
+        event_callback_(std::move(event_callback)),
         wake_fd_(eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)),
         thread_([this] { Run(); }) {
     // Serve only once notifications flow, so no commit made after start-up is missed.
@@ -190,7 +194,8 @@ class Listener {
         Wait(absl::Seconds(1));
         continue;
       }
-      PGresult* result = PQexec(*conn, absl::StrCat("LISTEN ", kChannel).c_str());
+      PGresult* result =
+          PQexec(*conn, absl::StrCat("LISTEN ", kChannel, "; LISTEN ", kEventChannel).c_str());
       const bool listening = PQresultStatus(result) == PGRES_COMMAND_OK;
       PQclear(result);
       if (listening) {
@@ -198,7 +203,7 @@ class Listener {
           absl::MutexLock lock(&mu_);
           listening_ = true;
         }
-        if (!first) {
+        if (!first && callback_) {
           callback_("");
         }
         first = false;
@@ -220,8 +225,14 @@ class Listener {
         return;
       }
       while (PGnotify* notify = PQnotifies(conn)) {
-        for (absl::string_view id : absl::StrSplit(notify->extra, ',', absl::SkipEmpty())) {
-          callback_(std::string(id));
+        if (absl::string_view(notify->relname) == kEventChannel) {
+          if (event_callback_) {
+            event_callback_(notify->extra);
+          }
+        } else if (callback_) {
+          for (absl::string_view id : absl::StrSplit(notify->extra, ',', absl::SkipEmpty())) {
+            callback_(std::string(id));
+          }
         }
         PQfreemem(notify);
       }
@@ -238,6 +249,7 @@ class Listener {
 
   const PostgresOptions options_;
   const std::function<void(const std::string&)> callback_;
+  const std::function<void(const std::string&)> event_callback_;
   const int wake_fd_;
   absl::Mutex mu_;
   bool stopping_ ABSL_GUARDED_BY(mu_) = false;
@@ -297,10 +309,19 @@ class PostgresDatabase : public SqlDatabase {
     return absl::OkStatus();
   }
 
-  void SetRemoteChangeListener(std::function<void(const std::string&)> listener) override {
+  bool DeliversOwnEvents() const override { return true; }
+
+  absl::Status PublishEvent(SqlTransaction& transaction, const std::string& payload) override {
+    return transaction.Query(absl::StrCat("SELECT pg_notify('", kEventChannel, "', $1)"), {payload})
+        .status();
+  }
+
+  void SetRemoteListeners(std::function<void(const std::string&)> change_listener,
+                          std::function<void(const std::string&)> event_listener) override {
     listener_.reset();
-    if (listener) {
-      listener_ = std::make_unique<Listener>(options_, std::move(listener));
+    if (change_listener || event_listener) {
+      listener_ = std::make_unique<Listener>(options_, std::move(change_listener),
+                                             std::move(event_listener));
     }
   }
 

@@ -63,8 +63,16 @@ class SqlDatabase {
   // delivered after commit. A no-op for an embedded database.
   virtual absl::Status NotifyChanged(SqlTransaction& transaction,
                                      const std::vector<std::string>& message_ids) = 0;
-  // Receives other processes' NotifyChanged ids (never called for SQLite).
-  virtual void SetRemoteChangeListener(std::function<void(const std::string&)> listener) = 0;
+  // True when PublishEvent's events come back to this process through the
+  // event listener (PostgreSQL); false when the store delivers them itself.
+  virtual bool DeliversOwnEvents() const = 0;
+  // Sends an encoded conversation event to every process on the database
+  // (this one included); delivered after commit. A no-op for an embedded database.
+  virtual absl::Status PublishEvent(SqlTransaction& transaction, const std::string& payload) = 0;
+  // Receives other processes' NotifyChanged ids and everyone's PublishEvent
+  // payloads (never called for SQLite).
+  virtual void SetRemoteListeners(std::function<void(const std::string&)> change_listener,
+                                  std::function<void(const std::string&)> event_listener) = 0;
 };
 
 }  // namespace parley::persistence

@@ -83,6 +83,12 @@ std::vector<std::vector<std::string>> SchemaMigrations(const SqlDialect& dialect
       {
           "ALTER TABLE messages ADD COLUMN sha256 TEXT",
       },
+      // 4: the lease a streaming reply's writer holds (microseconds since the
+      // epoch); NULL for replies that began before leases existed, which never lapse.
+      {
+          "ALTER TABLE messages ADD COLUMN lease_expire_time $INT64",
+          "CREATE INDEX messages_by_lease ON messages (lease_expire_time) WHERE status = 1",
+      },
   };
   for (std::vector<std::string>& version : migrations) {
     for (std::string& statement : version) {
@@ -325,7 +331,9 @@ absl::Status InsertConversation(SqlTransaction& tx, const v1::Conversation& conv
 }
 
 // Sets `message`'s checksum when it is stored already ended.
-absl::Status InsertMessage(SqlTransaction& tx, v1::Message& message, int64_t now) {
+// A streaming message gets a lease until `lease_expire` (0: none).
+absl::Status InsertMessage(SqlTransaction& tx, v1::Message& message, int64_t now,
+                           int64_t lease_expire = 0) {
   if (message.status() == v1::MESSAGE_STATUS_STREAMING) {
     message.clear_sha256();
   } else {
@@ -335,16 +343,50 @@ absl::Status InsertMessage(SqlTransaction& tx, v1::Message& message, int64_t now
       .Query(
           "INSERT INTO messages (id, conversation_id, parent_id, role, content, status,"
           " finish_reason, prompt_tokens, completion_tokens, usage_estimated, model,"
-          " client_message_id, last_seq, create_time, update_time, sha256)"
-          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15)",
+          " client_message_id, last_seq, create_time, update_time, sha256, lease_expire_time)"
+          " VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $14, $15, $16)",
           {message.id(), message.conversation_id(), NullIfEmpty(message.parent_id()),
            int64_t{message.role()}, message.content(), int64_t{message.status()},
            message.finish_reason(), int64_t{message.usage().prompt_tokens()},
            int64_t{message.usage().completion_tokens()},
            int64_t{message.usage().estimated() ? 1 : 0}, message.model(),
            NullIfEmpty(message.client_message_id()), message.last_seq(), now,
-           NullIfEmpty(message.sha256())})
+           NullIfEmpty(message.sha256()),
+           lease_expire > 0 && message.status() == v1::MESSAGE_STATUS_STREAMING
+               ? SqlParam(lease_expire)
+               : SqlParam(nullptr)})
       .status();
+}
+
+// NOTIFY payloads must stay under 8000 bytes; base64 grows by a third.
+constexpr size_t kMaxEventBytes = 5000;
+
+// The event as the database carries it: base64 of the serialized proto, since
+// NOTIFY payloads are text. A message too large to carry goes without its content.
+std::string EncodeEvent(v1::ConversationEvent event) {
+  if (event.ByteSizeLong() > kMaxEventBytes && event.has_message_added()) {
+    event.mutable_message_added()->mutable_message()->clear_content();
+    event.mutable_message_added()->set_content_omitted(true);
+  }
+  return absl::Base64Escape(event.SerializeAsString());
+}
+
+v1::ConversationEvent NewEvent(const std::string& conversation_id, int64_t now) {
+  v1::ConversationEvent event;
+  event.set_conversation_id(conversation_id);
+  SetTime(now, event.mutable_event_time());
+  return event;
+}
+
+v1::ReplyFinished ReplyFinishedOf(const v1::Message& message) {
+  v1::ReplyFinished finished;
+  finished.set_message_id(message.id());
+  finished.set_status(message.status());
+  finished.set_finish_reason(message.finish_reason());
+  *finished.mutable_usage() = message.usage();
+  finished.set_last_seq(message.last_seq());
+  finished.set_sha256(message.sha256());
+  return finished;
 }
 
 }  // namespace
@@ -412,9 +454,157 @@ absl::StatusOr<std::unique_ptr<Store>> SqlStore::Create(
 void SqlStore::SetChangeListener(ChangeListener listener) {
   {
     absl::MutexLock lock(&listener_mu_);
-    listener_ = listener;
+    listener_ = std::move(listener);
   }
-  database_->SetRemoteChangeListener(std::move(listener));
+  ResetRemoteListeners();
+}
+
+void SqlStore::SetEventListener(EventListener listener) {
+  {
+    absl::MutexLock lock(&listener_mu_);
+    event_listener_ = std::move(listener);
+  }
+  ResetRemoteListeners();
+}
+
+void SqlStore::ResetRemoteListeners() {
+  std::function<void(const std::string&)> change;
+  std::function<void(const std::string&)> event;
+  {
+    absl::MutexLock lock(&listener_mu_);
+    change = listener_;
+    if (event_listener_) {
+      event = [listener = event_listener_](const std::string& payload) {
+        std::string bytes;
+        v1::ConversationEvent decoded;
+        // Another binary version's event that this one cannot read is dropped.
+        if (absl::Base64Unescape(payload, &bytes) && decoded.ParseFromString(bytes)) {
+          listener(decoded);
+        }
+      };
+    }
+  }
+  database_->SetRemoteListeners(std::move(change), std::move(event));
+}
+
+void SqlStore::Published(const std::vector<v1::ConversationEvent>& events) {
+  if (database_->DeliversOwnEvents() || events.empty()) {
+    return;
+  }
+  absl::MutexLock lock(&listener_mu_);
+  if (!event_listener_) {
+    return;
+  }
+  for (const v1::ConversationEvent& event : events) {
+    event_listener_(event);
+  }
+}
+
+absl::Status SqlStore::PublishSignal(const std::string& user_id,
+                                     const v1::ConversationEvent& event) {
+  v1::ConversationEvent stamped = event;
+  SetTime(NowMicros(), stamped.mutable_event_time());
+  const std::string payload = EncodeEvent(stamped);
+  // Only a database that carries events needs a write transaction for them.
+  absl::Status status =
+      database_->Transact(database_->DeliversOwnEvents(), [&](SqlTransaction& tx) -> absl::Status {
+        absl::StatusOr<SqlRows> rows = tx.Query(
+            "SELECT 1 FROM conversations WHERE id = $1 AND owner = $2 AND delete_time IS NULL",
+            {event.conversation_id(), user_id});
+        if (!rows.ok()) {
+          return rows.status();
+        }
+        if (rows->empty()) {
+          return absl::NotFoundError("conversation not found");
+        }
+        return database_->PublishEvent(tx, payload);
+      });
+  if (status.ok()) {
+    Published({stamped});
+  }
+  return status;
+}
+
+void SqlStore::SetStreamLease(absl::Duration lease) {
+  absl::MutexLock lock(&listener_mu_);
+  lease_ = lease;
+}
+
+absl::Status SqlStore::RenewLeases(const std::vector<std::string>& message_ids,
+                                   absl::Time expire_time) {
+  if (message_ids.empty()) {
+    return absl::OkStatus();
+  }
+  const int64_t expire = absl::ToUnixMicros(expire_time);
+  return database_->Transact(true, [&](SqlTransaction& tx) {
+    return ForChunks(message_ids.size(), [&](size_t begin, size_t count) {
+      std::vector<SqlParam> params = {expire};
+      for (size_t k = 0; k < count; ++k) {
+        params.push_back(message_ids[begin + k]);
+      }
+      std::string placeholders;
+      for (size_t k = 0; k < count; ++k) {
+        absl::StrAppend(&placeholders, k == 0 ? "" : ", ", "$", k + 2);
+      }
+      return tx
+          .Query(absl::StrCat("UPDATE messages SET lease_expire_time = $1 WHERE status = 1"
+                              " AND lease_expire_time IS NOT NULL AND id IN (",
+                              placeholders, ")"),
+                 params)
+          .status();
+    });
+  });
+}
+
+absl::StatusOr<int> SqlStore::ExpireLeases(absl::Time now_time) {
+  const int64_t now = absl::ToUnixMicros(now_time);
+  std::vector<std::string> changed;
+  std::vector<v1::ConversationEvent> events;
+  absl::Status status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
+    changed.clear();
+    events.clear();
+    // Another replica sweeping at once waits on the row locks and then skips
+    // what this one ended (the status no longer matches).
+    absl::StatusOr<SqlRows> rows =
+        tx.Query(absl::StrCat("SELECT ", kMessageColumns,
+                              " FROM messages m WHERE m.status = 1 AND m.lease_expire_time < $1",
+                              database_->ForUpdate()),
+                 {now});
+    if (!rows.ok()) {
+      return rows.status();
+    }
+    for (int r = 0; r < rows->size(); ++r) {
+      v1::Message message = ReadMessage(*rows, r);
+      message.set_status(v1::MESSAGE_STATUS_INTERRUPTED);
+      message.set_finish_reason(std::string(kLeaseExpiredReason));
+      message.set_sha256(common::Sha256Hex(message.content()));
+      SetTime(now, message.mutable_update_time());
+      if (absl::Status updated =
+              tx.Query("UPDATE messages SET status = $1, finish_reason = $2, update_time = $3,"
+                       " sha256 = $4 WHERE id = $5",
+                       {int64_t{v1::MESSAGE_STATUS_INTERRUPTED}, message.finish_reason(), now,
+                        message.sha256(), message.id()})
+                  .status();
+          !updated.ok()) {
+        return updated;
+      }
+      v1::ConversationEvent event = NewEvent(message.conversation_id(), now);
+      *event.mutable_reply_finished() = ReplyFinishedOf(message);
+      if (absl::Status published = database_->PublishEvent(tx, EncodeEvent(event));
+          !published.ok()) {
+        return published;
+      }
+      events.push_back(std::move(event));
+      changed.push_back(message.id());
+    }
+    return database_->NotifyChanged(tx, changed);
+  });
+  if (!status.ok()) {
+    return status;
+  }
+  Changed(changed);
+  Published(events);
+  return static_cast<int>(changed.size());
 }
 
 void SqlStore::Changed(const std::vector<std::string>& message_ids) {
@@ -624,6 +814,12 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
   const std::string& client_name = request.client_conversation_id();
   AppendResult result;
   absl::Status status;
+  v1::ConversationEvent event;
+  absl::Duration lease;
+  {
+    absl::MutexLock lock(&listener_mu_);
+    lease = lease_;
+  }
   // A concurrent append with the same client message id or the same new client
   // conversation name (another thread or replica) makes our insert fail on a
   // unique index; the retry then finds what the other one stored.
@@ -729,12 +925,20 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
       SetTime(now, message.mutable_create_time());
       SetTime(now, message.mutable_update_time());
       result.created = true;
-      if (absl::Status inserted = InsertMessage(tx, message, now); !inserted.ok()) {
+      if (absl::Status inserted =
+              InsertMessage(tx, message, now, now + absl::ToInt64Microseconds(lease));
+          !inserted.ok()) {
         return inserted;
       }
-      return tx
-          .Query("UPDATE conversations SET update_time = $1 WHERE id = $2", {now, conversation_id})
-          .status();
+      if (absl::Status updated = tx.Query("UPDATE conversations SET update_time = $1 WHERE id = $2",
+                                          {now, conversation_id})
+                                     .status();
+          !updated.ok()) {
+        return updated;
+      }
+      event = NewEvent(conversation_id, now);
+      event.mutable_message_added()->mutable_message()->CopyFrom(message);
+      return database_->PublishEvent(tx, EncodeEvent(event));
     });
     if (status.code() != absl::StatusCode::kAlreadyExists) {
       break;
@@ -742,6 +946,9 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
   }
   if (!status.ok()) {
     return status;
+  }
+  if (result.created) {
+    Published({event});
   }
   return result;
 }
@@ -957,6 +1164,7 @@ std::vector<absl::StatusOr<int64_t>> SqlStore::AppendDeltas(const std::vector<De
 absl::StatusOr<v1::Message> SqlStore::FinishMessage(const std::string& message_id,
                                                     const v1::StreamFinish& finish) {
   absl::StatusOr<v1::Message> result;
+  v1::ConversationEvent event;
   absl::Status status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
     absl::StatusOr<SqlRows> rows =
         tx.Query(absl::StrCat("SELECT ", kMessageColumns, " FROM messages m WHERE m.id = $1",
@@ -992,12 +1200,18 @@ absl::StatusOr<v1::Message> SqlStore::FinishMessage(const std::string& message_i
         !updated.ok()) {
       return updated;
     }
+    event = NewEvent(result->conversation_id(), now);
+    *event.mutable_reply_finished() = ReplyFinishedOf(*result);
+    if (absl::Status published = database_->PublishEvent(tx, EncodeEvent(event)); !published.ok()) {
+      return published;
+    }
     return database_->NotifyChanged(tx, {message_id});
   });
   if (!status.ok()) {
     return status;
   }
   Changed({message_id});
+  Published({event});
   return result;
 }
 

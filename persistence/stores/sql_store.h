@@ -59,16 +59,28 @@ class SqlStore : public Store {
                                             const v1::StreamFinish& finish) override;
   absl::StatusOr<MessageTail> ReadTail(const std::string& user_id, const std::string& message_id,
                                        int64_t after_seq) override;
+  absl::Status PublishSignal(const std::string& user_id,
+                             const v1::ConversationEvent& event) override;
+  void SetStreamLease(absl::Duration lease) override;
+  absl::Status RenewLeases(const std::vector<std::string>& message_ids,
+                           absl::Time expire_time) override;
+  absl::StatusOr<int> ExpireLeases(absl::Time now) override;
   void SetChangeListener(ChangeListener listener) override;
+  void SetEventListener(EventListener listener) override;
 
  private:
   explicit SqlStore(std::unique_ptr<SqlDatabase> database) : database_(std::move(database)) {}
 
   void Changed(const std::vector<std::string>& message_ids);
+  // Delivers committed events here when the database does not bring them back.
+  void Published(const std::vector<v1::ConversationEvent>& events);
+  void ResetRemoteListeners();
 
   std::unique_ptr<SqlDatabase> database_;
   absl::Mutex listener_mu_;
   ChangeListener listener_ ABSL_GUARDED_BY(listener_mu_);
+  EventListener event_listener_ ABSL_GUARDED_BY(listener_mu_);
+  absl::Duration lease_ ABSL_GUARDED_BY(listener_mu_) = absl::Seconds(5);
 };
 
 }  // namespace parley::persistence

@@ -174,7 +174,12 @@ class SqliteDatabase : public SqlDatabase {
   absl::Status NotifyChanged(SqlTransaction&, const std::vector<std::string>&) override {
     return absl::OkStatus();
   }
-  void SetRemoteChangeListener(std::function<void(const std::string&)>) override {}
+  bool DeliversOwnEvents() const override { return false; }
+  absl::Status PublishEvent(SqlTransaction&, const std::string&) override {
+    return absl::OkStatus();
+  }
+  void SetRemoteListeners(std::function<void(const std::string&)>,
+                          std::function<void(const std::string&)>) override {}
 
  private:
   SqliteDatabase() = default;

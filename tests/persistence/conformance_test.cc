@@ -9,6 +9,7 @@
 #include <latch>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 #include <thread>
@@ -16,6 +17,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "common/sha256.h"
 #include "gmock/gmock.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
@@ -49,10 +51,10 @@ struct Serving {
   }
 };
 
-std::unique_ptr<Serving> Serve(Store& store) {
+std::unique_ptr<Serving> Serve(Store& store, ConversationService::Options options = {}) {
   auto serving = std::make_unique<Serving>();
   serving->service = std::make_unique<ConversationService>(
-      store, std::make_shared<prometheus::Registry>(), ConversationService::Options{});
+      store, std::make_shared<prometheus::Registry>(), options);
   grpc::ServerBuilder builder;
   int port = 0;
   builder.AddListeningPort("127.0.0.1:0", grpc::InsecureServerCredentials(), &port);
@@ -1185,8 +1187,250 @@ TEST_P(ConformanceTest, ConcurrentFirstUsesOnTwoReplicasCreateOneConversation) {
   RaceFirstUses({stub_, second->stub.get()});
 }
 
+// A conversation watch, read one response at a time.
+class ConversationWatch {
+ public:
+  ConversationWatch(v1::ConversationService::Stub* stub, const std::string& user,
+                    const std::string& conversation_id) {
+    v1::WatchConversationRequest request;
+    request.set_user_id(user);
+    request.set_conversation_id(conversation_id);
+    reader_ = stub->WatchConversation(&context_, request);
+  }
+  ~ConversationWatch() {
+    if (!ended_) {
+      context_.TryCancel();
+      v1::WatchConversationResponse ignored;
+      while (reader_->Read(&ignored)) {
+      }
+    }
+    Finish().IgnoreError();
+  }
+
+  // The next response; an empty one when the stream ended.
+  v1::WatchConversationResponse Next() {
+    v1::WatchConversationResponse response;
+    if (!reader_->Read(&response)) {
+      response.Clear();
+      ended_ = true;
+    }
+    return response;
+  }
+  // Once the stream ended: how.
+  grpc::Status Finish() {
+    if (!status_.has_value()) {
+      status_ = reader_->Finish();
+    }
+    return *status_;
+  }
+
+ private:
+  std::optional<grpc::Status> status_;
+  grpc::ClientContext context_;
+  std::unique_ptr<grpc::ClientReader<v1::WatchConversationResponse>> reader_;
+  bool ended_ = false;
+};
+
+grpc::Status PublishSignal(v1::ConversationService::Stub* stub, const std::string& user,
+                           const std::string& conversation_id, v1::SignalKind kind,
+                           const std::string& origin, const std::string& payload) {
+  grpc::ClientContext context;
+  v1::PublishSignalRequest request;
+  request.set_user_id(user);
+  request.set_conversation_id(conversation_id);
+  request.mutable_signal()->set_kind(kind);
+  request.mutable_signal()->set_origin(origin);
+  request.mutable_signal()->set_payload(payload);
+  v1::PublishSignalResponse response;
+  return stub->PublishSignal(&context, request, &response);
+}
+
+TEST_P(ConformanceTest, AConversationWatchSeesMessagesRepliesAndSignalsInOrder) {
+  const v1::Conversation conversation = Create(alice_);
+  ConversationWatch watch(stub_, alice_, conversation.id());
+  ASSERT_TRUE(watch.Next().has_ready());
+
+  const v1::Message question = Append(alice_, conversation.id(), "hello?");
+  v1::WatchConversationResponse added = watch.Next();
+  ASSERT_TRUE(added.has_event()) << added.DebugString();
+  EXPECT_EQ(added.event().conversation_id(), conversation.id());
+  ASSERT_TRUE(added.event().has_message_added());
+  EXPECT_EQ(added.event().message_added().message().id(), question.id());
+  EXPECT_EQ(added.event().message_added().message().content(), "hello?");
+  EXPECT_FALSE(added.event().message_added().content_omitted());
+
+  ASSERT_TRUE(PublishSignal(stub_, alice_, conversation.id(), v1::SIGNAL_KIND_TYPING, "edge-1/7",
+                            R"({"typing":true})")
+                  .ok());
+  v1::WatchConversationResponse typing = watch.Next();
+  ASSERT_TRUE(typing.event().has_signal()) << typing.DebugString();
+  EXPECT_EQ(typing.event().signal().kind(), v1::SIGNAL_KIND_TYPING);
+  EXPECT_EQ(typing.event().signal().origin(), "edge-1/7");
+  EXPECT_EQ(typing.event().signal().payload(), R"({"typing":true})");
+  EXPECT_GT(typing.event().event_time().seconds(), 0);
+
+  const v1::Message reply =
+      Append(alice_, conversation.id(), "", question.id(), v1::MESSAGE_STATUS_STREAMING);
+  v1::WatchConversationResponse started = watch.Next();
+  ASSERT_TRUE(started.event().has_message_added()) << started.DebugString();
+  EXPECT_EQ(started.event().message_added().message().id(), reply.id());
+  EXPECT_EQ(started.event().message_added().message().status(), v1::MESSAGE_STATUS_STREAMING);
+
+  StreamResult written = WriteStream(alice_, reply.id(), {{1, "Hi "}, {2, "there"}}, true);
+  ASSERT_TRUE(written.status.ok()) << written.status.error_message();
+  v1::WatchConversationResponse finished = watch.Next();
+  ASSERT_TRUE(finished.event().has_reply_finished()) << finished.DebugString();
+  EXPECT_EQ(finished.event().reply_finished().message_id(), reply.id());
+  EXPECT_EQ(finished.event().reply_finished().status(), v1::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(finished.event().reply_finished().last_seq(), 2);
+  EXPECT_EQ(finished.event().reply_finished().sha256(), written.sha256);
+
+  // Signals are never stored: the conversation holds the two messages only.
+  EXPECT_THAT(ContentsOf(alice_, conversation.id()), ElementsAre("hello?", "Hi there"));
+}
+
+TEST_P(ConformanceTest, AnotherUsersConversationCannotBeWatchedOrSignalled) {
+  const v1::Conversation conversation = Create(alice_);
+  ConversationWatch watch(stub_, bob_, conversation.id());
+  EXPECT_FALSE(watch.Next().has_ready());
+  EXPECT_EQ(watch.Finish().error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(
+      PublishSignal(stub_, bob_, conversation.id(), v1::SIGNAL_KIND_TYPING, "", "").error_code(),
+      grpc::StatusCode::NOT_FOUND);
+  EXPECT_EQ(PublishSignal(stub_, alice_, conversation.id(), v1::SIGNAL_KIND_UNSPECIFIED, "", "")
+                .error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(PublishSignal(stub_, alice_, conversation.id(), v1::SIGNAL_KIND_JOIN, "",
+                          std::string(1025, 'x'))
+                .error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+TEST_P(ConformanceTest, ALateTypingSignalIsDroppedWhileJoinsStillArrive) {
+  // A maximum age below zero makes every typing signal late when it arrives.
+  ConversationService::Options options;
+  options.signal_max_age = absl::Seconds(-1);
+  std::unique_ptr<Serving> strict = Serve(*store_, options);
+  const v1::Conversation conversation = Create(alice_);
+  ConversationWatch watch(strict->stub.get(), alice_, conversation.id());
+  ASSERT_TRUE(watch.Next().has_ready());
+  ASSERT_TRUE(
+      PublishSignal(strict->stub.get(), alice_, conversation.id(), v1::SIGNAL_KIND_TYPING, "a", "")
+          .ok());
+  ASSERT_TRUE(
+      PublishSignal(strict->stub.get(), alice_, conversation.id(), v1::SIGNAL_KIND_JOIN, "a", "")
+          .ok());
+  v1::WatchConversationResponse next = watch.Next();
+  ASSERT_TRUE(next.event().has_signal()) << next.DebugString();
+  EXPECT_EQ(next.event().signal().kind(), v1::SIGNAL_KIND_JOIN);
+}
+
+TEST_P(ConformanceTest, AnAbandonedReplyEndsInterruptedWithItsStoredTextWhileAHeldOneLives) {
+  ConversationService::Options options;
+  options.stream_lease = absl::Milliseconds(400);
+  std::unique_ptr<Serving> leased = Serve(*store_, options);
+  v1::ConversationService::Stub* stub = leased->stub.get();
+  stub_ = stub;
+  const v1::Conversation conversation = Create(alice_);
+  // Appended first, so its first lease lapses before the abandoned one's.
+  const v1::Message held = Append(alice_, conversation.id(), "", "", v1::MESSAGE_STATUS_STREAMING);
+  grpc::ClientContext held_context;
+  auto held_stream = stub->WriteMessageStream(&held_context);
+  v1::WriteMessageStreamRequest frame;
+  frame.mutable_open()->set_user_id(alice_);
+  frame.mutable_open()->set_message_id(held.id());
+  ASSERT_TRUE(held_stream->Write(frame));
+  v1::WriteMessageStreamResponse ack;
+  ASSERT_TRUE(held_stream->Read(&ack));  // the stream is open and holds the lease
+
+  ConversationWatch watch(stub, alice_, conversation.id());
+  ASSERT_TRUE(watch.Next().has_ready());
+  const v1::Message abandoned =
+      Append(alice_, conversation.id(), "", held.id(), v1::MESSAGE_STATUS_STREAMING);
+  // PostgreSQL delivers notifications after the fact: the held reply's start,
+  // committed before the watch began, may still arrive first.
+  for (v1::WatchConversationResponse next = watch.Next();
+       next.event().message_added().message().id() != abandoned.id(); next = watch.Next()) {
+    ASSERT_TRUE(next.event().has_message_added()) << next.DebugString();
+  }
+  // The writer sends two deltas and goes away without `finish`.
+  ASSERT_TRUE(
+      WriteStream(alice_, abandoned.id(), {{1, "half "}, {2, "a reply"}}, false).status.ok());
+
+  grpc::ClientContext watch_context;
+  v1::WatchMessageRequest request;
+  request.set_user_id(alice_);
+  request.set_message_id(abandoned.id());
+  auto reader = stub->WatchMessage(&watch_context, request);
+  WatchResult result;
+  ReadWatch(*reader, result);
+  ASSERT_TRUE(result.status.ok()) << result.status.error_message();
+  EXPECT_EQ(result.text, "half a reply");
+  ASSERT_TRUE(result.finished);
+  EXPECT_EQ(result.finish.status(), v1::MESSAGE_STATUS_INTERRUPTED);
+  EXPECT_EQ(result.finish.finish_reason(), "lease_expired");
+  EXPECT_EQ(result.finish.sha256(), common::Sha256Hex("half a reply"));
+
+  v1::WatchConversationResponse ended = watch.Next();
+  ASSERT_TRUE(ended.event().has_reply_finished()) << ended.DebugString();
+  EXPECT_EQ(ended.event().reply_finished().message_id(), abandoned.id());
+  EXPECT_EQ(ended.event().reply_finished().status(), v1::MESSAGE_STATUS_INTERRUPTED);
+  EXPECT_EQ(ended.event().reply_finished().sha256(), common::Sha256Hex("half a reply"));
+
+  // The held reply outlived its first lease: its writer renewed it.
+  v1::Message stored;
+  ASSERT_TRUE(GetMessage(alice_, held.id(), &stored).ok());
+  EXPECT_EQ(stored.status(), v1::MESSAGE_STATUS_STREAMING);
+  frame.mutable_delta()->set_seq(1);
+  frame.mutable_delta()->set_text("still here");
+  ASSERT_TRUE(held_stream->Write(frame));
+  frame.mutable_finish()->set_status(v1::MESSAGE_STATUS_COMPLETE);
+  ASSERT_TRUE(held_stream->Write(frame));
+  held_stream->WritesDone();
+  while (held_stream->Read(&ack)) {
+  }
+  ASSERT_TRUE(held_stream->Finish().ok());
+  ASSERT_TRUE(GetMessage(alice_, held.id(), &stored).ok());
+  EXPECT_EQ(stored.status(), v1::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(stored.content(), "still here");
+}
+
 INSTANTIATE_TEST_SUITE_P(Sqlite, ConformanceTest, ::testing::Values("sqlite"));
 INSTANTIATE_TEST_SUITE_P(Postgres, ConformanceTest, ::testing::Values("postgresql"));
+
+// Replicas sharing one PostgreSQL: a watch on one sees what happens on another.
+using CrossReplicaTest = ConformanceTest;
+
+TEST_P(CrossReplicaTest, AWatchOnOneReplicaSeesMessagesAndSignalsFromAnother) {
+  std::unique_ptr<Store> second_store = OpenTestStore(GetParam(), dir_);
+  ASSERT_NE(second_store, nullptr);
+  std::unique_ptr<Serving> second = Serve(*second_store);
+  const v1::Conversation conversation = Create(alice_);
+  ConversationWatch watch(second->stub.get(), alice_, conversation.id());
+  ASSERT_TRUE(watch.Next().has_ready());
+  ASSERT_TRUE(
+      PublishSignal(stub_, alice_, conversation.id(), v1::SIGNAL_KIND_TYPING, "edge-a/1", "x")
+          .ok());
+  v1::WatchConversationResponse typing = watch.Next();
+  ASSERT_TRUE(typing.event().has_signal()) << typing.DebugString();
+  EXPECT_EQ(typing.event().signal().origin(), "edge-a/1");
+  // A message too large for a notification arrives without its content.
+  const std::string big(20000, 'b');
+  const v1::Message message = Append(alice_, conversation.id(), big);
+  v1::WatchConversationResponse added = watch.Next();
+  ASSERT_TRUE(added.event().has_message_added()) << added.DebugString();
+  EXPECT_EQ(added.event().message_added().message().id(), message.id());
+  EXPECT_TRUE(added.event().message_added().content_omitted());
+  EXPECT_EQ(added.event().message_added().message().content(), "");
+  // Each event arrives once, though the replica that committed it hears it too.
+  ASSERT_TRUE(
+      PublishSignal(stub_, alice_, conversation.id(), v1::SIGNAL_KIND_LEAVE, "edge-a/1", "").ok());
+  v1::WatchConversationResponse leave = watch.Next();
+  ASSERT_TRUE(leave.event().has_signal()) << leave.DebugString();
+  EXPECT_EQ(leave.event().signal().kind(), v1::SIGNAL_KIND_LEAVE);
+}
+
+INSTANTIATE_TEST_SUITE_P(Postgres, CrossReplicaTest, ::testing::Values("postgresql"));
 
 // A database written by the release before client-named conversations (schema
 // version 1, with a conversation in it) is upgraded in place when a store opens it.
