@@ -49,7 +49,9 @@ class EdgeStreamTest : public ::testing::Test {
     data_dir_ = new std::string(testing::MakeTempDir());
     persistence_ = ChildProcess::Start("parley-persistence",
                                        {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-                                        absl::StrCat("--store=sqlite:", *data_dir_, "/parley.db")})
+                                        absl::StrCat("--store=sqlite:", *data_dir_, "/parley.db"),
+                                        // Short, so an abandoned reply ends soon.
+                                        "--stream_lease_ms=1000"})
                        .release();
     persistence_address_ = new std::string(persistence_->WaitForListening());
     // Slow enough that a client can act in the middle of a reply.
@@ -252,6 +254,46 @@ TEST_F(EdgeStreamTest, ResumeOnASecondEdgeAfterADroppedSocketYieldsTheWholeText)
     EXPECT_EQ(Str(*refused, "type"), "resumed");
     EXPECT_FALSE(refused->at("recovered").as_bool()) << id;
   }
+}
+
+TEST_F(EdgeStreamTest, AnEdgeKilledMidReplyLeavesAResumeTheAbandonedEndWithTheStoredText) {
+  std::unique_ptr<ChildProcess> doomed = StartEdge(*inference_address_);
+  const std::string doomed_address = doomed->WaitForListening();
+  std::unique_ptr<WsClient> client = Connect(doomed_address, "abandon-user");
+  ASSERT_NE(client, nullptr);
+  ASSERT_TRUE(client->SendJson(Message("abandon-1")).ok());
+  std::optional<json::object> start = ReadUntil(*client, "stream_start");
+  ASSERT_TRUE(start.has_value());
+  const std::string message_id = Str(*start, "messageId");
+  Received received;
+  ReadTokens(*client, received, /*stop_after_seq=*/2);
+  doomed->Signal(SIGKILL);
+  doomed->Wait();
+
+  // A resume on a live edge follows the reply until persistence ends it for its lost writer.
+  std::unique_ptr<WsClient> other = Connect(*edge_b_address_, "abandon-user");
+  ASSERT_NE(other, nullptr);
+  ASSERT_TRUE(
+      other
+          ->SendJson(json::object{
+              {"type", "resume"}, {"messageId", message_id}, {"lastSeq", received.last_seq}})
+          .ok());
+  absl::StatusOr<json::object> resumed = other->ReadJson();
+  ASSERT_TRUE(resumed.ok());
+  EXPECT_EQ(Str(*resumed, "type"), "resumed");
+  EXPECT_TRUE(resumed->at("recovered").as_bool());
+  ReadTokens(*other, received);
+  ASSERT_TRUE(received.end.has_value());
+  EXPECT_EQ(Str(*received.end, "type"), "stream_interrupted");
+  EXPECT_EQ(Str(*received.end, "error"), "reply_abandoned");
+  EXPECT_FALSE(received.duplicate_or_gap);
+
+  const persistence_pb::Message stored = Stored("abandon-user", message_id);
+  EXPECT_EQ(stored.status(), persistence_pb::MESSAGE_STATUS_INTERRUPTED);
+  EXPECT_EQ(stored.finish_reason(), "lease_expired");
+  EXPECT_EQ(received.text, stored.content());
+  EXPECT_EQ(Int(*received.end, "lastSeq"), stored.last_seq());
+  EXPECT_EQ(stored.sha256(), IndependentSha256(stored.content()));
 }
 
 TEST_F(EdgeStreamTest, ARepeatedMessageIdAnswersTheExistingReply) {
