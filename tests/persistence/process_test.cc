@@ -67,7 +67,10 @@ Server StartServer(const std::string& store_spec) {
   Server server;
   server.process = ChildProcess::Start(
       "parley-persistence",
-      {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--store=" + store_spec});
+      {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--store=" + store_spec,
+       // Replies these tests leave streaming across a restart must not lapse meanwhile,
+       // however slow the machine.
+       "--stream_lease_ms=600000"});
   EXPECT_NE(server.process, nullptr);
   if (server.process == nullptr) {
     return server;
