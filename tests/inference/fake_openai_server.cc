@@ -130,6 +130,11 @@ void FakeOpenAiServer::Enqueue(FakeReply reply) {
   replies_.push_back(std::move(reply));
 }
 
+void FakeOpenAiServer::Continue() {
+  absl::MutexLock lock(&mutex_);
+  ++continues_;
+}
+
 std::vector<FakeOpenAiServer::Request> FakeOpenAiServer::requests() {
   absl::MutexLock lock(&mutex_);
   return requests_;
@@ -207,6 +212,17 @@ void FakeOpenAiServer::Serve(Stream& stream) {
       }
     }
     for (size_t i = 0; i < reply.writes.size(); ++i) {
+      if (reply.wait_before_write == i) {
+        absl::MutexLock lock(&mutex_);
+        auto released = [this]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+          return continues_ > 0 || stopping_;
+        };
+        mutex_.Await(absl::Condition(&released));
+        if (stopping_) {
+          return;
+        }
+        --continues_;
+      }
       if (i > 0 && reply.pause_between_writes > absl::ZeroDuration()) {
         absl::SleepFor(reply.pause_between_writes);
       }

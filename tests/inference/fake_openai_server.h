@@ -22,6 +22,9 @@ namespace parley::inference::testing {
 struct FakeReply {
   std::vector<std::string> writes;      // Each one write on the socket.
   absl::Duration pause_between_writes;  // Lets the client read each write separately.
+  // Before the write with this index, the reply waits until the test calls Continue(): it stops
+  // mid-stream for exactly as long as the test needs.
+  std::optional<size_t> wait_before_write;
   enum class Then {
     kKeepAlive,  // Read the next request on the same connection.
     kClose,      // Close the connection.
@@ -60,6 +63,9 @@ class FakeOpenAiServer {
 
   void Enqueue(FakeReply reply);
 
+  // Lets one reply waiting at its `wait_before_write` go on (or the next one to get there).
+  void Continue();
+
   struct Request {
     std::string target;
     std::string authorization;
@@ -88,6 +94,7 @@ class FakeOpenAiServer {
   absl::Mutex mutex_;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;
   std::deque<FakeReply> replies_ ABSL_GUARDED_BY(mutex_);
+  int continues_ ABSL_GUARDED_BY(mutex_) = 0;
   std::vector<Request> requests_ ABSL_GUARDED_BY(mutex_);
   std::vector<int> sockets_ ABSL_GUARDED_BY(mutex_);
   std::vector<std::thread> threads_ ABSL_GUARDED_BY(mutex_);
