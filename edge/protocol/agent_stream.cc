@@ -11,7 +11,6 @@ namespace parley::edge {
 namespace {
 
 namespace json = boost::json;
-using boost::beast::websocket::close_code;
 
 template <class... Ts>
 struct Overloaded : Ts... {
@@ -95,7 +94,7 @@ void AgentStream::AddPieces(AgentOutput& out, std::vector<FenceSplitter::Piece> 
 
 void AgentStream::End(AgentOutput& out,
                       std::vector<std::pair<absl::string_view, std::string>> ending,
-                      close_code code) {
+                      CloseCode code) {
   if (ended_) {
     return;
   }
@@ -115,70 +114,78 @@ AgentOutput AgentStream::Map(const Event& event) {
   if (ended_) {
     return out;
   }
-  std::visit(Overloaded{
-                 [&](const Ack& ack) {
-                   conversation_id_ = ack.conversation_id;
-                   Add(out, "progress", Progress("stored", kStoredMessage), kStoredPosition);
-                 },
-                 [&](const StreamStart& start) {
-                   reply_id_ = start.message_id;
-                   if (!start.conversation_id.empty()) {
-                     conversation_id_ = start.conversation_id;
-                   }
-                   Add(out, "progress",
-                       Progress("generating",
-                                start.model.empty()
-                                    ? std::string(kGeneratingMessage)
-                                    : absl::StrCat(kGeneratingMessage, " with ", start.model)),
-                       kGeneratingPosition);
-                 },
-                 [&](const StreamReasoning& reasoning) {
-                   Add(out, "chain_of_thought",
-                       Frame("chain_of_thought", {{"content", Json(reasoning.text)}}),
-                       splitter_.consumed() + kTextOffset);
-                 },
-                 [&](const StreamToken& token) {
-                   if (!reply_id_.empty() && token.message_id != reply_id_) {
-                     return;
-                   }
-                   answer_ += token.token;
-                   AddPieces(out, splitter_.Feed(token.token));
-                 },
-                 [&](const Heartbeat&) { out.keep_alive = true; },
-                 [&](const StreamComplete& complete) {
-                   json::object usage;
-                   usage["promptTokens"] = complete.prompt_tokens;
-                   usage["completionTokens"] = complete.completion_tokens;
-                   json::object data;
-                   data["conversationId"] = Json(conversation_id_);
-                   data["messageId"] = Json(reply_id_.empty() ? complete.message_id : reply_id_);
-                   data["answer"] = Json(answer_);
-                   data["finishReason"] = Json(complete.finish_reason);
-                   data["usage"] = std::move(usage);
-                   std::vector<std::pair<absl::string_view, std::string>> ending;
-                   ending.emplace_back("progress", Progress("done", "Answer complete"));
-                   ending.emplace_back("complete", Frame("complete", {{"data", std::move(data)}}));
-                   End(out, std::move(ending), close_code::normal);
-                 },
-                 [&](const StreamCancelled&) {
-                   std::vector<std::pair<absl::string_view, std::string>> ending;
-                   ending.emplace_back("error", AgentErrorEvent("the reply was stopped").json);
-                   End(out, std::move(ending), close_code::normal);
-                 },
-                 [&](const StreamInterrupted& interrupted) {
-                   std::vector<std::pair<absl::string_view, std::string>> ending;
-                   ending.emplace_back("error", AgentErrorEvent(interrupted.message).json);
-                   End(out, std::move(ending), close_code::internal_error);
-                 },
-                 [&](const ErrorEvent& error) {
-                   std::vector<std::pair<absl::string_view, std::string>> ending;
-                   ending.emplace_back("error", AgentErrorEvent(error.message).json);
-                   End(out, std::move(ending), AgentCloseCode(error.code));
-                 },
-                 // Nothing else belongs to a one-turn connection.
-                 [](const auto&) {},
-             },
-             event);
+  std::visit(
+      Overloaded{
+          [&](const Ack& ack) {
+            conversation_id_ = ack.conversation_id;
+            Add(out, "progress", Progress("stored", kStoredMessage), kStoredPosition);
+          },
+          [&](const StreamStart& start) {
+            reply_id_ = start.message_id;
+            if (!start.conversation_id.empty()) {
+              conversation_id_ = start.conversation_id;
+            }
+            Add(out, "progress",
+                Progress("generating", start.model.empty() ? std::string(kGeneratingMessage)
+                                                           : absl::StrCat(kGeneratingMessage,
+                                                                          " with ", start.model)),
+                kGeneratingPosition);
+          },
+          [&](const StreamReasoning& reasoning) {
+            Add(out, "chain_of_thought",
+                Frame("chain_of_thought", {{"content", Json(reasoning.text)}}),
+                splitter_.consumed() + kTextOffset);
+          },
+          [&](const StreamToken& token) {
+            if (!reply_id_.empty() && token.message_id != reply_id_) {
+              return;
+            }
+            answer_ += token.token;
+            AddPieces(out, splitter_.Feed(token.token));
+          },
+          [&](const Heartbeat&) { out.keep_alive = true; },
+          [&](const StreamComplete& complete) {
+            json::object usage;
+            usage["promptTokens"] = complete.prompt_tokens;
+            usage["completionTokens"] = complete.completion_tokens;
+            json::object data;
+            data["conversationId"] = Json(conversation_id_);
+            data["messageId"] = Json(reply_id_.empty() ? complete.message_id : reply_id_);
+            data["answer"] = Json(answer_);
+            data["finishReason"] = Json(complete.finish_reason);
+            data["usage"] = std::move(usage);
+            std::vector<std::pair<absl::string_view, std::string>> ending;
+            ending.emplace_back("progress", Progress("done", "Answer complete"));
+            ending.emplace_back("complete", Frame("complete", {{"data", std::move(data)}}));
+            End(out, std::move(ending), CloseCode::kNormal);
+          },
+          [&](const StreamCancelled&) {
+            std::vector<std::pair<absl::string_view, std::string>> ending;
+            ending.emplace_back("error", AgentErrorEvent("the reply was stopped").json);
+            End(out, std::move(ending), CloseCode::kNormal);
+          },
+          [&](const StreamInterrupted& interrupted) {
+            std::vector<std::pair<absl::string_view, std::string>> ending;
+            ending.emplace_back("error", AgentErrorEvent(interrupted.message).json);
+            End(out, std::move(ending), CloseCode::kInternalError);
+          },
+          [&](const ErrorEvent& error) {
+            std::vector<std::pair<absl::string_view, std::string>> ending;
+            ending.emplace_back("error", AgentErrorEvent(error.message).json);
+            End(out, std::move(ending), AgentCloseCode(error.code));
+          },
+          [&](const Resumed& resumed) {
+            if (!resumed.recovered) {
+              // Gone between the request and its continuation (deleted, say).
+              std::vector<std::pair<absl::string_view, std::string>> ending;
+              ending.emplace_back("error", AgentErrorEvent("the reply cannot be found").json);
+              End(out, std::move(ending), CloseCode::kPolicy);
+            }
+          },
+          // Nothing else belongs to a one-turn connection.
+          [](const auto&) {},
+      },
+      event);
   return out;
 }
 
@@ -186,24 +193,24 @@ AgentEvent AgentErrorEvent(absl::string_view message) {
   return AgentEvent{"error", Frame("error", {{"message", Json(message)}}), 0};
 }
 
-close_code AgentCloseCode(ErrorCode code) {
+CloseCode AgentCloseCode(ErrorCode code) {
   switch (code) {
     case ErrorCode::kRateLimited:
     case ErrorCode::kTooManyTurns:
-      return close_code::try_again_later;
+      return CloseCode::kTryAgainLater;
     case ErrorCode::kShuttingDown:
-      return close_code::going_away;
+      return CloseCode::kGoingAway;
     case ErrorCode::kInferenceUnavailable:
     case ErrorCode::kStorageUnavailable:
     case ErrorCode::kInternal:
-      return close_code::internal_error;
+      return CloseCode::kInternalError;
     case ErrorCode::kInvalidJson:
     case ErrorCode::kInvalidFrame:
     case ErrorCode::kUnknownType:
     case ErrorCode::kNotFound:
-      return close_code::policy_error;
+      return CloseCode::kPolicy;
   }
-  return close_code::internal_error;
+  return CloseCode::kInternalError;
 }
 
 }  // namespace parley::edge

@@ -6,7 +6,7 @@
 #include <vector>
 
 #include "absl/strings/string_view.h"
-#include "boost/beast/websocket/rfc6455.hpp"
+#include "edge/protocol/dialect_session.h"
 #include "edge/protocol/fence_splitter.h"
 #include "edge/protocol/messages.h"
 
@@ -29,7 +29,7 @@ struct AgentEvent {
 struct AgentOutput {
   std::vector<AgentEvent> events;
   // Set when these are the turn's last events: how the WebSocket closes after them.
-  std::optional<boost::beast::websocket::close_code> close_code;
+  std::optional<CloseCode> close_code;
   // The reply is still waiting for its first token: an SSE response writes a comment so that
   // proxies see traffic (WebSockets have their pings).
   bool keep_alive = false;
@@ -73,7 +73,7 @@ class AgentStream {
   // Closes the reply's text and adds `ending` (events of the given types and bodies), then
   // `stream_end`.
   void End(AgentOutput& out, std::vector<std::pair<absl::string_view, std::string>> ending,
-           boost::beast::websocket::close_code close_code);
+           CloseCode close_code);
 
   // Set for a continuation: events at or before this position were sent before.
   std::optional<int64_t> after_position_;
@@ -88,7 +88,7 @@ class AgentStream {
 // The event a connection without a question gets before it is closed (1008).
 AgentEvent AgentErrorEvent(absl::string_view message);
 
-// How an agent WebSocket closes after a turn that failed with `code`.
-boost::beast::websocket::close_code AgentCloseCode(ErrorCode code);
+// How an agent connection closes after a turn that failed with `code`.
+CloseCode AgentCloseCode(ErrorCode code);
 
 }  // namespace parley::edge

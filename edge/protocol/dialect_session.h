@@ -24,6 +24,7 @@ enum class CloseCode : uint16_t {
   kGoingAway = 1001,      // The server is shutting down.
   kPolicy = 1008,         // A limit or rule was broken (slow client, rate limit, bad request).
   kTooBig = 1009,         // A frame over --max_frame_bytes.
+  kInternalError = 1011,  // A one-turn connection whose turn failed in the model or storage.
   kTryAgainLater = 1013,  // Over --max_connections.
 };
 
@@ -48,6 +49,10 @@ struct ChatOptions {
   // Clients of some dialects hard-code model names (`gpt-4o`): those get the default model
   // rather than not_found. StreamStart and StreamComplete name the model that answered.
   UnknownModel unknown_model = UnknownModel::kRefuse;
+  // Closing the connection stops the replies it started (a client whose Stop button closes its
+  // socket); they are stored as cancelled with what was streamed. Otherwise a dropped connection
+  // is no cancel: its replies run to their end and are stored.
+  bool cancel_turns_on_close = false;
 };
 
 // What a dialect session learns about the request that opened its connection.

@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <map>
 #include <optional>
 #include <string>
 #include <variant>
@@ -50,6 +51,11 @@ struct SendMessage {
   // none. Capped by --max_deadline_ms.
   int64_t deadline_ms = 0;
   Sampling sampling;
+  // Set by a dialect, never by a client frame: metadata of the conversation this message creates
+  // (ignored for an existing one), and an instruction for the model that comes before the
+  // conversation in its context (not stored).
+  std::map<std::string, std::string> conversation_metadata;
+  std::string system_context;
 };
 
 // Asks for another reply to a stored message (decoded into a SendMessage for the turn).

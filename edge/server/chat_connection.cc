@@ -46,6 +46,13 @@ ChatConnection::ChatConnection(ServerContext& context, net::any_io_executor exec
 ChatConnection::~ChatConnection() { Close(); }
 
 void ChatConnection::Close() {
+  if (options_.cancel_turns_on_close && !closed_) {
+    for (const std::weak_ptr<Turn>& weak : turns_) {
+      if (std::shared_ptr<Turn> turn = weak.lock(); turn != nullptr && !turn->ended()) {
+        turn->Cancel();
+      }
+    }
+  }
   for (const std::string& conversation_id : joined_) {
     context_.rooms.Leave(user_.id, conversation_id, room_key_);
   }

@@ -1,9 +1,11 @@
 #include "edge/server/dialects.h"
 
+#include "edge/protocol/agent_session.h"
 #include "edge/protocol/ai_chat_session.h"
 #include "edge/protocol/codec_session.h"
 #include "edge/protocol/copilot_session.h"
 #include "edge/protocol/native_codec.h"
+#include "edge/server/event_stream_transport.h"
 #include "edge/server/server_context.h"
 
 namespace parley::edge {
@@ -40,6 +42,25 @@ const Dialect kDialects[] = {
         .new_session = [](ServerContext& context) -> std::unique_ptr<DialectSession> {
           return std::make_unique<AiChatSession>(context.limits.ai_chat_messages_per_minute);
         },
+    },
+    {
+        // A data-analysis agent's page, one question per connection: docs/dialects/agent.md.
+        .path = "/ws/agent/stream",
+        .label = "agent",
+        .subprotocol = "",
+        .tokens = {},
+        .new_session = [](ServerContext&) -> std::unique_ptr<DialectSession> {
+          return std::make_unique<AgentSession>(AgentSession::Transport::kWebSocket);
+        },
+    },
+    {
+        // Its Server-Sent Events twin, which EventSource reconnects with Last-Event-ID.
+        .path = "/agent/stream",
+        .label = "agent",
+        .subprotocol = "",
+        .tokens = {},
+        .new_session = nullptr,
+        .serve_http = ServeAgentEventStream,
     },
 };
 

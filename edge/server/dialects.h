@@ -48,7 +48,7 @@ struct Dialect {
   // (a refused token is then answered in the dialect's protocol); otherwise the upgrade is
   // refused with 401 before any frame.
   TokenPlaces tokens;
-  // Makes the session of one connection.
+  // Makes the session of one WebSocket; null for a path that is not a WebSocket endpoint.
   std::unique_ptr<DialectSession> (*new_session)(ServerContext& context) = nullptr;
   // Requests on `path` that are not WebSocket upgrades; null answers them 404.
   ServeHttp serve_http = nullptr;

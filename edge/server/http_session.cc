@@ -139,7 +139,7 @@ void HttpSession::Handle(Request request) {
 
   const Dialect* dialect = FindDialect(path);
   if (beast::websocket::is_upgrade(request)) {
-    if (dialect != nullptr) {
+    if (dialect != nullptr && dialect->new_session != nullptr) {
       return Upgrade(*dialect, std::move(request), query);
     }
     return Respond(request, PathLabel(path), 404, "text/plain", "no WebSocket endpoint here\n");

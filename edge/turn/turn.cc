@@ -222,16 +222,47 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
         }
         self->conversation_id_ = response->message().conversation_id();
         self->user_message_id_ = response->message().id();
-        self->Emit(Ack{self->message_.id, self->conversation_id_, self->user_message_id_});
         if (!response->created()) {
+          self->Emit(Ack{self->message_.id, self->conversation_id_, self->user_message_id_});
           // The client sent this message before (a retry after a reconnect): answer with the
           // reply it already has instead of generating another.
           return self->FindExistingReply();
         }
-        self->ShowViewers(
-            MessageAdded{self->conversation_id_, ToHistoryMessage(response->message())});
-        self->LoadHistory();
+        const bool new_conversation = self->message_.conversation_id.empty();
+        if (new_conversation && !self->message_.conversation_metadata.empty()) {
+          return self->StoreConversationMetadata(response->message());
+        }
+        self->OnUserMessageStored(response->message());
       }));
+}
+
+void Turn::StoreConversationMetadata(const persistence_pb::Message& stored) {
+  persistence_pb::UpdateConversationRequest request;
+  request.set_user_id(user_id_);
+  request.mutable_conversation()->set_id(conversation_id_);
+  for (const auto& [key, value] : message_.conversation_metadata) {
+    (*request.mutable_conversation()->mutable_metadata())[key] = value;
+  }
+  request.mutable_update_mask()->add_paths("metadata");
+  deps_.persistence->UpdateConversation(
+      std::move(request), trace_,
+      OnExecutor([stored](Turn* self,
+                          absl::StatusOr<persistence_pb::UpdateConversationResponse> response) {
+        if (!response.ok()) {
+          self->Fail(StorageErrorCode(response.status()),
+                     absl::StrCat("cannot store the conversation's metadata: ",
+                                  response.status().message()));
+          return;
+        }
+        self->OnUserMessageStored(stored);
+      }));
+}
+
+void Turn::OnUserMessageStored(const persistence_pb::Message& stored) {
+  // Acknowledged once everything the message brought is stored.
+  Emit(Ack{message_.id, conversation_id_, user_message_id_});
+  ShowViewers(MessageAdded{conversation_id_, ToHistoryMessage(stored)});
+  LoadHistory();
 }
 
 void Turn::FindExistingReply() {
@@ -364,6 +395,11 @@ void Turn::StartStreams() {
   }
   for (const std::string& stop : sampling.stop) {
     request.mutable_sampling()->add_stop(stop);
+  }
+  if (!message_.system_context.empty()) {
+    inference_pb::ChatMessage* system = request.add_messages();
+    system->set_role(inference_pb::ROLE_SYSTEM);
+    system->set_content(message_.system_context);
   }
   bool has_new_message = false;
   for (const persistence_pb::Message& stored : history_) {

@@ -86,6 +86,9 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void StoreEdit(const persistence_pb::Message& edited);    // Edit: a sibling of `edited`.
   void StoreUserMessage(const std::string& conversation_id, const std::string& parent_id,
                         bool no_parent);
+  // A new conversation's metadata (SendMessage::conversation_metadata), before the ack.
+  void StoreConversationMetadata(const persistence_pb::Message& stored);
+  void OnUserMessageStored(const persistence_pb::Message& stored);
   void FindExistingReply();
   // Streams a reply an earlier attempt of this request started, from persistence.
   void FollowExistingReply();

@@ -13,7 +13,6 @@ namespace parley::edge {
 namespace {
 
 namespace json = boost::json;
-using boost::beast::websocket::close_code;
 
 json::object Parse(const AgentEvent& event) { return json::parse(event.json).as_object(); }
 
@@ -71,7 +70,7 @@ std::vector<Event> TurnEvents() {
 TEST(AgentStreamTest, ATurnBecomesTheDialectsEventsInOrder) {
   AgentStream stream;
   std::vector<AgentEvent> events = stream.Opening();
-  std::optional<close_code> close;
+  std::optional<CloseCode> close;
   for (const Event& event : TurnEvents()) {
     ASSERT_FALSE(close.has_value()) << "events after the close";
     AgentOutput out = stream.Map(event);
@@ -83,7 +82,7 @@ TEST(AgentStreamTest, ATurnBecomesTheDialectsEventsInOrder) {
       ::testing::ElementsAre("start", "progress:stored", "progress:generating", "chain_of_thought",
                              "analysis_chunk", "code_chunk", "code_chunk", "code_generated",
                              "analysis_chunk", "progress:done", "complete", "stream_end"));
-  EXPECT_EQ(close, close_code::normal);
+  EXPECT_EQ(close, CloseCode::kNormal);
   EXPECT_TRUE(stream.ended());
   EXPECT_EQ(stream.reply_id(), "reply-1");
 
@@ -119,7 +118,7 @@ TEST(AgentStreamTest, AFailedTurnSendsErrorThenStreamEndAndSaysHowToClose) {
   AgentOutput out = stream.Map(ErrorEvent{ErrorCode::kRateLimited, "slow down", "client-1", 100});
   EXPECT_THAT(Types(out.events), ::testing::ElementsAre("error", "stream_end"));
   EXPECT_EQ(out.events[0].json, R"({"type":"error","message":"slow down"})");
-  EXPECT_EQ(out.close_code, close_code::try_again_later);
+  EXPECT_EQ(out.close_code, CloseCode::kTryAgainLater);
 }
 
 TEST(AgentStreamTest, AnInterruptedReplyClosesItsOpenBlockThenReportsTheError) {
@@ -130,7 +129,7 @@ TEST(AgentStreamTest, AnInterruptedReplyClosesItsOpenBlockThenReportsTheError) {
   Append(events, stream.Map(StreamToken{"reply-1", 1, "a\n```\nx"}));
   AgentOutput end =
       stream.Map(StreamInterrupted{"reply-1", 1, "inference_unavailable", "the model stopped", ""});
-  EXPECT_EQ(end.close_code, close_code::internal_error);
+  EXPECT_EQ(end.close_code, CloseCode::kInternalError);
   Append(events, std::move(end));
   EXPECT_THAT(Types(events), ::testing::ElementsAre("analysis_chunk", "code_chunk",
                                                     "code_generated", "error", "stream_end"));
@@ -147,10 +146,10 @@ TEST(AgentStreamTest, HeartbeatsAskForKeepAliveOnly) {
 }
 
 TEST(AgentStreamTest, ErrorsCloseWithTheCodeOfTheirFault) {
-  EXPECT_EQ(AgentCloseCode(ErrorCode::kTooManyTurns), close_code::try_again_later);
-  EXPECT_EQ(AgentCloseCode(ErrorCode::kShuttingDown), close_code::going_away);
-  EXPECT_EQ(AgentCloseCode(ErrorCode::kStorageUnavailable), close_code::internal_error);
-  EXPECT_EQ(AgentCloseCode(ErrorCode::kNotFound), close_code::policy_error);
+  EXPECT_EQ(AgentCloseCode(ErrorCode::kTooManyTurns), CloseCode::kTryAgainLater);
+  EXPECT_EQ(AgentCloseCode(ErrorCode::kShuttingDown), CloseCode::kGoingAway);
+  EXPECT_EQ(AgentCloseCode(ErrorCode::kStorageUnavailable), CloseCode::kInternalError);
+  EXPECT_EQ(AgentCloseCode(ErrorCode::kNotFound), CloseCode::kPolicy);
   EXPECT_EQ(AgentErrorEvent("no \"question\"").json,
             R"({"type":"error","message":"no \"question\""})");
 }
