@@ -52,6 +52,8 @@ void AgentSession::Open(DialectHost& host) {
   // The seed's client stops a reply by closing its socket; an event stream that drops is
   // reconnected by EventSource and continued instead.
   options.cancel_turns_on_close = transport_ == Transport::kWebSocket;
+  // The client hard-codes its model name (x-ai/grok-4-fast:free).
+  options.unknown_model = UnknownModel::kUseDefault;
   Frames opening;
   if (!continued_reply_id_.empty()) {
     chat_ = &host.OpenChat(*host.request().user, std::move(options));

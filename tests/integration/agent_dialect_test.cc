@@ -118,7 +118,10 @@ constexpr char kSecondBlock[] = "raw\n";
 const std::vector<std::string> kReasoning = {"The user wants ", "the top incidents."};
 
 std::string AgentQuery(const std::string& user) {
-  return absl::StrCat("question=Show+top+incidents&dataset=incidents&userId=", user);
+  // The seed's client sends its own model name, which this inference service does not know.
+  return absl::StrCat(
+      "question=Show+top+incidents&dataset=incidents&model=x-ai%2Fgrok-4-fast%3Afree&userId=",
+      user);
 }
 
 std::vector<std::string> Keys(const json::object& object) {
