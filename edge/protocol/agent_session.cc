@@ -49,7 +49,7 @@ AgentSession::~AgentSession() { OnClosed(); }
 void AgentSession::Open(DialectHost& host) {
   host_ = &host;
   ChatOptions options;
-  // The seed's client stops a reply by closing its socket; an event stream that drops is
+  // The agent page stops a reply by closing its socket; an event stream that drops is
   // reconnected by EventSource and continued instead.
   options.cancel_turns_on_close = transport_ == Transport::kWebSocket;
   // The client hard-codes its model name (x-ai/grok-4-fast:free).

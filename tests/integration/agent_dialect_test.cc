@@ -118,7 +118,7 @@ constexpr char kSecondBlock[] = "raw\n";
 const std::vector<std::string> kReasoning = {"The user wants ", "the top incidents."};
 
 std::string AgentQuery(const std::string& user) {
-  // The seed's client sends its own model name, which this inference service does not know.
+  // The agent page sends its own model name, which this inference service does not know.
   return absl::StrCat(
       "question=Show+top+incidents&dataset=incidents&model=x-ai%2Fgrok-4-fast%3Afree&userId=",
       user);
@@ -529,7 +529,7 @@ TEST_F(AgentDialectTest, ClosingTheSocketMidReplyStopsItAndKeepsWhatWasStreamed)
     run.Add(*event);
   }
   EXPECT_EQ(run.prose, "First line of prose.\n");
-  // The seed's Stop button: close the socket.
+  // The agent page's Stop button: close the socket.
   ASSERT_TRUE((*client)->Close().ok());
   // The model is told to stop...
   EXPECT_TRUE(upstream_->WaitForDisconnect().has_value());
