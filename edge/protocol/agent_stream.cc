@@ -64,10 +64,11 @@ std::vector<AgentEvent> AgentStream::Opening() const {
   return std::move(out.events);
 }
 
-void AgentStream::Add(AgentOutput& out, absl::string_view type, std::string json,
-                      int64_t position) const {
+void AgentStream::Add(AgentOutput& out, absl::string_view type, std::string json, int64_t position,
+                      bool even_if_seen) const {
   // A continuation skips what the client has, but always says where the stream ends.
-  if (after_position_.has_value() && position <= *after_position_ && type != "stream_end") {
+  if (after_position_.has_value() && position <= *after_position_ && !even_if_seen &&
+      type != "stream_end") {
     return;
   }
   out.events.push_back(AgentEvent{type, std::move(json), position});
@@ -93,8 +94,8 @@ void AgentStream::AddPieces(AgentOutput& out, std::vector<FenceSplitter::Piece> 
 }
 
 void AgentStream::End(AgentOutput& out,
-                      std::vector<std::pair<absl::string_view, std::string>> ending,
-                      CloseCode code) {
+                      std::vector<std::pair<absl::string_view, std::string>> ending, CloseCode code,
+                      bool even_if_seen) {
   if (ended_) {
     return;
   }
@@ -103,7 +104,7 @@ void AgentStream::End(AgentOutput& out,
   // The ending comes after every position Finish() can give.
   int64_t position = splitter_.consumed() + FenceSplitter::kBlockAtEndOffset + kTextOffset + 1;
   for (auto& [type, frame] : ending) {
-    Add(out, type, std::move(frame), position++);
+    Add(out, type, std::move(frame), position++, even_if_seen);
   }
   Add(out, "stream_end", Frame("stream_end"), position);
   out.close_code = code;
@@ -172,14 +173,17 @@ AgentOutput AgentStream::Map(const Event& event) {
           [&](const ErrorEvent& error) {
             std::vector<std::pair<absl::string_view, std::string>> ending;
             ending.emplace_back("error", AgentErrorEvent(error.message).json);
-            End(out, std::move(ending), AgentCloseCode(error.code));
+            // A failure is not part of the stored reply: news to a continuation too.
+            End(out, std::move(ending), AgentCloseCode(error.code), /*even_if_seen=*/true);
           },
           [&](const Resumed& resumed) {
             if (!resumed.recovered) {
               // Gone between the request and its continuation (deleted, say).
               std::vector<std::pair<absl::string_view, std::string>> ending;
               ending.emplace_back("error", AgentErrorEvent("the reply cannot be found").json);
-              End(out, std::move(ending), CloseCode::kPolicy);
+              // Its text is unknown, so its positions are too: the error is news whatever the
+              // client had.
+              End(out, std::move(ending), CloseCode::kPolicy, /*even_if_seen=*/true);
             }
           },
           // Nothing else belongs to a one-turn connection.

@@ -68,12 +68,14 @@ class AgentStream {
  private:
   AgentStream(std::string reply_id, std::string conversation_id, int64_t after_position);
 
-  void Add(AgentOutput& out, absl::string_view type, std::string json, int64_t position) const;
+  // A continuation drops what the client has seen unless `even_if_seen`.
+  void Add(AgentOutput& out, absl::string_view type, std::string json, int64_t position,
+           bool even_if_seen = false) const;
   void AddPieces(AgentOutput& out, std::vector<FenceSplitter::Piece> pieces) const;
   // Closes the reply's text and adds `ending` (events of the given types and bodies), then
   // `stream_end`.
   void End(AgentOutput& out, std::vector<std::pair<absl::string_view, std::string>> ending,
-           CloseCode close_code);
+           CloseCode close_code, bool even_if_seen = false);
 
   // Set for a continuation: events at or before this position were sent before.
   std::optional<int64_t> after_position_;

@@ -44,6 +44,13 @@ class FakeDialectHost final : public DialectHost {
   void Close(CloseCode code) override { closed = code; }
 
   FakeChat& fake_chat() { return *chat_; }
+  // The request as a test wants it (its query, say).
+  ConnectionRequest& mutable_request() { return request_; }
+  // Runs what the session posted to its strand.
+  void RunPosted() {
+    io_.restart();
+    io_.run();
+  }
 
   ChatOptions options;
   std::vector<std::string> sent;
