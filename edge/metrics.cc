@@ -39,6 +39,11 @@ EdgeMetrics::EdgeMetrics()
       slow_client_closes_total(CounterFamily(*registry_, "parley_edge_slow_client_closes_total",
                                              "Connections closed because the client did not read.")
                                    .Add({})),
+      accept_failures_total(
+          CounterFamily(*registry_, "parley_edge_accept_failures_total",
+                        "Connections the listener could not accept (usually: out of file "
+                        "descriptors).")
+              .Add({})),
       time_to_first_token(Latency(*registry_, "parley_edge_time_to_first_token_seconds",
                                   "From a message frame's arrival to its first stream_token.")),
       inter_token_gap(Latency(*registry_, "parley_edge_inter_token_gap_seconds",

@@ -35,6 +35,7 @@ class EdgeMetrics {
   prometheus::Counter& tokens_total;
   prometheus::Counter& coalesced_deltas_total;
   prometheus::Counter& slow_client_closes_total;
+  prometheus::Counter& accept_failures_total;
   prometheus::Histogram& time_to_first_token;
   prometheus::Histogram& inter_token_gap;
   prometheus::Histogram& added_latency;

@@ -1,5 +1,7 @@
 #include "edge/server/listener.h"
 
+#include <algorithm>
+
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "boost/asio/strand.hpp"
@@ -37,7 +39,10 @@ absl::StatusOr<std::shared_ptr<Listener>> Listener::Create(net::io_context& io,
 }
 
 Listener::Listener(net::io_context& io, ServerContext& context)
-    : io_(io), acceptor_(net::make_strand(io)), context_(context) {}
+    : io_(io),
+      acceptor_(net::make_strand(io)),
+      retry_timer_(acceptor_.get_executor()),
+      context_(context) {}
 
 void Listener::Run() {
   net::post(acceptor_.get_executor(), [self = shared_from_this()] { self->DoAccept(); });
@@ -47,6 +52,7 @@ void Listener::Stop() {
   net::post(acceptor_.get_executor(), [self = shared_from_this()] {
     beast::error_code ec;
     self->acceptor_.close(ec);
+    self->retry_timer_.cancel();
   });
 }
 
@@ -61,16 +67,38 @@ void Listener::OnAccept(beast::error_code ec, net::ip::tcp::socket socket) {
     return;
   }
   if (ec) {
-    // Usually out of file descriptors: log and keep accepting.
-    common::LogWarning("accept failed", {{"error", ec.message()}});
-  } else {
-    // Tokens are small frames that must leave at once: without this, Nagle's
-    // algorithm holds each one back until the previous one is acknowledged.
-    beast::error_code ignored;
-    socket.set_option(net::ip::tcp::no_delay(true), ignored);
-    std::make_shared<HttpSession>(std::move(socket), context_)->Run();
+    return RetryAcceptLater(ec);
   }
+  retry_after_ = std::chrono::milliseconds(0);
+  // Tokens are small frames that must leave at once: without this, Nagle's
+  // algorithm holds each one back until the previous one is acknowledged.
+  beast::error_code ignored;
+  socket.set_option(net::ip::tcp::no_delay(true), ignored);
+  std::make_shared<HttpSession>(std::move(socket), context_)->Run();
   DoAccept();
+}
+
+void Listener::RetryAcceptLater(const beast::error_code& ec) {
+  // The pending connection stays in the kernel's backlog; accepting again at once would fail
+  // again at once, as fast as the core allows, until a descriptor is freed.
+  context_.metrics.accept_failures_total.Increment();
+  retry_after_ = std::clamp(retry_after_ * 2, std::chrono::milliseconds(kFirstRetry),
+                            std::chrono::milliseconds(kLongestRetry));
+  ++unlogged_failures_;
+  const auto now = std::chrono::steady_clock::now();
+  if (now - last_failure_log_ >= std::chrono::seconds(1)) {
+    common::LogWarning("accept failed", {{"error", ec.message()},
+                                         {"failures", absl::StrCat(unlogged_failures_)},
+                                         {"retry_ms", absl::StrCat(retry_after_.count())}});
+    unlogged_failures_ = 0;
+    last_failure_log_ = now;
+  }
+  retry_timer_.expires_after(retry_after_);
+  retry_timer_.async_wait([self = shared_from_this()](beast::error_code wait_ec) {
+    if (!wait_ec && self->acceptor_.is_open()) {
+      self->DoAccept();
+    }
+  });
 }
 
 }  // namespace parley::edge
