@@ -159,6 +159,8 @@ int Run() {
       common::ParseHostPort(absl::GetFlag(FLAGS_metrics_listen));
   listen->port = static_cast<uint16_t>(server->port);
   metrics_listen->port = static_cast<uint16_t>((*metrics_endpoint)->port());
+  // Serving before the listening line, which callers wait for before their first call.
+  common::SetServing(*server->server, true);
   common::LogInfo("listening",
                   {{"listen", listen->ToString()}, {"metrics_listen", metrics_listen->ToString()}});
   // The listening line comes first (scripts wait for it); the routing table follows.
@@ -168,7 +170,6 @@ int Run() {
                               {"upstream_model", model.upstream_model()},
                               {"default", model.is_default() ? "true" : "false"}});
   }
-  common::SetServing(*server->server, true);
 
   const int signal = common::WaitForShutdownSignal();
   common::LogInfo("shutting down", {{"signal", std::to_string(signal)}});
