@@ -444,6 +444,14 @@ absl::StatusOr<Identity> JwtVerifier::Verify(std::string_view token) const {
     return AuthRefusalError(AuthRefusal::kMalformed, "sub missing or empty");
   }
   identity.user_id = std::string(sub->get_string());
+  // What others see of the user: OpenID Connect's `name`, else `preferred_username`.
+  for (const char* claim : {"name", "preferred_username"}) {
+    const boost::json::value* name = claims->if_contains(claim);
+    if (name != nullptr && name->is_string() && !name->get_string().empty()) {
+      identity.display_name = std::string(name->get_string());
+      break;
+    }
+  }
 
   absl::StatusOr<std::optional<absl::Time>> exp = NumericDate(*claims, "exp");
   if (!exp.ok()) {

@@ -45,7 +45,9 @@ std::optional<AuthRefusal> RefusalOf(const absl::Status& status);
 
 // Who is on the other end of a connection. `user_id` is what persistence sees.
 struct Identity {
-  std::string user_id;     // the token's `sub`
+  std::string user_id;  // the token's `sub`
+  // The token's `name` claim, else its `preferred_username`; empty when it has neither.
+  std::string display_name;
   bool anonymous = false;  // never set by the verifier; for the server's development mode
   absl::Time expires_at = absl::InfiniteFuture();  // the token's `exp`, if any
 };

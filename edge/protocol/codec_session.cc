@@ -26,7 +26,11 @@ void CodecSession::OnFrame(std::string_view frame, FrameType type) {
 }
 
 void CodecSession::Encode(const Event& event, Frames& frames) {
-  frames.push_back(codec_.Encode(event));
+  std::string frame = codec_.Encode(event);
+  // A codec answers an event its dialect does not show with no frame.
+  if (!frame.empty()) {
+    frames.push_back(std::move(frame));
+  }
 }
 
 }  // namespace parley::edge

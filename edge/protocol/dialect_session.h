@@ -63,6 +63,9 @@ struct ConnectionRequest {
   // Set when the route authenticated the request itself (the dialect's token is in the request);
   // unset for a dialect that authenticates in its own protocol (Socket.IO's CONNECT).
   std::optional<ChatUser> user;
+  // The id a transport that keeps sessions between requests gave this one (an Engine.IO
+  // long-polling sid); empty for a plain WebSocket.
+  std::string transport_session_id;
 };
 
 // The chat connection as a dialect session drives it. Calls are made on the connection's

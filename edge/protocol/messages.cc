@@ -77,6 +77,8 @@ absl::string_view EventName(const Event& event) {
           [](const TypingRelay&) { return absl::string_view("typing"); },
           [](const MessageAdded&) { return absl::string_view("message_added"); },
           [](const StreamReasoning&) { return absl::string_view("stream_reasoning"); },
+          [](const MemberJoined&) { return absl::string_view("member_joined"); },
+          [](const MemberLeft&) { return absl::string_view("member_left"); },
       },
       event);
 }

@@ -132,12 +132,18 @@ struct Ack {
   std::string id;
   std::string conversation_id;
   std::string message_id;
+  // When the user message was stored (RFC 3339, UTC), for dialects that show it; empty when the
+  // message was stored earlier (a retry, a regenerate).
+  std::string created_at;
 };
 
 struct StreamStart {
   std::string conversation_id;
   std::string message_id;
   std::string model;
+  // When the reply's message was stored (RFC 3339, UTC), for dialects that show it; empty when
+  // unknown.
+  std::string created_at;
 };
 
 struct StreamToken {
@@ -217,6 +223,9 @@ struct ErrorEvent {
   std::string message;
   std::string id;              // The client id of the frame that failed, when known.
   int64_t retry_after_ms = 0;  // For kRateLimited: sent as `retryAfterMs`.
+  // The conversation a refused join or typing named, for dialects that say which (the native
+  // frame does not carry it).
+  std::string conversation_id;
 };
 
 struct Pong {};
@@ -277,16 +286,30 @@ struct MessageAdded {
   HistoryMessage message;
 };
 
+// Another of the user's connections started (stopped) viewing a conversation this one views, for
+// dialects that show who is in a room (Socket.IO's chat:user-joined); the native protocol shows
+// nothing.
+struct MemberJoined {
+  std::string conversation_id;
+  std::string user_id;
+  std::string display_name;
+};
+struct MemberLeft {
+  std::string conversation_id;
+  std::string user_id;
+  std::string display_name;
+};
+
 // Relayed from another of the user's connections viewing the conversation.
 struct TypingRelay {
   std::string conversation_id;
   bool is_typing = true;
 };
 
-using Event =
-    std::variant<Ack, StreamStart, StreamToken, StreamComplete, ErrorEvent, Pong, History,
-                 StreamCancelled, StreamInterrupted, Resumed, Heartbeat, MessagePage,
-                 ConversationPage, Joined, Left, TypingRelay, MessageAdded, StreamReasoning>;
+using Event = std::variant<Ack, StreamStart, StreamToken, StreamComplete, ErrorEvent, Pong, History,
+                           StreamCancelled, StreamInterrupted, Resumed, Heartbeat, MessagePage,
+                           ConversationPage, Joined, Left, TypingRelay, MessageAdded,
+                           StreamReasoning, MemberJoined, MemberLeft>;
 
 // Short names used as metric labels ("ack", "stream_token", ...).
 absl::string_view CommandName(const Command& command);

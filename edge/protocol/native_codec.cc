@@ -313,6 +313,10 @@ std::variant<Command, ErrorEvent> NativeCodec::Decode(std::string_view frame) co
 }
 
 std::string NativeCodec::Encode(const Event& event) const {
+  if (std::holds_alternative<MemberJoined>(event) || std::holds_alternative<MemberLeft>(event)) {
+    // The native protocol does not say who else views a conversation: no frame.
+    return "";
+  }
   json::object out = std::visit(
       Overloaded{
           [](const Ack& ack) {
@@ -440,6 +444,7 @@ std::string NativeCodec::Encode(const Event& event) const {
             o["isTyping"] = typing.is_typing;
             return o;
           },
+          [](const auto&) { return json::object{}; },
       },
       event);
   return json::serialize(out);

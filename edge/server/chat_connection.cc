@@ -6,6 +6,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "boost/asio/post.hpp"
+#include "edge/auth/authenticator.h"
+#include "edge/server/http_session.h"
 #include "edge/server/server_context.h"
 #include "edge/turn/history.h"
 #include "edge/turn/resume.h"
@@ -54,6 +56,8 @@ void ChatConnection::Close() {
     }
   }
   for (const std::string& conversation_id : joined_) {
+    context_.rooms.Relay(user_.id, conversation_id, room_key_,
+                         MemberLeft{conversation_id, user_.id, user_.display_name});
     context_.rooms.Leave(user_.id, conversation_id, room_key_);
   }
   joined_.clear();
@@ -155,7 +159,7 @@ void ChatConnection::Join(const std::string& conversation_id) {
     return Emit(ErrorEvent{ErrorCode::kInvalidFrame,
                            absl::StrCat("a connection views at most ", kMaxJoined,
                                         " conversations; leave one first"),
-                           ""},
+                           "", 0, conversation_id},
                 std::nullopt);
   }
   // Only the owner may view a conversation: persistence answers NOT_FOUND to anyone else.
@@ -174,7 +178,7 @@ void ChatConnection::Join(const std::string& conversation_id) {
                 ErrorEvent{missing ? ErrorCode::kNotFound : ErrorCode::kStorageUnavailable,
                            missing ? std::string("no such conversation")
                                    : absl::StrCat("cannot join: ", status.message()),
-                           ""},
+                           "", 0, conversation_id},
                 std::nullopt);
           }
           self->OnJoinAllowed(conversation_id);
@@ -197,10 +201,16 @@ void ChatConnection::OnJoinAllowed(const std::string& conversation_id) {
                         });
                       });
   joined_.insert(conversation_id);
+  context_.rooms.Relay(user_.id, conversation_id, room_key_,
+                       MemberJoined{conversation_id, user_.id, user_.display_name});
   Emit(Joined{conversation_id}, std::nullopt);
 }
 
 void ChatConnection::Leave(const std::string& conversation_id) {
+  if (joined_.contains(conversation_id)) {
+    context_.rooms.Relay(user_.id, conversation_id, room_key_,
+                         MemberLeft{conversation_id, user_.id, user_.display_name});
+  }
   context_.rooms.Leave(user_.id, conversation_id, room_key_);
   joined_.erase(conversation_id);
   Emit(Left{conversation_id}, std::nullopt);
@@ -208,14 +218,14 @@ void ChatConnection::Leave(const std::string& conversation_id) {
 
 void ChatConnection::RelayTyping(const Typing& typing) {
   if (!joined_.contains(typing.conversation_id)) {
-    return Emit(
-        ErrorEvent{ErrorCode::kInvalidFrame, "join the conversation before typing in it", ""},
-        std::nullopt);
+    return Emit(ErrorEvent{ErrorCode::kInvalidFrame, "join the conversation before typing in it",
+                           "", 0, typing.conversation_id},
+                std::nullopt);
   }
   const RateDecision rate = typing_bucket_.TryAcquire(absl::Now());
   if (!rate.allowed) {
     return Emit(ErrorEvent{ErrorCode::kRateLimited, "too many typing events; slow down", "",
-                           rate.RetryAfterMillis()},
+                           rate.RetryAfterMillis(), typing.conversation_id},
                 std::nullopt);
   }
   context_.rooms.Relay(user_.id, typing.conversation_id, room_key_,
@@ -255,6 +265,30 @@ void ChatConnection::WhenWritable(std::function<void()> resume) {
     return resume();
   }
   out->WhenWritable(std::move(resume));
+}
+
+absl::StatusOr<ChatUser> AuthenticateChatUser(ServerContext& context, std::string_view token,
+                                              std::string_view development_user_id) {
+  ExtractedToken extracted;
+  if (!token.empty()) {
+    extracted = ExtractedToken{std::string(token), TokenLocation::kAuthorizationHeader};
+  }
+  absl::StatusOr<Identity> identity = context.authenticator->Authenticate(extracted);
+  if (!identity.ok()) {
+    const std::optional<AuthRefusal> refusal = RefusalOf(identity.status());
+    context.metrics
+        .HandshakeRefused(refusal.has_value() ? AuthRefusalLabel(*refusal) : "unauthenticated")
+        .Increment();
+    return identity.status();
+  }
+  if (!identity->anonymous) {
+    std::string display_name =
+        identity->display_name.empty() ? identity->user_id : std::move(identity->display_name);
+    return ChatUser{std::move(identity->user_id), std::move(display_name)};
+  }
+  std::string user_id =
+      development_user_id.empty() ? DevelopmentUserId("") : std::string(development_user_id);
+  return ChatUser{user_id, user_id};
 }
 
 }  // namespace parley::edge

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/status/statusor.h"
 #include "boost/asio/any_io_executor.hpp"
 #include "common/trace_context.h"
 #include "edge/limits/token_bucket.h"
@@ -80,5 +81,13 @@ class ChatConnection final : public Chat,
   std::vector<std::weak_ptr<Turn>> turns_;
   bool closed_ = false;
 };
+
+// The user a token names, by the edge's rules, for transports whose dialect authenticates after
+// the transport is up (DialectHost::Authenticate): an empty `token` is no token (anonymous in
+// development mode, named by `development_user_id` when set); the display name is the token's
+// `name` (or `preferred_username`) claim, else the id. A refusal is counted as a refused
+// handshake.
+absl::StatusOr<ChatUser> AuthenticateChatUser(ServerContext& context, std::string_view token,
+                                              std::string_view development_user_id);
 
 }  // namespace parley::edge

@@ -52,6 +52,9 @@ struct Dialect {
   std::unique_ptr<DialectSession> (*new_session)(ServerContext& context) = nullptr;
   // Requests on `path` that are not WebSocket upgrades; null answers them 404.
   ServeHttp serve_http = nullptr;
+  // WebSocket upgrades that `serve_http` takes too, by their query (Engine.IO: a WebSocket that
+  // names an existing session); the others become a WebSocketTransport. Null takes none.
+  bool (*serve_http_upgrade)(absl::string_view query) = nullptr;
 
   bool authenticates_in_session() const { return tokens.connect_packet; }
 };

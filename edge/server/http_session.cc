@@ -139,6 +139,12 @@ void HttpSession::Handle(Request request) {
 
   const Dialect* dialect = FindDialect(path);
   if (beast::websocket::is_upgrade(request)) {
+    if (dialect != nullptr && dialect->serve_http != nullptr &&
+        dialect->serve_http_upgrade != nullptr && dialect->serve_http_upgrade(query)) {
+      return dialect->serve_http(
+          context_, *dialect,
+          HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)});
+    }
     if (dialect != nullptr && dialect->new_session != nullptr) {
       return Upgrade(*dialect, std::move(request), query);
     }

@@ -104,24 +104,7 @@ void WebSocketTransport::OnAccept(beast::error_code ec) {
 
 absl::StatusOr<ChatUser> WebSocketTransport::Authenticate(std::string_view token,
                                                           std::string_view development_user_id) {
-  ExtractedToken extracted;
-  if (!token.empty()) {
-    extracted = ExtractedToken{std::string(token), TokenLocation::kAuthorizationHeader};
-  }
-  absl::StatusOr<Identity> identity = context_.authenticator->Authenticate(extracted);
-  if (!identity.ok()) {
-    const std::optional<AuthRefusal> refusal = RefusalOf(identity.status());
-    context_.metrics
-        .HandshakeRefused(refusal.has_value() ? AuthRefusalLabel(*refusal) : "unauthenticated")
-        .Increment();
-    return identity.status();
-  }
-  if (!identity->anonymous) {
-    return ChatUser{identity->user_id, identity->user_id};
-  }
-  std::string user_id =
-      development_user_id.empty() ? DevelopmentUserId("") : std::string(development_user_id);
-  return ChatUser{user_id, user_id};
+  return AuthenticateChatUser(context_, token, development_user_id);
 }
 
 Chat& WebSocketTransport::OpenChat(ChatUser user, ChatOptions options) {

@@ -260,7 +260,7 @@ void Turn::StoreConversationMetadata(const persistence_pb::Message& stored) {
 
 void Turn::OnUserMessageStored(const persistence_pb::Message& stored) {
   // Acknowledged once everything the message brought is stored.
-  Emit(Ack{message_.id, conversation_id_, user_message_id_});
+  Emit(Ack{message_.id, conversation_id_, user_message_id_, ToHistoryMessage(stored).created_at});
   ShowViewers(MessageAdded{conversation_id_, ToHistoryMessage(stored)});
   LoadHistory();
 }
@@ -370,7 +370,8 @@ void Turn::OpenAssistantMessage() {
         }
         self->assistant_message_id_ = response->message().id();
         self->Emit(StreamStart{self->conversation_id_, self->assistant_message_id_,
-                               response->message().model()});
+                               response->message().model(),
+                               ToHistoryMessage(response->message()).created_at});
         if (!response->created()) {
           return self->FollowExistingReply();
         }
