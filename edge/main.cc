@@ -57,6 +57,10 @@ ABSL_FLAG(int, ai_chat_messages_per_minute, 100,
 ABSL_FLAG(bool, suggestions, true,
           "Follow-up suggestions after each reply, from a second, short generation, on the "
           "dialects that show them (/copilot)");
+ABSL_FLAG(int, socketio_ping_interval_ms, 25000,
+          "Socket.IO (Engine.IO): the edge pings each client this often");
+ABSL_FLAG(int, socketio_ping_timeout_ms, 20000,
+          "Socket.IO (Engine.IO): a client that has not answered a ping by then is disconnected");
 ABSL_FLAG(int, user_messages_per_minute, 60,
           "`message` frames per minute per user over all of the user's connections; 0 disables");
 ABSL_FLAG(int, user_message_burst, 20,
@@ -122,6 +126,10 @@ int main(int argc, char** argv) {
   options.limits.typing_per_minute = absl::GetFlag(FLAGS_connection_typing_per_minute);
   options.limits.ai_chat_messages_per_minute = absl::GetFlag(FLAGS_ai_chat_messages_per_minute);
   options.suggestions = absl::GetFlag(FLAGS_suggestions);
+  options.limits.engine_io.ping_interval =
+      absl::Milliseconds(std::max(1, absl::GetFlag(FLAGS_socketio_ping_interval_ms)));
+  options.limits.engine_io.ping_timeout =
+      absl::Milliseconds(std::max(1, absl::GetFlag(FLAGS_socketio_ping_timeout_ms)));
   options.user_limits.messages_per_minute = absl::GetFlag(FLAGS_user_messages_per_minute);
   options.user_limits.message_burst = absl::GetFlag(FLAGS_user_message_burst);
   options.user_limits.max_concurrent_turns = absl::GetFlag(FLAGS_max_concurrent_turns);

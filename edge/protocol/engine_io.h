@@ -7,6 +7,7 @@
 
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
+#include "absl/time/time.h"
 
 // Engine.IO protocol version 4: the framing under Socket.IO. A session starts either with an HTTP
 // long-polling handshake (GET ...?EIO=4&transport=polling) and may then upgrade to a WebSocket,
@@ -54,6 +55,26 @@ std::string EncodePayload(const std::vector<Packet>& packets);
 // A polling request body: one packet or several separated by kRecordSeparator. Any packet that
 // does not decode makes the whole payload invalid (the server then closes the session).
 absl::StatusOr<std::vector<Packet>> DecodePayload(absl::string_view body);
+
+// Engine.IO settings of the edge; every field is a flag of parley-edge.
+struct EngineIoOptions {
+  // The server pings every interval; a client that has not answered within the timeout is gone
+  // (its session closes). Socket.IO's defaults.
+  absl::Duration ping_interval = absl::Milliseconds(25000);
+  absl::Duration ping_timeout = absl::Milliseconds(20000);
+  // Largest polling request body, and so the `maxPayload` the handshake announces.
+  size_t max_payload = 64 * 1024;
+  // A probe WebSocket that has not sent the upgrade packet by then is closed.
+  absl::Duration upgrade_timeout = absl::Seconds(10);
+  // A session whose client has not connected to a namespace by then is closed (Socket.IO's
+  // connectTimeout).
+  absl::Duration connect_timeout = absl::Seconds(45);
+  // Packets waiting for a polling client that does not poll, in bytes: over it the session
+  // closes.
+  size_t max_queued_bytes = 1024 * 1024;
+  // Over this many queued bytes producers pause until the client has taken them.
+  size_t high_water_bytes = 256 * 1024;
+};
 
 // The handshake the server sends in its open packet.
 struct Handshake {

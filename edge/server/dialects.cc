@@ -6,6 +6,8 @@
 #include "edge/protocol/copilot_session.h"
 #include "edge/protocol/native_codec.h"
 #include "edge/server/event_stream_transport.h"
+#include "edge/protocol/socket_io_session.h"
+#include "edge/server/engine_io_session.h"
 #include "edge/server/server_context.h"
 
 namespace parley::edge {
@@ -61,6 +63,21 @@ const Dialect kDialects[] = {
         .tokens = {},
         .new_session = nullptr,
         .serve_http = ServeAgentEventStream,
+    },
+    {
+        // Socket.IO v4 (Engine.IO v4 long-polling and WebSocket), namespace /chat.
+        .path = "/socket.io/",
+        .label = "socketio",
+        .subprotocol = "",
+        .tokens = {.authorization_header = true,
+                   .subprotocol = false,
+                   .query_parameter = true,
+                   .connect_packet = true},
+        .new_session = [](ServerContext& context) -> std::unique_ptr<DialectSession> {
+          return std::make_unique<SocketIoSession>(context.limits.engine_io);
+        },
+        .serve_http = ServeEngineIo,
+        .serve_http_upgrade = TakesEngineIoUpgrade,
     },
 };
 

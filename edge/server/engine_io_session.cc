@@ -4,26 +4,40 @@
 
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
+#include "absl/strings/match.h"
+#include "absl/strings/str_join.h"
+#include "absl/strings/str_split.h"
+#include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
+#include "boost/beast/core/bind_handler.hpp"
+#include "boost/beast/http/field.hpp"
+#include "boost/beast/http/write.hpp"
+#include "common/log.h"
+#include "edge/server/chat_connection.h"
+#include "edge/server/dialects.h"
+#include "edge/server/http_session.h"
+#include "edge/server/server_context.h"
 
 namespace parley::edge {
 namespace {
 
+namespace beast = boost::beast;
+namespace http = beast::http;
 namespace net = boost::asio;
-namespace http = boost::beast::http;
-namespace websocket = boost::beast::websocket;
+namespace websocket = beast::websocket;
 using engine_io::Packet;
 using engine_io::PacketType;
 
 constexpr absl::string_view kPayloadType = "text/plain; charset=UTF-8";
+constexpr absl::Duration kWriteTimeout = absl::Seconds(30);
 
 PollingAnswer Refusal(engine_io::ErrorCode code) {
   return PollingAnswer{static_cast<unsigned>(engine_io::HttpStatus(code)), "application/json",
                        engine_io::ErrorBody(code)};
 }
 
-PollingAnswer Payload(const std::vector<Packet>& packets) {
-  return PollingAnswer{200, std::string(kPayloadType), engine_io::EncodePayload(packets)};
+std::string Frame(PacketType type, std::string data = "") {
+  return engine_io::EncodePacket(Packet{type, std::move(data)});
 }
 
 }  // namespace
@@ -37,68 +51,138 @@ std::string NewEngineIoSid() {
   return absl::WebSafeBase64Escape(bytes);
 }
 
-EngineIoSession::EngineIoSession(Strand strand, std::string sid, EngineIoOptions options)
-    : strand_(std::move(strand)),
+EngineIoSession::EngineIoSession(ServerContext& context, Strand strand, std::string sid,
+                                 std::unique_ptr<DialectSession> session, ConnectionRequest request,
+                                 common::TraceContext trace)
+    : context_(context),
+      strand_(std::move(strand)),
       sid_(std::move(sid)),
-      options_(options),
-      ping_timer_(strand_),
-      pong_timer_(strand_),
-      upgrade_timer_(strand_) {}
+      session_(std::move(session)),
+      request_(std::move(request)),
+      trace_(std::move(trace)),
+      upgrade_timer_(strand_),
+      linger_timer_(strand_) {}
 
-EngineIoSession::~EngineIoSession() = default;
-
-void EngineIoSession::SetListener(std::shared_ptr<Listener> listener) {
-  listener_ = std::move(listener);
+EngineIoSession::~EngineIoSession() {
+  if (registry_key_ != 0) {
+    context_.connections.Remove(registry_key_);
+  }
 }
 
-void EngineIoSession::OpenPolling(Answer answer) {
-  net::post(strand_, [self = shared_from_this(), answer = std::move(answer)] {
-    engine_io::Handshake handshake;
-    handshake.sid = self->sid_;
-    handshake.upgrades = {"websocket"};
-    handshake.ping_interval_ms = absl::ToInt64Milliseconds(self->options_.ping_interval);
-    handshake.ping_timeout_ms = absl::ToInt64Milliseconds(self->options_.ping_timeout);
-    handshake.max_payload = static_cast<int64_t>(self->options_.max_payload);
-    answer(Payload({engine_io::OpenPacket(handshake)}));
-    self->StartHeartbeat();
-  });
-}
-
-void EngineIoSession::OpenWebSocket(std::shared_ptr<EngineIoWebSocket> socket,
-                                    http::request<http::string_body> request) {
-  net::post(strand_, [self = shared_from_this(), socket = std::move(socket),
-                      request = std::move(request)]() mutable {
-    self->phase_ = Phase::kWebSocket;
-    self->websocket_ = socket;
+void EngineIoSession::Start(Answer answer) {
+  net::post(strand_, [self = shared_from_this(), answer = std::move(answer)]() mutable {
     std::weak_ptr<EngineIoSession> weak = self;
-    EngineIoWebSocket::Callbacks callbacks;
-    callbacks.on_frame = [weak](std::string frame, bool binary) {
+    self->registry_key_ = self->context_.connections.Add([weak] {
       if (auto session = weak.lock()) {
-        net::post(session->strand_, [session, frame = std::move(frame), binary]() mutable {
-          session->OnWebSocketFrame(std::move(frame), binary);
-        });
+        session->Shutdown(CloseCode::kGoingAway);
       }
-    };
-    callbacks.on_closed = [weak] {
-      if (auto session = weak.lock()) {
-        net::post(session->strand_,
-                  [session] { session->CloseOnStrand("transport close", /*tell_client=*/false); });
-      }
-    };
-    callbacks.on_drained = [weak] {
-      if (auto session = weak.lock()) {
-        net::post(session->strand_, [session] { session->MaybeWritable(); });
-      }
-    };
-    socket->Accept(std::move(request), std::move(callbacks));
-    engine_io::Handshake handshake;
-    handshake.sid = self->sid_;
-    handshake.ping_interval_ms = absl::ToInt64Milliseconds(self->options_.ping_interval);
-    handshake.ping_timeout_ms = absl::ToInt64Milliseconds(self->options_.ping_timeout);
-    handshake.max_payload = static_cast<int64_t>(self->options_.max_payload);
-    socket->Send(engine_io::EncodePacket(engine_io::OpenPacket(handshake)));
-    self->StartHeartbeat();
+    });
+    self->context_.metrics.connections.Increment();
+    self->context_.metrics.connections_total.Increment();
+    // The dialect's open packet answers the handshake request.
+    self->pending_poll_ = std::move(answer);
+    self->session_->Open(*self);
   });
+}
+
+absl::StatusOr<ChatUser> EngineIoSession::Authenticate(std::string_view token,
+                                                       std::string_view development_user_id) {
+  return AuthenticateChatUser(context_, token, development_user_id);
+}
+
+Chat& EngineIoSession::OpenChat(ChatUser user, ChatOptions options) {
+  chat_ = std::make_shared<ChatConnection>(context_, strand_, std::move(user), std::move(options),
+                                           weak_from_this(), trace_);
+  return *chat_;
+}
+
+Chat* EngineIoSession::chat() { return chat_.get(); }
+
+void EngineIoSession::Send(std::string frame) {
+  if (phase_ == Phase::kClosing || phase_ == Phase::kClosed) {
+    return;
+  }
+  Queue(std::move(frame));
+}
+
+void EngineIoSession::Emit(Event event, std::optional<Clock::time_point> /*arrival*/) {
+  if (phase_ == Phase::kClosing || phase_ == Phase::kClosed) {
+    return;
+  }
+  Frames frames;
+  session_->Encode(event, frames);
+  for (std::string& frame : frames) {
+    Queue(std::move(frame));
+  }
+}
+
+void EngineIoSession::Queue(std::string frame) {
+  outbox_bytes_ += frame.size() + 1;
+  outbox_.push_back(std::move(frame));
+  if (phase_ != Phase::kWebSocket && outbox_bytes_ > context_.limits.outbound.max_bytes) {
+    // A client that stopped polling while a reply streams: the session ends, the turn runs on
+    // and is stored, and the client reconnects and reads it from storage.
+    common::LogInfo("socket.io client is not polling; its session is closed",
+                    {{"queued_bytes", std::to_string(outbox_bytes_)}});
+    return Finish();
+  }
+  Flush();
+}
+
+bool EngineIoSession::Writable() const {
+  size_t queued = outbox_bytes_;
+  if (phase_ == Phase::kWebSocket && websocket_ != nullptr) {
+    queued += websocket_->queued_bytes();
+  }
+  return phase_ == Phase::kClosed || queued < context_.limits.outbound.high_water_bytes;
+}
+
+void EngineIoSession::WhenWritable(std::function<void()> resume) {
+  if (Writable()) {
+    return resume();
+  }
+  waiting_for_writable_.push_back(std::move(resume));
+}
+
+void EngineIoSession::MaybeWritable() {
+  if (waiting_for_writable_.empty() || !Writable()) {
+    return;
+  }
+  std::vector<std::function<void()>> waiting = std::move(waiting_for_writable_);
+  waiting_for_writable_.clear();
+  for (auto& resume : waiting) {
+    resume();
+  }
+}
+
+void EngineIoSession::Flush() {
+  if (outbox_.empty()) {
+    return;
+  }
+  if (phase_ == Phase::kWebSocket && websocket_ != nullptr) {
+    for (std::string& frame : outbox_) {
+      websocket_->Send(std::move(frame));
+    }
+    outbox_.clear();
+    outbox_bytes_ = 0;
+    return MaybeWritable();
+  }
+  if (pending_poll_.has_value()) {
+    std::vector<std::string> frames(std::make_move_iterator(outbox_.begin()),
+                                    std::make_move_iterator(outbox_.end()));
+    outbox_.clear();
+    outbox_bytes_ = 0;
+    AnswerPoll(std::move(frames));
+  }
+}
+
+void EngineIoSession::AnswerPoll(std::vector<std::string> frames) {
+  Answer answer = std::move(*pending_poll_);
+  pending_poll_.reset();
+  // Frames are already encoded packets: a payload joins them with the record separator.
+  answer(PollingAnswer{200, std::string(kPayloadType),
+                       absl::StrJoin(frames, std::string(1, engine_io::kRecordSeparator))});
+  MaybeWritable();
 }
 
 void EngineIoSession::Poll(Answer answer) {
@@ -108,22 +192,29 @@ void EngineIoSession::Poll(Answer answer) {
         return answer(Refusal(engine_io::ErrorCode::kUnknownSid));
       case Phase::kWebSocket:
         return answer(Refusal(engine_io::ErrorCode::kBadRequest));
+      case Phase::kClosing: {
+        // The last frames and the close packet; the session ends with this answer.
+        self->pending_poll_ = std::move(answer);
+        self->Flush();
+        return self->Finish();
+      }
       case Phase::kPolling:
       case Phase::kUpgrading:
         break;
     }
     if (self->pending_poll_.has_value()) {
-      // Two GETs at once would deliver packets out of order: the session ends, as the
-      // protocol asks.
+      // Two GETs at once would deliver frames out of order: the session ends, as the protocol
+      // asks.
       answer(Refusal(engine_io::ErrorCode::kBadRequest));
-      self->CloseOnStrand("overlapping polls", /*tell_client=*/true);
-      return;
+      self->outbox_.push_back(Frame(PacketType::kClose));
+      self->Flush();
+      return self->Finish();
     }
     self->pending_poll_ = std::move(answer);
     if (!self->outbox_.empty()) {
       self->Flush();
     } else if (self->phase_ == Phase::kUpgrading) {
-      self->AnswerPoll({Packet{PacketType::kNoop, ""}});
+      self->AnswerPoll({Frame(PacketType::kNoop)});
     }
   });
 }
@@ -136,6 +227,8 @@ void EngineIoSession::Post(std::string body, Answer answer) {
         return answer(Refusal(engine_io::ErrorCode::kUnknownSid));
       case Phase::kWebSocket:
         return answer(Refusal(engine_io::ErrorCode::kBadRequest));
+      case Phase::kClosing:
+        return answer(PollingAnswer{200, "text/html", "ok"});
       case Phase::kPolling:
       case Phase::kUpgrading:
         break;
@@ -143,15 +236,19 @@ void EngineIoSession::Post(std::string body, Answer answer) {
     absl::StatusOr<std::vector<Packet>> packets = engine_io::DecodePayload(body);
     if (!packets.ok()) {
       answer(Refusal(engine_io::ErrorCode::kBadRequest));
-      self->CloseOnStrand("parse error", /*tell_client=*/true);
-      return;
+      return self->Finish();
     }
     answer(PollingAnswer{200, "text/html", "ok"});
-    for (Packet& packet : *packets) {
-      if (self->phase_ == Phase::kClosed) {
+    for (const Packet& packet : *packets) {
+      if (self->phase_ == Phase::kClosing || self->phase_ == Phase::kClosed) {
         break;
       }
-      self->OnPacket(std::move(packet), /*from_websocket=*/false);
+      if (packet.binary) {
+        self->session_->OnFrame(packet.data, FrameType::kBinary);
+      } else {
+        const std::string frame = engine_io::EncodePacket(packet);
+        self->session_->OnFrame(frame, FrameType::kText);
+      }
     }
   });
 }
@@ -180,13 +277,14 @@ void EngineIoSession::Upgrade(std::shared_ptr<EngineIoWebSocket> socket,
       }
       net::post(session->strand_, [session, weak_socket] {
         auto socket = weak_socket.lock();
-        if (socket != nullptr && socket == session->websocket_) {
-          session->CloseOnStrand("transport close", /*tell_client=*/false);
-        } else if (socket != nullptr && socket == session->probe_) {
-          session->probe_.reset();
-          if (session->phase_ == Phase::kUpgrading) {
-            session->phase_ = Phase::kPolling;
-          }
+        if (socket == nullptr) {
+          return;
+        }
+        if (socket == session->websocket_) {
+          // The client's WebSocket went away: so did the client (it reconnects if it wants).
+          session->Finish();
+        } else if (socket == session->probe_) {
+          session->DropProbe(socket);
         }
       });
     };
@@ -197,27 +295,36 @@ void EngineIoSession::Upgrade(std::shared_ptr<EngineIoWebSocket> socket,
     };
     socket->Accept(std::move(request), std::move(callbacks));
     if (self->phase_ != Phase::kPolling || self->probe_ != nullptr) {
-      // One WebSocket per session: a second one (or one for a closed session) is closed.
+      // One WebSocket per session: a second one, or one for a session that is ending, is
+      // closed.
       socket->Close(websocket::close_code::policy_error);
       return;
     }
     self->probe_ = socket;
-    self->upgrade_timer_.expires_after(absl::ToChronoMilliseconds(self->options_.upgrade_timeout));
+    self->upgrade_timer_.expires_after(
+        absl::ToChronoMilliseconds(self->context_.limits.engine_io.upgrade_timeout));
     self->upgrade_timer_.async_wait([weak, weak_socket](boost::system::error_code ec) {
       auto session = weak.lock();
-      if (ec || session == nullptr) {
+      auto socket = weak_socket.lock();
+      if (ec || session == nullptr || socket == nullptr || socket != session->probe_) {
         return;
       }
-      auto socket = weak_socket.lock();
-      if (socket != nullptr && socket == session->probe_) {
-        session->probe_.reset();
-        if (session->phase_ == Phase::kUpgrading) {
-          session->phase_ = Phase::kPolling;
-        }
-        socket->Close(websocket::close_code::policy_error);
-      }
+      session->DropProbe(socket);
     });
   });
+}
+
+void EngineIoSession::DropProbe(const std::shared_ptr<EngineIoWebSocket>& socket) {
+  if (socket != probe_) {
+    return;
+  }
+  probe_.reset();
+  upgrade_timer_.cancel();
+  if (phase_ == Phase::kUpgrading) {
+    // The client goes on polling.
+    phase_ = Phase::kPolling;
+  }
+  socket->Close(websocket::close_code::policy_error);
 }
 
 void EngineIoSession::OnProbeFrame(const std::shared_ptr<EngineIoWebSocket>& socket,
@@ -225,19 +332,18 @@ void EngineIoSession::OnProbeFrame(const std::shared_ptr<EngineIoWebSocket>& soc
   if (socket == websocket_) {
     return OnWebSocketFrame(std::move(frame), binary);
   }
-  if (socket != probe_ || phase_ == Phase::kClosed) {
+  if (socket != probe_ || (phase_ != Phase::kPolling && phase_ != Phase::kUpgrading)) {
     return;
   }
   absl::StatusOr<Packet> packet =
-      binary ? absl::StatusOr<Packet>(Packet{PacketType::kMessage, std::move(frame), true})
-             : engine_io::DecodePacket(frame);
+      binary ? absl::InvalidArgumentError("binary probe") : engine_io::DecodePacket(frame);
   if (packet.ok() && packet->type == PacketType::kPing && packet->data == "probe") {
-    socket->Send(engine_io::EncodePacket(Packet{PacketType::kPong, "probe"}));
+    socket->Send(Frame(PacketType::kPong, "probe"));
     phase_ = Phase::kUpgrading;
     // The client waits for its pending poll to end before it sends the upgrade packet.
     if (pending_poll_.has_value()) {
       if (outbox_.empty()) {
-        AnswerPoll({Packet{PacketType::kNoop, ""}});
+        AnswerPoll({Frame(PacketType::kNoop)});
       } else {
         Flush();
       }
@@ -248,11 +354,7 @@ void EngineIoSession::OnProbeFrame(const std::shared_ptr<EngineIoWebSocket>& soc
     return CompleteUpgrade();
   }
   // Anything else on a probe is a broken client: the probe goes, the session stays on polling.
-  probe_.reset();
-  if (phase_ == Phase::kUpgrading) {
-    phase_ = Phase::kPolling;
-  }
-  socket->Close(websocket::close_code::protocol_error);
+  DropProbe(socket);
 }
 
 void EngineIoSession::CompleteUpgrade() {
@@ -261,194 +363,110 @@ void EngineIoSession::CompleteUpgrade() {
   probe_.reset();
   phase_ = Phase::kWebSocket;
   if (pending_poll_.has_value()) {
-    AnswerPoll({Packet{PacketType::kNoop, ""}});
+    AnswerPoll({Frame(PacketType::kNoop)});
   }
   Flush();
 }
 
 void EngineIoSession::OnWebSocketFrame(std::string frame, bool binary) {
-  if (phase_ == Phase::kClosed) {
+  if (phase_ != Phase::kWebSocket) {
     return;
   }
-  if (binary) {
-    return OnPacket(Packet{PacketType::kMessage, std::move(frame), true}, /*from_websocket=*/true);
-  }
-  absl::StatusOr<Packet> packet = engine_io::DecodePacket(frame);
-  if (!packet.ok()) {
-    return CloseOnStrand("parse error", /*tell_client=*/true);
-  }
-  OnPacket(*std::move(packet), /*from_websocket=*/true);
+  session_->OnFrame(frame, binary ? FrameType::kBinary : FrameType::kText);
 }
 
-void EngineIoSession::OnPacket(Packet packet, bool /*from_websocket*/) {
-  switch (packet.type) {
-    case PacketType::kPong:
-      awaiting_pong_ = false;
-      pong_timer_.cancel();
-      SchedulePing();
-      return;
-    case PacketType::kMessage:
-      if (listener_ != nullptr) {
-        listener_->OnMessage(std::move(packet));
-      }
-      return;
-    case PacketType::kClose:
-      return CloseOnStrand("client close", /*tell_client=*/false);
-    case PacketType::kPing:
-      // Engine.IO v4 clients do not ping outside a probe; answering is harmless.
-      outbox_.push_back(Packet{PacketType::kPong, std::move(packet.data)});
-      outbox_bytes_ += outbox_.back().data.size() + 1;
-      return Flush();
-    case PacketType::kNoop:
-      return;
-    case PacketType::kOpen:
-    case PacketType::kUpgrade:
-      return CloseOnStrand("parse error", /*tell_client=*/true);
-  }
-}
-
-void EngineIoSession::StartHeartbeat() { SchedulePing(); }
-
-void EngineIoSession::SchedulePing() {
-  if (phase_ == Phase::kClosed) {
-    return;
-  }
-  ping_timer_.expires_after(absl::ToChronoMilliseconds(options_.ping_interval));
-  ping_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
-    auto self = weak.lock();
-    if (ec || self == nullptr || self->phase_ == Phase::kClosed) {
-      return;
-    }
-    self->awaiting_pong_ = true;
-    self->outbox_.push_back(Packet{PacketType::kPing, ""});
-    self->outbox_bytes_ += 1;
-    self->Flush();
-    self->pong_timer_.expires_after(absl::ToChronoMilliseconds(self->options_.ping_timeout));
-    self->pong_timer_.async_wait([weak](boost::system::error_code ec) {
-      auto self = weak.lock();
-      if (ec || self == nullptr || !self->awaiting_pong_) {
-        return;
-      }
-      self->CloseOnStrand("ping timeout", /*tell_client=*/true);
-    });
-  });
-}
-
-void EngineIoSession::Send(std::string message) {
-  if (phase_ == Phase::kClosed) {
-    return;
-  }
-  outbox_bytes_ += message.size() + 1;
-  outbox_.push_back(Packet{PacketType::kMessage, std::move(message)});
-  if (!Writable()) {
-    paused_producers_ = true;
-  }
-  if (phase_ != Phase::kWebSocket && outbox_bytes_ > options_.max_queued_bytes) {
-    // A client that stopped polling while a reply streams: its turn runs on and is stored.
-    return CloseOnStrand("client not reading", /*tell_client=*/true);
-  }
-  Flush();
-}
-
-bool EngineIoSession::Writable() const {
-  if (phase_ == Phase::kWebSocket && websocket_ != nullptr) {
-    return websocket_->queued_bytes() + outbox_bytes_ < options_.high_water_bytes;
-  }
-  return outbox_bytes_ < options_.high_water_bytes;
-}
-
-void EngineIoSession::MaybeWritable() {
-  if (paused_producers_ && phase_ != Phase::kClosed && Writable()) {
-    paused_producers_ = false;
-    if (listener_ != nullptr) {
-      listener_->OnWritable();
-    }
-  }
-}
-
-void EngineIoSession::Flush() {
-  if (outbox_.empty()) {
+void EngineIoSession::Close(CloseCode code) {
+  if (phase_ == Phase::kClosing || phase_ == Phase::kClosed) {
     return;
   }
   if (phase_ == Phase::kWebSocket && websocket_ != nullptr) {
-    for (const Packet& packet : outbox_) {
-      websocket_->Send(engine_io::EncodePacket(packet));
-    }
-    outbox_.clear();
-    outbox_bytes_ = 0;
-    MaybeWritable();
-    return;
+    Flush();
+    websocket_->Close(static_cast<websocket::close_code>(code));
+    return Finish();
   }
+  outbox_.push_back(Frame(PacketType::kClose));
   if (pending_poll_.has_value()) {
-    std::vector<Packet> packets(std::make_move_iterator(outbox_.begin()),
-                                std::make_move_iterator(outbox_.end()));
-    outbox_.clear();
-    outbox_bytes_ = 0;
-    AnswerPoll(std::move(packets));
+    Flush();
+    return Finish();
   }
-}
-
-void EngineIoSession::AnswerPoll(std::vector<Packet> packets) {
-  Answer answer = std::move(*pending_poll_);
-  pending_poll_.reset();
-  answer(Payload(packets));
-  MaybeWritable();
-}
-
-void EngineIoSession::Close(std::string reason) {
-  net::post(strand_, [self = shared_from_this(), reason = std::move(reason)] {
-    self->CloseOnStrand(reason, /*tell_client=*/true);
+  // What is left waits for the client's next poll, for as long as a ping would.
+  phase_ = Phase::kClosing;
+  linger_timer_.expires_after(absl::ToChronoMilliseconds(context_.limits.engine_io.ping_timeout));
+  linger_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (auto self = weak.lock(); !ec && self != nullptr) {
+      self->Finish();
+    }
   });
 }
 
-void EngineIoSession::CloseOnStrand(absl::string_view reason, bool tell_client) {
+void EngineIoSession::Shutdown(CloseCode code) {
+  net::post(strand_, [self = shared_from_this(), code] {
+    if (self->phase_ == Phase::kClosed) {
+      return;
+    }
+    if (self->phase_ == Phase::kWebSocket && self->websocket_ != nullptr) {
+      self->websocket_->Close(static_cast<websocket::close_code>(code));
+    } else {
+      // A close packet makes a polling client reconnect (elsewhere, while this edge drains).
+      self->outbox_.clear();
+      self->outbox_.push_back(Frame(PacketType::kClose));
+      self->Flush();
+    }
+    self->Finish();
+  });
+}
+
+void EngineIoSession::Finish() {
   if (phase_ == Phase::kClosed) {
     return;
   }
   phase_ = Phase::kClosed;
-  closed_ = true;
-  ping_timer_.cancel();
-  pong_timer_.cancel();
   upgrade_timer_.cancel();
+  linger_timer_.cancel();
   if (pending_poll_.has_value()) {
-    // A close packet tells a polling client the session is over; a client that closed it
-    // itself only needs its poll ended.
-    const Packet last =
-        tell_client ? Packet{PacketType::kClose, ""} : Packet{PacketType::kNoop, ""};
-    Answer answer = std::move(*pending_poll_);
-    pending_poll_.reset();
-    answer(Payload({last}));
+    // The session is over: a polling client that still waits learns it and reconnects.
+    AnswerPoll({Frame(PacketType::kClose)});
   }
   outbox_.clear();
   outbox_bytes_ = 0;
   if (websocket_ != nullptr) {
     websocket_->Close(websocket::close_code::normal);
-    websocket_.reset();
   }
   if (probe_ != nullptr) {
     probe_->Close(websocket::close_code::normal);
     probe_.reset();
   }
+  if (chat_ != nullptr) {
+    chat_->Close();
+  }
+  session_->OnClosed();
+  context_.metrics.connections.Decrement();
+  // Nobody reads a closed session: turns waiting for it run to their end.
+  std::vector<std::function<void()>> waiting = std::move(waiting_for_writable_);
+  waiting_for_writable_.clear();
+  for (auto& resume : waiting) {
+    resume();
+  }
   if (unregister_) {
-    auto unregister = std::move(unregister_);
+    std::function<void()> unregister = std::move(unregister_);
     unregister_ = nullptr;
     unregister();
   }
-  if (listener_ != nullptr) {
-    std::shared_ptr<Listener> listener = std::move(listener_);
-    listener_.reset();
-    listener->OnClosed(reason);
-  }
 }
 
-std::shared_ptr<EngineIoSession> EngineIoSessions::Create(EngineIoSession::Strand strand,
-                                                          const EngineIoOptions& options) {
+std::shared_ptr<EngineIoSession> EngineIoSessions::Create(ServerContext& context,
+                                                          EngineIoSession::Strand strand,
+                                                          std::unique_ptr<DialectSession> session,
+                                                          ConnectionRequest request,
+                                                          common::TraceContext trace) {
   std::string sid = NewEngineIoSid();
-  auto session = std::make_shared<EngineIoSession>(std::move(strand), sid, options);
-  session->unregister_ = [this, sid] { Remove(sid); };
+  request.transport_session_id = sid;
+  auto created = std::make_shared<EngineIoSession>(
+      context, std::move(strand), sid, std::move(session), std::move(request), std::move(trace));
+  created->unregister_ = [this, sid] { Remove(sid); };
   absl::MutexLock lock(&mutex_);
-  sessions_[sid] = session;
-  return session;
+  sessions_[sid] = created;
+  return created;
 }
 
 std::shared_ptr<EngineIoSession> EngineIoSessions::Find(absl::string_view sid) const {
@@ -457,30 +475,188 @@ std::shared_ptr<EngineIoSession> EngineIoSessions::Find(absl::string_view sid) c
   return it == sessions_.end() ? nullptr : it->second;
 }
 
-void EngineIoSessions::Remove(absl::string_view sid) {
-  absl::MutexLock lock(&mutex_);
-  auto it = sessions_.find(sid);
-  if (it != sessions_.end()) {
-    sessions_.erase(it);
-  }
-}
-
-void EngineIoSessions::CloseAll() {
-  std::vector<std::shared_ptr<EngineIoSession>> open;
+void EngineIoSessions::Remove(const std::string& sid) {
+  std::shared_ptr<EngineIoSession> removed;
   {
     absl::MutexLock lock(&mutex_);
-    for (auto& [sid, session] : sessions_) {
-      open.push_back(session);
+    auto it = sessions_.find(sid);
+    if (it == sessions_.end()) {
+      return;
     }
-  }
-  for (auto& session : open) {
-    session->Close("server shutting down");
+    // Released outside the lock: the session may be destroyed with it.
+    removed = std::move(it->second);
+    sessions_.erase(it);
   }
 }
 
 size_t EngineIoSessions::size() const {
   absl::MutexLock lock(&mutex_);
   return sessions_.size();
+}
+
+namespace {
+
+// One HTTP request of Engine.IO: owns the connection until its answer is written, then hands it
+// back for the next request (keep-alive). The answer may come from a session's strand; it is
+// written on the connection's own.
+class EngineIoExchange final : public std::enable_shared_from_this<EngineIoExchange> {
+ public:
+  EngineIoExchange(ServerContext& context, HttpHandoff handoff)
+      : context_(context), handoff_(std::move(handoff)) {}
+
+  const http::request<http::string_body>& request() const { return handoff_.request; }
+  HttpHandoff& handoff() { return handoff_; }
+
+  // Extra headers of every answer (CORS for a browser page of an allowed origin).
+  void AddHeader(http::field field, std::string value) {
+    headers_.emplace_back(field, std::move(value));
+  }
+
+  void Answer(PollingAnswer answer) {
+    net::post(handoff_.stream.get_executor(),
+              [self = shared_from_this(), answer = std::move(answer)]() mutable {
+                self->Write(std::move(answer));
+              });
+  }
+
+ private:
+  void Write(PollingAnswer answer) {
+    context_.metrics.HttpRequest("/socket.io/", static_cast<int>(answer.status)).Increment();
+    response_.result(static_cast<http::status>(answer.status));
+    response_.version(handoff_.request.version());
+    response_.set(http::field::server, "parley-edge");
+    response_.set(http::field::cache_control, "no-store");
+    if (!answer.content_type.empty()) {
+      response_.set(http::field::content_type, answer.content_type);
+    }
+    for (auto& [field, value] : headers_) {
+      response_.set(field, value);
+    }
+    response_.keep_alive(handoff_.request.keep_alive());
+    response_.body() = std::move(answer.body);
+    response_.prepare_payload();
+    handoff_.stream.expires_after(absl::ToChronoMilliseconds(kWriteTimeout));
+    http::async_write(
+        handoff_.stream, response_,
+        [self = shared_from_this()](beast::error_code ec, size_t) { self->OnWritten(ec); });
+  }
+
+  void OnWritten(beast::error_code ec) {
+    if (ec || !response_.keep_alive()) {
+      beast::error_code ignored;
+      handoff_.stream.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+      return;
+    }
+    ContinueHttp(context_, HttpHandoff{std::move(handoff_.stream), std::move(handoff_.buffer),
+                                       http::request<http::string_body>{}});
+  }
+
+  ServerContext& context_;
+  HttpHandoff handoff_;
+  http::response<http::string_body> response_;
+  std::vector<std::pair<http::field, std::string>> headers_;
+};
+
+}  // namespace
+
+bool TakesEngineIoUpgrade(absl::string_view query) {
+  // A WebSocket that names a session upgrades it; without a sid it is a session of its own.
+  for (absl::string_view pair : absl::StrSplit(query, '&')) {
+    if (absl::StartsWith(pair, "sid=")) {
+      return true;
+    }
+  }
+  return false;
+}
+
+void ServeEngineIo(ServerContext& context, const Dialect& dialect, HttpHandoff handoff) {
+  auto exchange = std::make_shared<EngineIoExchange>(context, std::move(handoff));
+  const http::request<http::string_body>& request = exchange->request();
+  const auto origin_header = request.find(http::field::origin);
+  std::optional<std::string_view> origin;
+  if (origin_header != request.end()) {
+    origin = std::string_view(origin_header->value().data(), origin_header->value().size());
+  }
+  if (!context.origins.Allows(origin)) {
+    context.metrics.HandshakeRefused("origin").Increment();
+    return exchange->Answer(Refusal(engine_io::ErrorCode::kForbidden));
+  }
+  if (origin.has_value()) {
+    // A page of an allowed origin may poll from its own (socket.io-client in a browser).
+    exchange->AddHeader(http::field::access_control_allow_origin, std::string(*origin));
+    exchange->AddHeader(http::field::access_control_allow_credentials, "true");
+    exchange->AddHeader(http::field::vary, "Origin");
+  }
+  if (request.method() == http::verb::options) {
+    exchange->AddHeader(http::field::access_control_allow_methods, "GET, POST, OPTIONS");
+    exchange->AddHeader(http::field::access_control_allow_headers, "Authorization, Content-Type");
+    return exchange->Answer(PollingAnswer{204, "", ""});
+  }
+
+  const absl::string_view target(request.target().data(), request.target().size());
+  std::variant<engine_io::RequestParams, engine_io::ErrorCode> parsed =
+      engine_io::ParseRequestTarget(target);
+  if (const auto* error = std::get_if<engine_io::ErrorCode>(&parsed)) {
+    return exchange->Answer(Refusal(*error));
+  }
+  const engine_io::RequestParams& params = std::get<engine_io::RequestParams>(parsed);
+  const bool upgrade = beast::websocket::is_upgrade(request);
+  if (upgrade != (params.transport == engine_io::Transport::kWebSocket)) {
+    return exchange->Answer(Refusal(engine_io::ErrorCode::kBadRequest));
+  }
+
+  if (params.sid.empty()) {
+    if (request.method() != http::verb::get) {
+      return exchange->Answer(Refusal(engine_io::ErrorCode::kBadHandshakeMethod));
+    }
+    if (context.draining.load()) {
+      context.metrics.HandshakeRefused("draining").Increment();
+      return exchange->Answer(PollingAnswer{503, "text/plain", "shutting down\n"});
+    }
+    const size_t question = target.find('?');
+    const auto authorization = request[http::field::authorization];
+    ConnectionRequest opened{
+        std::string(dialect.path),
+        question == absl::string_view::npos ? "" : std::string(target.substr(question + 1)),
+        std::string(authorization.data(), authorization.size()), std::nullopt};
+    const auto traceparent = request.find("traceparent");
+    common::TraceContext trace = common::ContinueOrStartTrace(
+        traceparent == request.end()
+            ? absl::string_view()
+            : absl::string_view(traceparent->value().data(), traceparent->value().size()));
+    // Every session gets a strand of its own on the server's threads.
+    auto& io = static_cast<net::io_context&>(
+        net::query(exchange->handoff().stream.get_executor(), net::execution::context));
+    std::shared_ptr<EngineIoSession> session = context.engine_io_sessions.Create(
+        context, net::make_strand(net::any_io_executor(io.get_executor())),
+        dialect.new_session(context), std::move(opened), std::move(trace));
+    return session->Start(
+        [exchange](PollingAnswer answer) { exchange->Answer(std::move(answer)); });
+  }
+
+  std::shared_ptr<EngineIoSession> session = context.engine_io_sessions.Find(params.sid);
+  if (session == nullptr) {
+    // Another replica's session, or one this edge has forgotten (restart, expiry): the client
+    // starts a new one.
+    return exchange->Answer(Refusal(engine_io::ErrorCode::kUnknownSid));
+  }
+  if (upgrade) {
+    HttpHandoff& handoff = exchange->handoff();
+    handoff.stream.expires_never();
+    auto socket = std::make_shared<EngineIoWebSocket>(
+        handoff.stream.release_socket(), context.limits.max_frame_bytes,
+        absl::ToChronoMilliseconds(context.limits.handshake_timeout));
+    return session->Upgrade(std::move(socket), std::move(handoff.request));
+  }
+  if (request.method() == http::verb::get) {
+    return session->Poll([exchange](PollingAnswer answer) { exchange->Answer(std::move(answer)); });
+  }
+  if (request.method() == http::verb::post) {
+    std::string body = exchange->handoff().request.body();
+    return session->Post(std::move(body),
+                         [exchange](PollingAnswer answer) { exchange->Answer(std::move(answer)); });
+  }
+  exchange->Answer(Refusal(engine_io::ErrorCode::kBadRequest));
 }
 
 }  // namespace parley::edge

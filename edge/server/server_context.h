@@ -14,6 +14,8 @@
 #include "edge/limits/origin_allow_list.h"
 #include "edge/limits/user_limits.h"
 #include "edge/metrics.h"
+#include "edge/protocol/engine_io.h"
+#include "edge/server/engine_io_session.h"
 #include "edge/server/outbound_queue.h"
 #include "edge/turn/conversation_rooms.h"
 #include "edge/turn/suggestions.h"
@@ -84,6 +86,8 @@ struct ConnectionLimits {
   // `chat` frames per minute on one /ws/ai-chat connection, in place of `messages_per_minute`
   // there; the one past it closes the connection with 1008. <= 0 disables.
   int ai_chat_messages_per_minute = 100;
+  // Engine.IO (Socket.IO's transport): heartbeat, payload size, upgrade and connect timeouts.
+  engine_io::EngineIoOptions engine_io;
 };
 
 // Everything sessions share. Owned by EdgeServer, which outlives every session.
@@ -91,6 +95,8 @@ struct ServerContext {
   EdgeMetrics metrics;
   TurnTracker tracker;
   ConnectionRegistry connections;
+  // Socket.IO clients' Engine.IO sessions by sid, kept between their long-polling requests.
+  EngineIoSessions engine_io_sessions;
   // Which connections view which conversation, for typing relay.
   ConversationRooms rooms;
   std::unique_ptr<PersistenceClient> persistence;
