@@ -1,0 +1,545 @@
+// The Socket.IO dialect (namespace /chat at /socket.io/) driven by the real socket.io-client v4
+// from npm, the way seed 004's client uses it, against the three real services on loopback:
+// HTTP long-polling with the upgrade to WebSocket and an Authorization header, a WebSocket alone
+// with auth.token, one chat:send's exact event sequence and its stored text, acknowledgements,
+// two sockets of one user in one room, another user kept out of a room, a refused token, and a
+// session the edge does not know (the client reconnects).
+//
+// Environment (set by CTest):
+//   PARLEY_BIN_DIR        directory holding parley-edge, parley-inference, parley-persistence
+//   PARLEY_NODE_MODULES   node_modules directory holding socket.io-client
+
+import assert from "node:assert/strict";
+import { spawn } from "node:child_process";
+import crypto from "node:crypto";
+import fs from "node:fs";
+import http from "node:http";
+import { createRequire } from "node:module";
+import os from "node:os";
+import path from "node:path";
+import readline from "node:readline";
+import { after, before, test } from "node:test";
+
+const binDir = process.env.PARLEY_BIN_DIR;
+const nodeModules = process.env.PARLEY_NODE_MODULES;
+const require = createRequire(path.join(nodeModules ?? ".", "resolve-from-here.js"));
+const { io } = require("socket.io-client");
+
+// Generous bounds: they only stop a broken run from hanging, on a busy machine.
+const kStartTimeoutMs = 60_000;
+const kStepTimeoutMs = 30_000;
+
+const kSecret = "an-hs256-secret-of-at-least-32-bytes!!";
+const kIssuer = "https://auth.parley.test/";
+const kAudience = "parley";
+
+/** Child processes still running; stopped at the end, and on any exit. */
+const children = new Set();
+process.on("exit", () => {
+  for (const child of children) child.kill("SIGKILL");
+});
+
+/** A service binary started with a clean environment (no PARLEY_* variables from the caller). */
+class Service {
+  constructor(name, args) {
+    this.name = name;
+    this.stdout = [];
+    this.stderr = "";
+    const env = Object.fromEntries(
+      Object.entries(process.env).filter(([key]) => !key.startsWith("PARLEY_")));
+    this.proc = spawn(path.join(binDir, name), args, { env, stdio: ["ignore", "pipe", "pipe"] });
+    children.add(this.proc);
+    this.exited = new Promise((resolve) => {
+      this.proc.on("exit", (code, signal) => {
+        children.delete(this.proc);
+        resolve({ code, signal });
+      });
+      this.proc.on("error", (error) => {
+        children.delete(this.proc);
+        this.stderr += String(error);
+        resolve({ code: null, signal: null, error });
+      });
+    });
+    this.proc.stderr.setEncoding("utf8");
+    this.proc.stderr.on("data", (chunk) => { this.stderr += chunk; });
+    this.lines = readline.createInterface({ input: this.proc.stdout });
+    this.lines.on("line", (line) => this.stdout.push(line));
+  }
+
+  /** Resolves to "127.0.0.1:PORT" from the first stdout line (the listening line). */
+  listening() {
+    return new Promise((resolve, reject) => {
+      const fail = (why) => reject(new Error(
+          `${this.name}: ${why}\nstdout:\n${this.stdout.join("\n")}\nstderr:\n${this.stderr}`));
+      const timer = setTimeout(() => fail("no listening line"), kStartTimeoutMs);
+      const check = (line) => {
+        let entry;
+        try { entry = JSON.parse(line); } catch { return fail(`first line is not JSON: ${line}`); }
+        clearTimeout(timer);
+        if (entry.msg !== "listening" || typeof entry.listen !== "string") {
+          return fail(`first line is not the listening line: ${line}`);
+        }
+        resolve(entry.listen);
+      };
+      if (this.stdout.length > 0) return check(this.stdout[0]);
+      this.lines.once("line", check);
+      this.exited.then(({ code, signal }) => {
+        clearTimeout(timer);
+        fail(`exited before listening (code ${code}, signal ${signal})`);
+      });
+    });
+  }
+
+  /** SIGTERM, then SIGKILL if it has not exited within a grace period. */
+  async stop() {
+    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
+    this.proc.kill("SIGTERM");
+    const killer = setTimeout(() => this.proc.kill("SIGKILL"), 15_000);
+    await this.exited;
+    clearTimeout(killer);
+  }
+}
+
+/** An HS256 JWT the edges accept (or, with another secret, refuse). */
+function token(sub, extraClaims = {}, secret = kSecret) {
+  const now = Math.floor(Date.now() / 1000);
+  const encode = (object) => Buffer.from(JSON.stringify(object)).toString("base64url");
+  const head = encode({ alg: "HS256", typ: "JWT" });
+  const body = encode({ sub, iss: kIssuer, aud: kAudience, iat: now, exp: now + 600, ...extraClaims });
+  const signature = crypto.createHmac("sha256", secret).update(`${head}.${body}`).digest("base64url");
+  return `${head}.${body}.${signature}`;
+}
+
+/** Everything a socket receives, in order, with waiting on a predicate. */
+class EventLog {
+  constructor(socket) {
+    this.events = [];
+    this.waiters = [];
+    socket.onAny((name, ...args) => this.push({ name, args }));
+  }
+
+  push(event) {
+    this.events.push(event);
+    this.waiters = this.waiters.filter(({ predicate, resolve }) => {
+      const found = this.events.find(predicate);
+      if (found) resolve(found);
+      return !found;
+    });
+  }
+
+  named(name) { return this.events.filter((event) => event.name === name); }
+
+  waitFor(predicate, what) {
+    const found = this.events.find(predicate);
+    if (found) return Promise.resolve(found);
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(
+          `no ${what}; received: ${JSON.stringify(this.events)}`)), kStepTimeoutMs);
+      this.waiters.push({ predicate, resolve: (event) => { clearTimeout(timer); resolve(event); } });
+    });
+  }
+
+  waitForEvent(name, predicate = () => true) {
+    return this.waitFor((event) => event.name === name && predicate(event.args[0]), name);
+  }
+}
+
+/** Resolves with the arguments of the next `name` event on `emitter`. */
+function once(emitter, name) {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error(`no ${name}`)), kStepTimeoutMs);
+    emitter.once(name, (...args) => { clearTimeout(timer); resolve(args); });
+  });
+}
+
+/** Emits with an acknowledgement callback and resolves with its argument. */
+function emitWithAck(socket, name, payload) {
+  return socket.timeout(kStepTimeoutMs).emitWithAck(name, payload);
+}
+
+let tempDir;
+const services = [];
+let edgeAddr;       // JWT edge
+let devEdgeAddr;    // development mode (--allow_anonymous)
+let secondEdgeAddr; // another JWT edge on the same store: a session of the first is unknown here
+const sockets = new Set();
+
+/** A socket of the seed's client (default transports, reconnection on), closed after the test. */
+function connect(addr, options) {
+  const socket = io(`http://${addr}/chat`, options);
+  sockets.add(socket);
+  return socket;
+}
+
+async function connected(socket) {
+  if (!socket.connected) await once(socket, "connect");
+  return socket;
+}
+
+function unique(prefix) { return `${prefix}-${crypto.randomBytes(4).toString("hex")}`; }
+
+/** GET on the edge's HTTP API as `bearer` (a token) answers with JSON. */
+async function apiGet(addr, target, bearer) {
+  const response = await fetch(`http://${addr}${target}`,
+                               { headers: bearer ? { Authorization: `Bearer ${bearer}` } : {} });
+  assert.equal(response.status, 200, `${target}: ${await response.clone().text()}`);
+  return response.json();
+}
+
+before(async () => {
+  assert.ok(binDir, "PARLEY_BIN_DIR must name the directory of the service binaries");
+  tempDir = fs.mkdtempSync(path.join(os.tmpdir(), "parley-socketio-"));
+  const secretFile = path.join(tempDir, "jwt-secret");
+  fs.writeFileSync(secretFile, `${kSecret}\n`);
+
+  const persistence = new Service("parley-persistence", [
+    "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+    `--store=sqlite:${path.join(tempDir, "parley.db")}`,
+  ]);
+  // Replies of a dozen tokens, a few milliseconds apart: several chat:streaming events each.
+  const inference = new Service("parley-inference", [
+    "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=simulated",
+    "--sim_ttft_ms=20", "--sim_tokens_per_second=200", "--sim_max_tokens=12",
+  ]);
+  services.push(persistence, inference);
+  const [persistenceAddr, inferenceAddr] =
+      await Promise.all([persistence.listening(), inference.listening()]);
+  const startEdge = (extra) => {
+    const edge = new Service("parley-edge", [
+      "--listen=127.0.0.1:0", `--inference=${inferenceAddr}`, `--persistence=${persistenceAddr}`,
+      ...extra,
+    ]);
+    services.push(edge);
+    return edge.listening();
+  };
+  const jwtFlags = [`--jwt_secret_file=${secretFile}`, `--jwt_issuer=${kIssuer}`,
+                    `--jwt_audience=${kAudience}`];
+  [edgeAddr, devEdgeAddr, secondEdgeAddr] = await Promise.all(
+      [startEdge(jwtFlags), startEdge(["--allow_anonymous"]), startEdge(jwtFlags)]);
+});
+
+after(async () => {
+  for (const socket of sockets) socket.close();
+  // Edges first, so they do not see their backends disappear under a live turn.
+  for (const service of services.reverse()) await service.stop();
+  if (tempDir) fs.rmSync(tempDir, { recursive: true, force: true });
+});
+
+/**
+ * Sends one chat:send on `socket` and waits for its chat:complete; returns the chat:* events of
+ * that turn as the socket saw them, and the acknowledgement.
+ */
+async function sendAndComplete(socket, log, conversationId, content) {
+  const start = log.events.length;
+  const ack = await emitWithAck(socket, "chat:send", { conversationId, content, role: "user" });
+  assert.equal(ack.ok, true, JSON.stringify(ack));
+  await log.waitFor((event, index) => event.name === "chat:complete" &&
+                    log.events.indexOf(event) >= start, "chat:complete");
+  return { ack, events: log.events.slice(start).filter((event) => event.name.startsWith("chat:")) };
+}
+
+/**
+ * Checks the exact sequence and fields of one turn: chat:message (the user's), chat:thinking,
+ * chat:streaming… (isComplete false), chat:streaming (chunk '', isComplete true), chat:message
+ * (the assistant's stored message), chat:complete. Returns the reply's text and ids.
+ */
+function checkTurn(events, conversationId, content, ack) {
+  const names = events.map((event) => event.name);
+  const streamed = names.filter((name) => name === "chat:streaming").length;
+  assert.ok(streamed >= 3, `a few chunks and the end: ${names}`);
+  assert.deepEqual(names, ["chat:message", "chat:thinking",
+                           ...Array(streamed).fill("chat:streaming"), "chat:message",
+                           "chat:complete"]);
+  const payloads = events.map((event) => event.args[0]);
+  const [userMessage, thinking] = payloads;
+  const isoTime = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)$/;
+
+  assert.equal(userMessage.conversationId, conversationId);
+  assert.deepEqual(Object.keys(userMessage.message).sort(),
+                   ["content", "conversationId", "createdAt", "id", "role"]);
+  assert.equal(userMessage.message.content, content);
+  assert.equal(userMessage.message.role, "user");
+  assert.equal(userMessage.message.conversationId, conversationId);
+  assert.match(userMessage.message.createdAt, isoTime);
+  if (ack) assert.deepEqual(ack, { ok: true, messageId: userMessage.message.id });
+
+  assert.deepEqual(thinking, { conversationId, status: "processing" });
+
+  const chunks = payloads.slice(2, 2 + streamed);
+  const replyId = chunks[0].messageId;
+  assert.ok(replyId && replyId !== userMessage.message.id);
+  for (const [index, chunk] of chunks.entries()) {
+    const last = index === chunks.length - 1;
+    assert.deepEqual(Object.keys(chunk).sort(), ["chunk", "conversationId", "isComplete", "messageId"]);
+    assert.equal(chunk.conversationId, conversationId);
+    assert.equal(chunk.messageId, replyId);
+    assert.equal(chunk.isComplete, last);
+    if (last) assert.equal(chunk.chunk, "");
+    else assert.ok(typeof chunk.chunk === "string" && chunk.chunk.length > 0);
+  }
+  const text = chunks.map((chunk) => chunk.chunk).join("");
+
+  const assistant = payloads[2 + streamed];
+  assert.equal(assistant.conversationId, conversationId);
+  assert.deepEqual(assistant.message, {
+    id: replyId, content: text, role: "assistant", conversationId,
+    createdAt: assistant.message.createdAt,
+  });
+  assert.match(assistant.message.createdAt, isoTime);
+
+  assert.deepEqual(payloads.at(-1), { conversationId, messageId: replyId });
+  return { text, replyId, userMessageId: userMessage.message.id };
+}
+
+/** The stored messages of a conversation, through the HTTP API. */
+async function storedMessages(addr, conversationId, bearer) {
+  const page = await apiGet(addr, `/v1/conversations/${encodeURIComponent(conversationId)}/messages`,
+                            bearer);
+  return page.messages;
+}
+
+test("default transports with an Authorization header: polling first, then the upgrade to WebSocket",
+     async () => {
+  const alice = token("alice-upgrade");
+  const socket = connect(edgeAddr, { extraHeaders: { Authorization: `Bearer ${alice}` } });
+  const log = new EventLog(socket);
+  const [firstTransport, upgradedTo] = await new Promise((resolve, reject) => {
+    const timer = setTimeout(() => reject(new Error("no upgrade")), kStepTimeoutMs);
+    socket.io.once("open", () => {
+      const engine = socket.io.engine;
+      const first = engine.transport.name;
+      engine.once("upgrade", (transport) => { clearTimeout(timer); resolve([first, transport.name]); });
+    });
+  });
+  assert.equal(firstTransport, "polling");
+  assert.equal(upgradedTo, "websocket");
+  await connected(socket);
+  assert.equal(socket.io.engine.transport.name, "websocket");
+
+  const conversationId = unique("conv");
+  const { ack, events } = await sendAndComplete(socket, log, conversationId, "Hello over polling!");
+  const { text } = checkTurn(events, conversationId, "Hello over polling!", ack);
+  const stored = await storedMessages(edgeAddr, conversationId, alice);
+  assert.deepEqual(stored.map((message) => [message.role, message.content]),
+                   [["user", "Hello over polling!"], ["assistant", text]]);
+});
+
+test("transports:['websocket'] with auth.token: one chat:send's exact events, and the stored text",
+     async () => {
+  const bob = token("bob-websocket");
+  const socket = connect(edgeAddr, { transports: ["websocket"], auth: { token: bob } });
+  const log = new EventLog(socket);
+  await connected(socket);
+  assert.equal(socket.io.engine.transport.name, "websocket");
+
+  const conversationId = unique("conv");
+  const { ack, events } = await sendAndComplete(socket, log, conversationId, "Tell me a story.");
+  const { text, replyId, userMessageId } = checkTurn(events, conversationId, "Tell me a story.", ack);
+
+  const stored = await storedMessages(edgeAddr, conversationId, bob);
+  assert.equal(stored.length, 2);
+  assert.equal(stored[0].id, userMessageId);
+  assert.equal(stored[0].content, "Tell me a story.");
+  assert.equal(stored[1].id, replyId);
+  assert.equal(stored[1].content, text, "the stored reply is exactly the streamed chunks");
+  assert.equal(stored[1].status, "complete");
+
+  // A second message continues the same conversation.
+  const second = await sendAndComplete(socket, log, conversationId, "And another one.");
+  checkTurn(second.events, conversationId, "And another one.", second.ack);
+  assert.equal((await storedMessages(edgeAddr, conversationId, bob)).length, 4);
+});
+
+test("acknowledgements: {ok:true,messageId} for a stored message, {ok:false,error} and chat:error for a bad one",
+     async () => {
+  const carol = token("carol-acks");
+  const socket = connect(edgeAddr, { transports: ["websocket"], auth: { token: carol } });
+  const log = new EventLog(socket);
+  await connected(socket);
+  const conversationId = unique("conv");
+
+  const refused = await emitWithAck(socket, "chat:send", { conversationId, content: "", role: "user" });
+  assert.equal(refused.ok, false);
+  assert.equal(typeof refused.error, "string");
+  assert.ok(refused.error.length > 0);
+  const error = await log.waitForEvent("chat:error");
+  assert.equal(error.args[0].conversationId, conversationId);
+  assert.equal(typeof error.args[0].error, "string");
+
+  const unknown = await emitWithAck(socket, "chat:delete", { conversationId });
+  assert.equal(unknown.ok, false);
+  assert.match(unknown.error, /chat:delete/);
+
+  const joined = await emitWithAck(socket, "chat:join", { conversationId });
+  assert.equal(joined.ok, true);
+
+  // Nothing was stored for the refused message, and the socket still works.
+  const { ack, events } = await sendAndComplete(socket, log, conversationId, "Now a real one.");
+  checkTurn(events, conversationId, "Now a real one.", ack);
+  const stored = await storedMessages(edgeAddr, conversationId, carol);
+  assert.deepEqual(stored.map((message) => message.role), ["user", "assistant"]);
+});
+
+test("two sockets of one user in one room: join, typing, and the stream seen by both", async () => {
+  const dana = token("dana-room", { name: "Dana Example" });
+  const first = connect(edgeAddr, { extraHeaders: { Authorization: `Bearer ${dana}` } });
+  const second = connect(edgeAddr, { transports: ["websocket"], auth: { token: dana } });
+  const firstLog = new EventLog(first);
+  const secondLog = new EventLog(second);
+  await Promise.all([connected(first), connected(second)]);
+  const conversationId = unique("conv");
+
+  // Joining an id not used yet is answered and creates nothing.
+  first.emit("chat:join", { conversationId });
+  assert.deepEqual((await firstLog.waitForEvent("chat:joined")).args[0], { conversationId });
+  second.emit("chat:join", { conversationId });
+  assert.deepEqual((await secondLog.waitForEvent("chat:joined")).args[0], { conversationId });
+  assert.deepEqual((await firstLog.waitForEvent("chat:user-joined")).args[0],
+                   { userId: "dana-room", username: "Dana Example" });
+  const conversations = await apiGet(edgeAddr, "/v1/conversations", dana);
+  assert.deepEqual(conversations.conversations, [], "a join creates no conversation");
+
+  second.emit("chat:typing", { conversationId, isTyping: true });
+  assert.deepEqual((await firstLog.waitForEvent("chat:user-typing")).args[0],
+                   { userId: "dana-room", username: "Dana Example", isTyping: true });
+
+  const { ack, events } = await sendAndComplete(first, firstLog, conversationId, "Both of you, listen.");
+  const { replyId } = checkTurn(events, conversationId, "Both of you, listen.", ack);
+  await secondLog.waitForEvent("chat:complete", (payload) => payload.messageId === replyId);
+  const secondTurn = secondLog.events.filter((event) => event.name.startsWith("chat:") &&
+      !["chat:joined", "chat:user-joined", "chat:user-typing"].includes(event.name));
+  checkTurn(secondTurn, conversationId, "Both of you, listen.");
+  assert.deepEqual(secondTurn, events, "the other socket saw exactly the sender's events");
+  assert.equal(secondLog.named("chat:user-typing").length, 0, "typing is not echoed to the typist");
+
+  second.emit("chat:leave", { conversationId });
+  assert.deepEqual((await firstLog.waitForEvent("chat:user-left")).args[0],
+                   { userId: "dana-room", username: "Dana Example" });
+});
+
+test("a socket of another user is refused from a room of a Parley-generated id and sees nothing",
+     async () => {
+  const erin = token("erin-owner");
+  const frank = token("frank-intruder");
+  const owner = connect(edgeAddr, { transports: ["websocket"], auth: { token: erin } });
+  const intruder = connect(edgeAddr, { transports: ["websocket"], auth: { token: frank } });
+  const ownerLog = new EventLog(owner);
+  const intruderLog = new EventLog(intruder);
+  await Promise.all([connected(owner), connected(intruder)]);
+
+  // A message without a conversationId starts a conversation with an id Parley generates.
+  const first = await sendAndComplete(owner, ownerLog, undefined, "A secret plan.");
+  const conversationId = first.events[0].args[0].conversationId;
+  assert.ok(conversationId);
+
+  const refused = await emitWithAck(intruder, "chat:join", { conversationId });
+  assert.equal(refused.ok, false);
+  const error = await intruderLog.waitForEvent("chat:error");
+  assert.equal(error.args[0].conversationId, conversationId);
+
+  await sendAndComplete(owner, ownerLog, conversationId, "More of the plan.");
+  // A round trip on the intruder's socket after the owner's turn ended: anything relayed to it
+  // would have arrived before this answer.
+  const barrier = unique("conv");
+  await emitWithAck(intruder, "chat:join", { conversationId: barrier });
+  assert.deepEqual(intruderLog.events.map((event) => event.name),
+                   ["chat:error", "chat:joined"]);
+  // And the intruder's own "conversationId" of that name reaches nothing of the owner's.
+  const response = await fetch(
+      `http://${edgeAddr}/v1/conversations/${encodeURIComponent(conversationId)}/messages`,
+      { headers: { Authorization: `Bearer ${frank}` } });
+  assert.equal(response.status, 404);
+});
+
+test("a bad token: the handshake succeeds, connect_error fires once with the server's message, no retry",
+     async () => {
+  for (const options of [
+    { extraHeaders: { Authorization: `Bearer ${token("mallory", {}, "a-different-secret-also-32-bytes-long!!")}` } },
+    { transports: ["websocket"], auth: { token: "not.a.jwt" } },
+    { transports: ["websocket"], auth: { token: "null" } },  // no token, and no development mode
+  ]) {
+    const socket = connect(edgeAddr, options);
+    const errors = [];
+    socket.on("connect_error", (error) => errors.push(error));
+    const [error] = await once(socket, "connect_error");
+    assert.equal(typeof error.message, "string");
+    assert.ok(!/xhr|websocket error|timeout/.test(error.message),
+              `the namespace refused it, not the transport: ${error.message}`);
+    assert.equal(socket.connected, false);
+    assert.equal(socket.active, false, "socket.io-client will not retry by itself");
+    socket.close();
+    assert.equal(errors.length, 1);
+  }
+});
+
+test("development mode: the userId query or auth.userId names the user; a \"null\" token is no token",
+     async () => {
+  const viaQuery = connect(`${devEdgeAddr}`, { query: { userId: "dev-gina" }, transports: ["polling"] });
+  const viaAuth = connect(devEdgeAddr, { transports: ["websocket"],
+                                         auth: { token: "null", userId: "dev-gina" } });
+  const logs = [new EventLog(viaQuery), new EventLog(viaAuth)];
+  await Promise.all([connected(viaQuery), connected(viaAuth)]);
+  const conversationId = unique("conv");
+  const first = await sendAndComplete(viaQuery, logs[0], conversationId, "From the query.");
+  checkTurn(first.events, conversationId, "From the query.", first.ack);
+  const second = await sendAndComplete(viaAuth, logs[1], conversationId, "From auth.");
+  checkTurn(second.events, conversationId, "From auth.", second.ack);
+  const page = await apiGet(devEdgeAddr,
+      `/v1/conversations/${encodeURIComponent(conversationId)}/messages?userId=dev-gina`);
+  assert.equal(page.messages.length, 4, "both sockets are one user with one conversation");
+});
+
+test("a session the edge does not know (another replica): HTTP 400 Session ID unknown, and the client reconnects",
+     async () => {
+  // A stand-in for a load balancer without affinity: forwards to the first edge until told
+  // otherwise, and records what the edges answered.
+  let target = edgeAddr;
+  const answers = [];
+  const proxy = http.createServer((request, response) => {
+    const [host, port] = target.split(":");
+    const upstream = http.request({ host, port, method: request.method, path: request.url,
+                                    headers: request.headers }, (reply) => {
+      const chunks = [];
+      reply.on("data", (chunk) => chunks.push(chunk));
+      reply.on("end", () => {
+        const body = Buffer.concat(chunks);
+        answers.push({ to: `${host}:${port}`, status: reply.statusCode, body: body.toString() });
+        response.writeHead(reply.statusCode, reply.headers);
+        response.end(body);
+      });
+    });
+    upstream.on("error", () => response.destroy());
+    request.pipe(upstream);
+  });
+  await new Promise((resolve) => proxy.listen(0, "127.0.0.1", resolve));
+  try {
+    const hana = token("hana-reconnect");
+    const socket = connect(`127.0.0.1:${proxy.address().port}`, {
+      transports: ["polling"], extraHeaders: { Authorization: `Bearer ${hana}` },
+    });
+    const log = new EventLog(socket);
+    await connected(socket);
+    const firstSession = socket.io.engine.id;
+
+    target = secondEdgeAddr;
+    const reconnected = once(socket, "connect");
+    const disconnected = once(socket, "disconnect");
+    socket.emit("chat:typing", { conversationId: "conv-anything", isTyping: true });
+    const [reason] = await disconnected;
+    assert.equal(reason, "transport error");
+    await reconnected;
+    assert.notEqual(socket.io.engine.id, firstSession);
+    assert.ok(answers.some((answer) => answer.to === secondEdgeAddr && answer.status === 400 &&
+                           answer.body === '{"code":1,"message":"Session ID unknown"}'),
+              JSON.stringify(answers));
+
+    // The new session on the other edge works.
+    const conversationId = unique("conv");
+    const { ack, events } = await sendAndComplete(socket, log, conversationId, "Still there?");
+    checkTurn(events, conversationId, "Still there?", ack);
+  } finally {
+    for (const socket of sockets) socket.close();
+    proxy.closeAllConnections();
+    await new Promise((resolve) => proxy.close(resolve));
+  }
+});
