@@ -97,9 +97,8 @@ void SocketIoSession::Open(DialectHost& host) {
   connect_timer_ = std::make_unique<boost::asio::steady_timer>(host.executor());
   engine_io::Handshake handshake;
   // Long-polling keeps the session under its own sid; a WebSocket's session needs one too.
-  handshake.sid = host.request().transport_session_id.empty()
-                      ? RandomHex().substr(0, 20)
-                      : host.request().transport_session_id;
+  handshake.sid = host.request().transport_session_id.empty() ? RandomHex().substr(0, 20)
+                                                              : host.request().transport_session_id;
   // A session that started on long-polling may move to a WebSocket; one on a WebSocket stays.
   if (QueryValue(host.request().query, "transport") == "polling") {
     handshake.upgrades = {"websocket"};

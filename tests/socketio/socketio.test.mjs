@@ -244,6 +244,9 @@ async function sendAndComplete(socket, log, conversationId, content) {
  * (the assistant's stored message), chat:complete. Returns the reply's text and ids.
  */
 function checkTurn(events, conversationId, content, ack) {
+  // A message without a conversationId starts a conversation: its id comes with the first event.
+  conversationId ??= events[0]?.args[0]?.conversationId;
+  assert.ok(conversationId, "every event names the conversation");
   const names = events.map((event) => event.name);
   const streamed = names.filter((name) => name === "chat:streaming").length;
   assert.ok(streamed >= 3, `a few chunks and the end: ${names}`);
@@ -288,7 +291,7 @@ function checkTurn(events, conversationId, content, ack) {
   assert.match(assistant.message.createdAt, isoTime);
 
   assert.deepEqual(payloads.at(-1), { conversationId, messageId: replyId });
-  return { text, replyId, userMessageId: userMessage.message.id };
+  return { text, replyId, userMessageId: userMessage.message.id, conversationId };
 }
 
 /** The stored messages of a conversation, through the HTTP API. */
@@ -316,9 +319,8 @@ test("default transports with an Authorization header: polling first, then the u
   await connected(socket);
   assert.equal(socket.io.engine.transport.name, "websocket");
 
-  const conversationId = unique("conv");
-  const { ack, events } = await sendAndComplete(socket, log, conversationId, "Hello over polling!");
-  const { text } = checkTurn(events, conversationId, "Hello over polling!", ack);
+  const { ack, events } = await sendAndComplete(socket, log, undefined, "Hello over polling!");
+  const { text, conversationId } = checkTurn(events, undefined, "Hello over polling!", ack);
   const stored = await storedMessages(edgeAddr, conversationId, alice);
   assert.deepEqual(stored.map((message) => [message.role, message.content]),
                    [["user", "Hello over polling!"], ["assistant", text]]);
@@ -332,9 +334,9 @@ test("transports:['websocket'] with auth.token: one chat:send's exact events, an
   await connected(socket);
   assert.equal(socket.io.engine.transport.name, "websocket");
 
-  const conversationId = unique("conv");
-  const { ack, events } = await sendAndComplete(socket, log, conversationId, "Tell me a story.");
-  const { text, replyId, userMessageId } = checkTurn(events, conversationId, "Tell me a story.", ack);
+  const { ack, events } = await sendAndComplete(socket, log, undefined, "Tell me a story.");
+  const { text, replyId, userMessageId, conversationId } =
+      checkTurn(events, undefined, "Tell me a story.", ack);
 
   const stored = await storedMessages(edgeAddr, conversationId, bob);
   assert.equal(stored.length, 2);
@@ -356,7 +358,8 @@ test("acknowledgements: {ok:true,messageId} for a stored message, {ok:false,erro
   const socket = connect(edgeAddr, { transports: ["websocket"], auth: { token: carol } });
   const log = new EventLog(socket);
   await connected(socket);
-  const conversationId = unique("conv");
+  const first = await sendAndComplete(socket, log, undefined, "Start a conversation.");
+  const { conversationId } = checkTurn(first.events, undefined, "Start a conversation.", first.ack);
 
   const refused = await emitWithAck(socket, "chat:send", { conversationId, content: "", role: "user" });
   assert.equal(refused.ok, false);
@@ -377,7 +380,7 @@ test("acknowledgements: {ok:true,messageId} for a stored message, {ok:false,erro
   const { ack, events } = await sendAndComplete(socket, log, conversationId, "Now a real one.");
   checkTurn(events, conversationId, "Now a real one.", ack);
   const stored = await storedMessages(edgeAddr, conversationId, carol);
-  assert.deepEqual(stored.map((message) => message.role), ["user", "assistant"]);
+  assert.deepEqual(stored.map((message) => message.role), ["user", "assistant", "user", "assistant"]);
 });
 
 test("two sockets of one user in one room: join, typing, and the stream seen by both", async () => {
@@ -387,27 +390,26 @@ test("two sockets of one user in one room: join, typing, and the stream seen by 
   const firstLog = new EventLog(first);
   const secondLog = new EventLog(second);
   await Promise.all([connected(first), connected(second)]);
-  const conversationId = unique("conv");
+  const opening = await sendAndComplete(first, firstLog, undefined, "Let us talk.");
+  const { conversationId } = checkTurn(opening.events, undefined, "Let us talk.", opening.ack);
 
-  // Joining an id not used yet is answered and creates nothing.
   first.emit("chat:join", { conversationId });
   assert.deepEqual((await firstLog.waitForEvent("chat:joined")).args[0], { conversationId });
   second.emit("chat:join", { conversationId });
   assert.deepEqual((await secondLog.waitForEvent("chat:joined")).args[0], { conversationId });
   assert.deepEqual((await firstLog.waitForEvent("chat:user-joined")).args[0],
                    { userId: "dana-room", username: "Dana Example" });
-  const conversations = await apiGet(edgeAddr, "/v1/conversations", dana);
-  assert.deepEqual(conversations.conversations, [], "a join creates no conversation");
 
   second.emit("chat:typing", { conversationId, isTyping: true });
   assert.deepEqual((await firstLog.waitForEvent("chat:user-typing")).args[0],
                    { userId: "dana-room", username: "Dana Example", isTyping: true });
 
+  const secondStart = secondLog.events.length;
   const { ack, events } = await sendAndComplete(first, firstLog, conversationId, "Both of you, listen.");
   const { replyId } = checkTurn(events, conversationId, "Both of you, listen.", ack);
   await secondLog.waitForEvent("chat:complete", (payload) => payload.messageId === replyId);
-  const secondTurn = secondLog.events.filter((event) => event.name.startsWith("chat:") &&
-      !["chat:joined", "chat:user-joined", "chat:user-typing"].includes(event.name));
+  const secondTurn = secondLog.events.slice(secondStart).filter(
+      (event) => event.name.startsWith("chat:") && event.name !== "chat:user-typing");
   checkTurn(secondTurn, conversationId, "Both of you, listen.");
   assert.deepEqual(secondTurn, events, "the other socket saw exactly the sender's events");
   assert.equal(secondLog.named("chat:user-typing").length, 0, "typing is not echoed to the typist");
@@ -440,10 +442,10 @@ test("a socket of another user is refused from a room of a Parley-generated id a
   await sendAndComplete(owner, ownerLog, conversationId, "More of the plan.");
   // A round trip on the intruder's socket after the owner's turn ended: anything relayed to it
   // would have arrived before this answer.
-  const barrier = unique("conv");
-  await emitWithAck(intruder, "chat:join", { conversationId: barrier });
-  assert.deepEqual(intruderLog.events.map((event) => event.name),
-                   ["chat:error", "chat:joined"]);
+  const again = await emitWithAck(intruder, "chat:join", { conversationId });
+  assert.equal(again.ok, false);
+  assert.deepEqual(intruderLog.events.map((event) => event.name), ["chat:error", "chat:error"],
+                   "the intruder saw nothing of the owner's conversation");
   // And the intruder's own "conversationId" of that name reaches nothing of the owner's.
   const response = await fetch(
       `http://${edgeAddr}/v1/conversations/${encodeURIComponent(conversationId)}/messages`,
@@ -479,9 +481,8 @@ test("development mode: the userId query or auth.userId names the user; a \"null
                                          auth: { token: "null", userId: "dev-gina" } });
   const logs = [new EventLog(viaQuery), new EventLog(viaAuth)];
   await Promise.all([connected(viaQuery), connected(viaAuth)]);
-  const conversationId = unique("conv");
-  const first = await sendAndComplete(viaQuery, logs[0], conversationId, "From the query.");
-  checkTurn(first.events, conversationId, "From the query.", first.ack);
+  const first = await sendAndComplete(viaQuery, logs[0], undefined, "From the query.");
+  const { conversationId } = checkTurn(first.events, undefined, "From the query.", first.ack);
   const second = await sendAndComplete(viaAuth, logs[1], conversationId, "From auth.");
   checkTurn(second.events, conversationId, "From auth.", second.ack);
   const page = await apiGet(devEdgeAddr,
@@ -534,9 +535,8 @@ test("a session the edge does not know (another replica): HTTP 400 Session ID un
               JSON.stringify(answers));
 
     // The new session on the other edge works.
-    const conversationId = unique("conv");
-    const { ack, events } = await sendAndComplete(socket, log, conversationId, "Still there?");
-    checkTurn(events, conversationId, "Still there?", ack);
+    const { ack, events } = await sendAndComplete(socket, log, undefined, "Still there?");
+    checkTurn(events, undefined, "Still there?", ack);
   } finally {
     for (const socket of sockets) socket.close();
     proxy.closeAllConnections();
