@@ -45,11 +45,11 @@ std::optional<AuthRefusal> RefusalOf(const absl::Status& status);
 
 // Who is on the other end of a connection. `user_id` is what persistence sees.
 struct Identity {
-  std::string user_id;  // the token's `sub`
-  // The token's `name` claim, else its `preferred_username`; empty when it has neither.
-  std::string display_name;
+  std::string user_id;     // the token's `sub`
   bool anonymous = false;  // never set by the verifier; for the server's development mode
   absl::Time expires_at = absl::InfiniteFuture();  // the token's `exp`, if any
+  // The token's `name` claim, else its `preferred_username`; empty when it has neither.
+  std::string display_name;
 };
 
 struct JwtVerifierOptions {
