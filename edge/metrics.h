@@ -1,9 +1,12 @@
 #pragma once
 
+#include <map>
 #include <memory>
 #include <string>
 
+#include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
+#include "absl/synchronization/mutex.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -11,6 +14,33 @@
 #include "prometheus/registry.h"
 
 namespace parley::edge {
+
+// The connection, frame and turn metrics of one client dialect: every series carries the label
+// `dialect` (native, copilot, ai_chat, agent, socketio), so each dialect is watched alike.
+// Created by EdgeMetrics::Dialect; thread-safe, like every prometheus-cpp metric.
+class DialectMetrics {
+ public:
+  struct Families;
+  DialectMetrics(Families& families, const std::string& dialect);
+
+  prometheus::Counter& FrameReceived(absl::string_view type);
+  prometheus::Counter& FrameSent(absl::string_view type);
+  prometheus::Counter& Turn(absl::string_view outcome);
+
+  prometheus::Gauge& connections;
+  prometheus::Counter& connections_total;
+  prometheus::Counter& tokens_total;
+  prometheus::Counter& coalesced_deltas_total;
+  prometheus::Counter& slow_client_closes_total;
+  prometheus::Histogram& time_to_first_token;
+  prometheus::Histogram& inter_token_gap;
+  prometheus::Histogram& added_latency;
+  prometheus::Histogram& turn_duration;
+
+ private:
+  Families& families_;
+  const std::string dialect_;
+};
 
 // Every edge metric, registered once at start and shared by all sessions and
 // turns. prometheus-cpp metrics are thread-safe, so callers use them directly.
@@ -20,33 +50,30 @@ class EdgeMetrics {
 
  public:
   EdgeMetrics();
+  ~EdgeMetrics();
 
   prometheus::Registry& registry() { return *registry_; }
   std::shared_ptr<prometheus::Registry> shared_registry() { return registry_; }
 
-  prometheus::Counter& FrameReceived(absl::string_view type);
-  prometheus::Counter& FrameSent(absl::string_view type);
-  prometheus::Counter& Turn(absl::string_view outcome);
+  // The metrics of the dialect labelled `dialect`, created on first use. Any thread.
+  DialectMetrics& Dialect(absl::string_view dialect);
+
   prometheus::Counter& HandshakeRefused(absl::string_view reason);
   prometheus::Counter& HttpRequest(absl::string_view path, int code);
 
-  prometheus::Gauge& connections;
-  prometheus::Counter& connections_total;
-  prometheus::Counter& tokens_total;
-  prometheus::Counter& coalesced_deltas_total;
-  prometheus::Counter& slow_client_closes_total;
+ private:
+  std::unique_ptr<DialectMetrics::Families> families_;
+
+ public:
+  // Of the listener, before any dialect is known.
   prometheus::Counter& accept_failures_total;
-  prometheus::Histogram& time_to_first_token;
-  prometheus::Histogram& inter_token_gap;
-  prometheus::Histogram& added_latency;
-  prometheus::Histogram& turn_duration;
 
  private:
-  prometheus::Family<prometheus::Counter>& frames_received_;
-  prometheus::Family<prometheus::Counter>& frames_sent_;
-  prometheus::Family<prometheus::Counter>& turns_;
   prometheus::Family<prometheus::Counter>& handshakes_refused_;
   prometheus::Family<prometheus::Counter>& http_requests_;
+  absl::Mutex mutex_;
+  std::map<std::string, std::unique_ptr<DialectMetrics>, std::less<>> dialects_
+      ABSL_GUARDED_BY(mutex_);
 };
 
 }  // namespace parley::edge

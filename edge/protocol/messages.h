@@ -36,8 +36,6 @@ struct SendMessage {
   std::string conversation_id;  // Empty starts a new conversation.
   std::string content;
   std::string model;  // Empty selects the inference service's default.
-  // Set by the connection from its dialect's ChatOptions, never by a client.
-  UnknownModel unknown_model = UnknownModel::kRefuse;
   // The message this one follows (a client continuing an older branch); empty follows the
   // conversation's newest message.
   std::string parent_id;
@@ -56,6 +54,8 @@ struct SendMessage {
   // conversation in its context (not stored).
   std::map<std::string, std::string> conversation_metadata;
   std::string system_context;
+  // Set by the connection from its dialect's ChatOptions, never by a client.
+  UnknownModel unknown_model = UnknownModel::kRefuse;
 };
 
 // Asks for another reply to a stored message (decoded into a SendMessage for the turn).

@@ -30,10 +30,12 @@ uint64_t NextRoomKey() {
 
 }  // namespace
 
-ChatConnection::ChatConnection(ServerContext& context, net::any_io_executor executor, ChatUser user,
-                               ChatOptions options, std::weak_ptr<EventSink> out,
-                               common::TraceContext trace)
+ChatConnection::ChatConnection(ServerContext& context, DialectMetrics& metrics,
+                               net::any_io_executor executor, ChatUser user, ChatOptions options,
+                               std::weak_ptr<EventSink> out, common::TraceContext trace)
     : context_(context),
+      metrics_(metrics),
+      turn_deps_(context.turn_deps),
       executor_(std::move(executor)),
       user_(std::move(user)),
       options_(std::move(options)),
@@ -43,7 +45,9 @@ ChatConnection::ChatConnection(ServerContext& context, net::any_io_executor exec
       message_bucket_(options_.messages_per_minute.value_or(context.limits.messages_per_minute),
                       options_.message_burst.value_or(context.limits.message_burst), absl::Now()),
       // A few back-to-back keystroke events, then the steady rate.
-      typing_bucket_(context.limits.typing_per_minute, /*burst=*/10, absl::Now()) {}
+      typing_bucket_(context.limits.typing_per_minute, /*burst=*/10, absl::Now()) {
+  turn_deps_.metrics = &metrics_;
+}
 
 ChatConnection::~ChatConnection() { Close(); }
 
@@ -65,12 +69,12 @@ void ChatConnection::Close() {
 }
 
 void ChatConnection::Reject(ErrorEvent error) {
-  context_.metrics.FrameReceived("invalid").Increment();
+  metrics_.FrameReceived("invalid").Increment();
   Emit(std::move(error), std::nullopt);
 }
 
 void ChatConnection::Handle(Command command) {
-  context_.metrics.FrameReceived(CommandName(command)).Increment();
+  metrics_.FrameReceived(CommandName(command)).Increment();
   std::visit(Overloaded{
                  [this](SendMessage& message) { StartTurn(std::move(message)); },
                  [this](Ping&) { Emit(Pong{}, std::nullopt); },
@@ -142,7 +146,7 @@ void ChatConnection::StartTurn(SendMessage message) {
     std::shared_ptr<Turn> running = turn.lock();
     return running == nullptr || running->ended();
   });
-  turns_.push_back(Turn::Start(context_.turn_deps, executor_, weak_from_this(), user_.id,
+  turns_.push_back(Turn::Start(turn_deps_, executor_, weak_from_this(), user_.id,
                                std::move(message), Clock::now(), *std::move(slot),
                                common::ChildOf(trace_), room_key_));
 }

@@ -13,10 +13,12 @@
 #include "edge/limits/token_bucket.h"
 #include "edge/protocol/dialect_session.h"
 #include "edge/turn/event_sink.h"
+#include "edge/turn/turn.h"
 
 namespace parley::edge {
 
 struct ServerContext;
+class DialectMetrics;
 class Turn;
 struct ReadAnswer;
 
@@ -35,8 +37,10 @@ class ChatConnection final : public Chat,
   static constexpr size_t kMaxJoined = 32;
 
   // `trace` comes from the request that opened the connection; each turn is its child.
-  ChatConnection(ServerContext& context, boost::asio::any_io_executor executor, ChatUser user,
-                 ChatOptions options, std::weak_ptr<EventSink> out,
+  // `metrics` are those of the client's dialect.
+  ChatConnection(ServerContext& context, DialectMetrics& metrics,
+                 boost::asio::any_io_executor executor, ChatUser user, ChatOptions options,
+                 std::weak_ptr<EventSink> out,
                  common::TraceContext trace = common::NewTraceContext());
   ~ChatConnection() override;
 
@@ -65,6 +69,9 @@ class ChatConnection final : public Chat,
   void CancelTurn(const std::string& message_id);
 
   ServerContext& context_;
+  DialectMetrics& metrics_;
+  // The server's, with this dialect's metrics.
+  TurnDeps turn_deps_;
   boost::asio::any_io_executor executor_;
   const ChatUser user_;
   const ChatOptions options_;

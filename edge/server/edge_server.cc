@@ -7,6 +7,7 @@
 #include "common/grpc_metrics.h"
 #include "common/host_port.h"
 #include "common/log.h"
+#include "edge/server/dialects.h"
 #include "grpc/grpc.h"
 #include "grpcpp/support/channel_arguments.h"
 
@@ -80,10 +81,15 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
     context.suggester =
         std::make_unique<InferenceSuggester>(*context.inference, context.metrics.registry());
   }
+  // Every dialect's series exist from the start, at zero, so dashboards and rates see them.
+  for (const Dialect& dialect : Dialects()) {
+    context.metrics.Dialect(dialect.label);
+  }
   context.turn_deps = TurnDeps{
       .persistence = context.persistence.get(),
       .inference = context.inference.get(),
-      .metrics = &context.metrics,
+      // Each connection's turns count in its own dialect's metrics instead.
+      .metrics = &context.metrics.Dialect(Dialects().front().label),
       .tracker = &context.tracker,
       .rooms = &context.rooms,
       .history_messages = options.history_messages,

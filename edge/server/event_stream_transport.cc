@@ -76,6 +76,8 @@ EventStreamTransport::EventStreamTransport(ServerContext& context, HttpHandoff h
                                            ConnectionRequest request, Headers response_headers,
                                            absl::string_view path_label, common::TraceContext trace)
     : context_(context),
+      // The agent dialect's event stream: its metrics are the agent dialect's.
+      metrics_(context.metrics.Dialect("agent")),
       stream_(std::move(handoff.stream)),
       session_(std::move(session)),
       request_(std::move(request)),
@@ -124,8 +126,9 @@ absl::StatusOr<ChatUser> EventStreamTransport::Authenticate(std::string_view tok
 }
 
 Chat& EventStreamTransport::OpenChat(ChatUser user, ChatOptions options) {
-  chat_ = std::make_shared<ChatConnection>(context_, stream_.get_executor(), std::move(user),
-                                           std::move(options), weak_from_this(), trace_);
+  chat_ =
+      std::make_shared<ChatConnection>(context_, metrics_, stream_.get_executor(), std::move(user),
+                                       std::move(options), weak_from_this(), trace_);
   return *chat_;
 }
 
@@ -147,9 +150,9 @@ void EventStreamTransport::Emit(Event event, std::optional<Clock::time_point> ar
 
 void EventStreamTransport::Queue(OutboundQueue::Pushed pushed) {
   if (pushed == OutboundQueue::Pushed::kMerged) {
-    context_.metrics.coalesced_deltas_total.Increment();
+    metrics_.coalesced_deltas_total.Increment();
   } else if (pushed == OutboundQueue::Pushed::kOverLimit) {
-    context_.metrics.slow_client_closes_total.Increment();
+    metrics_.slow_client_closes_total.Increment();
     common::LogInfo("ending the event stream of a client that is not reading",
                     {{"queued_bytes", std::to_string(queue_.bytes())}});
     return EnterClosed();
@@ -208,9 +211,9 @@ void EventStreamTransport::DoWrite() {
     }
     return;
   }
-  context_.metrics.FrameSent(frame->type).Increment();
+  metrics_.FrameSent(frame->type).Increment();
   if (frame->arrival.has_value()) {
-    context_.metrics.added_latency.Observe(
+    metrics_.added_latency.Observe(
         std::chrono::duration<double>(Clock::now() - *frame->arrival).count());
   }
   preamble_ = absl::StrCat(absl::Hex(frame->data.size()), "\r\n");

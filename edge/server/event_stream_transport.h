@@ -18,6 +18,8 @@
 
 namespace parley::edge {
 
+class DialectMetrics;
+
 class ChatConnection;
 struct Dialect;
 struct ServerContext;
@@ -78,6 +80,7 @@ class EventStreamTransport final : public DialectHost,
   void ReleaseWaiters();
 
   ServerContext& context_;
+  DialectMetrics& metrics_;
   boost::beast::tcp_stream stream_;
   const std::unique_ptr<DialectSession> session_;
   const ConnectionRequest request_;

@@ -42,7 +42,9 @@ HttpChatExchange::~HttpChatExchange() = default;
 void HttpChatExchange::Start(ChatUser user, ChatOptions options, Command command,
                              common::TraceContext trace) {
   self_ = shared_from_this();
-  chat_ = std::make_shared<ChatConnection>(context_, stream_.get_executor(), std::move(user),
+  // Requests of the OpenAI-compatible API count under their own `dialect` label.
+  chat_ = std::make_shared<ChatConnection>(context_, context_.metrics.Dialect("openai"),
+                                           stream_.get_executor(), std::move(user),
                                            std::move(options), weak_from_this(), std::move(trace));
   chat_->Handle(std::move(command));
 }

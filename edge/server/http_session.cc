@@ -238,9 +238,9 @@ void HttpSession::Upgrade(const Dialect& dialect, Request request, const std::st
       traceparent == request.end()
           ? absl::string_view()
           : absl::string_view(traceparent->value().data(), traceparent->value().size()));
-  std::make_shared<WebSocketTransport>(stream_.release_socket(), context_,
-                                       dialect.new_session(context_), std::move(opened),
-                                       std::move(subprotocol), std::move(trace))
+  std::make_shared<WebSocketTransport>(
+      stream_.release_socket(), context_, context_.metrics.Dialect(dialect.label),
+      dialect.new_session(context_), std::move(opened), std::move(subprotocol), std::move(trace))
       ->Run(std::move(request));
 }
 

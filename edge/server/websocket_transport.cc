@@ -27,11 +27,13 @@ websocket::close_reason CloseReason(CloseCode code) {
 }  // namespace
 
 WebSocketTransport::WebSocketTransport(net::ip::tcp::socket&& socket, ServerContext& context,
+                                       DialectMetrics& metrics,
                                        std::unique_ptr<DialectSession> session,
                                        ConnectionRequest request, std::string subprotocol,
                                        common::TraceContext trace)
     : ws_(std::move(socket)),
       context_(context),
+      metrics_(metrics),
       session_(std::move(session)),
       request_(std::move(request)),
       subprotocol_(std::move(subprotocol)),
@@ -41,7 +43,7 @@ WebSocketTransport::WebSocketTransport(net::ip::tcp::socket&& socket, ServerCont
 
 WebSocketTransport::~WebSocketTransport() {
   if (phase_ != Phase::kUpgrading) {
-    context_.metrics.connections.Decrement();
+    metrics_.connections.Decrement();
   }
   if (counted_) {
     context_.open_websockets.fetch_sub(1);
@@ -86,8 +88,8 @@ void WebSocketTransport::OnAccept(beast::error_code ec) {
     context_.metrics.HandshakeRefused("bad_handshake").Increment();
     return;
   }
-  context_.metrics.connections.Increment();
-  context_.metrics.connections_total.Increment();
+  metrics_.connections.Increment();
+  metrics_.connections_total.Increment();
   if (over_connection_limit_) {
     // Full: the client is told to come back later (or to another instance); its dialect never
     // starts.
@@ -108,7 +110,7 @@ absl::StatusOr<ChatUser> WebSocketTransport::Authenticate(std::string_view token
 }
 
 Chat& WebSocketTransport::OpenChat(ChatUser user, ChatOptions options) {
-  chat_ = std::make_shared<ChatConnection>(context_, ws_.get_executor(), std::move(user),
+  chat_ = std::make_shared<ChatConnection>(context_, metrics_, ws_.get_executor(), std::move(user),
                                            std::move(options), weak_from_this(), trace_);
   return *chat_;
 }
@@ -167,7 +169,7 @@ void WebSocketTransport::Queue(OutboundQueue::Pushed pushed) {
     case OutboundQueue::Pushed::kQueued:
       break;
     case OutboundQueue::Pushed::kMerged:
-      context_.metrics.coalesced_deltas_total.Increment();
+      metrics_.coalesced_deltas_total.Increment();
       break;
     case OutboundQueue::Pushed::kOverLimit:
       // Only events that ignore Writable() pile up this far (a turn's last frames, answers to
@@ -205,9 +207,9 @@ void WebSocketTransport::DoWrite() {
     return;
   }
   // Counted here rather than when queued: merged deltas are not frames of their own.
-  context_.metrics.FrameSent(frame->type).Increment();
+  metrics_.FrameSent(frame->type).Increment();
   if (frame->arrival.has_value()) {
-    context_.metrics.added_latency.Observe(
+    metrics_.added_latency.Observe(
         std::chrono::duration<double>(Clock::now() - *frame->arrival).count());
   }
   write_started_ = Clock::now();
@@ -255,7 +257,7 @@ void WebSocketTransport::CloseSlowClient(absl::string_view reason) {
   if (phase_ == Phase::kClosed) {
     return;
   }
-  context_.metrics.slow_client_closes_total.Increment();
+  metrics_.slow_client_closes_total.Increment();
   common::LogInfo("closing a slow client", {{"reason", std::string(reason.data(), reason.size())},
                                             {"queued_frames", std::to_string(queue_.frames())},
                                             {"queued_bytes", std::to_string(queue_.bytes())}});

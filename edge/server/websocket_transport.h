@@ -23,6 +23,7 @@
 namespace parley::edge {
 
 class ChatConnection;
+class DialectMetrics;
 struct ServerContext;
 
 // Carries one dialect session over one client WebSocket. Lives on its own strand (the socket's
@@ -40,11 +41,11 @@ class WebSocketTransport final : public DialectHost,
   // --slow_client_timeout_ms is 0 (otherwise it gets that long again).
   static constexpr absl::Duration kSlowCloseGrace = absl::Seconds(5);
 
-  // `subprotocol` is answered in the handshake when not empty. `trace` comes from the upgrade
-  // request's `traceparent`.
+  // `metrics` are those of the session's dialect; `subprotocol` is answered in the handshake
+  // when not empty. `trace` comes from the upgrade request's `traceparent`.
   WebSocketTransport(boost::asio::ip::tcp::socket&& socket, ServerContext& context,
-                     std::unique_ptr<DialectSession> session, ConnectionRequest request,
-                     std::string subprotocol,
+                     DialectMetrics& metrics, std::unique_ptr<DialectSession> session,
+                     ConnectionRequest request, std::string subprotocol,
                      common::TraceContext trace = common::NewTraceContext());
   ~WebSocketTransport() override;
 
@@ -94,6 +95,7 @@ class WebSocketTransport final : public DialectHost,
 
   boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
   ServerContext& context_;
+  DialectMetrics& metrics_;
   const std::unique_ptr<DialectSession> session_;
   const ConnectionRequest request_;
   const std::string subprotocol_;

@@ -33,7 +33,8 @@ inline constexpr int kRepliesSearched = 200;
 struct TurnDeps {
   PersistenceClient* persistence = nullptr;
   InferenceClient* inference = nullptr;
-  EdgeMetrics* metrics = nullptr;
+  // The metrics of the dialect of the connection that starts the turn.
+  DialectMetrics* metrics = nullptr;
   TurnTracker* tracker = nullptr;
   // The user's other connections viewing the conversation see the turn too; may be null.
   ConversationRooms* rooms = nullptr;

@@ -64,7 +64,7 @@ class TurnTest : public ::testing::Test {
     backends_->inference.Reset();
     deps_.persistence = &persistence_;
     deps_.inference = &inference_;
-    deps_.metrics = &metrics_;
+    deps_.metrics = &metrics_.Dialect("native");
     deps_.tracker = &tracker_;
     deps_.history_messages = 20;
   }
@@ -102,7 +102,9 @@ class TurnTest : public ::testing::Test {
     return sink;
   }
 
-  double TurnsWithOutcome(const std::string& outcome) { return metrics_.Turn(outcome).Value(); }
+  double TurnsWithOutcome(const std::string& outcome) {
+    return metrics_.Dialect("native").Turn(outcome).Value();
+  }
 
   static testing::FakeBackends* backends_;
   static std::shared_ptr<grpc::Channel>* channel_;
@@ -170,7 +172,7 @@ TEST_F(TurnTest, StreamsTheReplyAndStoresExactlyWhatWasStreamed) {
   EXPECT_EQ(stored[1].status(), persistence_pb::MESSAGE_STATUS_COMPLETE);
   EXPECT_EQ(stored[1].model(), "fake-model");
   EXPECT_EQ(TurnsWithOutcome("complete"), 1);
-  EXPECT_EQ(metrics_.tokens_total.Value(), 3);
+  EXPECT_EQ(metrics_.Dialect("native").tokens_total.Value(), 3);
 }
 
 TEST_F(TurnTest, SendsRecentHistoryAndTheNewMessageToInference) {

@@ -247,12 +247,14 @@ TEST_F(ChatTurnTest, TwoTurnsStreamInOrderAndAreStored) {
   absl::StatusOr<HttpResponse> metrics = HttpGet(edge_address_, "/metrics");
   ASSERT_TRUE(metrics.ok()) << metrics.status();
   EXPECT_EQ(metrics->status, 200);
-  EXPECT_TRUE(absl::StrContains(metrics->body, "parley_edge_turns_total{outcome=\"complete\"} 2"))
-      << metrics->body;
   EXPECT_TRUE(absl::StrContains(
-      metrics->body, absl::StrCat("parley_edge_tokens_total ", first.last_seq + second.last_seq)));
+      metrics->body, "parley_edge_turns_total{dialect=\"native\",outcome=\"complete\"} 2"))
+      << metrics->body;
   EXPECT_TRUE(
-      absl::StrContains(metrics->body, "parley_edge_frames_received_total{type=\"invalid\"} 3"));
+      absl::StrContains(metrics->body, absl::StrCat("parley_edge_tokens_total{dialect=\"native\"} ",
+                                                    first.last_seq + second.last_seq)));
+  EXPECT_TRUE(absl::StrContains(
+      metrics->body, "parley_edge_frames_received_total{dialect=\"native\",type=\"invalid\"} 3"));
   EXPECT_TRUE(absl::StrContains(metrics->body, "parley_edge_grpc_client_handled_total{"));
 }
 

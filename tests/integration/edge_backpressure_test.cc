@@ -263,15 +263,19 @@ double Metric(const std::string& address, absl::string_view name) {
     ADD_FAILURE() << response.status();
     return -1;
   }
+  // The sum over the metric's series (one per dialect), -1 when it has none.
+  double sum = -1;
   for (absl::string_view line : absl::StrSplit(response->body, '\n')) {
-    if (absl::ConsumePrefix(&line, name) && absl::ConsumePrefix(&line, " ")) {
-      double value = 0;
-      if (absl::SimpleAtod(line, &value)) {
-        return value;
-      }
+    if (!absl::ConsumePrefix(&line, name) || (line.empty() || (line[0] != ' ' && line[0] != '{'))) {
+      continue;
+    }
+    const size_t space = line.rfind(' ');
+    double value = 0;
+    if (space != absl::string_view::npos && absl::SimpleAtod(line.substr(space + 1), &value)) {
+      sum = (sum < 0 ? 0 : sum) + value;
     }
   }
-  return -1;
+  return sum;
 }
 
 class EdgeBackpressureTest : public ::testing::Test {
