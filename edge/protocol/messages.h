@@ -263,6 +263,9 @@ struct ConversationSummary {
   std::string title;
   std::string created_at;  // RFC 3339, UTC.
   std::string updated_at;
+  // The name a client gave the conversation (its first message's conversationId); empty for one
+  // Parley named.
+  std::string client_conversation_id;
 };
 
 // Answer to ListConversations.

@@ -226,10 +226,14 @@ json::object MessageJson(const HistoryMessage& message) {
 }
 
 json::object ConversationJson(const ConversationSummary& conversation) {
-  return json::object{{"id", View(conversation.id)},
-                      {"title", View(conversation.title)},
-                      {"createdAt", View(conversation.created_at)},
-                      {"updatedAt", View(conversation.updated_at)}};
+  json::object o{{"id", View(conversation.id)},
+                 {"title", View(conversation.title)},
+                 {"createdAt", View(conversation.created_at)},
+                 {"updatedAt", View(conversation.updated_at)}};
+  if (!conversation.client_conversation_id.empty()) {
+    o["clientConversationId"] = View(conversation.client_conversation_id);
+  }
+  return o;
 }
 
 std::variant<Command, ErrorEvent> NativeCodec::Decode(std::string_view frame) const {

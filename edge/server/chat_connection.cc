@@ -9,6 +9,7 @@
 #include "edge/auth/authenticator.h"
 #include "edge/server/http_session.h"
 #include "edge/server/server_context.h"
+#include "edge/turn/conversation_names.h"
 #include "edge/turn/history.h"
 #include "edge/turn/resume.h"
 #include "edge/turn/turn.h"
@@ -59,10 +60,10 @@ void ChatConnection::Close() {
       }
     }
   }
-  for (const std::string& conversation_id : joined_) {
-    context_.rooms.Relay(user_.id, conversation_id, room_key_,
+  for (const auto& [conversation_id, room] : joined_) {
+    context_.rooms.Relay(user_.id, room, room_key_,
                          MemberLeft{conversation_id, user_.id, user_.display_name});
-    context_.rooms.Leave(user_.id, conversation_id, room_key_);
+    context_.rooms.Leave(user_.id, room, room_key_);
   }
   joined_.clear();
   closed_ = true;
@@ -166,16 +167,28 @@ void ChatConnection::Join(const std::string& conversation_id) {
                            "", 0, conversation_id},
                 std::nullopt);
   }
-  // Only the owner may view a conversation: persistence answers NOT_FOUND to anyone else.
+  // Only the owner may view a conversation: persistence answers NOT_FOUND to anyone else. A name
+  // is the user's own by definition; one not used yet is a room of its own until its first
+  // message stores the conversation.
+  const bool named = IsClientConversationName(conversation_id);
   persistence_pb::GetConversationRequest request;
   request.set_user_id(user_.id);
-  request.set_conversation_id(conversation_id);
+  if (named) {
+    request.set_client_conversation_id(conversation_id);
+  } else {
+    request.set_conversation_id(conversation_id);
+  }
   const uint64_t key = context_.tracker.Add([] {});
   context_.persistence->GetConversation(
       std::move(request), common::ChildOf(trace_),
-      [self = shared_from_this(), conversation_id,
+      [self = shared_from_this(), conversation_id, named,
        key](absl::StatusOr<persistence_pb::GetConversationResponse> response) {
-        net::post(self->executor_, [self, conversation_id, status = response.status()] {
+        const absl::Status status = response.status();
+        std::string room = response.ok() ? response->conversation().id() : conversation_id;
+        net::post(self->executor_, [self, conversation_id, named, status, room = std::move(room)] {
+          if (named && status.code() == absl::StatusCode::kNotFound) {
+            return self->OnJoinAllowed(conversation_id, room);
+          }
           if (!status.ok()) {
             const bool missing = status.code() == absl::StatusCode::kNotFound;
             return self->Emit(
@@ -185,43 +198,47 @@ void ChatConnection::Join(const std::string& conversation_id) {
                            "", 0, conversation_id},
                 std::nullopt);
           }
-          self->OnJoinAllowed(conversation_id);
+          self->OnJoinAllowed(conversation_id, room);
         });
         self->context_.tracker.Remove(key);
       });
 }
 
-void ChatConnection::OnJoinAllowed(const std::string& conversation_id) {
+void ChatConnection::OnJoinAllowed(const std::string& conversation_id, const std::string& room) {
   if (closed_ || joined_.size() >= kMaxJoined) {
     return;
   }
   std::weak_ptr<ChatConnection> weak = weak_from_this();
-  context_.rooms.Join(user_.id, conversation_id, room_key_,
-                      [weak, executor = executor_](Event event) {
-                        net::post(executor, [weak, event = std::move(event)]() mutable {
-                          if (std::shared_ptr<ChatConnection> target = weak.lock()) {
-                            target->Emit(std::move(event), std::nullopt);
-                          }
-                        });
-                      });
-  joined_.insert(conversation_id);
-  context_.rooms.Relay(user_.id, conversation_id, room_key_,
+  context_.rooms.Join(
+      user_.id, room, room_key_,
+      [weak, executor = executor_](Event event) {
+        net::post(executor, [weak, event = std::move(event)]() mutable {
+          if (std::shared_ptr<ChatConnection> target = weak.lock()) {
+            target->Emit(std::move(event), std::nullopt);
+          }
+        });
+      },
+      room == conversation_id ? "" : conversation_id);
+  joined_.insert_or_assign(conversation_id, room);
+  context_.rooms.Relay(user_.id, room, room_key_,
                        MemberJoined{conversation_id, user_.id, user_.display_name});
   Emit(Joined{conversation_id}, std::nullopt);
 }
 
 void ChatConnection::Leave(const std::string& conversation_id) {
-  if (joined_.contains(conversation_id)) {
-    context_.rooms.Relay(user_.id, conversation_id, room_key_,
+  auto joined = joined_.find(conversation_id);
+  if (joined != joined_.end()) {
+    context_.rooms.Relay(user_.id, joined->second, room_key_,
                          MemberLeft{conversation_id, user_.id, user_.display_name});
+    context_.rooms.Leave(user_.id, joined->second, room_key_);
+    joined_.erase(joined);
   }
-  context_.rooms.Leave(user_.id, conversation_id, room_key_);
-  joined_.erase(conversation_id);
   Emit(Left{conversation_id}, std::nullopt);
 }
 
 void ChatConnection::RelayTyping(const Typing& typing) {
-  if (!joined_.contains(typing.conversation_id)) {
+  auto joined = joined_.find(typing.conversation_id);
+  if (joined == joined_.end()) {
     return Emit(ErrorEvent{ErrorCode::kInvalidFrame, "join the conversation before typing in it",
                            "", 0, typing.conversation_id},
                 std::nullopt);
@@ -232,8 +249,8 @@ void ChatConnection::RelayTyping(const Typing& typing) {
                            rate.RetryAfterMillis(), typing.conversation_id},
                 std::nullopt);
   }
-  context_.rooms.Relay(user_.id, typing.conversation_id, room_key_,
-                       TypingRelay{typing.conversation_id, typing.is_typing});
+  context_.rooms.Relay(user_.id, joined->second, room_key_,
+                       TypingRelay{joined->second, typing.is_typing});
 }
 
 void ChatConnection::CancelTurn(const std::string& message_id) {

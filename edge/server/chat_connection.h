@@ -1,9 +1,9 @@
 #pragma once
 
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
-#include <set>
 #include <string>
 #include <vector>
 
@@ -63,7 +63,8 @@ class ChatConnection final : public Chat,
   // Where the answer to a read (history, messages) goes.
   ReadAnswer Answer();
   void Join(const std::string& conversation_id);
-  void OnJoinAllowed(const std::string& conversation_id);
+  // Joins the room `room` (a stored id, or a name not stored yet) as `conversation_id`.
+  void OnJoinAllowed(const std::string& conversation_id, const std::string& room);
   void Leave(const std::string& conversation_id);
   void RelayTyping(const Typing& typing);
   void CancelTurn(const std::string& message_id);
@@ -82,8 +83,9 @@ class ChatConnection final : public Chat,
   // This connection's share of the message rate (the user's is in UserLimits).
   TokenBucket message_bucket_;
   TokenBucket typing_bucket_;
-  // Conversations this connection views (ConversationRooms), left when it ends.
-  std::set<std::string> joined_;
+  // Conversations this connection views, as the client names them, and their rooms
+  // (ConversationRooms); left when it ends.
+  std::map<std::string, std::string> joined_;
   // Turns this connection started that may still run, so `cancel` can find them.
   std::vector<std::weak_ptr<Turn>> turns_;
   bool closed_ = false;

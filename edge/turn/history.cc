@@ -1,10 +1,12 @@
 #include "edge/turn/history.h"
 
+#include <functional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "edge/clients/persistence_names.h"
+#include "edge/turn/conversation_names.h"
 
 namespace parley::edge {
 namespace {
@@ -68,49 +70,95 @@ ConversationSummary ToConversationSummary(const persistence_pb::Conversation& co
       .title = conversation.title(),
       .created_at = Rfc3339(conversation.create_time()),
       .updated_at = Rfc3339(conversation.update_time()),
+      .client_conversation_id = conversation.client_conversation_id(),
   };
 }
 
+namespace {
+
+// Calls `then` with the stored id of the conversation the client calls `conversation_id` (itself
+// for a Parley id), or answers the read with the error.
+void FindConversation(PersistenceClient& persistence, ReadAnswer answer, std::string user_id,
+                      std::string conversation_id,
+                      std::function<void(ReadAnswer, std::string stored_id)> then) {
+  if (!IsClientConversationName(conversation_id)) {
+    return then(std::move(answer), std::move(conversation_id));
+  }
+  persistence_pb::GetConversationRequest request;
+  request.set_user_id(std::move(user_id));
+  request.set_client_conversation_id(conversation_id);
+  const uint64_t key = answer.tracker.Add([] {});
+  persistence.GetConversation(
+      std::move(request), common::NewTraceContext(),
+      [answer, then = std::move(then),
+       key](absl::StatusOr<persistence_pb::GetConversationResponse> response) mutable {
+        if (response.ok()) {
+          then(answer, response->conversation().id());
+        } else {
+          boost::asio::post(
+              answer.executor,
+              [sink = answer.sink, error = ReadError(response.status(), "conversation")]() mutable {
+                if (std::shared_ptr<EventSink> target = sink.lock()) {
+                  target->Emit(std::move(error), std::nullopt);
+                }
+              });
+        }
+        answer.tracker.Remove(key);
+      });
+}
+
+}  // namespace
+
 void LoadHistory(PersistenceClient& persistence, ReadAnswer answer, std::string user_id,
                  std::string conversation_id) {
-  persistence_pb::ListMessagesRequest request;
-  request.set_user_id(std::move(user_id));
-  request.set_conversation_id(conversation_id);
-  request.set_page_size(kHistoryPageSize);
-  request.set_newest(true);
-  persistence.ListMessages(
-      std::move(request), common::NewTraceContext(),
-      AnswerWith<persistence_pb::ListMessagesResponse>(
-          std::move(answer),
-          [conversation_id = std::move(conversation_id)](
-              const absl::StatusOr<persistence_pb::ListMessagesResponse>& response) -> Event {
-            if (!response.ok()) {
-              return ReadError(response.status(), "conversation");
-            }
-            return History{conversation_id, ToHistoryMessages(*response)};
-          }));
+  FindConversation(
+      persistence, std::move(answer), user_id, conversation_id,
+      [&persistence, user_id, conversation_id](ReadAnswer answer, std::string stored_id) {
+        persistence_pb::ListMessagesRequest request;
+        request.set_user_id(user_id);
+        request.set_conversation_id(std::move(stored_id));
+        request.set_page_size(kHistoryPageSize);
+        request.set_newest(true);
+        persistence.ListMessages(
+            std::move(request), common::NewTraceContext(),
+            AnswerWith<persistence_pb::ListMessagesResponse>(
+                std::move(answer),
+                [conversation_id](
+                    const absl::StatusOr<persistence_pb::ListMessagesResponse>& response) -> Event {
+                  if (!response.ok()) {
+                    return ReadError(response.status(), "conversation");
+                  }
+                  return History{conversation_id, ToHistoryMessages(*response)};
+                }));
+      });
 }
 
 void LoadMessagePage(PersistenceClient& persistence, ReadAnswer answer, std::string user_id,
                      ListMessages list) {
-  persistence_pb::ListMessagesRequest request;
-  request.set_user_id(std::move(user_id));
-  request.set_conversation_id(list.conversation_id);
-  request.set_page_size(list.page_size);
-  request.set_page_token(std::move(list.page_token));
-  request.set_leaf_message_id(std::move(list.leaf_message_id));
-  persistence.ListMessages(
-      std::move(request), common::NewTraceContext(),
-      AnswerWith<persistence_pb::ListMessagesResponse>(
-          std::move(answer),
-          [conversation_id = std::move(list.conversation_id)](
-              const absl::StatusOr<persistence_pb::ListMessagesResponse>& response) -> Event {
-            if (!response.ok()) {
-              return ReadError(response.status(), "conversation");
-            }
-            return MessagePage{conversation_id, ToHistoryMessages(*response),
-                               response->next_page_token()};
-          }));
+  std::string conversation_id = list.conversation_id;
+  FindConversation(
+      persistence, std::move(answer), user_id, std::move(conversation_id),
+      [&persistence, user_id, list = std::move(list)](ReadAnswer answer,
+                                                      std::string stored_id) mutable {
+        persistence_pb::ListMessagesRequest request;
+        request.set_user_id(user_id);
+        request.set_conversation_id(std::move(stored_id));
+        request.set_page_size(list.page_size);
+        request.set_page_token(std::move(list.page_token));
+        request.set_leaf_message_id(std::move(list.leaf_message_id));
+        persistence.ListMessages(
+            std::move(request), common::NewTraceContext(),
+            AnswerWith<persistence_pb::ListMessagesResponse>(
+                std::move(answer),
+                [conversation_id = std::move(list.conversation_id)](
+                    const absl::StatusOr<persistence_pb::ListMessagesResponse>& response) -> Event {
+                  if (!response.ok()) {
+                    return ReadError(response.status(), "conversation");
+                  }
+                  return MessagePage{conversation_id, ToHistoryMessages(*response),
+                                     response->next_page_token()};
+                }));
+      });
 }
 
 void LoadConversationPage(PersistenceClient& persistence, ReadAnswer answer, std::string user_id,

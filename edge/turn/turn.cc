@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "boost/asio/post.hpp"
 #include "common/log.h"
+#include "edge/turn/conversation_names.h"
 #include "edge/turn/history.h"
 #include "edge/turn/resume.h"
 
@@ -144,6 +145,10 @@ void Turn::Emit(Event event, std::optional<Clock::time_point> arrival) {
   if (!std::holds_alternative<Ack>(event) && !std::holds_alternative<ErrorEvent>(event)) {
     ShowViewers(event);
   }
+  if (IsClientConversationName(message_.conversation_id)) {
+    // The client hears of the conversation by the name it gave it, not by its stored id.
+    RenameConversation(event, message_.conversation_id);
+  }
   if (std::shared_ptr<EventSink> sink = sink_.lock()) {
     sink->Emit(std::move(event), arrival);
   }
@@ -201,10 +206,15 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
                             bool no_parent) {
   persistence_pb::AppendMessageRequest request;
   request.set_user_id(user_id_);
-  request.set_conversation_id(conversation_id);
+  if (IsClientConversationName(conversation_id)) {
+    // Persistence finds the user's conversation of this name, or creates it with this message.
+    request.set_client_conversation_id(conversation_id);
+  } else {
+    request.set_conversation_id(conversation_id);
+  }
   request.set_parent_id(parent_id);
   request.set_no_parent(no_parent);
-  if (conversation_id.empty()) {
+  if (!IsParleyConversationId(conversation_id)) {
     request.set_conversation_title(ConversationTitle(message_.content));
   }
   request.set_role(persistence_pb::ROLE_USER);
@@ -222,6 +232,12 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
         }
         self->conversation_id_ = response->message().conversation_id();
         self->user_message_id_ = response->message().id();
+        if (IsClientConversationName(self->message_.conversation_id) &&
+            self->deps_.rooms != nullptr) {
+          // Connections that joined the name before the conversation existed see this turn.
+          self->deps_.rooms->Named(self->user_id_, self->message_.conversation_id,
+                                   self->conversation_id_);
+        }
         if (!response->created()) {
           self->Emit(Ack{self->message_.id, self->conversation_id_, self->user_message_id_});
           // The client sent this message before (a retry after a reconnect): answer with the

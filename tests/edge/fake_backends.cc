@@ -4,6 +4,7 @@
 #include <deque>
 
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_format.h"
 #include "grpcpp/health_check_service_interface.h"
 #include "grpcpp/security/server_credentials.h"
 #include "grpcpp/server_builder.h"
@@ -63,7 +64,8 @@ grpc::ServerUnaryReactor* FakePersistence::AppendMessage(
   }
   std::string conversation_id = request->conversation_id();
   if (conversation_id.empty()) {
-    conversation_id = absl::StrCat("c", next_id_++);
+    // Parley's form of id: 32 lowercase hex digits.
+    conversation_id = absl::StrFormat("%032x", next_id_++);
   } else {
     const bool owned = std::any_of(messages_.begin(), messages_.end(), [&](const Stored& s) {
       return s.message.conversation_id() == conversation_id && s.user_id == request->user_id();

@@ -126,6 +126,15 @@ TEST_F(NativeCodecTest, EncodesPagesAndRoomEvents) {
             R"({"type":"typing","conversationId":"c1","isTyping":false})");
 }
 
+TEST_F(NativeCodecTest, AConversationAClientNamedCarriesItsName) {
+  EXPECT_EQ(codec_.Encode(ConversationPage{{{"c1", "Trip", "2026-01-01T00:00:00.000Z",
+                                             "2026-01-02T00:00:00.000Z", "conv-123"}},
+                                           ""}),
+            R"({"type":"history","conversations":[{"id":"c1","title":"Trip",)"
+            R"("createdAt":"2026-01-01T00:00:00.000Z","updatedAt":"2026-01-02T00:00:00.000Z",)"
+            R"("clientConversationId":"conv-123"}],"nextPageToken":""})");
+}
+
 TEST_F(NativeCodecTest, NamesCommandsForMetrics) {
   EXPECT_EQ(CommandName(DecodeOk(R"({"type":"ping"})")), "ping");
   EXPECT_EQ(CommandName(DecodeOk(R"({"type":"message","id":"a","content":"b"})")), "message");

@@ -176,7 +176,7 @@ TEST_F(TurnTest, StreamsTheReplyAndStoresExactlyWhatWasStreamed) {
 }
 
 TEST_F(TurnTest, SendsRecentHistoryAndTheNewMessageToInference) {
-  const std::string conversation = "conv-1";
+  const std::string conversation = "00000000000000000000000000c0f1e1";
   backends_->persistence.Seed("alice", conversation, persistence_pb::ROLE_USER, "one");
   backends_->persistence.Seed("alice", conversation, persistence_pb::ROLE_ASSISTANT, "two");
   backends_->persistence.Seed("alice", conversation, persistence_pb::ROLE_USER, "three");
@@ -262,13 +262,15 @@ TEST_F(TurnTest, StorageDownIsAnErrorBeforeAnyAck) {
 }
 
 TEST_F(TurnTest, SomeoneElsesConversationIsNotFound) {
-  backends_->persistence.Seed("bob", "bobs", persistence_pb::ROLE_USER, "secret");
-  std::shared_ptr<RecordingSink> sink = RunTurn(Message("c5", "let me in", "bobs"));
+  backends_->persistence.Seed("bob", "000000000000000000000000000000b0", persistence_pb::ROLE_USER,
+                              "secret");
+  std::shared_ptr<RecordingSink> sink =
+      RunTurn(Message("c5", "let me in", "000000000000000000000000000000b0"));
   ASSERT_EQ(sink->events.size(), 1u);
   const ErrorEvent* error = std::get_if<ErrorEvent>(&sink->events[0]);
   ASSERT_NE(error, nullptr);
   EXPECT_EQ(error->code, ErrorCode::kNotFound);
-  EXPECT_EQ(backends_->persistence.Messages("bobs").size(), 1u);
+  EXPECT_EQ(backends_->persistence.Messages("000000000000000000000000000000b0").size(), 1u);
 }
 
 TEST_F(TurnTest, ASlowSocketStopsTheTurnPullingTokensUntilItDrains) {
