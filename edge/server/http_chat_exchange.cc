@@ -42,8 +42,8 @@ HttpChatExchange::~HttpChatExchange() = default;
 void HttpChatExchange::Start(ChatUser user, ChatOptions options, Command command,
                              common::TraceContext trace) {
   self_ = shared_from_this();
-  // Requests of the OpenAI-compatible API count under their own `dialect` label.
-  chat_ = std::make_shared<ChatConnection>(context_, context_.metrics.Dialect("openai"),
+  // Requests of the HTTP chat APIs (OpenAI-compatible, AI SDK) count under their own `dialect`.
+  chat_ = std::make_shared<ChatConnection>(context_, context_.metrics.Dialect("http"),
                                            stream_.get_executor(), std::move(user),
                                            std::move(options), weak_from_this(), std::move(trace));
   chat_->Handle(std::move(command));
