@@ -77,8 +77,8 @@ void EngineIoSession::Start(Answer answer) {
         session->Shutdown(CloseCode::kGoingAway);
       }
     });
-    self->context_.metrics.connections.Increment();
-    self->context_.metrics.connections_total.Increment();
+    self->context_.metrics.Dialect("socketio").connections.Increment();
+    self->context_.metrics.Dialect("socketio").connections_total.Increment();
     // The dialect's open packet answers the handshake request.
     self->pending_poll_ = std::move(answer);
     self->session_->Open(*self);
@@ -91,8 +91,9 @@ absl::StatusOr<ChatUser> EngineIoSession::Authenticate(std::string_view token,
 }
 
 Chat& EngineIoSession::OpenChat(ChatUser user, ChatOptions options) {
-  chat_ = std::make_shared<ChatConnection>(context_, strand_, std::move(user), std::move(options),
-                                           weak_from_this(), trace_);
+  chat_ = std::make_shared<ChatConnection>(context_, context_.metrics.Dialect("socketio"), strand_,
+                                           std::move(user), std::move(options), weak_from_this(),
+                                           trace_);
   return *chat_;
 }
 
@@ -440,7 +441,7 @@ void EngineIoSession::Finish() {
     chat_->Close();
   }
   session_->OnClosed();
-  context_.metrics.connections.Decrement();
+  context_.metrics.Dialect("socketio").connections.Decrement();
   // Nobody reads a closed session: turns waiting for it run to their end.
   std::vector<std::function<void()>> waiting = std::move(waiting_for_writable_);
   waiting_for_writable_.clear();
