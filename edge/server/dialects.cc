@@ -5,9 +5,9 @@
 #include "edge/protocol/codec_session.h"
 #include "edge/protocol/copilot_session.h"
 #include "edge/protocol/native_codec.h"
-#include "edge/server/event_stream_transport.h"
 #include "edge/protocol/socket_io_session.h"
 #include "edge/server/engine_io_session.h"
+#include "edge/server/event_stream_transport.h"
 #include "edge/server/server_context.h"
 
 namespace parley::edge {
