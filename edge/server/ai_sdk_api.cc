@@ -15,6 +15,7 @@
 #include "edge/server/http_chat_exchange.h"
 #include "edge/server/http_session.h"
 #include "edge/server/server_context.h"
+#include "edge/turn/conversation_names.h"
 
 namespace parley::edge {
 namespace {
@@ -43,12 +44,6 @@ std::string Part(const json::object& part) {
 std::string ErrorBody(absl::string_view code, absl::string_view message) {
   return json::serialize(
       json::object{{"error", json::object{{"code", View(code)}, {"message", View(message)}}}});
-}
-
-bool IsParleyId(absl::string_view id) {
-  return id.size() == 32 && std::all_of(id.begin(), id.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
 }
 
 // The chat id of `/api/chat/{id}/stream`, or "" for any other path.
@@ -224,7 +219,7 @@ void ServeResume(ServerContext& context, std::shared_ptr<HttpChatExchange> excha
               });
         });
   };
-  if (IsParleyId(chat_id)) {
+  if (IsParleyConversationId(chat_id)) {
     return follow_newest(chat_id);
   }
   persistence_pb::GetConversationRequest call;

@@ -21,6 +21,7 @@
 #include "edge/server/http_chat_exchange.h"
 #include "edge/server/http_session.h"
 #include "edge/server/server_context.h"
+#include "edge/turn/conversation_names.h"
 #include "edge/turn/turn.h"
 
 namespace parley::edge {
@@ -51,12 +52,6 @@ std::string Header(const http::request<http::string_body>& request, absl::string
     return "";
   }
   return std::string(found->value());
-}
-
-bool IsParleyId(absl::string_view id) {
-  return id.size() == 32 && std::all_of(id.begin(), id.end(), [](char c) {
-           return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'f');
-         });
 }
 
 // OpenAI clients always send a key; only one shaped like a JWT is a token.
@@ -370,7 +365,7 @@ class CompletionSetup final : public std::enable_shared_from_this<CompletionSetu
     if (conversation_header_.empty()) {
       return Store(0);
     }
-    if (IsParleyId(conversation_header_)) {
+    if (IsParleyConversationId(conversation_header_)) {
       conversation_id_ = conversation_header_;
       return LoadNewest();
     }
