@@ -2,8 +2,10 @@
 // from npm, the way seed 004's client uses it, against the three real services on loopback:
 // HTTP long-polling with the upgrade to WebSocket and an Authorization header, a WebSocket alone
 // with auth.token, one chat:send's exact event sequence and its stored text, acknowledgements,
-// two sockets of one user in one room, another user kept out of a room, a refused token, and a
-// session the edge does not know (the client reconnects).
+// two sockets of one user in one room, another user kept out of a room, a refused token, a
+// session the edge does not know (the client reconnects), and conversations the client names:
+// joined before they exist, and continued from the copilot dialect with the model seeing the
+// earlier turn.
 //
 // Environment (set by CTest):
 //   PARLEY_BIN_DIR        directory holding parley-edge, parley-inference, parley-persistence
@@ -158,6 +160,8 @@ function emitWithAck(socket, name, payload) {
 }
 
 let tempDir;
+let secretFile;
+let persistenceAddr;
 const services = [];
 let edgeAddr;       // JWT edge
 let devEdgeAddr;    // development mode (--allow_anonymous)
@@ -189,7 +193,7 @@ async function apiGet(addr, target, bearer) {
 before(async () => {
   assert.ok(binDir, "PARLEY_BIN_DIR must name the directory of the service binaries");
   tempDir = fs.mkdtempSync(path.join(os.tmpdir(), "parley-socketio-"));
-  const secretFile = path.join(tempDir, "jwt-secret");
+  secretFile = path.join(tempDir, "jwt-secret");
   fs.writeFileSync(secretFile, `${kSecret}\n`);
 
   const persistence = new Service("parley-persistence", [
@@ -202,7 +206,8 @@ before(async () => {
     "--sim_ttft_ms=20", "--sim_tokens_per_second=200", "--sim_max_tokens=12",
   ]);
   services.push(persistence, inference);
-  const [persistenceAddr, inferenceAddr] =
+  let inferenceAddr;
+  [persistenceAddr, inferenceAddr] =
       await Promise.all([persistence.listening(), inference.listening()]);
   const startEdge = (extra) => {
     const edge = new Service("parley-edge", [
@@ -541,5 +546,173 @@ test("a session the edge does not know (another replica): HTTP 400 Session ID un
     for (const socket of sockets) socket.close();
     proxy.closeAllConnections();
     await new Promise((resolve) => proxy.close(resolve));
+  }
+});
+
+/** The user's conversations named `name` (clientConversationId), through the HTTP API. */
+async function conversationsNamed(addr, name, bearer) {
+  const page = await apiGet(addr, "/v1/conversations", bearer);
+  return page.conversations.filter((conversation) => conversation.clientConversationId === name);
+}
+
+test("chat:join of a name not used yet: chat:joined, nothing stored until the first chat:send, which creates it for every socket in the room",
+     async () => {
+  const ivy = token("ivy-named");
+  const name = unique("conv");
+  const watcher = connect(edgeAddr, { transports: ["websocket"], auth: { token: ivy } });
+  const sender = connect(edgeAddr, { extraHeaders: { Authorization: `Bearer ${ivy}` } });
+  const watcherLog = new EventLog(watcher);
+  const senderLog = new EventLog(sender);
+  await Promise.all([connected(watcher), connected(sender)]);
+
+  const joined = await emitWithAck(watcher, "chat:join", { conversationId: name });
+  assert.equal(joined.ok, true, JSON.stringify(joined));
+  assert.deepEqual((await watcherLog.waitForEvent("chat:joined")).args[0], { conversationId: name });
+  const before = await apiGet(edgeAddr, "/v1/conversations", ivy);
+  assert.deepEqual(before.conversations, [], "joining a name creates nothing");
+
+  const watcherStart = watcherLog.events.length;
+  const { ack, events } = await sendAndComplete(sender, senderLog, name, "First words.");
+  const { text, replyId } = checkTurn(events, name, "First words.", ack);
+  await watcherLog.waitForEvent("chat:complete", (payload) => payload.messageId === replyId);
+  const seen = watcherLog.events.slice(watcherStart).filter((event) => event.name.startsWith("chat:"));
+  assert.deepEqual(seen, events, "the socket that joined the name saw the turn that created it");
+
+  const named = await conversationsNamed(edgeAddr, name, ivy);
+  assert.equal(named.length, 1);
+  assert.match(named[0].id, /^[0-9a-f]{32}$/);
+  assert.deepEqual((await storedMessages(edgeAddr, named[0].id, ivy)).map((m) => m.content),
+                   ["First words.", text]);
+
+  // The name goes on reaching it, from the socket that joined it too.
+  const again = await sendAndComplete(watcher, watcherLog, name, "More words.");
+  checkTurn(again.events, name, "More words.", again.ack);
+  assert.equal((await conversationsNamed(edgeAddr, name, ivy)).length, 1);
+  assert.equal((await storedMessages(edgeAddr, named[0].id, ivy)).length, 4);
+});
+
+/**
+ * An OpenAI-compatible model server that records the messages of every chat completion it is
+ * asked for and answers each with the same short streamed reply.
+ */
+async function startRecordingUpstream(reply) {
+  const requests = [];
+  const chunk = (delta, finish = null) => `data: ${JSON.stringify({
+    id: "chatcmpl-1", object: "chat.completion.chunk", created: 1, model: "recorder",
+    choices: [{ index: 0, delta, finish_reason: finish }],
+  })}\n\n`;
+  const server = http.createServer((request, response) => {
+    let body = "";
+    request.setEncoding("utf8");
+    request.on("data", (data) => { body += data; });
+    request.on("end", () => {
+      requests.push(JSON.parse(body));
+      response.writeHead(200, { "Content-Type": "text/event-stream" });
+      for (const piece of reply) response.write(chunk({ content: piece }));
+      response.write(chunk({}, "stop"));
+      response.end("data: [DONE]\n\n");
+    });
+  });
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  return { server, requests, url: `http://127.0.0.1:${server.address().port}` };
+}
+
+/** The copilot hook's client: one message on /copilot, its frames up to stream_complete. */
+async function copilotTurn(addr, user, bearer, frame) {
+  const socket = new WebSocket(`ws://${addr}/copilot?userId=${user}&token=${bearer}`);
+  const frames = [];
+  try {
+    const completed = new Promise((resolve, reject) => {
+      const timer = setTimeout(
+          () => reject(new Error(`no stream_complete: ${JSON.stringify(frames)}`)), kStepTimeoutMs);
+      socket.addEventListener("message", (message) => {
+        const parsed = JSON.parse(message.data);
+        frames.push(parsed);
+        if (parsed.type === "stream_complete" || parsed.type === "error") {
+          clearTimeout(timer);
+          resolve();
+        }
+      });
+      socket.addEventListener("error", () => reject(new Error("copilot WebSocket error")));
+    });
+    await new Promise((resolve, reject) => {
+      socket.addEventListener("open", resolve);
+      socket.addEventListener("error", () => reject(new Error("copilot WebSocket error")));
+    });
+    socket.send(JSON.stringify(frame));
+    await completed;
+    return frames;
+  } finally {
+    socket.close();
+  }
+}
+
+/** What the model was asked, as [role, content] pairs. */
+function asked(request) {
+  return request.messages.map((message) => [message.role, message.content]);
+}
+
+test("a conversation started on /copilot as \"conv-123\" continues on Socket.IO, the model seeing the earlier turn; another user's \"conv-123\" is another conversation",
+     async () => {
+  const upstream = await startRecordingUpstream(["Noted, ", "thank you."]);
+  const inference = new Service("parley-inference", [
+    "--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=openai",
+    `--upstream_url=${upstream.url}`, "--upstream_model=recorder",
+  ]);
+  services.push(inference);
+  try {
+    const edge = new Service("parley-edge", [
+      "--listen=127.0.0.1:0", `--inference=${await inference.listening()}`,
+      `--persistence=${persistenceAddr}`, `--jwt_secret_file=${secretFile}`,
+      `--jwt_issuer=${kIssuer}`, `--jwt_audience=${kAudience}`, "--suggestions=false",
+    ]);
+    services.push(edge);
+    const addr = await edge.listening();
+
+    const ada = token("ada-cross");
+    const frames = await copilotTurn(addr, "ada-cross", ada, {
+      action: "message", message: "My name is Ada.", conversationId: "conv-123",
+    });
+    assert.deepEqual(frames.map((frame) => frame.type),
+                     ["acknowledgment", "typing", "stream_start", "stream_token", "stream_token",
+                      "stream_complete"]);
+    for (const frame of frames.slice(2)) assert.equal(frame.conversationId, "conv-123");
+    assert.deepEqual(asked(upstream.requests.at(-1)).at(-1), ["user", "My name is Ada."]);
+
+    const socket = connect(addr, { transports: ["websocket"], auth: { token: ada } });
+    const log = new EventLog(socket);
+    await connected(socket);
+    const { ack, events } = await sendAndComplete(socket, log, "conv-123", "What is my name?");
+    const { text } = checkTurn(events, "conv-123", "What is my name?", ack);
+    assert.equal(text, "Noted, thank you.");
+    // The model was asked with the copilot turn as its context.
+    const context = asked(upstream.requests.at(-1)).filter(([role]) => role !== "system");
+    assert.deepEqual(context, [["user", "My name is Ada."], ["assistant", "Noted, thank you."],
+                               ["user", "What is my name?"]]);
+    // One stored conversation holds both turns, whichever dialect sent them.
+    const named = await conversationsNamed(addr, "conv-123", ada);
+    assert.equal(named.length, 1);
+    assert.deepEqual((await storedMessages(addr, named[0].id, ada)).map((m) => m.content),
+                     ["My name is Ada.", "Noted, thank you.", "What is my name?",
+                      "Noted, thank you."]);
+
+    // Another user's "conv-123" is a conversation of theirs, with none of Ada's context.
+    const ben = token("ben-cross");
+    const other = connect(addr, { transports: ["websocket"], auth: { token: ben } });
+    const otherLog = new EventLog(other);
+    await connected(other);
+    const theirs = await sendAndComplete(other, otherLog, "conv-123", "Who am I?");
+    checkTurn(theirs.events, "conv-123", "Who am I?", theirs.ack);
+    assert.deepEqual(asked(upstream.requests.at(-1)).filter(([role]) => role !== "system"),
+                     [["user", "Who am I?"]]);
+    const bens = await conversationsNamed(addr, "conv-123", ben);
+    assert.equal(bens.length, 1);
+    assert.notEqual(bens[0].id, named[0].id);
+    assert.equal((await storedMessages(addr, named[0].id, ada)).length, 4, "Ada's is unchanged");
+    const intrusion = await fetch(`http://${addr}/v1/conversations/${named[0].id}/messages`,
+                                  { headers: { Authorization: `Bearer ${ben}` } });
+    assert.equal(intrusion.status, 404);
+  } finally {
+    await new Promise((resolve) => upstream.server.close(resolve));
   }
 });
