@@ -1,6 +1,7 @@
 // Conversations a client names ("conv-123") over real WebSockets against the three real
 // binaries: created by their first message, continued by the same name, per user, listed with
 // their name, and shared in rooms with connections that use the stored id.
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -108,6 +109,24 @@ class EdgeNamedConversationTest : public ::testing::Test {
     std::optional<json::object> joined = ReadUntil(client, "joined");
     ASSERT_TRUE(joined.has_value());
     EXPECT_EQ(Str(*joined, "conversationId"), conversation_id);
+  }
+
+  // The stored id of the user's conversation named `name`, from the conversation list.
+  static std::string StoredIdOf(WsClient& client, const std::string& name) {
+    EXPECT_TRUE(client.SendJson({{"type", "history"}}).ok());
+    std::optional<json::object> page = ReadUntil(client, "history");
+    if (!page.has_value()) {
+      ADD_FAILURE() << "no conversation list";
+      return "";
+    }
+    for (const json::value& conversation : page->at("conversations").as_array()) {
+      const json::object& c = conversation.as_object();
+      if (c.contains("clientConversationId") && Str(c, "clientConversationId") == name) {
+        return Str(c, "id");
+      }
+    }
+    ADD_FAILURE() << "no conversation named " << name << ": " << json::serialize(*page);
+    return "";
   }
 
   static ParleyStack* stack_;
@@ -219,6 +238,64 @@ TEST_F(EdgeNamedConversationTest, ViewersOfANameNotUsedYetSeeItsFirstMessageAndL
   std::optional<json::object> typing = ReadUntil(*watcher, "typing");
   ASSERT_TRUE(typing.has_value());
   EXPECT_EQ(Str(*typing, "conversationId"), "conv-new");
+}
+
+TEST_F(EdgeNamedConversationTest, RegenerateAndEditNameAMessageSoTheirFramesCarryTheStoredIds) {
+  std::unique_ptr<WsClient> client = Connect("dave");
+  std::unique_ptr<WsClient> watcher = Connect("dave");
+  ASSERT_TRUE(client && watcher);
+  const Reply first = Send(*client, "g-1", "Name a colour.", "conv-regen");
+  ASSERT_EQ(first.ack_conversation_id, "conv-regen");
+  const std::string stored_id = StoredIdOf(*client, "conv-regen");
+  ASSERT_EQ(stored_id.size(), 32u);
+  Join(*watcher, "conv-regen");
+
+  // A regenerate names a stored message, not the conversation: its frames name the conversation
+  // by its stored id, and the new reply by its stored id.
+  ASSERT_TRUE(
+      client->SendJson({{"type", "regenerate"}, {"id", "g-2"}, {"messageId", first.message_id}})
+          .ok());
+  const Reply regenerated = ReadReply(*client, /*with_ack=*/true);
+  EXPECT_EQ(regenerated.ack_conversation_id, stored_id);
+  EXPECT_EQ(regenerated.user_message_id, first.user_message_id);
+  EXPECT_EQ(regenerated.start_conversation_id, stored_id);
+  EXPECT_NE(regenerated.message_id, first.message_id);
+  // A connection that joined by the name sees it under the name.
+  const Reply seen = ReadReply(*watcher, /*with_ack=*/false);
+  EXPECT_EQ(seen.start_conversation_id, "conv-regen");
+  EXPECT_EQ(seen.message_id, regenerated.message_id);
+  EXPECT_EQ(seen.text, regenerated.text);
+
+  // So does an edit, whose new user message is stored as a sibling of the old.
+  ASSERT_TRUE(client
+                  ->SendJson({{"type", "edit"},
+                              {"id", "g-3"},
+                              {"messageId", first.user_message_id},
+                              {"content", "Name a fruit."}})
+                  .ok());
+  const Reply edited = ReadReply(*client, /*with_ack=*/true);
+  EXPECT_EQ(edited.ack_conversation_id, stored_id);
+  EXPECT_EQ(edited.start_conversation_id, stored_id);
+  EXPECT_NE(edited.user_message_id, first.user_message_id);
+  const Reply seen_edit = ReadReply(*watcher, /*with_ack=*/false);
+  EXPECT_EQ(seen_edit.ack_conversation_id, "conv-regen");
+  EXPECT_EQ(seen_edit.user_message_id, edited.user_message_id);
+  EXPECT_EQ(seen_edit.message_id, edited.message_id);
+
+  // Every id the frames carried is a stored message of the one conversation of that name.
+  const json::object history = History(*client, "conv-regen");
+  ASSERT_TRUE(history.contains("messages")) << json::serialize(history);
+  std::map<std::string, std::string> stored;  // id -> content
+  for (const json::value& message : history.at("messages").as_array()) {
+    stored[Str(message.as_object(), "id")] = Str(message.as_object(), "content");
+  }
+  EXPECT_EQ(stored.size(), 5u) << json::serialize(history);
+  EXPECT_EQ(stored[first.user_message_id], "Name a colour.");
+  EXPECT_EQ(stored[first.message_id], first.text);
+  EXPECT_EQ(stored[regenerated.message_id], regenerated.text);
+  EXPECT_EQ(stored[edited.user_message_id], "Name a fruit.");
+  EXPECT_EQ(stored[edited.message_id], edited.text);
+  EXPECT_EQ(StoredIdOf(*client, "conv-regen"), stored_id);
 }
 
 }  // namespace
