@@ -13,6 +13,7 @@
 #include "boost/beast/core.hpp"
 #include "boost/beast/websocket.hpp"
 #include "boost/json.hpp"
+#include "tools/parley-bench/listen.h"
 
 namespace parley::bench {
 namespace {
@@ -324,28 +325,10 @@ DirectServer::DirectServer(asio::io_context& ioc, DirectOptions options)
 DirectServer::~DirectServer() { Stop(); }
 
 absl::StatusOr<uint16_t> DirectServer::Listen(const std::string& host, uint16_t port) {
-  beast::error_code ec;
-  const asio::ip::address address = asio::ip::make_address(host, ec);
-  if (ec) {
-    return absl::InvalidArgumentError(absl::StrCat("bad listen address ", host));
+  absl::StatusOr<uint16_t> bound = BindAndListen(state_->acceptor, host, port);
+  if (bound.ok()) {
+    state_->Accept();
   }
-  const tcp::endpoint endpoint(address, port);
-  state_->acceptor.open(endpoint.protocol(), ec);
-  if (!ec) {
-    state_->acceptor.set_option(asio::socket_base::reuse_address(true), ec);
-  }
-  if (!ec) {
-    state_->acceptor.bind(endpoint, ec);
-  }
-  if (!ec) {
-    state_->acceptor.listen(asio::socket_base::max_listen_connections, ec);
-  }
-  if (ec) {
-    return absl::UnavailableError(
-        absl::StrCat("cannot listen on ", host, ":", port, ": ", ec.message()));
-  }
-  const uint16_t bound = state_->acceptor.local_endpoint().port();
-  state_->Accept();
   return bound;
 }
 

@@ -2,6 +2,7 @@
 // --serve_direct) the in-process floor server the benchmarks compare against.
 #include <cstdio>
 #include <fstream>
+#include <functional>
 #include <string>
 #include <thread>
 #include <vector>
@@ -18,7 +19,9 @@
 #include "common/host_port.h"
 #include "common/log.h"
 #include "common/shutdown_signal.h"
+#include "tools/parley-bench/deadline_workload.h"
 #include "tools/parley-bench/direct_server.h"
+#include "tools/parley-bench/upstream_server.h"
 #include "tools/parley-bench/workloads.h"
 
 ABSL_FLAG(bool, serve_direct, false,
@@ -31,11 +34,17 @@ ABSL_FLAG(int64_t, direct_max_tokens, 64, "Direct server: tokens per reply");
 ABSL_FLAG(std::string, inject, "none",
           "Direct server: fault to inject (none, drop_seq, repeat_seq, reorder_seq)");
 
+ABSL_FLAG(bool, serve_upstream, false,
+          "Run the OpenAI-compatible upstream stand-in (streams a few chunks, then holds each "
+          "request open and records when its connection closes) instead of generating load");
+ABSL_FLAG(int32_t, upstream_chunks, 3, "Upstream stand-in: content chunks before it holds");
+
 ABSL_FLAG(std::string, target, "127.0.0.1:8080", "Server to load: HOST:PORT");
 ABSL_FLAG(std::string, path, "/ws/chat", "WebSocket request path (may carry a query)");
-ABSL_FLAG(std::string, workload, "stream", "stream | sustain | idle");
+ABSL_FLAG(std::string, workload, "stream", "stream | sustain | idle | deadline");
 ABSL_FLAG(int64_t, connections, 1, "stream: concurrent clients; idle: connections to open");
-ABSL_FLAG(int64_t, turns, 3, "stream/sustain: turns per client (when --duration_s is 0)");
+ABSL_FLAG(int64_t, turns, 3,
+          "stream/sustain: turns per client (when --duration_s is 0); deadline: turns per path");
 ABSL_FLAG(double, duration_s, 0, "stream: keep starting turns for this long instead");
 ABSL_FLAG(double, ramp_s, 1, "Spread the clients' first turns over this long");
 ABSL_FLAG(double, turn_timeout_s, 30, "A reply not complete after this long fails its turn");
@@ -51,6 +60,11 @@ ABSL_FLAG(std::string, concurrency_steps, "10,100,250,500,1000,2000,4000,8000",
 ABSL_FLAG(double, max_stall_ms, 1000, "sustain: a longer gap between tokens fails the step");
 ABSL_FLAG(double, max_ttft_p99_ms, 1000, "sustain: a higher TTFT p99 fails the step");
 ABSL_FLAG(double, idle_s, 10, "idle: how long connections stay idle");
+ABSL_FLAG(std::string, upstream, "",
+          "deadline: HOST:PORT of the parley-bench --serve_upstream behind parley-inference");
+ABSL_FLAG(int64_t, deadline_ms, 250, "deadline: each turn's deadline");
+ABSL_FLAG(std::string, deadline_paths, "native,openai,ai_sdk",
+          "deadline: client paths to compare (native, openai, ai_sdk)");
 ABSL_FLAG(std::string, pids, "",
           "Processes to account CPU and memory for, as name:pid,... (e.g. edge:123)");
 ABSL_FLAG(std::string, label, "", "Name of this run in the JSON output");
@@ -60,6 +74,26 @@ namespace {
 
 namespace bench = parley::bench;
 namespace common = parley::common;
+
+// Runs `ioc` on --threads threads until SIGTERM or SIGINT, then calls `stop` and joins them.
+int RunUntilSignal(boost::asio::io_context& ioc, const std::string& address,
+                   const std::function<void()>& stop) {
+  auto guard = boost::asio::make_work_guard(ioc);
+  std::vector<std::thread> threads;
+  for (int i = 0; i < std::max(1, absl::GetFlag(FLAGS_threads)); ++i) {
+    threads.emplace_back([&ioc] { ioc.run(); });
+  }
+  common::LogInfo("listening", {{"listen", address}, {"metrics_listen", address}});
+  common::WaitForShutdownSignal();
+  stop();
+  guard.reset();
+  ioc.stop();
+  for (std::thread& t : threads) {
+    t.join();
+  }
+  common::LogInfo("stopped");
+  return 0;
+}
 
 int ServeDirect() {
   absl::StatusOr<bench::Inject> inject = bench::ParseInject(absl::GetFlag(FLAGS_inject));
@@ -82,22 +116,44 @@ int ServeDirect() {
     std::fprintf(stderr, "%s\n", std::string(port.status().message()).c_str());
     return 1;
   }
-  auto guard = boost::asio::make_work_guard(ioc);
-  std::vector<std::thread> threads;
-  for (int i = 0; i < std::max(1, absl::GetFlag(FLAGS_threads)); ++i) {
-    threads.emplace_back([&ioc] { ioc.run(); });
+  return RunUntilSignal(ioc, absl::StrCat(listen->host, ":", *port), [&server] { server.Stop(); });
+}
+
+int ServeUpstream() {
+  absl::StatusOr<common::HostPort> listen = common::ParseHostPort(absl::GetFlag(FLAGS_listen));
+  if (!listen.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(listen.status().message()).c_str());
+    return 2;
   }
-  const std::string address = absl::StrCat(listen->host, ":", *port);
-  common::LogInfo("listening", {{"listen", address}, {"metrics_listen", address}});
-  common::WaitForShutdownSignal();
-  server.Stop();
-  guard.reset();
-  ioc.stop();
-  for (std::thread& t : threads) {
-    t.join();
+  common::SetLogService("bench-upstream");
+  boost::asio::io_context ioc;
+  bench::UpstreamServer server(ioc, absl::GetFlag(FLAGS_upstream_chunks));
+  absl::StatusOr<uint16_t> port = server.Listen(listen->host, listen->port);
+  if (!port.ok()) {
+    std::fprintf(stderr, "%s\n", std::string(port.status().message()).c_str());
+    return 1;
   }
-  common::LogInfo("stopped");
-  return 0;
+  return RunUntilSignal(ioc, absl::StrCat(listen->host, ":", *port), [&server] { server.Stop(); });
+}
+
+absl::StatusOr<boost::json::object> RunDeadline(const common::HostPort& target) {
+  absl::StatusOr<common::HostPort> upstream = common::ParseHostPort(absl::GetFlag(FLAGS_upstream));
+  if (!upstream.ok()) {
+    return absl::InvalidArgumentError(absl::StrCat("--upstream: ", upstream.status().message()));
+  }
+  absl::StatusOr<std::vector<bench::DeadlinePath>> paths =
+      bench::ParseDeadlinePaths(absl::GetFlag(FLAGS_deadline_paths));
+  if (!paths.ok()) {
+    return paths.status();
+  }
+  return bench::RunDeadline({.host = target.host,
+                             .port = target.port,
+                             .upstream_host = upstream->host,
+                             .upstream_port = upstream->port,
+                             .paths = *paths,
+                             .deadline_ms = absl::GetFlag(FLAGS_deadline_ms),
+                             .runs = absl::GetFlag(FLAGS_turns),
+                             .turn_timeout = absl::Seconds(absl::GetFlag(FLAGS_turn_timeout_s))});
 }
 
 int RunLoad() {
@@ -145,8 +201,16 @@ int RunLoad() {
                           absl::Milliseconds(absl::GetFlag(FLAGS_max_ttft_p99_ms)), *pids);
   } else if (workload == "idle") {
     result = bench::RunIdle(options, absl::Seconds(absl::GetFlag(FLAGS_idle_s)), *pids);
+  } else if (workload == "deadline") {
+    absl::StatusOr<boost::json::object> deadline = RunDeadline(*target);
+    if (!deadline.ok()) {
+      std::fprintf(stderr, "%s\n", std::string(deadline.status().message()).c_str());
+      return 2;
+    }
+    result = std::move(*deadline);
   } else {
-    std::fprintf(stderr, "unknown --workload=%s (stream, sustain, idle)\n", workload.c_str());
+    std::fprintf(stderr, "unknown --workload=%s (stream, sustain, idle, deadline)\n",
+                 workload.c_str());
     return 2;
   }
   result["label"] = absl::GetFlag(FLAGS_label);
@@ -170,6 +234,10 @@ int main(int argc, char** argv) {
   common::ParseFlags(argc, argv,
                      "parley-bench: WebSocket load generator and direct floor server.\n"
                      "  parley-bench --target=127.0.0.1:PORT --workload=stream --connections=100\n"
-                     "  parley-bench --serve_direct --listen=127.0.0.1:0");
+                     "  parley-bench --serve_direct --listen=127.0.0.1:0\n"
+                     "  parley-bench --serve_upstream --listen=127.0.0.1:0");
+  if (absl::GetFlag(FLAGS_serve_upstream)) {
+    return ServeUpstream();
+  }
   return absl::GetFlag(FLAGS_serve_direct) ? ServeDirect() : RunLoad();
 }

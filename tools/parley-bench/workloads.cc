@@ -261,6 +261,27 @@ std::string FormatSummary(const json::object& r) {
                           At(r, {"last_passed_concurrency"}));
     return out;
   }
+  if (workload->get_string() == "deadline") {
+    std::string out =
+        absl::StrFormat("deadline %.0f ms, %.0f runs per path\n", At(r, {"config", "deadline_ms"}),
+                        At(r, {"config", "runs_per_path"}));
+    absl::StrAppendFormat(&out, "%-8s %-34s %9s %9s %9s %9s\n", "path", "ms", "p50", "p99", "max",
+                          "n");
+    for (const auto& [name, p] : r.at("paths").as_object()) {
+      const json::object& o = p.as_object();
+      for (const char* measure : {"client_ms_after_deadline", "upstream_closed_ms_after_deadline",
+                                  "upstream_closed_ms_after_client"}) {
+        absl::StrAppendFormat(&out, "%-8s %-34s %9.3f %9.3f %9.3f %9.0f\n", std::string(name),
+                              measure, At(o, {measure, "p50"}), At(o, {measure, "p99"}),
+                              At(o, {measure, "max"}), At(o, {measure, "count"}));
+      }
+      absl::StrAppendFormat(
+          &out, "%-8s deadline_exceeded %.0f, other errors %.0f, failed %.0f, upstream open %.0f\n",
+          std::string(name), At(o, {"deadline_exceeded"}), At(o, {"other_errors"}),
+          At(o, {"failed"}), At(o, {"upstream_still_open"}));
+    }
+    return out;
+  }
   if (workload->get_string() == "idle") {
     std::string out = absl::StrFormat(
         "connections %.0f established, %.0f failed, %.0f answered ping; connect %.1f s\n",
