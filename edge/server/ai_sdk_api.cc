@@ -1,5 +1,6 @@
 #include "edge/server/ai_sdk_api.h"
 
+#include <chrono>
 #include <memory>
 #include <utility>
 #include <vector>
@@ -242,12 +243,11 @@ void ServeResume(ServerContext& context, std::shared_ptr<HttpChatExchange> excha
 }  // namespace
 
 absl::StatusOr<UiChatRequest> ParseUiChatRequest(absl::string_view body) {
-  boost::system::error_code ec;
-  json::value value = json::parse(View(body), ec);
-  if (ec || !value.is_object()) {
-    return absl::InvalidArgumentError("the body must be a JSON object");
+  absl::StatusOr<json::object> parsed = ParseJsonObjectBody(body);
+  if (!parsed.ok()) {
+    return parsed.status();
   }
-  const json::object& object = value.get_object();
+  const json::object& object = *parsed;
   UiChatRequest request;
   const json::value* id = object.if_contains("id");
   if (id == nullptr || !id->is_string() || id->get_string().empty() ||
@@ -263,48 +263,32 @@ absl::StatusOr<UiChatRequest> ParseUiChatRequest(absl::string_view body) {
       model != nullptr && model->is_string()) {
     request.model = std::string(model->get_string());
   }
-  const json::value* messages = object.if_contains("messages");
-  if (messages == nullptr || !messages->is_array() || messages->get_array().empty()) {
-    return absl::InvalidArgumentError("messages must be a non-empty array");
-  }
-  size_t index = 0;
-  for (const json::value& item : messages->get_array()) {
-    const json::object* message = item.if_object();
-    const json::value* role = message == nullptr ? nullptr : message->if_contains("role");
-    if (role == nullptr || !role->is_string()) {
-      return absl::InvalidArgumentError(absl::StrCat("messages[", index, "].role is required"));
-    }
-    CompletionMessage parsed;
-    const json::string_view name = role->get_string();
-    if (name == "system") {
-      parsed.role = persistence_pb::ROLE_SYSTEM;
-    } else if (name == "user") {
-      parsed.role = persistence_pb::ROLE_USER;
-    } else if (name == "assistant") {
-      parsed.role = persistence_pb::ROLE_ASSISTANT;
-    } else {
-      return absl::InvalidArgumentError(
-          absl::StrCat("messages[", index, "].role must be system, user or assistant"));
-    }
-    // A UIMessage's text is its text parts; tool, file and reasoning parts are not stored.
-    if (const json::value* parts = message->if_contains("parts");
-        parts != nullptr && parts->is_array()) {
-      for (const json::value& part : parts->get_array()) {
-        const json::object* p = part.if_object();
-        const json::value* type = p == nullptr ? nullptr : p->if_contains("type");
-        const json::value* text = p == nullptr ? nullptr : p->if_contains("text");
-        if (type != nullptr && type->is_string() && type->get_string() == "text" &&
-            text != nullptr && text->is_string()) {
-          parsed.content += std::string(text->get_string());
+  absl::StatusOr<std::vector<CompletionMessage>> messages = ParseChatMessages(
+      object, /*developer_is_system=*/false,
+      [](const json::object& message, size_t /*index*/) -> absl::StatusOr<std::string> {
+        // A UIMessage's text is its text parts; tool, file and reasoning parts are not stored.
+        std::string text;
+        if (const json::value* parts = message.if_contains("parts");
+            parts != nullptr && parts->is_array()) {
+          for (const json::value& part : parts->get_array()) {
+            const json::object* p = part.if_object();
+            const json::value* type = p == nullptr ? nullptr : p->if_contains("type");
+            const json::value* part_text = p == nullptr ? nullptr : p->if_contains("text");
+            if (type != nullptr && type->is_string() && type->get_string() == "text" &&
+                part_text != nullptr && part_text->is_string()) {
+              text += std::string(part_text->get_string());
+            }
+          }
+        } else if (const json::value* content = message.if_contains("content");
+                   content != nullptr && content->is_string()) {
+          text = std::string(content->get_string());
         }
-      }
-    } else if (const json::value* content = message->if_contains("content");
-               content != nullptr && content->is_string()) {
-      parsed.content = std::string(content->get_string());
-    }
-    request.messages.push_back(std::move(parsed));
-    ++index;
+        return text;
+      });
+  if (!messages.ok()) {
+    return messages.status();
   }
+  request.messages = *std::move(messages);
   if (request.messages.back().role != persistence_pb::ROLE_USER ||
       request.messages.back().content.empty()) {
     return absl::InvalidArgumentError("the last message must be the user's, with text");
@@ -317,6 +301,7 @@ bool IsAiSdkApiPath(absl::string_view path) {
 }
 
 void ServeAiSdkApi(ServerContext& context, HttpHandoff handoff) {
+  const auto received = std::chrono::steady_clock::now();
   const http::request<http::string_body>& request = handoff.request;
   const absl::string_view target(request.target().data(), request.target().size());
   const size_t question = target.find('?');
@@ -393,7 +378,8 @@ void ServeAiSdkApi(ServerContext& context, HttpHandoff handoff) {
                              .user_id = std::move(user_id),
                              .conversation = std::move(parsed->chat_id),
                              .deadline_ms = deadline_ms,
-                             .trace = trace});
+                             .trace = trace,
+                             .received = received});
 }
 
 }  // namespace parley::edge

@@ -1,5 +1,7 @@
 #include "edge/server/openai_api.h"
 
+#include <algorithm>
+#include <chrono>
 #include <cmath>
 #include <memory>
 #include <utility>
@@ -507,7 +509,12 @@ class CompletionSetup final : public std::enable_shared_from_this<CompletionSetu
     message.content = request_.messages.back().content;
     message.model = request_.model;
     message.sampling = request_.sampling;
-    message.deadline_ms = deadline_ms_;
+    if (deadline_ms_ > 0) {
+      const int64_t spent = std::chrono::duration_cast<std::chrono::milliseconds>(
+                                std::chrono::steady_clock::now() - request_.received)
+                                .count();
+      message.deadline_ms = std::max<int64_t>(1, deadline_ms_ - spent);
+    }
     return message;
   }
 
@@ -554,25 +561,24 @@ bool IsOpenAiApiPath(absl::string_view path) {
   return path == kCompletionsPath || path == kModelsPath;
 }
 
-absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body) {
+absl::StatusOr<json::object> ParseJsonObjectBody(absl::string_view body) {
   boost::system::error_code ec;
   json::value value = json::parse(View(body), ec);
   if (ec || !value.is_object()) {
     return absl::InvalidArgumentError("the body must be a JSON object");
   }
-  const json::object& object = value.get_object();
-  CompletionRequest request;
-  if (const json::value* model = object.if_contains("model");
-      model != nullptr && !model->is_null()) {
-    if (!model->is_string()) {
-      return absl::InvalidArgumentError("model must be a string");
-    }
-    request.model = std::string(model->get_string());
-  }
-  const json::value* messages = object.if_contains("messages");
+  return std::move(value.get_object());
+}
+
+absl::StatusOr<std::vector<CompletionMessage>> ParseChatMessages(
+    const json::object& request, bool developer_is_system,
+    absl::FunctionRef<absl::StatusOr<std::string>(const json::object& message, size_t index)>
+        text_of) {
+  const json::value* messages = request.if_contains("messages");
   if (messages == nullptr || !messages->is_array() || messages->get_array().empty()) {
     return absl::InvalidArgumentError("messages must be a non-empty array");
   }
+  std::vector<CompletionMessage> out;
   size_t index = 0;
   for (const json::value& item : messages->get_array()) {
     const json::object* message = item.if_object();
@@ -582,29 +588,59 @@ absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body)
     }
     CompletionMessage parsed;
     const json::string_view name = role->get_string();
-    if (name == "system" || name == "developer") {
+    if (name == "system" || (developer_is_system && name == "developer")) {
       parsed.role = persistence_pb::ROLE_SYSTEM;
     } else if (name == "user") {
       parsed.role = persistence_pb::ROLE_USER;
     } else if (name == "assistant") {
       parsed.role = persistence_pb::ROLE_ASSISTANT;
-    } else {
+    } else if (developer_is_system) {
       return absl::InvalidArgumentError(
           absl::StrCat("messages[", index, "].role \"", std::string(name),
                        "\" is not supported (system, developer, user or assistant)"));
+    } else {
+      return absl::InvalidArgumentError(
+          absl::StrCat("messages[", index, "].role must be system, user or assistant"));
     }
-    const json::value* content = message->if_contains("content");
-    if (content == nullptr || content->is_null()) {
-      return absl::InvalidArgumentError(absl::StrCat("messages[", index, "].content is required"));
-    }
-    absl::StatusOr<std::string> text = ContentText(*content, index);
+    absl::StatusOr<std::string> text = text_of(*message, index);
     if (!text.ok()) {
       return text.status();
     }
     parsed.content = *std::move(text);
-    request.messages.push_back(std::move(parsed));
+    out.push_back(std::move(parsed));
     ++index;
   }
+  return out;
+}
+
+absl::StatusOr<CompletionRequest> ParseCompletionRequest(absl::string_view body) {
+  absl::StatusOr<json::object> parsed = ParseJsonObjectBody(body);
+  if (!parsed.ok()) {
+    return parsed.status();
+  }
+  const json::object& object = *parsed;
+  CompletionRequest request;
+  if (const json::value* model = object.if_contains("model");
+      model != nullptr && !model->is_null()) {
+    if (!model->is_string()) {
+      return absl::InvalidArgumentError("model must be a string");
+    }
+    request.model = std::string(model->get_string());
+  }
+  absl::StatusOr<std::vector<CompletionMessage>> messages = ParseChatMessages(
+      object, /*developer_is_system=*/true,
+      [](const json::object& message, size_t index) -> absl::StatusOr<std::string> {
+        const json::value* content = message.if_contains("content");
+        if (content == nullptr || content->is_null()) {
+          return absl::InvalidArgumentError(
+              absl::StrCat("messages[", index, "].content is required"));
+        }
+        return ContentText(*content, index);
+      });
+  if (!messages.ok()) {
+    return messages.status();
+  }
+  request.messages = *std::move(messages);
   if (request.messages.back().role != persistence_pb::ROLE_USER ||
       request.messages.back().content.empty()) {
     return absl::InvalidArgumentError("the last message must be a non-empty user message");
@@ -703,6 +739,7 @@ void StartStoredTurn(ServerContext& context, std::shared_ptr<HttpChatExchange> e
 }
 
 void ServeOpenAiApi(ServerContext& context, HttpHandoff handoff) {
+  const auto received = std::chrono::steady_clock::now();
   const http::request<http::string_body>& request = handoff.request;
   const absl::string_view target(request.target().data(), request.target().size());
   const size_t question = target.find('?');
@@ -814,7 +851,8 @@ void ServeOpenAiApi(ServerContext& context, HttpHandoff handoff) {
                              .user_id = std::move(user_id),
                              .conversation = conversation,
                              .deadline_ms = deadline_ms,
-                             .trace = trace});
+                             .trace = trace,
+                             .received = received});
 }
 
 }  // namespace parley::edge

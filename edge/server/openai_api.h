@@ -1,15 +1,18 @@
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/functional/function_ref.h"
 #include "absl/status/statusor.h"
 #include "absl/strings/string_view.h"
 #include "boost/beast/http/message.hpp"
 #include "boost/beast/http/string_body.hpp"
+#include "boost/json/object.hpp"
 #include "common/trace_context.h"
 #include "edge/auth/authenticator.h"
 #include "edge/protocol/messages.h"
@@ -43,6 +46,18 @@ struct CompletionRequest {
   std::string user;
 };
 
+// The body of an HTTP chat API request as a JSON object; InvalidArgument when it is not one.
+absl::StatusOr<boost::json::object> ParseJsonObjectBody(absl::string_view body);
+
+// The `messages` of a chat request, the Chat Completions API's and the AI SDK's alike: a
+// non-empty array of objects, each with a role among system, user and assistant (and, when
+// `developer_is_system`, OpenAI's newer name for system), and a text that `text_of` reads from
+// the message in the API's own shape. InvalidArgument names the message by its index.
+absl::StatusOr<std::vector<CompletionMessage>> ParseChatMessages(
+    const boost::json::object& request, bool developer_is_system,
+    absl::FunctionRef<absl::StatusOr<std::string>(const boost::json::object& message, size_t index)>
+        text_of);
+
 // InvalidArgument naming the field when the body is not a request Parley can answer: not JSON,
 // no messages, a role other than system/developer/user/assistant, content that is not text, the
 // last message not from the user, or a sampling field of the wrong type or range.
@@ -69,6 +84,9 @@ struct StoredTurn {
   std::string conversation;
   int64_t deadline_ms = 0;
   common::TraceContext trace;
+  // When the request arrived: the client's deadline counts from here, not from the turn's start
+  // once the stored conversation is up to date.
+  std::chrono::steady_clock::time_point received;
 };
 
 // Brings the stored conversation up to date with `turn.messages` (what is not yet on its stored
