@@ -97,3 +97,25 @@ test("a reload mid-reply resumes it from persistence and ends with the whole rep
   // Nothing is being generated any more: 204, which the transport reads as no stream.
   assert.equal(await chat.reconnectToStream({ chatId: "chat-bea" }), null);
 });
+
+test("a deadline shorter than the reply ends the stream with a deadline_exceeded error part", async () => {
+  const chat = new DefaultChatTransport({
+    api: `${slow}/api/chat?userId=cid`,
+    headers: { "X-Parley-Deadline-Ms": "400" },
+  });
+  const stream = await chat.sendMessages({
+    chatId: "chat-cid", messages: [userMessage("u1", "Take your time")], trigger: "submit-message",
+    messageId: undefined, abortSignal: undefined,
+  });
+  let text = "";
+  let error;
+  for await (const part of stream) {
+    if (part.type === "text-delta") text += part.delta;
+    if (part.type === "error") error = part.errorText;
+  }
+  assert.match(error ?? "", /^deadline_exceeded/);
+  // Stored as interrupted, with exactly what was streamed.
+  const stored = await onlyConversation(slow, "cid");
+  assert.equal(stored[1].status, "interrupted");
+  assert.equal(stored[1].content, text);
+});
