@@ -11,24 +11,22 @@
 //   PARLEY_CHROMIUM     browser binary (default /usr/bin/chromium)
 
 import assert from "node:assert/strict";
-import { spawn } from "node:child_process";
 import fs from "node:fs";
 import http from "node:http";
 import os from "node:os";
 import path from "node:path";
-import readline from "node:readline";
 import { after, before, test } from "node:test";
 
 import { chromium } from "playwright-core";
 
 import { Relay } from "../../clients/js/test/stack.mjs";
+import { kStartTimeoutMs, Service } from "../support/service.mjs";
 
 const binDir = process.env.PARLEY_BIN_DIR;
 const outDir = process.env.PARLEY_BROWSER_OUT || process.cwd();
 const chromiumPath = process.env.PARLEY_CHROMIUM || "/usr/bin/chromium";
 
-// Generous bounds: they only stop a broken run from hanging, on a busy machine.
-const kStartTimeoutMs = 60_000;
+// Generous: it only stops a broken run from hanging, on a busy machine.
 const kStepTimeoutMs = 30_000;
 
 // A paced engine so the reply takes about 1.7 s to stream and tokens arrive
@@ -60,77 +58,6 @@ const kStopText = "Write a very long essay, please.";
 const kResumeText = "Take your time and tell me everything.";
 const kCutText = "Keep talking while the network fails.";
 const kOfflineText = "Written while the network was down.";
-
-/** Child processes still running; stopped at the end, and on any exit. */
-const children = new Set();
-
-/**
- * A service binary started with a clean environment (no PARLEY_* variables
- * from the caller can change its configuration).
- */
-class Service {
-  constructor(name, args) {
-    this.name = name;
-    this.stdout = [];
-    this.stderr = "";
-    const env = Object.fromEntries(
-      Object.entries(process.env).filter(([key]) => !key.startsWith("PARLEY_")));
-    this.proc = spawn(path.join(binDir, name), args, { env, stdio: ["ignore", "pipe", "pipe"] });
-    children.add(this.proc);
-    this.exited = new Promise((resolve) => {
-      this.proc.on("exit", (code, signal) => {
-        children.delete(this.proc);
-        resolve({ code, signal });
-      });
-      this.proc.on("error", (error) => {
-        children.delete(this.proc);
-        this.stderr += String(error);
-        resolve({ code: null, signal: null, error });
-      });
-    });
-    this.proc.stderr.setEncoding("utf8");
-    this.proc.stderr.on("data", (chunk) => { this.stderr += chunk; });
-    this.lines = readline.createInterface({ input: this.proc.stdout });
-    this.lines.on("line", (line) => this.stdout.push(line));
-  }
-
-  /** Resolves to "127.0.0.1:PORT" from the first stdout line (the listening line). */
-  listening() {
-    return new Promise((resolve, reject) => {
-      const fail = (why) => reject(new Error(
-          `${this.name}: ${why}\nstdout:\n${this.stdout.join("\n")}\nstderr:\n${this.stderr}`));
-      const timer = setTimeout(() => fail("no listening line"), kStartTimeoutMs);
-      const check = (line) => {
-        let entry;
-        try { entry = JSON.parse(line); } catch { return fail(`first line is not JSON: ${line}`); }
-        clearTimeout(timer);
-        if (entry.msg !== "listening" || typeof entry.listen !== "string") {
-          return fail(`first line is not the listening line: ${line}`);
-        }
-        resolve(entry.listen);
-      };
-      if (this.stdout.length > 0) return check(this.stdout[0]);
-      this.lines.once("line", check);
-      this.exited.then(({ code, signal }) => {
-        clearTimeout(timer);
-        fail(`exited before listening (code ${code}, signal ${signal})`);
-      });
-    });
-  }
-
-  /** SIGTERM, then SIGKILL if it has not exited within a grace period. */
-  async stop() {
-    if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
-    this.proc.kill("SIGTERM");
-    const killer = setTimeout(() => this.proc.kill("SIGKILL"), 15_000);
-    await this.exited;
-    clearTimeout(killer);
-  }
-}
-
-process.on("exit", () => {
-  for (const child of children) child.kill("SIGKILL");
-});
 
 /** WebSocket frames the page received, in order, with waiting on a predicate. */
 class FrameLog {
