@@ -19,8 +19,7 @@ import { after, before, test } from "node:test";
 
 import { chromium } from "playwright-core";
 
-import { Relay } from "../../clients/js/test/stack.mjs";
-import { kStartTimeoutMs, Service } from "../support/service.mjs";
+import { kStartTimeoutMs, Relay, Service } from "../../clients/js/test/stack.mjs";
 
 const binDir = process.env.PARLEY_BIN_DIR;
 const outDir = process.env.PARLEY_BROWSER_OUT || process.cwd();

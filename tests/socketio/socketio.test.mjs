@@ -20,7 +20,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, test } from "node:test";
 
-import { Service } from "../support/service.mjs";
+import { Service } from "../../clients/js/test/stack.mjs";
 
 const binDir = process.env.PARLEY_BIN_DIR;
 const nodeModules = process.env.PARLEY_NODE_MODULES;

@@ -21,6 +21,7 @@
 #include "boost/beast/websocket.hpp"
 #include "boost/json.hpp"
 #include "tools/parley-bench/stats.h"
+#include "tools/parley-bench/upstream_server.h"
 
 namespace parley::bench {
 namespace {
@@ -33,12 +34,6 @@ namespace websocket = beast::websocket;
 using tcp = asio::ip::tcp;
 
 constexpr char kDeadlineHeader[] = "X-Parley-Deadline-Ms";
-
-int64_t MonotonicNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
 
 const char* PathName(DeadlinePath path) {
   switch (path) {

@@ -27,12 +27,6 @@ namespace http = beast::http;
 namespace json = boost::json;
 using tcp = asio::ip::tcp;
 
-int64_t MonotonicNanos() {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(
-             std::chrono::steady_clock::now().time_since_epoch())
-      .count();
-}
-
 // The text of the request's last message: the user's words of the turn, which the load
 // generator makes unique per run so the record can be matched to it.
 std::string LastMessageText(const std::string& body) {
@@ -64,6 +58,12 @@ std::string Delta(json::object delta) {
 }
 
 }  // namespace
+
+int64_t MonotonicNanos() {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
 
 struct UpstreamServer::State : std::enable_shared_from_this<UpstreamServer::State> {
   State(asio::io_context& ioc, int content_chunks) : ioc(ioc), acceptor(ioc) {

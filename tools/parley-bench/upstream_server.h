@@ -9,6 +9,10 @@
 
 namespace parley::bench {
 
+// Now on the machine's monotonic clock (std::chrono::steady_clock, CLOCK_MONOTONIC on Linux: the
+// same in every process), in nanoseconds: the unit of the stand-in's record.
+int64_t MonotonicNanos();
+
 // An OpenAI-compatible model engine stand-in for parley-inference's openai engine. It answers
 // `POST …/chat/completions` with a streaming 200, a role chunk and `content_chunks` content
 // chunks, and then holds the request open, as a model that is still generating would: only the

@@ -1,5 +1,6 @@
 // The three Parley services on loopback ports, and a TCP relay in front of an edge that the
-// tests can cut or refuse, as a flaky network would.
+// tests can cut or refuse, as a flaky network would. Service is the one start-up helper of the
+// JavaScript suites: this library's, the chat page's and the Socket.IO dialect's.
 //
 // Environment: PARLEY_BIN_DIR names the directory of parley-edge, parley-inference and
 // parley-persistence.
@@ -9,19 +10,24 @@ import net from "node:net";
 import path from "node:path";
 import readline from "node:readline";
 
-const kStartTimeoutMs = 60_000;
+// Generous: it only stops a broken run from hanging, on a busy machine.
+export const kStartTimeoutMs = 60_000;
 const children = new Set();
 process.on("exit", () => {
   for (const child of children) child.kill("SIGKILL");
 });
 
-/** A service binary started with a clean environment (no PARLEY_* of the caller). */
+/**
+ * A service binary started with a clean environment (no PARLEY_* variables
+ * from the caller can change its configuration).
+ */
 export class Service {
   constructor(name, args) {
     this.name = name;
     this.stdout = [];
     this.stderr = "";
-    const env = Object.fromEntries(Object.entries(process.env).filter(([key]) => !key.startsWith("PARLEY_")));
+    const env = Object.fromEntries(
+      Object.entries(process.env).filter(([key]) => !key.startsWith("PARLEY_")));
     this.proc = spawn(path.join(process.env.PARLEY_BIN_DIR, name), args, { env, stdio: ["ignore", "pipe", "pipe"] });
     children.add(this.proc);
     this.exited = new Promise((resolve) => {
@@ -44,22 +50,28 @@ export class Service {
   /** Resolves to "127.0.0.1:PORT" from the first stdout line (the listening line). */
   listening() {
     return new Promise((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`${this.name}: no listening line`)), kStartTimeoutMs);
+      const fail = (why) => reject(new Error(
+          `${this.name}: ${why}\nstdout:\n${this.stdout.join("\n")}\nstderr:\n${this.stderr}`));
+      const timer = setTimeout(() => fail("no listening line"), kStartTimeoutMs);
       const check = (line) => {
+        let entry;
+        try { entry = JSON.parse(line); } catch { return fail(`first line is not JSON: ${line}`); }
         clearTimeout(timer);
-        const entry = JSON.parse(line);
-        if (entry.msg !== "listening") reject(new Error(`${this.name}: first line is ${line}`));
-        else resolve(entry.listen);
+        if (entry.msg !== "listening" || typeof entry.listen !== "string") {
+          return fail(`first line is not the listening line: ${line}`);
+        }
+        resolve(entry.listen);
       };
       if (this.stdout.length > 0) return check(this.stdout[0]);
       this.lines.once("line", check);
-      this.exited.then(() => {
+      this.exited.then(({ code, signal }) => {
         clearTimeout(timer);
-        reject(new Error(`${this.name} exited before listening: ${this.stderr}`));
+        fail(`exited before listening (code ${code}, signal ${signal})`);
       });
     });
   }
 
+  /** SIGTERM, then SIGKILL if it has not exited within a grace period. */
   async stop() {
     if (this.proc.exitCode !== null || this.proc.signalCode !== null) return;
     this.proc.kill("SIGTERM");
