@@ -558,8 +558,12 @@ void Turn::OnGenerateDone(absl::Status status) {
                     std::string(ErrorCodeName(ErrorCode::kDeadlineExceeded)), prompt_tokens_,
                     completion_tokens_);
   } else {
-    writer_->Finish(persistence_pb::MESSAGE_STATUS_INTERRUPTED, std::string(status.message()),
-                    prompt_tokens_, completion_tokens_);
+    // The stored finish reason is the error code the client is told, never the status text:
+    // gRPC's (e.g. "failed to connect to all addresses; last error: …") is longer than persistence
+    // stores, and refusing it would turn the model's fault into one of storage.
+    writer_->Finish(persistence_pb::MESSAGE_STATUS_INTERRUPTED,
+                    std::string(ErrorCodeName(ErrorCode::kInferenceUnavailable)), prompt_tokens_,
+                    completion_tokens_);
   }
 }
 

@@ -375,6 +375,50 @@ TEST_F(EdgeStreamTest, InferenceDyingMidReplyIsAnInterruptionAndThePartIsStored)
   EXPECT_TRUE(ReadUntil(*client, "pong").has_value());
 }
 
+TEST_F(EdgeStreamTest, WithInferenceDownEachTurnEndsInterruptedAndIsStoredSo) {
+  std::unique_ptr<ChildProcess> inference = StartInference();
+  ASSERT_NE(inference, nullptr);
+  std::unique_ptr<ChildProcess> edge = StartEdge(inference->WaitForListening());
+  ASSERT_NE(edge, nullptr);
+  std::unique_ptr<WsClient> client = Connect(edge->WaitForListening(), "inference-down-user");
+  ASSERT_NE(client, nullptr);
+  // A first reply while inference is up, so the edge knows its models; then inference dies.
+  ASSERT_TRUE(client->SendJson(Message("down-0")).ok());
+  ASSERT_TRUE(ReadUntil(*client, "stream_start").has_value());
+  Received first;
+  ReadTokens(*client, first, /*stop_after_seq=*/1);
+  inference->Signal(SIGKILL);
+  inference->Wait();
+  ReadTokens(*client, first);
+  ASSERT_TRUE(first.end.has_value());
+
+  // gRPC's own error text (far longer than a stored finish reason may be) must not turn a
+  // fault of the model service into one of storage, on any turn.
+  for (int turn = 1; turn <= 3; ++turn) {
+    ASSERT_TRUE(client->SendJson(Message(absl::StrCat("down-", turn))).ok());
+    std::optional<json::object> start;
+    while (!start.has_value()) {
+      absl::StatusOr<json::object> frame = client->ReadJson();
+      ASSERT_TRUE(frame.ok()) << "turn " << turn << ": " << frame.status();
+      ASSERT_NE(Str(*frame, "type"), "error") << "turn " << turn << ": " << json::serialize(*frame);
+      if (Str(*frame, "type") == "stream_start") {
+        start = *frame;
+      }
+    }
+    Received received;
+    ReadTokens(*client, received);
+    ASSERT_TRUE(received.end.has_value()) << "turn " << turn;
+    EXPECT_EQ(Str(*received.end, "type"), "stream_interrupted") << "turn " << turn;
+    EXPECT_EQ(Str(*received.end, "error"), "inference_unavailable") << "turn " << turn;
+    EXPECT_EQ(Str(*received.end, "partialResponse"), "") << "turn " << turn;
+
+    const persistence_pb::Message stored = Stored("inference-down-user", Str(*start, "messageId"));
+    EXPECT_EQ(stored.status(), persistence_pb::MESSAGE_STATUS_INTERRUPTED) << "turn " << turn;
+    EXPECT_EQ(stored.finish_reason(), "inference_unavailable") << "turn " << turn;
+    EXPECT_EQ(stored.content(), "") << "turn " << turn;
+  }
+}
+
 TEST_F(EdgeStreamTest, SigtermDuringAReplyLosesNothing) {
   std::unique_ptr<ChildProcess> edge = StartEdge(*inference_address_);
   ASSERT_NE(edge, nullptr);
