@@ -525,12 +525,21 @@ class CompletionSetup final : public std::enable_shared_from_this<CompletionSetu
   }
 
   void StorageFailed(const absl::Status& status) {
-    const bool not_found = status.code() == absl::StatusCode::kNotFound;
+    if (status.code() == absl::StatusCode::kNotFound) {
+      return exchange_->RespondNow(
+          404, "application/json",
+          OpenAiErrorBody("no such conversation", "invalid_request_error", "not_found"));
+    }
+    if (status.code() == absl::StatusCode::kInvalidArgument) {
+      // What persistence refuses to store (a NUL byte, a text over its limit) is the request's
+      // fault, not an outage: say what it was.
+      return exchange_->RespondNow(
+          400, "application/json",
+          OpenAiErrorBody(status.message(), "invalid_request_error", "invalid_request"));
+    }
     exchange_->RespondNow(
-        not_found ? 404 : 503, "application/json",
-        OpenAiErrorBody(not_found ? "no such conversation" : "conversations cannot be reached",
-                        not_found ? "invalid_request_error" : "server_error",
-                        not_found ? "not_found" : "storage_unavailable"));
+        503, "application/json",
+        OpenAiErrorBody("conversations cannot be reached", "server_error", "storage_unavailable"));
   }
 
   ServerContext& context_;
