@@ -1,14 +1,18 @@
 // A full chat turn through the real binaries with the openai engine: browser
 // WebSocket → parley-edge → parley-inference → a fake OpenAI-compatible
 // upstream, with the reply stored by parley-persistence.
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
+#include "absl/strings/strip.h"
 #include "boost/json.hpp"
 #include "gtest/gtest.h"
 #include "tests/inference/fake_openai_server.h"
@@ -158,6 +162,94 @@ TEST(OpenAiTurnTest, TheModelsReasoningStreamsLiveAndIsNotStoredAsTheReply) {
   const json::array& messages = history->at("messages").as_array();
   ASSERT_EQ(messages.size(), 2u);
   EXPECT_EQ(Str(messages[1].as_object(), "content"), "Hi there.");
+}
+
+// The `data:` payloads of an event stream, parsed, in order; `[DONE]` is left out.
+std::vector<json::object> EventObjects(const std::string& body) {
+  std::vector<json::object> events;
+  for (absl::string_view block : absl::StrSplit(body, "\n\n", absl::SkipEmpty())) {
+    if (absl::ConsumePrefix(&block, "data: ") && block != "[DONE]") {
+      events.push_back(json::parse(json::string_view(block.data(), block.size())).as_object());
+    }
+  }
+  return events;
+}
+
+TEST(OpenAiTurnTest, TheHttpApisStreamTheModelsReasoningApartFromTheAnswer) {
+  FakeOpenAiServer upstream;
+  upstream.Enqueue(SseReply(SplitEvery(inference::testing::kVllmReasoningStream, 120)));
+  upstream.Enqueue(SseReply(SplitEvery(inference::testing::kVllmReasoningStream, 120)));
+  const OpenAiStack stack = StartWithUpstream(upstream);
+  ASSERT_FALSE(stack.edge_address.empty());
+
+  // Chat Completions: `delta.reasoning_content` chunks, then the answer as `delta.content`.
+  absl::StatusOr<::parley::testing::HttpResponse> completion = ::parley::testing::HttpRequest(
+      stack.edge_address, "POST", "/v1/chat/completions?userId=reasoner",
+      json::serialize(json::object{
+          {"stream", true},
+          {"messages", json::array{json::object{{"role", "user"}, {"content", "Hi"}}}}}),
+      {{"Content-Type", "application/json"}});
+  ASSERT_TRUE(completion.ok()) << completion.status();
+  ASSERT_EQ(completion->status, 200) << completion->body;
+  EXPECT_TRUE(absl::EndsWith(completion->body, "data: [DONE]\n\n"));
+  std::string reasoning;
+  std::string text;
+  for (const json::object& chunk : EventObjects(completion->body)) {
+    ASSERT_EQ(Str(chunk, "object"), "chat.completion.chunk") << json::serialize(chunk);
+    const json::object& delta = chunk.at("choices").as_array()[0].at("delta").as_object();
+    if (delta.contains("reasoning_content")) {
+      EXPECT_TRUE(text.empty()) << "this model reasons before it answers";
+      reasoning += Str(delta, "reasoning_content");
+    }
+    if (delta.contains("content")) {
+      text += Str(delta, "content");
+    }
+  }
+  EXPECT_EQ(reasoning, "The user says hi.");
+  EXPECT_EQ(text, "Hi there.");
+
+  // The AI SDK's UI message stream: its header, reasoning parts, then text parts.
+  absl::StatusOr<::parley::testing::HttpResponse> ui = ::parley::testing::HttpRequest(
+      stack.edge_address, "POST", "/api/chat?userId=reasoner",
+      json::serialize(json::object{
+          {"id", "chat-reasoner"},
+          {"trigger", "submit-message"},
+          {"messages",
+           json::array{json::object{
+               {"id", "u1"},
+               {"role", "user"},
+               {"parts", json::array{json::object{{"type", "text"}, {"text", "Hi"}}}}}}}}),
+      {{"Content-Type", "application/json"}});
+  ASSERT_TRUE(ui.ok()) << ui.status();
+  ASSERT_EQ(ui->status, 200) << ui->body;
+  EXPECT_EQ(ui->Header("x-vercel-ai-ui-message-stream"), "v1");
+  EXPECT_TRUE(absl::EndsWith(ui->body, "data: [DONE]\n\n"));
+  std::vector<std::string> types;
+  reasoning.clear();
+  text.clear();
+  for (const json::object& part : EventObjects(ui->body)) {
+    const std::string type = Str(part, "type");
+    if (types.empty() || types.back() != type) {
+      types.push_back(type);
+    }
+    if (type == "reasoning-delta") {
+      reasoning += Str(part, "delta");
+    } else if (type == "text-delta") {
+      text += Str(part, "delta");
+    }
+  }
+  EXPECT_EQ(reasoning, "The user says hi.");
+  EXPECT_EQ(text, "Hi there.");
+  const std::vector<std::string> expected = {"start",         "reasoning-start", "reasoning-delta",
+                                             "reasoning-end", "text-start",      "text-delta",
+                                             "text-end",      "finish"};
+  std::vector<std::string> seen;
+  for (const std::string& type : types) {
+    if (std::find(expected.begin(), expected.end(), type) != expected.end()) {
+      seen.push_back(type);
+    }
+  }
+  EXPECT_EQ(seen, expected) << absl::StrJoin(types, ",");
 }
 
 // The first `count` events of the recorded stream ("Hello" and "!" after the role), and then
