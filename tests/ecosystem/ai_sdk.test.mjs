@@ -6,21 +6,24 @@
 import assert from "node:assert/strict";
 import { after, before, test } from "node:test";
 import { DefaultChatTransport, readUIMessageStream } from "ai";
-import { startStack, stopAll, storedMessages } from "./stack.mjs";
+import { startReplicas, startStack, stopAll, storedMessages } from "./stack.mjs";
 
 let base;
 let slow;
+let replicas;  // two edges on the same backends
 
 before(async () => {
-  [base, slow] = await Promise.all([startStack(), startStack([], { tokensPerSecond: 15 })]);
+  [base, slow, replicas] = await Promise.all([startStack(), startStack([], { tokensPerSecond: 15 }),
+    startReplicas(2, [], { tokensPerSecond: 15 })]);
 });
 after(stopAll);
 
-// A transport for `user` (development mode names users by the userId parameter).
-function transport(edge, user) {
+// A transport for `user` (development mode names users by the userId parameter); its resume GET
+// goes to `resumeEdge`, the same edge unless a reload lands on another replica.
+function transport(edge, user, resumeEdge = edge) {
   return new DefaultChatTransport({
     api: `${edge}/api/chat?userId=${user}`,
-    prepareReconnectToStreamRequest: ({ id }) => ({ api: `${edge}/api/chat/${id}/stream?userId=${user}` }),
+    prepareReconnectToStreamRequest: ({ id }) => ({ api: `${resumeEdge}/api/chat/${id}/stream?userId=${user}` }),
   });
 }
 
@@ -68,14 +71,14 @@ test("a reply streams and assembles to the stored text; the chat id continues it
   assert.equal(stored[3].content, textOf(again));
 });
 
-test("a reload mid-reply resumes it from persistence and ends with the whole reply once", async () => {
-  const chat = transport(slow, "bea");
+// Sends a message, reads until the first words arrive, then goes away as a page reload does; the
+// reload's resume GET then follows the reply to its end.
+async function reloadMidReply(chat, chatId) {
   const aborted = new AbortController();
   const stream = await chat.sendMessages({
-    chatId: "chat-bea", messages: [userMessage("u1", "Tell me a story")], trigger: "submit-message",
+    chatId, messages: [userMessage("u1", "Tell me a story")], trigger: "submit-message",
     messageId: undefined, abortSignal: aborted.signal,
   });
-  // Read until the first words arrive, then go away as a page reload does.
   const reader = stream.getReader();
   for (;;) {
     const { value, done } = await reader.read();
@@ -84,10 +87,25 @@ test("a reload mid-reply resumes it from persistence and ends with the whole rep
   }
   aborted.abort();
   await reader.cancel().catch(() => {});
-
-  const resumed = await chat.reconnectToStream({ chatId: "chat-bea" });
+  const resumed = await chat.reconnectToStream({ chatId });
   assert.ok(resumed, "a reply is being generated, so the resume stream is there");
-  const reply = await lastMessage(resumed);
+  return lastMessage(resumed);
+}
+
+test("a reload that lands on another edge replica resumes the reply there from persistence", async () => {
+  const [first, second] = replicas;
+  const chat = transport(first, "cyd", second);
+  const reply = await reloadMidReply(chat, "chat-cyd");
+  const stored = await onlyConversation(second, "cyd");
+  assert.equal(stored.length, 2);
+  assert.equal(stored[1].status, "complete");
+  assert.equal(stored[1].id, reply.id);
+  assert.equal(textOf(reply), stored[1].content, "the whole reply, exactly once");
+});
+
+test("a reload mid-reply resumes it from persistence and ends with the whole reply once", async () => {
+  const chat = transport(slow, "bea");
+  const reply = await reloadMidReply(chat, "chat-bea");
   const stored = await onlyConversation(slow, "bea");
   assert.equal(stored.length, 2);
   assert.equal(stored[1].status, "complete");

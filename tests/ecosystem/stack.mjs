@@ -38,7 +38,13 @@ function start(name, args) {
 }
 
 /** Persistence on a fresh SQLite file, the simulated engine and one edge with `edgeFlags`. */
-export async function startStack(edgeFlags = [], { tokensPerSecond = 400 } = {}) {
+export async function startStack(edgeFlags = [], options = {}) {
+  const [edge] = await startReplicas(1, edgeFlags, options);
+  return edge;
+}
+
+/** The same with `count` edges on the same backends, as replicas behind a load balancer. */
+export async function startReplicas(count, edgeFlags = [], { tokensPerSecond = 400 } = {}) {
   if (!process.env.PARLEY_BIN_DIR) throw new Error("PARLEY_BIN_DIR must name the service binaries' directory");
   const dir = mkdtempSync(path.join(os.tmpdir(), "parley-ecosystem-"));
   const [persistence, inference] = await Promise.all([
@@ -46,9 +52,10 @@ export async function startStack(edgeFlags = [], { tokensPerSecond = 400 } = {})
     start("parley-inference", ["--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=simulated",
       "--sim_ttft_ms=1", `--sim_tokens_per_second=${tokensPerSecond}`]),
   ]);
-  const edge = await start("parley-edge", ["--listen=127.0.0.1:0", `--inference=${inference}`,
-    `--persistence=${persistence}`, "--allow_anonymous", "--max_concurrent_turns=0", ...edgeFlags]);
-  return `http://${edge}`;
+  const edges = await Promise.all(Array.from({ length: count }, () => start("parley-edge", [
+    "--listen=127.0.0.1:0", `--inference=${inference}`, `--persistence=${persistence}`, "--allow_anonymous",
+    "--max_concurrent_turns=0", ...edgeFlags])));
+  return edges.map((edge) => `http://${edge}`);
 }
 
 /** The stored messages of a conversation, oldest first (the conversations HTTP API). */
