@@ -92,25 +92,26 @@ async function reloadMidReply(chat, chatId) {
   return lastMessage(resumed);
 }
 
-test("a reload that lands on another edge replica resumes the reply there from persistence", async () => {
-  const [first, second] = replicas;
-  const chat = transport(first, "cyd", second);
-  const reply = await reloadMidReply(chat, "chat-cyd");
-  const stored = await onlyConversation(second, "cyd");
+// The user's one conversation holds the question and `reply`, complete, with exactly its text.
+async function assertStoredWhole(edge, user, reply) {
+  const stored = await onlyConversation(edge, user);
   assert.equal(stored.length, 2);
   assert.equal(stored[1].status, "complete");
   assert.equal(stored[1].id, reply.id);
   assert.equal(textOf(reply), stored[1].content, "the whole reply, exactly once");
+}
+
+test("a reload that lands on another edge replica resumes the reply there from persistence", async () => {
+  const [first, second] = replicas;
+  const chat = transport(first, "cyd", second);
+  const reply = await reloadMidReply(chat, "chat-cyd");
+  await assertStoredWhole(second, "cyd", reply);
 });
 
 test("a reload mid-reply resumes it from persistence and ends with the whole reply once", async () => {
   const chat = transport(slow, "bea");
   const reply = await reloadMidReply(chat, "chat-bea");
-  const stored = await onlyConversation(slow, "bea");
-  assert.equal(stored.length, 2);
-  assert.equal(stored[1].status, "complete");
-  assert.equal(stored[1].id, reply.id);
-  assert.equal(textOf(reply), stored[1].content, "the whole reply, exactly once");
+  await assertStoredWhole(slow, "bea", reply);
 
   // Nothing is being generated any more: 204, which the transport reads as no stream.
   assert.equal(await chat.reconnectToStream({ chatId: "chat-bea" }), null);
