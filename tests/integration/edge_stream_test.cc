@@ -12,6 +12,7 @@
 #include "absl/time/time.h"
 #include "boost/json/array.hpp"
 #include "boost/json/object.hpp"
+#include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -380,7 +381,8 @@ TEST_F(EdgeStreamTest, WithInferenceDownEachTurnEndsInterruptedAndIsStoredSo) {
   ASSERT_NE(inference, nullptr);
   std::unique_ptr<ChildProcess> edge = StartEdge(inference->WaitForListening());
   ASSERT_NE(edge, nullptr);
-  std::unique_ptr<WsClient> client = Connect(edge->WaitForListening(), "inference-down-user");
+  const std::string edge_address = edge->WaitForListening();
+  std::unique_ptr<WsClient> client = Connect(edge_address, "inference-down-user");
   ASSERT_NE(client, nullptr);
   // A first reply while inference is up, so the edge knows its models; then inference dies.
   ASSERT_TRUE(client->SendJson(Message("down-0")).ok());
@@ -417,6 +419,18 @@ TEST_F(EdgeStreamTest, WithInferenceDownEachTurnEndsInterruptedAndIsStoredSo) {
     EXPECT_EQ(stored.finish_reason(), "inference_unavailable") << "turn " << turn;
     EXPECT_EQ(stored.content(), "") << "turn " << turn;
   }
+
+  // The Chat Completions API on the same edge says so in its own terms: 502 inference_unavailable.
+  absl::StatusOr<testing::HttpResponse> completion = testing::HttpRequest(
+      edge_address, "POST", "/v1/chat/completions?userId=inference-down-user",
+      json::serialize(json::object{
+          {"messages", json::array{json::object{{"role", "user"}, {"content", "Still there?"}}}}}),
+      {{"Content-Type", "application/json"}});
+  ASSERT_TRUE(completion.ok()) << completion.status();
+  EXPECT_EQ(completion->status, 502) << completion->body;
+  EXPECT_EQ(Str(json::parse(completion->body).at("error").as_object(), "code"),
+            "inference_unavailable")
+      << completion->body;
 }
 
 TEST_F(EdgeStreamTest, SigtermDuringAReplyLosesNothing) {
