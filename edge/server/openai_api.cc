@@ -510,10 +510,14 @@ class CompletionSetup final : public std::enable_shared_from_this<CompletionSetu
     message.model = request_.model;
     message.sampling = request_.sampling;
     if (deadline_ms_ > 0) {
+      // The turn counts what it is given from its own start; the request arrived earlier. The
+      // edge's cap is applied here too, so that it also counts from the request's arrival.
+      const int64_t capped = std::min<int64_t>(
+          deadline_ms_, absl::ToInt64Milliseconds(context_.turn_deps.max_client_deadline));
       const int64_t spent = std::chrono::duration_cast<std::chrono::milliseconds>(
                                 std::chrono::steady_clock::now() - request_.received)
                                 .count();
-      message.deadline_ms = std::max<int64_t>(1, deadline_ms_ - spent);
+      message.deadline_ms = std::max<int64_t>(1, capped - spent);
     }
     return message;
   }

@@ -335,5 +335,27 @@ TEST(OpenAiTurnTest, MaxDeadlineCapsTheClientsDeadline) {
   ExpectCutAtTheDeadline(stack, upstream, "cap", /*deadline_ms=*/3600 * 1000);
 }
 
+TEST(OpenAiTurnTest, MaxDeadlineCapsTheChatCompletionsDeadlineToo) {
+  FakeOpenAiServer upstream;
+  upstream.Enqueue(StalledReply(3));
+  const OpenAiStack stack = StartWithUpstream(upstream, {"--max_deadline_ms=1000"});
+  ASSERT_FALSE(stack.edge_address.empty());
+  absl::StatusOr<::parley::testing::HttpResponse> response = ::parley::testing::HttpRequest(
+      stack.edge_address, "POST", "/v1/chat/completions?userId=capped",
+      json::serialize(json::object{
+          {"stream", true},
+          {"messages",
+           json::array{json::object{{"role", "user"}, {"content", "Take your time"}}}}}),
+      {{"Content-Type", "application/json"}, {"X-Parley-Deadline-Ms", "3600000"}});
+  ASSERT_TRUE(response.ok()) << response.status();
+  ASSERT_EQ(response->status, 200) << response->body;
+  const std::vector<json::object> events = EventObjects(response->body);
+  ASSERT_FALSE(events.empty());
+  ASSERT_TRUE(events.back().contains("error")) << response->body;
+  EXPECT_EQ(Str(events.back().at("error").as_object(), "code"), "deadline_exceeded");
+  EXPECT_TRUE(upstream.WaitForDisconnect().has_value())
+      << "the upstream request stayed open past the capped deadline";
+}
+
 }  // namespace
 }  // namespace parley
