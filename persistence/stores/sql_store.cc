@@ -12,13 +12,13 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
-#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "boost/json/value.hpp"
 #include "common/sha256.h"
+#include "persistence/stores/page_token.h"
 
 namespace parley::persistence {
 
@@ -191,24 +191,6 @@ v1::Message ReadMessage(const SqlRows& rows, int r) {
                                           : rows.Text(r, 16));
   }
   return message;
-}
-
-// Page tokens are opaque to clients: a kind letter and positions, base64url'd.
-std::string EncodeToken(absl::string_view kind, int64_t a, int64_t b) {
-  return absl::WebSafeBase64Escape(absl::StrCat(kind, ":", a, ":", b));
-}
-
-absl::Status DecodeToken(const std::string& token, absl::string_view kind, int64_t* a, int64_t* b) {
-  std::string plain;
-  if (!absl::WebSafeBase64Unescape(token, &plain)) {
-    return absl::InvalidArgumentError("invalid page token");
-  }
-  std::vector<std::string> parts = absl::StrSplit(plain, ':');
-  if (parts.size() != 3 || parts[0] != kind || !absl::SimpleAtoi(parts[1], a) ||
-      !absl::SimpleAtoi(parts[2], b) || *a < 0 || *b < 0) {
-    return absl::InvalidArgumentError("invalid page token");
-  }
-  return absl::OkStatus();
 }
 
 // Splits `total` rows into statements of 64, 16, 4 or 1 rows, so a few
@@ -678,7 +660,7 @@ absl::StatusOr<ConversationPage> SqlStore::ListConversations(const std::string& 
   int64_t before_time = std::numeric_limits<int64_t>::max();
   int64_t before_pos = std::numeric_limits<int64_t>::max();
   if (!page_token.empty()) {
-    if (absl::Status status = DecodeToken(page_token, "c", &before_time, &before_pos);
+    if (absl::Status status = DecodePageToken(page_token, "c", &before_time, &before_pos);
         !status.ok()) {
       return status;
     }
@@ -701,7 +683,7 @@ absl::StatusOr<ConversationPage> SqlStore::ListConversations(const std::string& 
       page.conversations.push_back(ReadConversation(*rows, r));
     }
     if (rows->size() > page_size) {
-      page.next_page_token = EncodeToken("c", rows->Int(count - 1, 5), rows->Int(count - 1, 6));
+      page.next_page_token = EncodePageToken("c", rows->Int(count - 1, 5), rows->Int(count - 1, 6));
     }
     return absl::OkStatus();
   });
@@ -972,7 +954,7 @@ absl::StatusOr<MessagePage> SqlStore::ListMessages(const v1::ListMessagesRequest
   int64_t unused = 0;
   const char* token_kind = request.leaf_message_id().empty() ? "m" : "p";
   if (!request.page_token().empty()) {
-    if (absl::Status status = DecodeToken(request.page_token(), token_kind, &after, &unused);
+    if (absl::Status status = DecodePageToken(request.page_token(), token_kind, &after, &unused);
         !status.ok()) {
       return status;
     }
@@ -1002,7 +984,7 @@ absl::StatusOr<MessagePage> SqlStore::ListMessages(const v1::ListMessagesRequest
         page.messages.push_back(std::move((*path)[i]));
       }
       if (!newest && end < total) {
-        page.next_page_token = EncodeToken("p", end, 0);
+        page.next_page_token = EncodePageToken("p", end, 0);
       }
       return absl::OkStatus();
     }
@@ -1033,7 +1015,7 @@ absl::StatusOr<MessagePage> SqlStore::ListMessages(const v1::ListMessagesRequest
       page.messages.push_back(ReadMessage(*rows, r));
     }
     if (rows->size() > page_size) {
-      page.next_page_token = EncodeToken("m", rows->Int(count - 1, 15), 0);
+      page.next_page_token = EncodePageToken("m", rows->Int(count - 1, 15), 0);
     }
     return absl::OkStatus();
   });
