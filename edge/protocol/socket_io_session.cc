@@ -24,6 +24,9 @@ template <class... Ts>
 struct Overloaded : Ts... {
   using Ts::operator()...;
 };
+// Spelled out for compilers without C++20 aggregate deduction (clang 14, used for fuzzing).
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
 
 // What seed clients send before a login: an absent, empty, "null" or "undefined" token is no
 // token at all.

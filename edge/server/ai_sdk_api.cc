@@ -29,6 +29,9 @@ template <class... Ts>
 struct Overloaded : Ts... {
   using Ts::operator()...;
 };
+// Spelled out for compilers without C++20 aggregate deduction (clang 14, used for fuzzing).
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
 
 constexpr absl::string_view kChatPath = "/api/chat";
 constexpr absl::string_view kStreamSuffix = "/stream";

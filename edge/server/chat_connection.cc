@@ -23,6 +23,9 @@ template <class... Ts>
 struct Overloaded : Ts... {
   using Ts::operator()...;
 };
+// Spelled out for compilers without C++20 aggregate deduction (clang 14, used for fuzzing).
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
 
 uint64_t NextRoomKey() {
   static std::atomic<uint64_t> next{1};

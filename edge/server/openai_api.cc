@@ -37,6 +37,9 @@ template <class... Ts>
 struct Overloaded : Ts... {
   using Ts::operator()...;
 };
+// Spelled out for compilers without C++20 aggregate deduction (clang 14, used for fuzzing).
+template <class... Ts>
+Overloaded(Ts...) -> Overloaded<Ts...>;
 
 constexpr absl::string_view kCompletionsPath = "/v1/chat/completions";
 constexpr absl::string_view kModelsPath = "/v1/models";
