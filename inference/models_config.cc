@@ -1,7 +1,10 @@
 #include "inference/models_config.h"
 
+#include <cmath>
+#include <cstdint>
 #include <cstdlib>
 #include <fstream>
+#include <limits>
 #include <set>
 #include <sstream>
 
@@ -52,11 +55,23 @@ absl::StatusOr<SamplingDefaults> ParseDefaults(const json::value& value) {
     if (!number.ok()) {
       return number.status();
     }
+    // The ranges the OpenAI API accepts; a number outside them (even 1e400, which is infinity
+    // here) is a mistake in the file, and converting one to int would be undefined.
     if (name == "temperature") {
+      if (!(*number >= 0 && *number <= 2)) {
+        return Invalid("\"temperature\" must be between 0 and 2");
+      }
       defaults.temperature = *number;
     } else if (name == "top_p") {
+      if (!(*number >= 0 && *number <= 1)) {
+        return Invalid("\"top_p\" must be between 0 and 1");
+      }
       defaults.top_p = *number;
     } else if (name == "max_tokens") {
+      if (!(*number >= 1 && *number <= std::numeric_limits<int32_t>::max()) ||
+          *number != std::floor(*number)) {
+        return Invalid("\"max_tokens\" must be a whole number from 1 to 2147483647");
+      }
       defaults.max_tokens = static_cast<int>(*number);
     } else {
       return Invalid(absl::StrCat("unknown default \"", std::string(name), "\""));
@@ -74,6 +89,9 @@ absl::StatusOr<ModelConfig> ParseModel(const json::value& value) {
   absl::StatusOr<std::string> name = StringMember(object, "name", true);
   if (!name.ok()) {
     return name.status();
+  }
+  if (name->empty()) {
+    return Invalid("a model's \"name\" may not be empty: clients ask for models by name");
   }
   model.name = *name;
   absl::StatusOr<std::string> engine = StringMember(object, "engine", true);

@@ -51,6 +51,15 @@ TEST(ModelsConfigTest, RefusesBrokenConfigsWithAClearMessage) {
           R"({"default_model": "b", "models": [{"name": "a", "engine": "simulated"}]})",
           R"({"models": [{"name": "a", "engine": "simulated", "temperature": 1}]})",
           R"({"models": [{"name": "a", "engine": "simulated", "defaults": {"top_k": 1}}]})",
+          // Sampling defaults out of their ranges, or not whole where they must be; 1e400 is
+          // infinity once parsed.
+          R"({"models": [{"name": "a", "engine": "simulated", "defaults": {"max_tokens": 1e400}}]})",
+          R"({"models": [{"name": "a", "engine": "simulated", "defaults": {"max_tokens": 1e20}}]})",
+          R"({"models": [{"name": "a", "engine": "simulated", "defaults": {"max_tokens": 0}}]})",
+          R"({"models": [{"name": "a", "engine": "simulated", "defaults": {"max_tokens": 2.5}}]})",
+          R"({"models": [{"name": "a", "engine": "simulated", "defaults": {"temperature": -1}}]})",
+          R"({"models": [{"name": "a", "engine": "simulated", "defaults": {"top_p": 1.5}}]})",
+          R"({"models": [{"name": "", "engine": "simulated"}]})",
       }) {
     absl::StatusOr<ModelsConfig> config = ParseModelsConfig(broken);
     EXPECT_EQ(config.status().code(), absl::StatusCode::kInvalidArgument) << broken;
