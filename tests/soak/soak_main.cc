@@ -8,7 +8,7 @@
 // not is counted as a failure.
 //
 // The verdict (exit status 0 only if all hold):
-//   - no turn failed;
+//   - no turn failed, and every service was there at every sample;
 //   - every line is flat: after a warm-up (the first 20% of the run, at least 60 s), the mean of
 //     the last quarter of the samples exceeds the mean of the first quarter by at most 10%, plus
 //     4 MiB for resident memory, and plus 8 for open files and for threads. Connections come and
@@ -407,6 +407,7 @@ const std::vector<Scenario>& Scenarios() {
 
 // What /proc says a process holds right now.
 struct Usage {
+  bool alive = false;  // /proc had the process.
   double rss_mib = 0;
   int64_t open_files = 0;
   int64_t threads = 0;
@@ -415,10 +416,13 @@ struct Usage {
 Usage Sample(pid_t pid) {
   Usage usage;
   std::ifstream status(absl::StrCat("/proc/", pid, "/status"));
+  usage.alive = status.good();
   std::string line;
   while (std::getline(status, line)) {
     int64_t value = 0;
-    std::vector<absl::string_view> fields = absl::StrSplit(line, ' ', absl::SkipWhitespace());
+    // "VmRSS:\t  51234 kB"
+    std::vector<absl::string_view> fields =
+        absl::StrSplit(line, absl::ByAnyChar(" \t"), absl::SkipWhitespace());
     if (fields.size() < 2 || !absl::SimpleAtoi(fields[1], &value)) {
       continue;
     }
@@ -504,11 +508,15 @@ int Run() {
   }
   samples << "\n";
   const absl::Time start = absl::Now();
+  std::vector<std::string> gone;  // Services that were not there to sample.
   for (int64_t second = 0; absl::Now() - start < run_time; ++second) {
     absl::SleepFor(start + absl::Seconds(second + 1) - absl::Now());
     samples << second + 1;
     for (size_t s = 0; s < services.size(); ++s) {
       const Usage usage = Sample(services[s].second);
+      if (!usage.alive && gone.size() < 10) {
+        gone.push_back(absl::StrCat(services[s].first, " at ", second + 1, " s"));
+      }
       samples << absl::StrFormat("\t%.1f\t%d\t%d", usage.rss_mib, usage.open_files, usage.threads);
       series[3 * s].values.push_back(usage.rss_mib);
       series[3 * s + 1].values.push_back(static_cast<double>(usage.open_files));
@@ -538,6 +546,10 @@ int Run() {
       summary << "  failure: " << example << "\n";
     }
     pass = all_failures == 0 && all_turns > 0;
+  }
+  for (const std::string& service : gone) {
+    summary << "not running: " << service << "\n";
+    pass = false;
   }
   for (const Series& line : series) {
     const size_t n = line.values.size();
