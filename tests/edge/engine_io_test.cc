@@ -94,6 +94,8 @@ TEST(EngineIoTest, APayloadWithOneBadPacketIsRefusedWhole) {
                              "4world")
                    .ok());
   EXPECT_FALSE(DecodePayload("").ok());
+  // However the empty body is given: a default (null) view too.
+  EXPECT_FALSE(DecodePayload(absl::string_view()).ok());
 }
 
 TEST(EngineIoTest, TheOpenPacketCarriesExactlyTheHandshakeFields) {
