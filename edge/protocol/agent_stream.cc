@@ -209,6 +209,7 @@ CloseCode AgentCloseCode(ErrorCode code) {
       return CloseCode::kGoingAway;
     case ErrorCode::kInferenceUnavailable:
     case ErrorCode::kStorageUnavailable:
+    case ErrorCode::kDeadlineExceeded:
     case ErrorCode::kInternal:
       return CloseCode::kInternalError;
     case ErrorCode::kInvalidJson:

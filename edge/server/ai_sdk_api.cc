@@ -378,6 +378,8 @@ void ServeAiSdkApi(ServerContext& context, HttpHandoff handoff) {
   StartStoredTurn(context, exchange,
                   StoredTurn{.messages = std::move(parsed->messages),
                              .model = std::move(parsed->model),
+                             // The AI SDK's chat request carries no sampling settings.
+                             .sampling = {},
                              .user_id = std::move(user_id),
                              .conversation = std::move(parsed->chat_id),
                              .deadline_ms = deadline_ms,

@@ -81,17 +81,6 @@ std::string NewRequestId() {
                          absl::Uniform<uint64_t>(bits));
 }
 
-absl::string_view RoleName(persistence_pb::Role role) {
-  switch (role) {
-    case persistence_pb::ROLE_SYSTEM:
-      return "system";
-    case persistence_pb::ROLE_ASSISTANT:
-      return "assistant";
-    default:
-      return "user";
-  }
-}
-
 // Text of a message's `content`: a string, or an array of `{"type":"text","text":...}` parts.
 absl::StatusOr<std::string> ContentText(const json::value& content, size_t index) {
   if (content.is_string()) {
@@ -526,9 +515,9 @@ class CompletionSetup final : public std::enable_shared_from_this<CompletionSetu
   }
 
   void StartTurn(SendMessage message) {
-    exchange_->Start(ChatUser{user_id_, user_id_},
-                     ChatOptions{.unknown_model = UnknownModel::kUseDefault}, std::move(message),
-                     trace_);
+    ChatOptions options;
+    options.unknown_model = UnknownModel::kUseDefault;
+    exchange_->Start(ChatUser{user_id_, user_id_}, std::move(options), std::move(message), trace_);
   }
 
   void StorageFailed(const absl::Status& status) {

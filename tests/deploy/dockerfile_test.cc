@@ -16,7 +16,7 @@ std::string CheckCommand(const std::string& dockerfile) {
   std::string command =
       ShellQuote(kSourceDir + "/tests/deploy/check_runtime_libs.sh") + " " + ShellQuote(dockerfile);
   for (absl::string_view binary : absl::StrSplit(PARLEY_RUNTIME_BINARIES, ':')) {
-    command += " " + ShellQuote(std::string(binary));
+    command.append(" ").append(ShellQuote(std::string(binary)));
   }
   return command;
 }

@@ -23,7 +23,7 @@ std::vector<std::string> Types(const std::vector<AgentEvent>& events) {
     EXPECT_EQ(std::string(frame.at("type").as_string()), event.type);
     std::string type(event.type);
     if (event.type == "progress") {
-      type += ":" + std::string(frame.at("stage").as_string());
+      type.append(":").append(frame.at("stage").as_string());
     }
     types.push_back(type);
   }
@@ -149,6 +149,7 @@ TEST(AgentStreamTest, ErrorsCloseWithTheCodeOfTheirFault) {
   EXPECT_EQ(AgentCloseCode(ErrorCode::kTooManyTurns), CloseCode::kTryAgainLater);
   EXPECT_EQ(AgentCloseCode(ErrorCode::kShuttingDown), CloseCode::kGoingAway);
   EXPECT_EQ(AgentCloseCode(ErrorCode::kStorageUnavailable), CloseCode::kInternalError);
+  EXPECT_EQ(AgentCloseCode(ErrorCode::kDeadlineExceeded), CloseCode::kInternalError);
   EXPECT_EQ(AgentCloseCode(ErrorCode::kNotFound), CloseCode::kPolicy);
   EXPECT_EQ(AgentErrorEvent("no \"question\"").json,
             R"({"type":"error","message":"no \"question\""})");

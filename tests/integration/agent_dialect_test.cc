@@ -149,7 +149,7 @@ struct AgentRun {
     events.push_back(event);
     std::string type = Str(event, "type");
     if (type == "progress") {
-      type += ":" + Str(event, "stage");
+      type.append(":").append(Str(event, "stage"));
     }
     const bool run = type == "analysis_chunk" || type == "code_chunk" || type == "chain_of_thought";
     if (!(run && !shape.empty() && shape.back() == type)) {

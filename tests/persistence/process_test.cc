@@ -12,6 +12,7 @@
 #include <string>
 #include <vector>
 
+#include "absl/strings/str_cat.h"
 #include "grpcpp/grpcpp.h"
 #include "gtest/gtest.h"
 #include "parley/persistence/v1/conversation_service.grpc.pb.h"
@@ -24,7 +25,7 @@ namespace {
 using ::parley::testing::ChildProcess;
 namespace v1 = ::parley::persistence::v1;
 
-std::string DeltaText(int64_t seq) { return "d" + std::to_string(seq) + ";"; }
+std::string DeltaText(int64_t seq) { return absl::StrCat("d", seq, ";"); }
 
 std::string TextThrough(int64_t last_seq) {
   std::string text;
