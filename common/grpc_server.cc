@@ -20,6 +20,9 @@ absl::StatusOr<RunningGrpcServer> StartGrpcServer(const GrpcServerOptions& optio
   // gRPC sets SO_REUSEPORT by default: a second server on a taken port would
   // start and share it with the first, each getting some of the connections.
   builder.AddChannelArgument(GRPC_ARG_ALLOW_REUSEPORT, 0);
+  // Clients ping every 10 s to notice a server that hangs (see the edge's channels); gRPC's
+  // default would take pings more often than every 5 minutes for abuse and close the connection.
+  builder.AddChannelArgument(GRPC_ARG_HTTP2_MIN_RECV_PING_INTERVAL_WITHOUT_DATA_MS, 5000);
   for (grpc::Service* service : options.services) {
     builder.RegisterService(service);
   }

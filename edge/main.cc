@@ -88,6 +88,9 @@ ABSL_FLAG(int, max_outbound_bytes, 1024 * 1024,
 ABSL_FLAG(int, backend_stream_window_bytes, 64 * 1024,
           "Bytes of one reply the edge's gRPC streams from inference and persistence buffer "
           "while the reply waits for a client that is not reading");
+ABSL_FLAG(int, backend_ready_timeout_ms, 5000,
+          "How long a call to inference or persistence waits for the backend to be connected "
+          "(a restart) before the client is told it is unavailable");
 ABSL_FLAG(int, slow_client_timeout_ms, 30000,
           "A client whose socket takes no data for this long while frames wait for it is closed "
           "with 1008; its replies still run to their end and are stored. 0 disables");
@@ -147,6 +150,8 @@ int main(int argc, char** argv) {
       static_cast<size_t>(std::max(1024, absl::GetFlag(FLAGS_backend_stream_window_bytes)));
   options.limits.slow_client_timeout =
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_slow_client_timeout_ms)));
+  options.backend_ready_timeout =
+      absl::Milliseconds(std::max(1, absl::GetFlag(FLAGS_backend_ready_timeout_ms)));
   if (!options.allow_anonymous && options.jwt_secret_file.empty() && options.jwks_file.empty()) {
     parley::common::LogError(
         "no way to authenticate clients: give --jwt_secret_file or --jwks_file, or "

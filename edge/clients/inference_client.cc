@@ -8,8 +8,11 @@
 
 namespace parley::edge {
 
-InferenceClient::InferenceClient(std::shared_ptr<grpc::Channel> channel)
-    : channel_(std::move(channel)), stub_(inference_pb::InferenceService::NewStub(channel_)) {}
+InferenceClient::InferenceClient(std::shared_ptr<grpc::Channel> channel,
+                                 absl::Duration ready_timeout)
+    : channel_(std::move(channel)),
+      stub_(inference_pb::InferenceService::NewStub(channel_)),
+      readiness_(std::make_unique<BackendReadiness>(channel_, "inference", ready_timeout)) {}
 
 std::shared_ptr<GenerateStream> InferenceClient::Generate(inference_pb::GenerateRequest request,
                                                           absl::Duration deadline,
@@ -22,7 +25,7 @@ std::shared_ptr<GenerateStream> InferenceClient::Generate(inference_pb::Generate
         async->Generate(context, request, reactor);
       },
       std::move(callbacks));
-  stream->Start(std::move(request), deadline, trace);
+  stream->Start(std::move(request), deadline, trace, readiness_.get());
   return stream;
 }
 
@@ -65,6 +68,15 @@ void InferenceClient::LoadModels(std::function<void(absl::StatusOr<Models>)> don
       return done(*models_);
     }
   }
+  readiness_->WhenReady([this, done = std::move(done)](absl::Status ready) mutable {
+    if (!ready.ok()) {
+      return done(std::move(ready));
+    }
+    CallListModels(std::move(done));
+  });
+}
+
+void InferenceClient::CallListModels(std::function<void(absl::StatusOr<Models>)> done) {
   struct Call {
     grpc::ClientContext context;
     inference_pb::ListModelsRequest request;
@@ -72,6 +84,8 @@ void InferenceClient::LoadModels(std::function<void(absl::StatusOr<Models>)> don
   };
   auto call = std::make_shared<Call>();
   call->context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  // Connected a moment ago; a connection lost since then is waited for, within the deadline.
+  call->context.set_wait_for_ready(true);
   stub_->async()->ListModels(&call->context, &call->request, &call->response,
                              [this, call, done = std::move(done)](grpc::Status status) {
                                if (!status.ok()) {

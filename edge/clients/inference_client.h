@@ -12,6 +12,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/trace_context.h"
+#include "edge/clients/backend_readiness.h"
 #include "edge/clients/read_stream.h"
 #include "edge/protocol/messages.h"
 #include "grpcpp/channel.h"
@@ -29,7 +30,9 @@ using GenerateStream = ReadStream<inference_pb::GenerateRequest, inference_pb::G
 // Asynchronous client of parley.inference.v1.InferenceService.
 class InferenceClient {
  public:
-  explicit InferenceClient(std::shared_ptr<grpc::Channel> channel);
+  // Every call first waits up to `ready_timeout` for the channel to connect (BackendReadiness).
+  explicit InferenceClient(std::shared_ptr<grpc::Channel> channel,
+                           absl::Duration ready_timeout = absl::Seconds(5));
 
   std::shared_ptr<GenerateStream> Generate(inference_pb::GenerateRequest request,
                                            absl::Duration deadline,
@@ -59,9 +62,12 @@ class InferenceClient {
   };
   // Calls `done` with the service's models, learned once: they do not change while it runs.
   void LoadModels(std::function<void(absl::StatusOr<Models>)> done);
+  void CallListModels(std::function<void(absl::StatusOr<Models>)> done);
 
   // Empty until learned from ListModels.
   std::optional<Models> models_ ABSL_GUARDED_BY(mutex_);
+  // Last: its thread may call back into the members above until it is destroyed.
+  std::unique_ptr<BackendReadiness> readiness_;
 };
 
 }  // namespace parley::edge

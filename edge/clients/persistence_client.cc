@@ -1,7 +1,9 @@
 #include "edge/clients/persistence_client.h"
 
+#include <algorithm>
 #include <utility>
 
+#include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "edge/clients/grpc_status.h"
 
@@ -17,136 +19,122 @@ struct UnaryCall {
 };
 
 template <class Request, class Response, class Method>
-void CallUnary(Method method, Request request, absl::Duration deadline,
+void CallUnary(BackendReadiness& readiness, Method method, Request request, absl::Duration deadline,
                const common::TraceContext& trace, PersistenceClient::Callback<Response> done) {
   auto call = std::make_shared<UnaryCall<Request, Response>>();
   call->request = std::move(request);
-  call->context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
   common::AttachTraceContext(call->context, trace);
-  method(&call->context, &call->request, &call->response,
-         [call, done = std::move(done)](grpc::Status status) {
-           if (!status.ok()) {
-             done(ToAbslStatus(status));
-             return;
-           }
-           done(std::move(call->response));
-         });
+  readiness.WhenReady([call, method = std::move(method), deadline,
+                       done = std::move(done)](absl::Status ready) mutable {
+    if (!ready.ok()) {
+      return done(std::move(ready));
+    }
+    // The deadline counts from here: waiting for the backend does not eat into the call's time.
+    call->context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    // The channel may have lost its connection since it reported ready; the call then waits
+    // for the reconnect (within its deadline) instead of failing at once.
+    call->context.set_wait_for_ready(true);
+    method(
+        &call->context, &call->request, &call->response,
+        [call, deadline, done = std::move(done)](grpc::Status status) {
+          if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+            // gRPC's own text ("Deadline Exceeded") does not say who was slow.
+            return done(absl::DeadlineExceededError(absl::StrCat(
+                "persistence did not answer within ", absl::ToInt64Milliseconds(deadline), " ms")));
+          }
+          if (!status.ok()) {
+            done(ToAbslStatus(status));
+            return;
+          }
+          done(std::move(call->response));
+        });
+  });
 }
 
 }  // namespace
 
-MessageWriter::MessageWriter(persistence_pb::ConversationService::Stub* stub, DoneCallback done)
-    : stub_(stub), done_(std::move(done)) {}
+// One WriteMessageStream call of a MessageWriter: writes the frames it is given in order,
+// reports every acknowledgement and its end to the writer, and half-closes after `finish`.
+class MessageWriter::Attempt final
+    : public grpc::ClientBidiReactor<persistence_pb::WriteMessageStreamRequest,
+                                     persistence_pb::WriteMessageStreamResponse>,
+      public std::enable_shared_from_this<MessageWriter::Attempt> {
+ public:
+  // `frames` start with `open`; Send() may add more before Start().
+  Attempt(std::shared_ptr<MessageWriter> writer,
+          std::deque<persistence_pb::WriteMessageStreamRequest> frames)
+      : writer_(std::move(writer)), queue_(std::move(frames)) {
+    finish_queued_ = !queue_.empty() && queue_.back().has_finish();
+  }
 
-void MessageWriter::Start(persistence_pb::StreamOpen open, absl::Duration deadline,
-                          const common::TraceContext& trace) {
-  self_ = shared_from_this();
-  context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-  common::AttachTraceContext(context_, trace);
-  stub_->async()->WriteMessageStream(&context_, this);
-  AddHold();
-  persistence_pb::WriteMessageStreamRequest frame;
-  *frame.mutable_open() = std::move(open);
-  Enqueue(std::move(frame));
-  StartRead(&response_);
-  StartCall();
-}
-
-void MessageWriter::Append(int64_t seq, std::string text) {
-  persistence_pb::WriteMessageStreamRequest frame;
-  frame.mutable_delta()->set_seq(seq);
-  frame.mutable_delta()->set_text(std::move(text));
-  Enqueue(std::move(frame));
-}
-
-void MessageWriter::Finish(persistence_pb::MessageStatus status, std::string finish_reason,
-                           int32_t prompt_tokens, int32_t completion_tokens) {
-  persistence_pb::WriteMessageStreamRequest frame;
-  persistence_pb::StreamFinish* finish = frame.mutable_finish();
-  finish->set_status(status);
-  finish->set_finish_reason(std::move(finish_reason));
-  finish->mutable_usage()->set_prompt_tokens(prompt_tokens);
-  finish->mutable_usage()->set_completion_tokens(completion_tokens);
-  Enqueue(std::move(frame));
-}
-
-void MessageWriter::Cancel() { context_.TryCancel(); }
-
-size_t MessageWriter::pending() const {
-  absl::MutexLock lock(&mutex_);
-  return queue_.size();
-}
-
-void MessageWriter::Enqueue(persistence_pb::WriteMessageStreamRequest frame) {
-  bool release = false;
-  {
-    absl::MutexLock lock(&mutex_);
-    if (broken_ || finish_queued_) {
-      return;
+  void Start(persistence_pb::ConversationService::Stub* stub, absl::Time deadline,
+             const common::TraceContext& trace) {
+    self_ = shared_from_this();
+    context_.set_deadline(absl::ToChronoTime(deadline));
+    common::AttachTraceContext(context_, trace);
+    stub->async()->WriteMessageStream(&context_, this);
+    AddHold();
+    {
+      absl::MutexLock lock(&mutex_);
+      started_ = true;
+      WriteNextLocked();
     }
-    finish_queued_ = frame.has_finish();
-    queue_.push_back(std::move(frame));
-    release = WriteNextLocked();
+    StartRead(&response_);
+    StartCall();
   }
-  if (release) {
-    RemoveHold();
-  }
-}
 
-bool MessageWriter::WriteNextLocked() {
-  if (writing_ || hold_released_) {
-    return false;
-  }
-  if (broken_) {
-    hold_released_ = true;
-    return true;
-  }
-  if (queue_.empty()) {
-    if (finish_queued_) {
-      // Everything including `finish` is written: half-close and let the
-      // final acknowledgement and status arrive.
-      writing_ = true;
-      StartWritesDone();
-    }
-    return false;
-  }
-  in_flight_ = std::move(queue_.front());
-  queue_.pop_front();
-  writing_ = true;
-  StartWrite(&in_flight_);
-  return false;
-}
-
-void MessageWriter::OnWriteDone(bool ok) {
-  bool release = false;
-  {
-    absl::MutexLock lock(&mutex_);
-    writing_ = false;
-    if (!ok) {
-      broken_ = true;
-      queue_.clear();
-    }
-    release = WriteNextLocked();
-  }
-  if (release) {
-    RemoveHold();
-  }
-}
-
-void MessageWriter::OnWritesDoneDone(bool /*ok*/) {
-  {
-    absl::MutexLock lock(&mutex_);
-    hold_released_ = true;
-  }
-  RemoveHold();
-}
-
-void MessageWriter::OnReadDone(bool ok) {
-  if (!ok) {
-    // The server ended the stream; stop writing and let OnDone report why.
+  void Send(persistence_pb::WriteMessageStreamRequest frame) {
     bool release = false;
     {
       absl::MutexLock lock(&mutex_);
+      if (broken_ || finish_queued_) {
+        return;
+      }
+      finish_queued_ = frame.has_finish();
+      queue_.push_back(std::move(frame));
+      release = WriteNextLocked();
+    }
+    if (release) {
+      RemoveHold();
+    }
+  }
+
+  void Cancel() { context_.TryCancel(); }
+
+ private:
+  // Starts the next write if none is in flight; returns true if the hold must be released.
+  bool WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (!started_ || writing_ || hold_released_) {
+      return false;
+    }
+    if (broken_) {
+      hold_released_ = true;
+      return true;
+    }
+    if (queue_.empty()) {
+      if (finish_queued_) {
+        // Everything including `finish` is written: half-close and let the
+        // final acknowledgement and status arrive.
+        writing_ = true;
+        StartWritesDone();
+      }
+      return false;
+    }
+    in_flight_ = std::move(queue_.front());
+    queue_.pop_front();
+    writing_ = true;
+    StartWrite(&in_flight_);
+    return false;
+  }
+
+  // Writing stops: the stream is over, and OnDone says why.
+  void Break(bool write_done) {
+    bool release = false;
+    {
+      absl::MutexLock lock(&mutex_);
+      if (write_done) {
+        writing_ = false;
+      }
       broken_ = true;
       queue_.clear();
       release = WriteNextLocked();
@@ -154,47 +142,296 @@ void MessageWriter::OnReadDone(bool ok) {
     if (release) {
       RemoveHold();
     }
-    return;
   }
-  {
-    absl::MutexLock lock(&mutex_);
-    durable_seq_ = std::max(durable_seq_, response_.durable_seq());
-    if (response_.finished()) {
-      finished_ = true;
-      sha256_ = response_.sha256();
+
+  void OnWriteDone(bool ok) override {
+    if (!ok) {
+      return Break(/*write_done=*/true);
+    }
+    bool release = false;
+    {
+      absl::MutexLock lock(&mutex_);
+      writing_ = false;
+      release = WriteNextLocked();
+    }
+    if (release) {
+      RemoveHold();
     }
   }
-  StartRead(&response_);
-}
 
-void MessageWriter::OnDone(const grpc::Status& status) {
-  Result result;
-  result.status = ToAbslStatus(status);
+  void OnWritesDoneDone(bool /*ok*/) override {
+    {
+      absl::MutexLock lock(&mutex_);
+      hold_released_ = true;
+    }
+    RemoveHold();
+  }
+
+  void OnReadDone(bool ok) override {
+    if (!ok) {
+      // The server ended the stream; stop writing and let OnDone report why.
+      return Break(/*write_done=*/false);
+    }
+    writer_->OnAck(this, response_);
+    StartRead(&response_);
+  }
+
+  void OnDone(const grpc::Status& status) override {
+    std::shared_ptr<MessageWriter> writer = std::move(writer_);
+    writer->OnAttemptDone(this, ToAbslStatus(status));
+    // Last line: may destroy this.
+    self_.reset();
+  }
+
+  std::shared_ptr<MessageWriter> writer_;
+  grpc::ClientContext context_;
+  persistence_pb::WriteMessageStreamResponse response_;
+
+  absl::Mutex mutex_;
+  std::deque<persistence_pb::WriteMessageStreamRequest> queue_ ABSL_GUARDED_BY(mutex_);
+  persistence_pb::WriteMessageStreamRequest in_flight_ ABSL_GUARDED_BY(mutex_);
+  // Frames wait in `queue_` until the call is bound.
+  bool started_ ABSL_GUARDED_BY(mutex_) = false;
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool finish_queued_ ABSL_GUARDED_BY(mutex_) = false;
+  bool broken_ ABSL_GUARDED_BY(mutex_) = false;
+  // The hold keeps OnDone away while frames may still be written.
+  bool hold_released_ ABSL_GUARDED_BY(mutex_) = false;
+  // Keeps the reactor alive until gRPC is done with it.
+  std::shared_ptr<Attempt> self_;
+};
+
+MessageWriter::MessageWriter(persistence_pb::ConversationService::Stub* stub,
+                             BackendReadiness* readiness, DoneCallback done)
+    : stub_(stub), readiness_(readiness), done_(std::move(done)) {}
+
+void MessageWriter::Start(persistence_pb::StreamOpen open, absl::Duration deadline,
+                          const common::TraceContext& trace) {
+  trace_ = trace;
+  deadline_ = absl::Now() + deadline;
   {
     absl::MutexLock lock(&mutex_);
+    self_ = shared_from_this();
+    open_ = std::move(open);
+  }
+  Connect();
+}
+
+void MessageWriter::Connect() {
+  readiness_->WhenReady(
+      [self = shared_from_this()](absl::Status ready) { self->OnReady(std::move(ready)); });
+}
+
+void MessageWriter::OnReady(absl::Status ready) {
+  if (!ready.ok()) {
+    return Done(std::move(ready));
+  }
+  std::shared_ptr<Attempt> attempt;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (!cancelled_) {
+      // Everything not yet durable goes again; persistence skips what it had already stored.
+      std::deque<persistence_pb::WriteMessageStreamRequest> frames;
+      *frames.emplace_back().mutable_open() = open_;
+      for (const persistence_pb::StreamDelta& delta : unacked_) {
+        *frames.emplace_back().mutable_delta() = delta;
+      }
+      if (finish_.has_value()) {
+        *frames.emplace_back().mutable_finish() = *finish_;
+      }
+      attempt = attempt_ = std::make_shared<Attempt>(shared_from_this(), std::move(frames));
+    }
+  }
+  if (attempt == nullptr) {
+    return Done(absl::CancelledError("the reply's write stream was cancelled"));
+  }
+  attempt->Start(stub_, deadline_, trace_);
+}
+
+void MessageWriter::Append(int64_t seq, std::string text) {
+  persistence_pb::WriteMessageStreamRequest frame;
+  std::shared_ptr<Attempt> attempt;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (finish_.has_value() || self_ == nullptr) {
+      return;
+    }
+    last_seq_ = seq;
+    persistence_pb::StreamDelta& delta = unacked_.emplace_back();
+    delta.set_seq(seq);
+    delta.set_text(std::move(text));
+    attempt = attempt_;
+    if (attempt == nullptr) {
+      return;  // The next stream sends it.
+    }
+    *frame.mutable_delta() = delta;
+  }
+  // Appends come one at a time (from the turn's executor), so frames reach the stream in order.
+  attempt->Send(std::move(frame));
+}
+
+void MessageWriter::Finish(persistence_pb::MessageStatus status, std::string finish_reason,
+                           int32_t prompt_tokens, int32_t completion_tokens) {
+  persistence_pb::WriteMessageStreamRequest frame;
+  std::shared_ptr<Attempt> attempt;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (finish_.has_value() || self_ == nullptr) {
+      return;
+    }
+    persistence_pb::StreamFinish& finish = finish_.emplace();
+    finish.set_status(status);
+    finish.set_finish_reason(std::move(finish_reason));
+    finish.mutable_usage()->set_prompt_tokens(prompt_tokens);
+    finish.mutable_usage()->set_completion_tokens(completion_tokens);
+    attempt = attempt_;
+    if (attempt == nullptr) {
+      return;
+    }
+    *frame.mutable_finish() = finish;
+  }
+  attempt->Send(std::move(frame));
+}
+
+void MessageWriter::Cancel() {
+  std::shared_ptr<Attempt> attempt;
+  {
+    absl::MutexLock lock(&mutex_);
+    cancelled_ = true;
+    attempt = attempt_;
+  }
+  // Without a stream, the wait for the channel ends in OnReady, which sees `cancelled_`.
+  if (attempt != nullptr) {
+    attempt->Cancel();
+  }
+}
+
+size_t MessageWriter::pending() const {
+  absl::MutexLock lock(&mutex_);
+  return unacked_.size();
+}
+
+void MessageWriter::OnAck(const Attempt* attempt,
+                          const persistence_pb::WriteMessageStreamResponse& response) {
+  absl::MutexLock lock(&mutex_);
+  if (attempt != attempt_.get()) {
+    return;
+  }
+  // The stream works: a later break gets the whole readiness timeout again.
+  give_up_at_.reset();
+  durable_seq_ = std::max(durable_seq_, response.durable_seq());
+  while (!unacked_.empty() && unacked_.front().seq() <= durable_seq_) {
+    unacked_.pop_front();
+  }
+  if (response.finished()) {
+    finished_ = true;
+    sha256_ = response.sha256();
+  }
+}
+
+void MessageWriter::OnAttemptDone(const Attempt* attempt, absl::Status status) {
+  bool reconnect = false;
+  bool check_finish = false;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (attempt != attempt_.get()) {
+      return;
+    }
+    attempt_.reset();
+    // The message is no longer streaming when it is opened again: the `finish` a broken stream
+    // carried may have been stored before its acknowledgement was lost.
+    check_finish = reopened_ && finish_.has_value();
+    reopened_ = true;
+    // A stream that broke under the writer (persistence restarted, or ended it while draining)
+    // is opened again; a refusal, a finished stream or a cancel is the end.
+    const bool broken = status.code() == absl::StatusCode::kUnavailable ||
+                        (status.code() == absl::StatusCode::kCancelled && !cancelled_);
+    if (broken && !finished_ && !cancelled_) {
+      const absl::Time now = absl::Now();
+      if (!give_up_at_.has_value()) {
+        give_up_at_ = now + readiness_->timeout();
+      }
+      reconnect = now < *give_up_at_;
+    }
+  }
+  if (reconnect) {
+    return Connect();
+  }
+  if (status.code() == absl::StatusCode::kFailedPrecondition && check_finish) {
+    return CheckFinished(std::move(status));
+  }
+  Done(std::move(status));
+}
+
+void MessageWriter::CheckFinished(absl::Status refusal) {
+  struct Call {
+    grpc::ClientContext context;
+    persistence_pb::GetMessageRequest request;
+    persistence_pb::GetMessageResponse response;
+  };
+  auto call = std::make_shared<Call>();
+  int64_t last_seq = 0;
+  persistence_pb::MessageStatus finish_status;
+  {
+    absl::MutexLock lock(&mutex_);
+    call->request.set_user_id(open_.user_id());
+    call->request.set_message_id(open_.message_id());
+    last_seq = last_seq_;
+    finish_status = finish_->status();
+  }
+  call->context.set_deadline(absl::ToChronoTime(absl::Now() + absl::Seconds(10)));
+  call->context.set_wait_for_ready(true);
+  common::AttachTraceContext(call->context, trace_);
+  stub_->async()->GetMessage(
+      &call->context, &call->request, &call->response,
+      [self = shared_from_this(), call, last_seq, finish_status,
+       refusal = std::move(refusal)](grpc::Status status) mutable {
+        const persistence_pb::Message& stored = call->response.message();
+        if (status.ok() && stored.status() == finish_status && stored.last_seq() == last_seq) {
+          absl::MutexLock lock(&self->mutex_);
+          self->finished_ = true;
+          self->durable_seq_ = last_seq;
+          self->sha256_ = stored.sha256();
+        }
+        self->Done(std::move(refusal));
+      });
+}
+
+void MessageWriter::Done(absl::Status status) {
+  Result result;
+  DoneCallback done;
+  std::shared_ptr<MessageWriter> self;
+  {
+    absl::MutexLock lock(&mutex_);
+    result.status = std::move(status);
     result.durable_seq = durable_seq_;
     result.finished = finished_;
     result.sha256 = sha256_;
+    if (finished_) {
+      result.status = absl::OkStatus();
+    }
+    done = std::move(done_);
+    done_ = nullptr;
+    self = std::move(self_);
   }
-  DoneCallback done = std::move(done_);
   if (done) {
     done(std::move(result));
   }
-  // Last line: may destroy this.
-  self_.reset();
 }
 
 PersistenceClient::PersistenceClient(std::shared_ptr<grpc::Channel> channel,
-                                     absl::Duration deadline)
+                                     absl::Duration deadline, absl::Duration ready_timeout)
     : channel_(std::move(channel)),
       stub_(persistence_pb::ConversationService::NewStub(channel_)),
-      deadline_(deadline) {}
+      deadline_(deadline),
+      readiness_(std::make_unique<BackendReadiness>(channel_, "persistence", ready_timeout)) {}
 
 void PersistenceClient::AppendMessage(persistence_pb::AppendMessageRequest request,
                                       const common::TraceContext& trace,
                                       Callback<persistence_pb::AppendMessageResponse> done) {
   auto* async = stub_->async();
   CallUnary(
+      *readiness_,
       [async](grpc::ClientContext* context, const persistence_pb::AppendMessageRequest* req,
               persistence_pb::AppendMessageResponse* resp, std::function<void(grpc::Status)> cb) {
         async->AppendMessage(context, req, resp, std::move(cb));
@@ -207,6 +444,7 @@ void PersistenceClient::ListMessages(persistence_pb::ListMessagesRequest request
                                      Callback<persistence_pb::ListMessagesResponse> done) {
   auto* async = stub_->async();
   CallUnary(
+      *readiness_,
       [async](grpc::ClientContext* context, const persistence_pb::ListMessagesRequest* req,
               persistence_pb::ListMessagesResponse* resp, std::function<void(grpc::Status)> cb) {
         async->ListMessages(context, req, resp, std::move(cb));
@@ -219,6 +457,7 @@ void PersistenceClient::GetMessage(persistence_pb::GetMessageRequest request,
                                    Callback<persistence_pb::GetMessageResponse> done) {
   auto* async = stub_->async();
   CallUnary(
+      *readiness_,
       [async](grpc::ClientContext* context, const persistence_pb::GetMessageRequest* req,
               persistence_pb::GetMessageResponse* resp, std::function<void(grpc::Status)> cb) {
         async->GetMessage(context, req, resp, std::move(cb));
@@ -231,6 +470,7 @@ void PersistenceClient::GetConversation(persistence_pb::GetConversationRequest r
                                         Callback<persistence_pb::GetConversationResponse> done) {
   auto* async = stub_->async();
   CallUnary(
+      *readiness_,
       [async](grpc::ClientContext* context, const persistence_pb::GetConversationRequest* req,
               persistence_pb::GetConversationResponse* resp, std::function<void(grpc::Status)> cb) {
         async->GetConversation(context, req, resp, std::move(cb));
@@ -243,6 +483,7 @@ void PersistenceClient::ListConversations(
     Callback<persistence_pb::ListConversationsResponse> done) {
   auto* async = stub_->async();
   CallUnary(
+      *readiness_,
       [async](grpc::ClientContext* context, const persistence_pb::ListConversationsRequest* req,
               persistence_pb::ListConversationsResponse* resp,
               std::function<void(grpc::Status)> cb) {
@@ -256,6 +497,7 @@ void PersistenceClient::UpdateConversation(
     Callback<persistence_pb::UpdateConversationResponse> done) {
   auto* async = stub_->async();
   CallUnary(
+      *readiness_,
       [async](grpc::ClientContext* context, const persistence_pb::UpdateConversationRequest* req,
               persistence_pb::UpdateConversationResponse* resp,
               std::function<void(grpc::Status)> cb) {
@@ -269,6 +511,7 @@ void PersistenceClient::DeleteConversation(
     Callback<persistence_pb::DeleteConversationResponse> done) {
   auto* async = stub_->async();
   CallUnary(
+      *readiness_,
       [async](grpc::ClientContext* context, const persistence_pb::DeleteConversationRequest* req,
               persistence_pb::DeleteConversationResponse* resp,
               std::function<void(grpc::Status)> cb) {
@@ -288,7 +531,7 @@ std::shared_ptr<WatchStream> PersistenceClient::Watch(persistence_pb::WatchMessa
         async->WatchMessage(context, request, reactor);
       },
       std::move(callbacks));
-  stream->Start(std::move(request), deadline, trace);
+  stream->Start(std::move(request), deadline, trace, readiness_.get());
   return stream;
 }
 
@@ -296,7 +539,7 @@ std::shared_ptr<MessageWriter> PersistenceClient::OpenWriter(const std::string& 
                                                              const std::string& message_id,
                                                              const common::TraceContext& trace,
                                                              MessageWriter::DoneCallback done) {
-  auto writer = std::make_shared<MessageWriter>(stub_.get(), std::move(done));
+  auto writer = std::make_shared<MessageWriter>(stub_.get(), readiness_.get(), std::move(done));
   persistence_pb::StreamOpen open;
   open.set_user_id(user_id);
   open.set_message_id(message_id);

@@ -4,6 +4,7 @@
 #include <deque>
 #include <functional>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "absl/base/thread_annotations.h"
@@ -12,6 +13,7 @@
 #include "absl/synchronization/mutex.h"
 #include "absl/time/time.h"
 #include "common/trace_context.h"
+#include "edge/clients/backend_readiness.h"
 #include "edge/clients/read_stream.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
@@ -26,10 +28,14 @@ namespace persistence_pb = ::parley::persistence::v1;
 // then deltas in order, then `finish`. Calls never block; frames are queued and
 // written one at a time. Callbacks run on gRPC threads: consumers hand them to
 // their own executor.
-class MessageWriter final
-    : public grpc::ClientBidiReactor<persistence_pb::WriteMessageStreamRequest,
-                                     persistence_pb::WriteMessageStreamResponse>,
-      public std::enable_shared_from_this<MessageWriter> {
+//
+// A stream that breaks (persistence restarted or drained, a replica went away) does not lose
+// the reply: every delta not yet acknowledged durable is kept, and once the channel is
+// connected again (BackendReadiness) a new stream opens the message again and resends them,
+// then `finish` if it was queued; persistence ignores the deltas it had already stored. The
+// writer gives up only when persistence stays away past the readiness timeout, or refuses the
+// message, and its Result says so.
+class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
  public:
   struct Result {
     absl::Status status;      // Of the stream as a whole.
@@ -40,7 +46,8 @@ class MessageWriter final
   using DoneCallback = std::function<void(Result)>;
 
   // Use PersistenceClient::OpenWriter.
-  MessageWriter(persistence_pb::ConversationService::Stub* stub, DoneCallback done);
+  MessageWriter(persistence_pb::ConversationService::Stub* stub, BackendReadiness* readiness,
+                DoneCallback done);
 
   void Append(int64_t seq, std::string text);
   // Queues the last frame; the stream ends once it is acknowledged.
@@ -49,40 +56,49 @@ class MessageWriter final
   // Abandons the stream (the stored message keeps its durable prefix).
   void Cancel();
 
-  // Frames queued but not yet written.
+  // Deltas not yet acknowledged durable.
   size_t pending() const;
 
   void Start(persistence_pb::StreamOpen open, absl::Duration deadline,
              const common::TraceContext& trace);
 
  private:
-  void OnWriteDone(bool ok) override;
-  void OnWritesDoneDone(bool ok) override;
-  void OnReadDone(bool ok) override;
-  void OnDone(const grpc::Status& status) override;
+  class Attempt;  // One WriteMessageStream call.
 
-  void Enqueue(persistence_pb::WriteMessageStreamRequest frame);
-  // Starts the next write if none is in flight; returns true if the hold must be released.
-  bool WriteNextLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Opens a stream once the channel is connected.
+  void Connect();
+  void OnReady(absl::Status ready);
+  void OnAck(const Attempt* attempt, const persistence_pb::WriteMessageStreamResponse& response);
+  void OnAttemptDone(const Attempt* attempt, absl::Status status);
+  // After `refusal` of a stream opened again: ends as finished if persistence holds the message
+  // ended as this writer's `finish` asked, with every delta, and with `refusal` otherwise.
+  void CheckFinished(absl::Status refusal);
+  // Reports the end, once; the writer may be destroyed after it.
+  void Done(absl::Status status);
 
   persistence_pb::ConversationService::Stub* const stub_;
-  DoneCallback done_;
-  grpc::ClientContext context_;
-  persistence_pb::WriteMessageStreamResponse response_;
+  BackendReadiness* const readiness_;
+  common::TraceContext trace_;
+  absl::Time deadline_;
 
   mutable absl::Mutex mutex_;
-  std::deque<persistence_pb::WriteMessageStreamRequest> queue_ ABSL_GUARDED_BY(mutex_);
-  persistence_pb::WriteMessageStreamRequest in_flight_ ABSL_GUARDED_BY(mutex_);
-  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
-  bool finish_queued_ ABSL_GUARDED_BY(mutex_) = false;
-  bool broken_ ABSL_GUARDED_BY(mutex_) = false;
-  // The hold keeps OnDone away while frames may still be written.
-  bool hold_released_ ABSL_GUARDED_BY(mutex_) = false;
+  DoneCallback done_ ABSL_GUARDED_BY(mutex_);
+  persistence_pb::StreamOpen open_ ABSL_GUARDED_BY(mutex_);
+  // Every delta after `durable_seq_`, in order: what a new stream resends.
+  std::deque<persistence_pb::StreamDelta> unacked_ ABSL_GUARDED_BY(mutex_);
+  std::optional<persistence_pb::StreamFinish> finish_ ABSL_GUARDED_BY(mutex_);
+  std::shared_ptr<Attempt> attempt_ ABSL_GUARDED_BY(mutex_);
+  // Set when a stream broke and no later one got an acknowledgement: the writer gives up then.
+  std::optional<absl::Time> give_up_at_ ABSL_GUARDED_BY(mutex_);
+  bool cancelled_ ABSL_GUARDED_BY(mutex_) = false;
+  // A stream ended, so the next one opens the message again.
+  bool reopened_ ABSL_GUARDED_BY(mutex_) = false;
+  int64_t last_seq_ ABSL_GUARDED_BY(mutex_) = 0;  // Of the last Append.
   int64_t durable_seq_ ABSL_GUARDED_BY(mutex_) = 0;
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
   std::string sha256_ ABSL_GUARDED_BY(mutex_);
-  // Keeps the reactor alive until gRPC is done with it.
-  std::shared_ptr<MessageWriter> self_;
+  // Keeps the writer alive until it has reported its end.
+  std::shared_ptr<MessageWriter> self_ ABSL_GUARDED_BY(mutex_);
 };
 
 // One WatchMessage call: replays a message's stored deltas after a sequence number, follows
@@ -94,8 +110,11 @@ using WatchStream =
 // callback runs on a gRPC thread and must not block.
 class PersistenceClient {
  public:
+  // `deadline` bounds each unary call; every call first waits up to `ready_timeout` for the
+  // channel to connect (see BackendReadiness).
   explicit PersistenceClient(std::shared_ptr<grpc::Channel> channel,
-                             absl::Duration deadline = absl::Seconds(10));
+                             absl::Duration deadline = absl::Seconds(10),
+                             absl::Duration ready_timeout = absl::Seconds(5));
 
   template <class T>
   using Callback = std::function<void(absl::StatusOr<T>)>;
@@ -135,11 +154,14 @@ class PersistenceClient {
                                             MessageWriter::DoneCallback done);
 
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
+  // How long a call waits for persistence to be connected.
+  absl::Duration ready_timeout() const { return readiness_->timeout(); }
 
  private:
   std::shared_ptr<grpc::Channel> channel_;
   std::unique_ptr<persistence_pb::ConversationService::Stub> stub_;
   absl::Duration deadline_;
+  std::unique_ptr<BackendReadiness> readiness_;
 };
 
 }  // namespace parley::edge

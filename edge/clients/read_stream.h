@@ -10,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/trace_context.h"
+#include "edge/clients/backend_readiness.h"
 #include "edge/clients/grpc_status.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/client_callback.h"
@@ -35,19 +36,33 @@ class ReadStream final : public grpc::ClientReadReactor<Response>,
   ReadStream(StartRpc start_rpc, Callbacks callbacks)
       : start_rpc_(std::move(start_rpc)), callbacks_(std::move(callbacks)) {}
 
-  void Start(Request request, absl::Duration deadline, const common::TraceContext& trace) {
+  // With `readiness`, the call goes out once the backend's channel is connected, or ends with
+  // its error (through `on_done`) when it does not connect in time. Cancel() may come first.
+  void Start(Request request, absl::Duration deadline, const common::TraceContext& trace,
+             BackendReadiness* readiness = nullptr) {
     self_ = this->shared_from_this();
     request_ = std::move(request);
-    context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
     common::AttachTraceContext(context_, trace);
-    start_rpc_(&context_, &request_, this);
-    this->AddHold();
     {
+      // The first read is as good as asked for: ReadNext() before the call starts does nothing,
+      // and Cancel() leaves the hold to that read's failure.
       absl::MutexLock lock(&mutex_);
       read_pending_ = true;
     }
-    this->StartRead(&response_);
-    this->StartCall();
+    if (readiness == nullptr) {
+      return StartCallNow(deadline);
+    }
+    readiness->WhenReady([self = self_, deadline](absl::Status ready) {
+      if (ready.ok()) {
+        return self->StartCallNow(deadline);
+      }
+      auto on_done = std::move(self->callbacks_.on_done);
+      self->callbacks_ = {};
+      if (on_done) {
+        on_done(std::move(ready));
+      }
+      self->self_.reset();
+    });
   }
 
   void ReadNext() {
@@ -83,6 +98,15 @@ class ReadStream final : public grpc::ClientReadReactor<Response>,
   }
 
  private:
+  void StartCallNow(absl::Duration deadline) {
+    // A cancelled context cancels the call as it starts: on_done then reports CANCELLED.
+    context_.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
+    start_rpc_(&context_, &request_, this);
+    this->AddHold();
+    this->StartRead(&response_);
+    this->StartCall();
+  }
+
   void OnReadDone(bool ok) override {
     bool release = false;
     {

@@ -73,10 +73,24 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
   stream_args.SetInt(GRPC_ARG_HTTP2_BDP_PROBE, 0);
   stream_args.SetInt(GRPC_ARG_HTTP2_STREAM_LOOKAHEAD_BYTES,
                      static_cast<int>(options.limits.backend_stream_window_bytes));
-  context.persistence = std::make_unique<PersistenceClient>(common::CreateInstrumentedChannel(
-      options.persistence, context.metrics.shared_registry(), "edge", stream_args));
-  context.inference = std::make_unique<InferenceClient>(common::CreateInstrumentedChannel(
-      options.inference, context.metrics.shared_registry(), "edge", stream_args));
+  // A restarted backend is reconnected to within about a second (gRPC's default back-off grows
+  // to two minutes), so calls waiting for it (--backend_ready_timeout_ms) find it soon.
+  stream_args.SetInt(GRPC_ARG_INITIAL_RECONNECT_BACKOFF_MS, 100);
+  stream_args.SetInt(GRPC_ARG_MAX_RECONNECT_BACKOFF_MS, 1000);
+  // A backend that hangs (stopped, or its host gone) keeps its TCP connection open; an
+  // unanswered ping ends the connection, so its calls fail (and are retried elsewhere) instead of
+  // waiting out their deadlines, which are minutes for a reply.
+  stream_args.SetInt(GRPC_ARG_KEEPALIVE_TIME_MS, 10000);
+  stream_args.SetInt(GRPC_ARG_KEEPALIVE_TIMEOUT_MS, 5000);
+  stream_args.SetInt(GRPC_ARG_HTTP2_MAX_PINGS_WITHOUT_DATA, 0);
+  context.persistence = std::make_unique<PersistenceClient>(
+      common::CreateInstrumentedChannel(options.persistence, context.metrics.shared_registry(),
+                                        "edge", stream_args),
+      absl::Seconds(10), options.backend_ready_timeout);
+  context.inference = std::make_unique<InferenceClient>(
+      common::CreateInstrumentedChannel(options.inference, context.metrics.shared_registry(),
+                                        "edge", stream_args),
+      options.backend_ready_timeout);
   if (options.suggestions) {
     context.suggester =
         std::make_unique<InferenceSuggester>(*context.inference, context.metrics.registry());

@@ -42,6 +42,9 @@ struct EdgeOptions {
   bool suggestions = true;
   // On shutdown, how long running turns may take to finish before sockets close.
   absl::Duration drain_grace = absl::Seconds(10);
+  // How long a call to inference or persistence waits for the backend to be connected before it
+  // fails; a backend that restarts within it is invisible to clients.
+  absl::Duration backend_ready_timeout = absl::Seconds(5);
 };
 
 // The whole edge: one port for WebSocket and HTTP, one io_context run by

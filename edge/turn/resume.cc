@@ -1,9 +1,12 @@
 #include "edge/turn/resume.h"
 
 #include <algorithm>
+#include <optional>
 #include <utility>
 
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+#include "absl/time/time.h"
 #include "boost/asio/post.hpp"
 #include "edge/protocol/messages.h"
 
@@ -88,10 +91,15 @@ class Resume : public std::enable_shared_from_this<Resume> {
       }
       return Done();
     }
+    StartWatch();
+  }
+
+  void StartWatch() {
     persistence_pb::WatchMessageRequest request;
     request.set_user_id(user_id_);
     request.set_message_id(message_id_);
-    request.set_after_seq(after_seq_);
+    // After a broken watch, from the last delta this resume sent.
+    request.set_after_seq(std::max(after_seq_, last_seq_sent_));
     watch_ = persistence_.Watch(
         std::move(request), kWatchDeadline, trace_,
         WatchStream::Callbacks{
@@ -110,6 +118,8 @@ class Resume : public std::enable_shared_from_this<Resume> {
   }
 
   void OnEvent(persistence_pb::WatchMessageResponse event) {
+    // The watch works: a later break gets the whole readiness timeout again.
+    give_up_at_.reset();
     if (event.has_delta()) {
       const persistence_pb::WatchDelta& delta = event.delta();
       if (delta.seq() > last_seq_sent_) {
@@ -124,6 +134,7 @@ class Resume : public std::enable_shared_from_this<Resume> {
     std::shared_ptr<EventSink> sink = sink_.lock();
     if (sink == nullptr) {
       // Nobody is listening any more.
+      cancelled_ = true;
       watch_->Cancel();
     } else if (sink->Writable()) {
       watch_->ReadNext();
@@ -169,6 +180,19 @@ class Resume : public std::enable_shared_from_this<Resume> {
   }
 
   void OnWatchDone(const absl::Status& status) {
+    // A watch that broke under the resume (persistence restarted or drained) is opened again
+    // where it stopped, as long as persistence comes back within the readiness timeout.
+    const bool broken = status.code() == absl::StatusCode::kUnavailable ||
+                        status.code() == absl::StatusCode::kCancelled;
+    if (!finished_ && !cancelled_ && broken) {
+      const absl::Time now = absl::Now();
+      if (!give_up_at_.has_value()) {
+        give_up_at_ = now + persistence_.ready_timeout();
+      }
+      if (now < *give_up_at_) {
+        return StartWatch();
+      }
+    }
     if (!finished_ && !cancelled_) {
       Emit(ErrorEvent{ErrorCode::kStorageUnavailable,
                       absl::StrCat("cannot follow the reply: ", status.message()), ""});
@@ -195,6 +219,8 @@ class Resume : public std::enable_shared_from_this<Resume> {
   std::string text_;
   bool finished_ = false;
   bool cancelled_ = false;
+  // Set when a watch broke and no later one delivered anything: the resume gives up then.
+  std::optional<absl::Time> give_up_at_;
 };
 
 }  // namespace

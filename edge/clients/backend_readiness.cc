@@ -1,0 +1,97 @@
+#include "edge/clients/backend_readiness.h"
+
+#include <algorithm>
+#include <utility>
+
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
+
+namespace parley::edge {
+namespace {
+
+// A watch wakes up at least this often, so the destructor never waits for a long timeout.
+constexpr absl::Duration kLongestWatch = absl::Milliseconds(250);
+
+}  // namespace
+
+BackendReadiness::BackendReadiness(std::shared_ptr<grpc::Channel> channel, std::string backend,
+                                   absl::Duration timeout)
+    : channel_(std::move(channel)), backend_(std::move(backend)), timeout_(timeout) {
+  thread_ = std::thread([this] { Run(); });
+}
+
+BackendReadiness::~BackendReadiness() {
+  std::vector<Waiter> waiters;
+  {
+    absl::MutexLock lock(&mutex_);
+    stopping_ = true;
+    waiters.swap(waiters_);
+  }
+  // A pending watch completes by its (short) deadline; Next() returns false after that.
+  queue_.Shutdown();
+  thread_.join();
+  for (Waiter& waiter : waiters) {
+    waiter.then(absl::UnavailableError(absl::StrCat(backend_, " client is shutting down")));
+  }
+}
+
+void BackendReadiness::WhenReady(std::function<void(absl::Status)> then) {
+  const grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+  if (state == GRPC_CHANNEL_READY) {
+    return then(absl::OkStatus());
+  }
+  {
+    absl::MutexLock lock(&mutex_);
+    if (!stopping_) {
+      waiters_.push_back(Waiter{absl::Now() + timeout_, std::move(then)});
+      if (!watching_) {
+        WatchLocked(state);
+      }
+      return;
+    }
+  }
+  then(absl::UnavailableError(absl::StrCat(backend_, " client is shutting down")));
+}
+
+void BackendReadiness::WatchLocked(grpc_connectivity_state observed) {
+  watching_ = true;
+  const absl::Time wake = std::min(waiters_.front().deadline, absl::Now() + kLongestWatch);
+  channel_->NotifyOnStateChange(observed, absl::ToChronoTime(wake), &queue_, nullptr);
+}
+
+void BackendReadiness::Run() {
+  void* tag = nullptr;
+  bool changed = false;
+  while (queue_.Next(&tag, &changed)) {
+    const grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
+    std::vector<Waiter> ready;
+    std::vector<Waiter> expired;
+    {
+      absl::MutexLock lock(&mutex_);
+      watching_ = false;
+      if (state == GRPC_CHANNEL_READY) {
+        ready.swap(waiters_);
+      } else {
+        const absl::Time now = absl::Now();
+        auto first_waiting = std::find_if(waiters_.begin(), waiters_.end(),
+                                          [now](const Waiter& w) { return w.deadline > now; });
+        expired.assign(std::make_move_iterator(waiters_.begin()),
+                       std::make_move_iterator(first_waiting));
+        waiters_.erase(waiters_.begin(), first_waiting);
+      }
+      if (!waiters_.empty() && !stopping_) {
+        WatchLocked(state);
+      }
+    }
+    for (Waiter& waiter : ready) {
+      waiter.then(absl::OkStatus());
+    }
+    for (Waiter& waiter : expired) {
+      waiter.then(
+          absl::UnavailableError(absl::StrCat(backend_, " is not reachable: not connected within ",
+                                              absl::ToInt64Milliseconds(timeout_), " ms")));
+    }
+  }
+}
+
+}  // namespace parley::edge
