@@ -440,6 +440,27 @@ TEST_F(BackendFaultTest, InferenceHungMidReplyIsInterruptedWithTheStoredPart) {
   ExpectCompleteTurn(*client, "stop-2");
 }
 
+TEST_F(BackendFaultTest, PersistenceHungMidReplyTellsTheClientTheReplyIsNotStoredAndRecovers) {
+  StartEdge({"--backend_ready_timeout_ms=2000"});
+  std::unique_ptr<WsClient> client = Connect("pstop-user");
+  ASSERT_NE(client, nullptr);
+  Received received;
+  Send(*client, "pstop-1", received, /*stop_after_seq=*/3);
+  // The unanswered keepalive ends the write stream; a new one cannot connect to the stopped
+  // process within the timeout.
+  persistence_->Signal(SIGSTOP);
+  ReadReply(*client, received);
+  ASSERT_TRUE(received.end.has_value());
+  EXPECT_EQ(Str(*received.end, "type"), "error") << json::serialize(*received.end);
+  EXPECT_EQ(Str(*received.end, "code"), "storage_unavailable");
+  EXPECT_EQ(Str(*received.end, "id"), "pstop-1");
+
+  persistence_->Signal(SIGCONT);
+  const persistence_pb::Message stored = Stored("pstop-user", received.message_id);
+  EXPECT_TRUE(absl::StartsWith(received.text, stored.content()));
+  ExpectCompleteTurn(*client, "pstop-2");
+}
+
 // The same stack on the PostgreSQL cluster of tests/persistence/with_postgres.sh, which also
 // gives the command that restarts it.
 class PostgresBackendFaultTest : public BackendFaultTest {
