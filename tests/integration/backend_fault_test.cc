@@ -252,6 +252,38 @@ TEST_F(BackendFaultTest, PersistenceKilledMidReplyStoresEveryByteTheClientSaw) {
   ExpectStoredAsSeen("kill-user", received, persistence_pb::MESSAGE_STATUS_COMPLETE);
 }
 
+TEST_F(BackendFaultTest, AResumeFollowsAReplyAcrossAPersistenceRestart) {
+  StartEdge({kRecoveryTimeout});
+  std::unique_ptr<WsClient> client = Connect("follow-user");
+  ASSERT_NE(client, nullptr);
+  Received received;
+  Send(*client, "follow-1", received, /*stop_after_seq=*/3);
+  // A second device follows the reply from persistence (a watch).
+  std::unique_ptr<WsClient> follower = Connect("follow-user");
+  ASSERT_NE(follower, nullptr);
+  ASSERT_TRUE(follower
+                  ->SendJson(json::object{
+                      {"type", "resume"}, {"messageId", received.message_id}, {"lastSeq", 0}})
+                  .ok());
+  std::optional<json::object> resumed = ReadUntil(*follower, "resumed");
+  ASSERT_TRUE(resumed.has_value());
+  EXPECT_TRUE(resumed->at("recovered").as_bool());
+  Received followed;
+  followed.message_id = received.message_id;
+  ReadReply(*follower, followed, /*stop_after_seq=*/1);
+
+  RestartPersistence(SIGKILL);
+  ReadReply(*client, received);
+  ASSERT_TRUE(received.end.has_value());
+  EXPECT_EQ(Str(*received.end, "type"), "stream_complete") << json::serialize(*received.end);
+  ReadReply(*follower, followed);
+  ASSERT_TRUE(followed.end.has_value());
+  EXPECT_EQ(Str(*followed.end, "type"), "stream_complete") << json::serialize(*followed.end);
+  EXPECT_EQ(followed.text, received.text);
+  EXPECT_FALSE(followed.out_of_order);
+  ExpectStoredAsSeen("follow-user", received, persistence_pb::MESSAGE_STATUS_COMPLETE);
+}
+
 TEST_F(BackendFaultTest, PersistenceGoneMidReplyPastTheTimeoutTellsTheClientTheReplyIsNotStored) {
   StartEdge({"--backend_ready_timeout_ms=500"});
   std::unique_ptr<WsClient> client = Connect("gone-user");
