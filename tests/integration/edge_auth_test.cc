@@ -338,7 +338,9 @@ TEST_F(EdgeAuthTest, Rs256AndEs256TokensVerifyAgainstAJwksFileThatIsReloaded) {
 
 TEST_F(EdgeAuthTest, SilentClientsAreDisconnectedButPatientOnesStay) {
   std::unique_ptr<ChildProcess> edge =
-      StartEdge({"--allow_anonymous", "--handshake_timeout_ms=300", "--idle_timeout_ms=600"});
+      // Seconds, not milliseconds: the edge pings after half the idle timeout and a client has the
+      // other half to answer, which a loaded machine's scheduling must not use up.
+      StartEdge({"--allow_anonymous", "--handshake_timeout_ms=1000", "--idle_timeout_ms=2000"});
   ASSERT_FALSE(address_.empty());
   const size_t colon = address_.rfind(':');
   const net::ip::tcp::endpoint endpoint(
@@ -381,7 +383,7 @@ TEST_F(EdgeAuthTest, SilentClientsAreDisconnectedButPatientOnesStay) {
   // through several idle timeouts with nothing else to say.
   std::unique_ptr<WsClient> patient = Connect("/ws/chat");
   ASSERT_NE(patient, nullptr);
-  absl::StatusOr<std::string> nothing = patient->Read(absl::Seconds(2));
+  absl::StatusOr<std::string> nothing = patient->Read(absl::Seconds(6));
   EXPECT_EQ(nothing.status().code(), absl::StatusCode::kDeadlineExceeded) << nothing.status();
 }
 
