@@ -57,7 +57,10 @@ TEST(DeadlineWorkloadTest, EveryTurnIsCutAtItsDeadlineAndEveryUpstreamRequestIsC
                    .upstream_host = "127.0.0.1",
                    .upstream_port = *upstream_port,
                    .paths = {DeadlinePath::kNative, DeadlinePath::kOpenAi, DeadlinePath::kAiSdk},
-                   .deadline_ms = 200,
+                   // Long enough for a turn to reach the upstream on a loaded machine (with
+                   // 200 ms a request was sometimes never made); the stand-in holds every
+                   // request open, so each turn still ends at its deadline.
+                   .deadline_ms = 2000,
                    .runs = 3});
   EXPECT_FALSE(result.contains("upstream_record_failure")) << json::serialize(result);
   for (const char* path : {"native", "openai", "ai_sdk"}) {
