@@ -1327,7 +1327,9 @@ TEST_P(ConformanceTest, ALateTypingSignalIsDroppedWhileJoinsStillArrive) {
 
 TEST_P(ConformanceTest, AnAbandonedReplyEndsInterruptedWithItsStoredTextWhileAHeldOneLives) {
   ConversationService::Options options;
-  options.stream_lease = absl::Milliseconds(400);
+  // Seconds, not milliseconds: the held reply's first lease, taken when it is appended, must not
+  // lapse before its write stream is open and renewing it, however loaded the machine.
+  options.stream_lease = absl::Seconds(2);
   std::unique_ptr<Serving> leased = Serve(*store_, options);
   v1::ConversationService::Stub* stub = leased->stub.get();
   stub_ = stub;
