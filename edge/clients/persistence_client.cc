@@ -535,6 +535,34 @@ std::shared_ptr<WatchStream> PersistenceClient::Watch(persistence_pb::WatchMessa
   return stream;
 }
 
+std::shared_ptr<ConversationWatchStream> PersistenceClient::WatchConversation(
+    persistence_pb::WatchConversationRequest request, const common::TraceContext& trace,
+    ConversationWatchStream::Callbacks callbacks) {
+  auto* async = stub_->async();
+  auto stream = std::make_shared<ConversationWatchStream>(
+      [async](grpc::ClientContext* context, const persistence_pb::WatchConversationRequest* request,
+              grpc::ClientReadReactor<persistence_pb::WatchConversationResponse>* reactor) {
+        async->WatchConversation(context, request, reactor);
+      },
+      std::move(callbacks));
+  // A watch lasts as long as someone here views the conversation; the deadline is only there
+  // because a stream needs one.
+  stream->Start(std::move(request), absl::Hours(24 * 365), trace);
+  return stream;
+}
+
+void PersistenceClient::PublishSignal(persistence_pb::PublishSignalRequest request,
+                                      absl::Duration deadline,
+                                      Callback<persistence_pb::PublishSignalResponse> done) {
+  auto* async = stub_->async();
+  CallUnary(
+      [async](grpc::ClientContext* context, const persistence_pb::PublishSignalRequest* req,
+              persistence_pb::PublishSignalResponse* resp, std::function<void(grpc::Status)> cb) {
+        async->PublishSignal(context, req, resp, std::move(cb));
+      },
+      std::move(request), deadline, common::NewTraceContext(), std::move(done));
+}
+
 std::shared_ptr<MessageWriter> PersistenceClient::OpenWriter(const std::string& user_id,
                                                              const std::string& message_id,
                                                              const common::TraceContext& trace,

@@ -106,6 +106,10 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
 using WatchStream =
     ReadStream<persistence_pb::WatchMessageRequest, persistence_pb::WatchMessageResponse>;
 
+// One WatchConversation call: `ready`, then what happens in the conversation, from every replica.
+using ConversationWatchStream =
+    ReadStream<persistence_pb::WatchConversationRequest, persistence_pb::WatchConversationResponse>;
+
 // Asynchronous client of parley.persistence.v1.ConversationService. Every
 // callback runs on a gRPC thread and must not block.
 class PersistenceClient {
@@ -146,6 +150,13 @@ class PersistenceClient {
   std::shared_ptr<WatchStream> Watch(persistence_pb::WatchMessageRequest request,
                                      absl::Duration deadline, const common::TraceContext& trace,
                                      WatchStream::Callbacks callbacks);
+
+  // Follows a conversation until cancelled (or the replica serving it goes away).
+  std::shared_ptr<ConversationWatchStream> WatchConversation(
+      persistence_pb::WatchConversationRequest request, const common::TraceContext& trace,
+      ConversationWatchStream::Callbacks callbacks);
+  void PublishSignal(persistence_pb::PublishSignalRequest request, absl::Duration deadline,
+                     Callback<persistence_pb::PublishSignalResponse> done);
 
   // Opens a write stream for an assistant message appended with status STREAMING.
   std::shared_ptr<MessageWriter> OpenWriter(const std::string& user_id,

@@ -64,7 +64,7 @@ void ChatConnection::Close() {
     }
   }
   for (const auto& [conversation_id, room] : joined_) {
-    context_.rooms.Relay(user_.id, room, room_key_,
+    context_.rooms.Share(user_.id, room, room_key_,
                          MemberLeft{conversation_id, user_.id, user_.display_name});
     context_.rooms.Leave(user_.id, room, room_key_);
   }
@@ -221,17 +221,27 @@ void ChatConnection::OnJoinAllowed(const std::string& conversation_id, const std
           }
         });
       },
-      room == conversation_id ? "" : conversation_id);
+      room == conversation_id ? "" : conversation_id,
+      // Answered once the room hears the conversation's viewers on other edges too, so what
+      // they do after `joined` reaches this client.
+      [weak, executor = executor_, conversation_id] {
+        net::post(executor, [weak, conversation_id] {
+          // Not after a `leave` that came first.
+          if (std::shared_ptr<ChatConnection> target = weak.lock();
+              target != nullptr && target->joined_.contains(conversation_id)) {
+            target->Emit(Joined{conversation_id}, std::nullopt);
+          }
+        });
+      });
   joined_.insert_or_assign(conversation_id, room);
-  context_.rooms.Relay(user_.id, room, room_key_,
+  context_.rooms.Share(user_.id, room, room_key_,
                        MemberJoined{conversation_id, user_.id, user_.display_name});
-  Emit(Joined{conversation_id}, std::nullopt);
 }
 
 void ChatConnection::Leave(const std::string& conversation_id) {
   auto joined = joined_.find(conversation_id);
   if (joined != joined_.end()) {
-    context_.rooms.Relay(user_.id, joined->second, room_key_,
+    context_.rooms.Share(user_.id, joined->second, room_key_,
                          MemberLeft{conversation_id, user_.id, user_.display_name});
     context_.rooms.Leave(user_.id, joined->second, room_key_);
     joined_.erase(joined);
@@ -252,7 +262,7 @@ void ChatConnection::RelayTyping(const Typing& typing) {
                            rate.RetryAfterMillis(), typing.conversation_id},
                 std::nullopt);
   }
-  context_.rooms.Relay(user_.id, joined->second, room_key_,
+  context_.rooms.Share(user_.id, joined->second, room_key_,
                        TypingRelay{joined->second, typing.is_typing});
 }
 

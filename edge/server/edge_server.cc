@@ -2,6 +2,7 @@
 
 #include <utility>
 
+#include "absl/random/random.h"
 #include "absl/strings/str_cat.h"
 #include "boost/asio/ip/address.hpp"
 #include "common/grpc_metrics.h"
@@ -87,6 +88,15 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
       common::CreateInstrumentedChannel(options.persistence, context.metrics.shared_registry(),
                                         "edge", stream_args),
       absl::Seconds(10), options.backend_ready_timeout);
+  // Names this process among every edge sharing the persistence service, so the signals it
+  // publishes are not shown to its own viewers a second time.
+  absl::BitGen bits;
+  const std::string edge_id =
+      absl::StrCat("edge-", absl::Hex(absl::Uniform<uint64_t>(bits), absl::kZeroPad16));
+  context.room_links =
+      std::make_unique<PersistenceRoomLinks>(*context.persistence, server->io_.get_executor(),
+                                             context.rooms, context.metrics.registry(), edge_id);
+  context.rooms.SetLinks(context.room_links.get());
   context.inference = std::make_unique<InferenceClient>(
       common::CreateInstrumentedChannel(options.inference, context.metrics.shared_registry(),
                                         "edge", stream_args),
@@ -151,6 +161,8 @@ void EdgeServer::Shutdown() {
                      {{"turns", absl::StrCat(context_.tracker.running())}});
   }
   context_.connections.WaitUntilEmpty(kCloseGrace);
+  // Rooms of sessions that outlive their sockets (Engine.IO) stop following persistence too.
+  context_.rooms.CloseAll();
   work_.reset();
   io_.stop();
   for (std::thread& thread : threads_) {

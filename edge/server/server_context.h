@@ -18,6 +18,7 @@
 #include "edge/server/engine_io_session.h"
 #include "edge/server/outbound_queue.h"
 #include "edge/turn/conversation_rooms.h"
+#include "edge/turn/conversation_watch.h"
 #include "edge/turn/suggestions.h"
 #include "edge/turn/turn.h"
 #include "edge/turn/turn_tracker.h"
@@ -97,8 +98,11 @@ struct ServerContext {
   ConnectionRegistry connections;
   // Socket.IO clients' Engine.IO sessions by sid, kept between their long-polling requests.
   EngineIoSessions engine_io_sessions;
-  // Which connections view which conversation, for typing relay.
+  // Which connections view which conversation, for typing relay and live view.
   ConversationRooms rooms;
+  // Carry rooms to the conversations' viewers on other edges; set with `persistence`, and
+  // declared before it so that calls still finishing while the server is destroyed find it.
+  std::unique_ptr<PersistenceRoomLinks> room_links;
   std::unique_ptr<PersistenceClient> persistence;
   std::unique_ptr<InferenceClient> inference;
   TurnDeps turn_deps;

@@ -3,93 +3,42 @@
 #include <utility>
 #include <vector>
 
+#include "absl/hash/hash.h"
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "edge/turn/conversation_names.h"
 
 namespace parley::edge {
+namespace {
 
-const std::string& ConversationRooms::Resolve(const std::string& user_id,
-                                              const std::string& room) const {
-  auto moved = stored_as_.find({user_id, room});
-  return moved == stored_as_.end() ? room : moved->second;
+// Long enough to outlast the other edges' copy of a message's event, which follows its commit
+// within moments; a reply's end is not needed (viewers elsewhere follow the stored reply).
+constexpr absl::Duration kShownFor = absl::Minutes(10);
+
+std::string ShownKey(const std::string& user_id, const std::string& conversation_id,
+                     const std::string& key) {
+  return absl::StrCat(user_id, "\n", conversation_id, "\n", key);
 }
 
-void ConversationRooms::Join(const std::string& user_id, const std::string& room,
-                             uint64_t connection, Deliver deliver, std::string name) {
-  absl::MutexLock lock(&mutex_);
-  const std::string resolved = Resolve(user_id, room);
-  if (name.empty() && resolved != room) {
-    name = room;
-  }
-  auto [member, added] = rooms_[{user_id, resolved}].insert_or_assign(
-      connection, Member{std::move(deliver), std::move(name)});
-  if (added) {
-    members_.fetch_add(1);
-  }
-}
+}  // namespace
 
-void ConversationRooms::Leave(const std::string& user_id, const std::string& room,
-                              uint64_t connection) {
-  absl::MutexLock lock(&mutex_);
-  const std::string resolved = Resolve(user_id, room);
-  auto found = rooms_.find({user_id, resolved});
-  if (found == rooms_.end()) {
-    return;
-  }
-  if (found->second.erase(connection) > 0) {
-    members_.fetch_sub(1);
-  }
-  if (found->second.empty()) {
-    rooms_.erase(found);
-    // Nobody is left who joined by a name of it: later joins find the stored id themselves.
-    std::erase_if(stored_as_, [&](const auto& entry) {
-      return entry.first.first == user_id && entry.second == resolved;
-    });
-  }
-}
-
-void ConversationRooms::Named(const std::string& user_id, const std::string& name,
-                              const std::string& conversation_id) {
-  absl::MutexLock lock(&mutex_);
-  auto waiting = rooms_.find({user_id, name});
-  if (waiting == rooms_.end()) {
-    return;
-  }
-  std::map<uint64_t, Member>& room = rooms_[{user_id, conversation_id}];
-  for (auto& [connection, member] : waiting->second) {
-    if (member.name.empty()) {
-      member.name = name;
-    }
-    if (!room.insert_or_assign(connection, std::move(member)).second) {
-      members_.fetch_sub(1);  // It was in both rooms: it counts once.
-    }
-  }
-  rooms_.erase(waiting);
-  stored_as_[{user_id, name}] = conversation_id;
-}
-
-int ConversationRooms::Relay(const std::string& user_id, const std::string& room, uint64_t from,
-                             const Event& event) {
-  // Delivered outside the lock: a delivery may post to a strand that is joining or leaving.
-  if (members_.load(std::memory_order_relaxed) == 0) {
+int ConversationRoom::Relay(uint64_t from, const Event& event, const std::string& naming) {
+  if (size_.load(std::memory_order_relaxed) == 0) {
     return 0;
   }
-  std::vector<std::pair<Deliver, std::string>> targets;
-  std::string resolved;
+  // Delivered outside the lock: a delivery may post to a strand that is joining or leaving.
+  std::vector<std::pair<DeliverEvent, std::string>> targets;
   {
     absl::MutexLock lock(&mutex_);
-    resolved = Resolve(user_id, room);
-    auto found = rooms_.find({user_id, resolved});
-    if (found == rooms_.end()) {
-      return 0;
-    }
-    for (const auto& [connection, member] : found->second) {
+    targets.reserve(members_.size());
+    for (const auto& [connection, member] : members_) {
       if (connection != from) {
-        targets.emplace_back(member.deliver, member.name.empty() ? resolved : member.name);
+        targets.emplace_back(member.deliver, member.name.empty() ? id_ : member.name);
       }
     }
   }
   for (const auto& [deliver, name] : targets) {
-    if (name == room) {
+    if (name == naming) {
       deliver(event);
     } else {
       Event renamed = event;
@@ -100,10 +49,224 @@ int ConversationRooms::Relay(const std::string& user_id, const std::string& room
   return static_cast<int>(targets.size());
 }
 
-int ConversationRooms::Members(const std::string& user_id, const std::string& room) const {
+const std::string& ConversationRooms::Resolve(const std::string& user_id,
+                                              const std::string& room) const {
+  auto moved = stored_as_.find({user_id, room});
+  return moved == stored_as_.end() ? room : moved->second;
+}
+
+std::shared_ptr<ConversationRoom> ConversationRooms::RoomOf(const RoomKey& key) {
+  auto found = rooms_.find(key);
+  if (found != rooms_.end()) {
+    return found->second;
+  }
+  auto room = std::make_shared<ConversationRoom>(key.second);
+  rooms_.emplace(key, room);
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+  // A name not stored yet has nothing to follow elsewhere: no other edge can store events of it
+  // under an id this room knows.
+  if (links_ != nullptr && IsParleyConversationId(key.second)) {
+    links_by_room_[key] = links_->Open(key.first, key.second, room);
+  }
+  return room;
+}
+
+std::shared_ptr<RoomLink> ConversationRooms::Retire(
+    std::map<RoomKey, std::shared_ptr<ConversationRoom>>::iterator it) {
+  it->second->retired_.store(true, std::memory_order_release);
+  std::shared_ptr<RoomLink> link;
+  if (auto linked = links_by_room_.find(it->first); linked != links_by_room_.end()) {
+    link = std::move(linked->second);
+    links_by_room_.erase(linked);
+  }
+  rooms_.erase(it);
+  return link;
+}
+
+std::shared_ptr<ConversationRoom> ConversationRooms::Lookup(const std::string& user_id,
+                                                            const std::string& room,
+                                                            std::string* resolved) const {
   absl::MutexLock lock(&mutex_);
-  auto found = rooms_.find({user_id, Resolve(user_id, room)});
-  return found == rooms_.end() ? 0 : static_cast<int>(found->second.size());
+  *resolved = Resolve(user_id, room);
+  auto found = rooms_.find({user_id, *resolved});
+  return found == rooms_.end() ? nullptr : found->second;
+}
+
+void ConversationRooms::Join(const std::string& user_id, const std::string& room,
+                             uint64_t connection, Deliver deliver, std::string name,
+                             std::function<void()> ready) {
+  std::shared_ptr<RoomLink> link;
+  {
+    absl::MutexLock lock(&mutex_);
+    const std::string resolved = Resolve(user_id, room);
+    if (name.empty() && resolved != room) {
+      name = room;
+    }
+    const RoomKey key{user_id, resolved};
+    std::shared_ptr<ConversationRoom> target = RoomOf(key);
+    {
+      absl::MutexLock room_lock(&target->mutex_);
+      auto [member, added] = target->members_.insert_or_assign(
+          connection, ConversationRoom::Member{std::move(deliver), std::move(name)});
+      if (added) {
+        target->size_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    if (auto linked = links_by_room_.find(key); linked != links_by_room_.end()) {
+      link = linked->second;
+    }
+  }
+  if (ready == nullptr) {
+    return;
+  }
+  if (link != nullptr) {
+    link->WhenReady(std::move(ready));
+  } else {
+    ready();
+  }
+}
+
+void ConversationRooms::Leave(const std::string& user_id, const std::string& room,
+                              uint64_t connection) {
+  std::shared_ptr<RoomLink> closing;
+  {
+    absl::MutexLock lock(&mutex_);
+    const std::string resolved = Resolve(user_id, room);
+    auto found = rooms_.find({user_id, resolved});
+    if (found == rooms_.end()) {
+      return;
+    }
+    bool empty = false;
+    {
+      ConversationRoom& target = *found->second;
+      absl::MutexLock room_lock(&target.mutex_);
+      if (target.members_.erase(connection) > 0) {
+        target.size_.fetch_sub(1, std::memory_order_relaxed);
+      }
+      empty = target.members_.empty();
+    }
+    if (empty) {
+      closing = Retire(found);
+      // Nobody is left who joined by a name of it: later joins find the stored id themselves.
+      std::erase_if(stored_as_, [&](const auto& entry) {
+        return entry.first.first == user_id && entry.second == resolved;
+      });
+    }
+  }
+  if (closing != nullptr) {
+    closing->Close();
+  }
+}
+
+void ConversationRooms::Named(const std::string& user_id, const std::string& name,
+                              const std::string& conversation_id) {
+  absl::MutexLock lock(&mutex_);
+  auto waiting = rooms_.find({user_id, name});
+  if (waiting == rooms_.end()) {
+    return;
+  }
+  std::shared_ptr<ConversationRoom> from = waiting->second;
+  std::shared_ptr<ConversationRoom> into = RoomOf({user_id, conversation_id});
+  {
+    // The only place that holds two rooms' locks; `from` is retired right after, so no other
+    // order of the two can ever be taken.
+    absl::MutexLock from_lock(&from->mutex_);
+    absl::MutexLock into_lock(&into->mutex_);
+    for (auto& [connection, member] : from->members_) {
+      if (member.name.empty()) {
+        member.name = name;
+      }
+      if (into->members_.insert_or_assign(connection, std::move(member)).second) {
+        into->size_.fetch_add(1, std::memory_order_relaxed);
+      }
+    }
+    from->members_.clear();
+    from->size_.store(0, std::memory_order_relaxed);
+  }
+  // A name's room has no link to close.
+  Retire(waiting);
+  stored_as_[{user_id, name}] = conversation_id;
+  generation_.fetch_add(1, std::memory_order_acq_rel);
+}
+
+int ConversationRooms::Relay(const std::string& user_id, const std::string& room, uint64_t from,
+                             const Event& event) {
+  std::string resolved;
+  std::shared_ptr<ConversationRoom> target = Lookup(user_id, room, &resolved);
+  return target == nullptr ? 0 : target->Relay(from, event, room);
+}
+
+int ConversationRooms::Share(const std::string& user_id, const std::string& room, uint64_t from,
+                             const Event& event) {
+  const int relayed = Relay(user_id, room, from, event);
+  std::shared_ptr<RoomLink> link;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (auto linked = links_by_room_.find({user_id, Resolve(user_id, room)});
+        linked != links_by_room_.end()) {
+      link = linked->second;
+    }
+  }
+  if (link != nullptr) {
+    link->Publish(from, event);
+  }
+  return relayed;
+}
+
+std::shared_ptr<ConversationRoom> ConversationRooms::Find(
+    const std::string& user_id, const std::string& conversation_id) const {
+  std::string resolved;
+  return Lookup(user_id, conversation_id, &resolved);
+}
+
+void ConversationRooms::MarkShownHere(const std::string& user_id,
+                                      const std::string& conversation_id, const std::string& key) {
+  if (key.empty()) {
+    return;
+  }
+  std::string entry = ShownKey(user_id, conversation_id, key);
+  ShownShard& shard = shown_[absl::HashOf(entry) % kShownShards];
+  const absl::Time now = absl::Now();
+  absl::MutexLock lock(&shard.mutex);
+  while (!shard.order.empty() && shard.order.front().first < now - kShownFor) {
+    shard.keys.erase(shard.order.front().second);
+    shard.order.pop_front();
+  }
+  if (shard.keys.insert(entry).second) {
+    shard.order.emplace_back(now, std::move(entry));
+  }
+}
+
+bool ConversationRooms::ShownHere(const std::string& user_id, const std::string& conversation_id,
+                                  const std::string& key) const {
+  if (key.empty()) {
+    return false;
+  }
+  const std::string entry = ShownKey(user_id, conversation_id, key);
+  const ShownShard& shard = shown_[absl::HashOf(entry) % kShownShards];
+  absl::MutexLock lock(&shard.mutex);
+  return shard.keys.contains(entry);
+}
+
+void ConversationRooms::CloseAll() {
+  std::map<RoomKey, std::shared_ptr<RoomLink>> links;
+  {
+    absl::MutexLock lock(&mutex_);
+    links.swap(links_by_room_);
+  }
+  for (auto& [key, link] : links) {
+    link->Close();
+  }
+}
+
+int ConversationRooms::Members(const std::string& user_id, const std::string& room) const {
+  std::string resolved;
+  std::shared_ptr<ConversationRoom> target = Lookup(user_id, room, &resolved);
+  if (target == nullptr) {
+    return 0;
+  }
+  absl::MutexLock lock(&target->mutex_);
+  return static_cast<int>(target->members_.size());
 }
 
 }  // namespace parley::edge

@@ -148,35 +148,7 @@ class Resume : public std::enable_shared_from_this<Resume> {
   }
 
   void Finish(const persistence_pb::WatchFinish& finish) {
-    const int64_t last_seq = std::max(finish.last_seq(), last_seq_sent_);
-    switch (finish.status()) {
-      case persistence_pb::MESSAGE_STATUS_COMPLETE:
-        Emit(StreamComplete{message_id_, last_seq, FinishReason(finish),
-                            finish.usage().prompt_tokens(), finish.usage().completion_tokens(),
-                            /*model=*/"", finish.sha256()});
-        break;
-      case persistence_pb::MESSAGE_STATUS_CANCELLED:
-        Emit(StreamCancelled{message_id_, last_seq, finish.sha256()});
-        break;
-      default: {
-        // Persistence ended a reply whose writer (an edge) stopped renewing its lease.
-        if (finish.finish_reason() == kLeaseExpiredReason) {
-          Emit(StreamInterrupted{message_id_, last_seq, std::string(kReplyAbandonedCode),
-                                 "the edge writing the reply went away", std::move(text_),
-                                 finish.sha256()});
-          break;
-        }
-        // A reply cut by its deadline is stored with that as its reason.
-        const absl::string_view code =
-            ErrorCodeName(finish.finish_reason() == ErrorCodeName(ErrorCode::kDeadlineExceeded)
-                              ? ErrorCode::kDeadlineExceeded
-                              : ErrorCode::kInferenceUnavailable);
-        Emit(StreamInterrupted{message_id_, last_seq, std::string(code.data(), code.size()),
-                               absl::StrCat("the model stopped: ", finish.finish_reason()),
-                               std::move(text_), finish.sha256()});
-        break;
-      }
-    }
+    Emit(ReplyEnd(message_id_, finish, last_seq_sent_, std::move(text_)));
   }
 
   void OnWatchDone(const absl::Status& status) {
@@ -224,6 +196,45 @@ class Resume : public std::enable_shared_from_this<Resume> {
 };
 
 }  // namespace
+
+Event ReplyEnd(const std::string& message_id, const persistence_pb::WatchFinish& finish,
+               int64_t last_seq_sent, std::string text) {
+  const int64_t last_seq = std::max(finish.last_seq(), last_seq_sent);
+  switch (finish.status()) {
+    case persistence_pb::MESSAGE_STATUS_COMPLETE:
+      return StreamComplete{message_id,
+                            last_seq,
+                            FinishReason(finish),
+                            finish.usage().prompt_tokens(),
+                            finish.usage().completion_tokens(),
+                            /*model=*/"",
+                            finish.sha256()};
+    case persistence_pb::MESSAGE_STATUS_CANCELLED:
+      return StreamCancelled{message_id, last_seq, finish.sha256()};
+    default:
+      break;
+  }
+  // Persistence ended a reply whose writer (an edge) stopped renewing its lease.
+  if (finish.finish_reason() == kLeaseExpiredReason) {
+    return StreamInterrupted{message_id,
+                             last_seq,
+                             std::string(kReplyAbandonedCode),
+                             "the edge writing the reply went away",
+                             std::move(text),
+                             finish.sha256()};
+  }
+  // A reply cut by its deadline is stored with that as its reason.
+  const absl::string_view code =
+      ErrorCodeName(finish.finish_reason() == ErrorCodeName(ErrorCode::kDeadlineExceeded)
+                        ? ErrorCode::kDeadlineExceeded
+                        : ErrorCode::kInferenceUnavailable);
+  return StreamInterrupted{message_id,
+                           last_seq,
+                           std::string(code.data(), code.size()),
+                           absl::StrCat("the model stopped: ", finish.finish_reason()),
+                           std::move(text),
+                           finish.sha256()};
+}
 
 void ResumeReply(PersistenceClient& persistence, TurnTracker& tracker,
                  boost::asio::any_io_executor executor, std::weak_ptr<EventSink> sink,

@@ -155,9 +155,24 @@ void Turn::Emit(Event event, std::optional<Clock::time_point> arrival) {
 }
 
 void Turn::ShowViewers(const Event& event) {
-  if (deps_.rooms != nullptr && !conversation_id_.empty()) {
-    deps_.rooms->Relay(user_id_, conversation_id_, connection_, event);
+  if (deps_.rooms == nullptr || conversation_id_.empty()) {
+    return;
   }
+  if (room_ != nullptr && room_->retired()) {
+    room_.reset();
+  }
+  if (room_ == nullptr) {
+    const uint64_t generation = deps_.rooms->generation();
+    if (generation == room_generation_) {
+      return;  // No room was made since the last look: still nobody views the conversation.
+    }
+    room_generation_ = generation;
+    room_ = deps_.rooms->Find(user_id_, conversation_id_);
+    if (room_ == nullptr) {
+      return;
+    }
+  }
+  room_->Relay(connection_, event, conversation_id_);
 }
 
 void Turn::LoadNamedMessage(const std::string& message_id, absl::string_view action,
@@ -222,6 +237,11 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
   request.set_client_message_id(message_.id);
   request.set_model(message_.model);
   request.set_status(persistence_pb::MESSAGE_STATUS_COMPLETE);
+  if (deps_.rooms != nullptr) {
+    // Viewers here hear of it from this turn, not again from its stored event.
+    deps_.rooms->MarkShownHere(
+        user_id_, IsParleyConversationId(conversation_id) ? conversation_id : "", message_.id);
+  }
   deps_.persistence->AppendMessage(
       std::move(request), trace_,
       OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::AppendMessageResponse> response) {
@@ -232,6 +252,9 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
         }
         self->conversation_id_ = response->message().conversation_id();
         self->user_message_id_ = response->message().id();
+        if (self->deps_.rooms != nullptr) {
+          self->deps_.rooms->MarkShownHere(self->user_id_, "", self->user_message_id_);
+        }
         if (IsClientConversationName(self->message_.conversation_id) &&
             self->deps_.rooms != nullptr) {
           // Connections that joined the name before the conversation existed see this turn.
@@ -376,6 +399,9 @@ void Turn::OpenAssistantMessage() {
   request.set_client_message_id(message_.regenerates_message_id.empty()
                                     ? absl::StrCat("reply:", user_message_id_)
                                     : message_.id);
+  if (deps_.rooms != nullptr) {
+    deps_.rooms->MarkShownHere(user_id_, conversation_id_, request.client_message_id());
+  }
   deps_.persistence->AppendMessage(
       std::move(request), trace_,
       OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::AppendMessageResponse> response) {

@@ -125,6 +125,10 @@ class Turn : public std::enable_shared_from_this<Turn> {
   const common::TraceContext trace_;
   // The connection that started the turn (its ConversationRooms key): viewers are the others.
   uint64_t connection_ = 0;
+  // The conversation's room here while it has viewers, so each token takes only that room's
+  // lock; null while nobody here views it, looked up again only once rooms change.
+  std::shared_ptr<ConversationRoom> room_;
+  uint64_t room_generation_ = ~uint64_t{0};
   uint64_t tracker_key_ = 0;
   TurnSlot slot_;
 

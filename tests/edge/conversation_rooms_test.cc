@@ -80,5 +80,115 @@ TEST(ConversationRoomsTest, NamesArePerUser) {
   EXPECT_EQ(rooms.Members("bob", "conv-123"), 1);
 }
 
+// Links that record what rooms ask of them, and say `ready` only when told.
+class RecordingLinks : public RoomLinks {
+ public:
+  struct Link : RoomLink {
+    void WhenReady(std::function<void()> ready) override { waiting.push_back(std::move(ready)); }
+    void Publish(uint64_t from, const Event& event) override {
+      published.emplace_back(from, std::string(EventName(event)));
+    }
+    void Close() override { closed = true; }
+    void Ready() {
+      for (auto& ready : waiting) {
+        ready();
+      }
+      waiting.clear();
+    }
+    std::vector<std::function<void()>> waiting;
+    std::vector<std::pair<uint64_t, std::string>> published;
+    bool closed = false;
+    std::weak_ptr<ConversationRoom> room;
+  };
+
+  std::shared_ptr<RoomLink> Open(const std::string& user_id, const std::string& conversation_id,
+                                 std::weak_ptr<ConversationRoom> room) override {
+    auto link = std::make_shared<Link>();
+    link->room = std::move(room);
+    opened.push_back({user_id, conversation_id, link});
+    return link;
+  }
+
+  struct Opened {
+    std::string user_id;
+    std::string conversation_id;
+    std::shared_ptr<Link> link;
+  };
+  std::vector<Opened> opened;
+};
+
+TEST(ConversationRoomsTest, AStoredConversationIsLinkedOncePerEdgeWhileAnyoneHereViewsIt) {
+  RecordingLinks links;
+  ConversationRooms rooms;
+  rooms.SetLinks(&links);
+  Seen laptop, phone;
+  int joined = 0;
+  rooms.Join("u", kStored, 1, laptop.deliver(), "", [&] { ++joined; });
+  rooms.Join("u", kStored, 2, phone.deliver(), "", [&] { ++joined; });
+  ASSERT_EQ(links.opened.size(), 1u);
+  EXPECT_EQ(links.opened[0].user_id, "u");
+  EXPECT_EQ(links.opened[0].conversation_id, kStored);
+  // `joined` waits for the link: what other edges do after it must reach the member.
+  EXPECT_EQ(joined, 0);
+  links.opened[0].link->Ready();
+  EXPECT_EQ(joined, 2);
+
+  // Signals go to the other members here and out through the link; stream events stay here.
+  EXPECT_EQ(rooms.Share("u", kStored, 1, TypingRelay{kStored, true}), 1);
+  EXPECT_EQ(rooms.Relay("u", kStored, 1, StreamToken{"m1", 1, "hi"}), 1);
+  EXPECT_EQ(links.opened[0].link->published,
+            (std::vector<std::pair<uint64_t, std::string>>{{1, "typing"}}));
+  // What the link hears from other edges reaches every member.
+  std::shared_ptr<ConversationRoom> room = links.opened[0].link->room.lock();
+  ASSERT_NE(room, nullptr);
+  EXPECT_EQ(room->Relay(0, TypingRelay{kStored, false}, kStored), 2);
+
+  rooms.Leave("u", kStored, 1);
+  EXPECT_FALSE(links.opened[0].link->closed);
+  rooms.Leave("u", kStored, 2);
+  EXPECT_TRUE(links.opened[0].link->closed);
+  EXPECT_TRUE(room->retired());
+  rooms.Join("u", kStored, 3, phone.deliver());
+  EXPECT_EQ(links.opened.size(), 2u);
+}
+
+TEST(ConversationRoomsTest, ANameNotStoredYetIsLinkedOnlyOnceItIsStored) {
+  RecordingLinks links;
+  ConversationRooms rooms;
+  rooms.SetLinks(&links);
+  Seen by_name;
+  bool joined = false;
+  rooms.Join("u", "conv-123", 1, by_name.deliver(), "conv-123", [&] { joined = true; });
+  EXPECT_TRUE(joined);
+  EXPECT_TRUE(links.opened.empty());
+  rooms.Named("u", "conv-123", kStored);
+  ASSERT_EQ(links.opened.size(), 1u);
+  EXPECT_EQ(links.opened[0].conversation_id, kStored);
+}
+
+TEST(ConversationRoomsTest, ATurnFindsTheRoomMadeAfterItLookedAndNotARetiredOne) {
+  ConversationRooms rooms;
+  EXPECT_EQ(rooms.Find("u", kStored), nullptr);
+  const uint64_t before = rooms.generation();
+  Seen viewer;
+  rooms.Join("u", kStored, 1, viewer.deliver());
+  EXPECT_NE(rooms.generation(), before);
+  std::shared_ptr<ConversationRoom> room = rooms.Find("u", kStored);
+  ASSERT_NE(room, nullptr);
+  EXPECT_EQ(room->Relay(2, TypingRelay{kStored, true}, kStored), 1);
+  rooms.Leave("u", kStored, 1);
+  EXPECT_TRUE(room->retired());
+  EXPECT_EQ(room->Relay(2, TypingRelay{kStored, true}, kStored), 0);
+}
+
+TEST(ConversationRoomsTest, MessagesShownHereAreRememberedPerUserAndConversation) {
+  ConversationRooms rooms;
+  rooms.MarkShownHere("u", kStored, "client-1");
+  EXPECT_TRUE(rooms.ShownHere("u", kStored, "client-1"));
+  EXPECT_FALSE(rooms.ShownHere("u", "", "client-1"));
+  EXPECT_FALSE(rooms.ShownHere("v", kStored, "client-1"));
+  EXPECT_FALSE(rooms.ShownHere("u", kStored, ""));
+}
+
 }  // namespace
 }  // namespace parley::edge
