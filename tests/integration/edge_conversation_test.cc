@@ -453,6 +453,63 @@ TEST_F(EdgeConversationTest, ViewersSeeANewMessageAndItsReplyLive) {
   ExpectNothingPending(*phone);
 }
 
+TEST_F(EdgeConversationTest, DevicesOnAnotherEdgeSeeTypingAndMessagesLive) {
+  // A second edge on the same persistence: rooms meet there, not in either edge.
+  std::unique_ptr<testing::ChildProcess> other_edge =
+      stack_->StartEdge({"--connection_typing_per_minute=60"});
+  ASSERT_NE(other_edge, nullptr);
+  const std::string other_address = other_edge->WaitForListening();
+  ASSERT_FALSE(other_address.empty());
+  std::unique_ptr<WsClient> laptop = Connect("two-edges");
+  absl::StatusOr<std::unique_ptr<WsClient>> phone_or =
+      WsClient::Connect(other_address, "/ws/chat?userId=two-edges", {"parley.v1"});
+  ASSERT_TRUE(phone_or.ok()) << phone_or.status();
+  std::unique_ptr<WsClient> phone = *std::move(phone_or);
+  ASSERT_NE(laptop, nullptr);
+  const Reply first = Answer(*laptop, Message("edges-1", "Hi"));
+  for (WsClient* client : {laptop.get(), phone.get()}) {
+    ASSERT_TRUE(
+        client->SendJson(json::object{{"type", "join"}, {"conversationId", first.conversation_id}})
+            .ok());
+    ASSERT_TRUE(ReadUntil(*client, "joined").has_value());
+  }
+
+  ASSERT_TRUE(
+      phone->SendJson(json::object{{"type", "typing"}, {"conversationId", first.conversation_id}})
+          .ok());
+  absl::StatusOr<json::object> relayed = laptop->ReadJson();
+  ASSERT_TRUE(relayed.ok()) << relayed.status();
+  EXPECT_EQ(
+      json::serialize(*relayed),
+      json::serialize(json::object{
+          {"type", "typing"}, {"conversationId", first.conversation_id}, {"isTyping", true}}));
+
+  const Reply sent = Answer(*laptop, Message("edges-2", "Over there?", first.conversation_id));
+  absl::StatusOr<json::object> added = phone->ReadJson();
+  ASSERT_TRUE(added.ok()) << added.status();
+  ASSERT_EQ(Str(*added, "type"), "message_added") << json::serialize(*added);
+  EXPECT_EQ(Str(added->at("message").as_object(), "id"), sent.user_message_id);
+  EXPECT_EQ(Str(added->at("message").as_object(), "content"), "Over there?");
+  Reply seen;
+  while (true) {
+    absl::StatusOr<json::object> event = phone->ReadJson();
+    ASSERT_TRUE(event.ok()) << event.status();
+    const std::string type = Str(*event, "type");
+    if (type == "stream_start") {
+      seen.message_id = Str(*event, "messageId");
+    } else if (type == "stream_token") {
+      seen.text += Str(*event, "token");
+    } else if (type == "stream_complete") {
+      break;
+    }
+  }
+  EXPECT_EQ(seen.message_id, sent.message_id);
+  EXPECT_EQ(seen.text, sent.text);
+  // Nothing arrives twice on either edge.
+  ExpectNothingPending(*phone);
+  ExpectNothingPending(*laptop);
+}
+
 TEST_F(EdgeConversationTest, TypingIsRateLimitedPerConnection) {
   std::unique_ptr<WsClient> client = Connect("fast-typist");
   ASSERT_NE(client, nullptr);

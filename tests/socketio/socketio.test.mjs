@@ -356,6 +356,48 @@ test("two sockets of one user in one room: join, typing, and the stream seen by 
                    { userId: "dana-room", username: "Dana Example" });
 });
 
+test("two sockets of one user on different edges: join, typing, and the stream seen by both",
+     async () => {
+  const erin = token("erin-edges", { name: "Erin Example" });
+  const first = connect(edgeAddr, { transports: ["websocket"], auth: { token: erin } });
+  const second = connect(secondEdgeAddr, { transports: ["websocket"], auth: { token: erin } });
+  const firstLog = new EventLog(first);
+  const secondLog = new EventLog(second);
+  await Promise.all([connected(first), connected(second)]);
+  const opening = await sendAndComplete(first, firstLog, undefined, "Across edges.");
+  const { conversationId } = checkTurn(opening.events, undefined, "Across edges.", opening.ack);
+
+  first.emit("chat:join", { conversationId });
+  assert.deepEqual((await firstLog.waitForEvent("chat:joined")).args[0], { conversationId });
+  second.emit("chat:join", { conversationId });
+  assert.deepEqual((await secondLog.waitForEvent("chat:joined")).args[0], { conversationId });
+  assert.deepEqual((await firstLog.waitForEvent("chat:user-joined")).args[0],
+                   { userId: "erin-edges", username: "Erin Example" });
+
+  second.emit("chat:typing", { conversationId, isTyping: true });
+  assert.deepEqual((await firstLog.waitForEvent("chat:user-typing")).args[0],
+                   { userId: "erin-edges", username: "Erin Example", isTyping: true });
+
+  const secondStart = secondLog.events.length;
+  const { ack, events } = await sendAndComplete(first, firstLog, conversationId, "Hear me there.");
+  const { replyId, text } = checkTurn(events, conversationId, "Hear me there.", ack);
+  await secondLog.waitForEvent("chat:complete", (payload) => payload.messageId === replyId);
+  // The other edge follows the stored reply: the same events, its chunks perhaps merged.
+  const seen = secondLog.events.slice(secondStart).filter((event) => event.name.startsWith("chat:"));
+  const names = seen.map((event) => event.name);
+  assert.deepEqual(names.filter((name) => name !== "chat:streaming"),
+                   ["chat:message", "chat:thinking", "chat:message", "chat:complete"]);
+  assert.equal(seen[0].args[0].message.content, "Hear me there.");
+  assert.equal(seen.filter((event) => event.name === "chat:streaming")
+                   .map((event) => event.args[0].chunk).join(""), text);
+  assert.deepEqual(seen.at(-2).args[0].message.content, text);
+  assert.equal(secondLog.named("chat:user-typing").length, 0, "typing is not echoed to the typist");
+
+  second.emit("chat:leave", { conversationId });
+  assert.deepEqual((await firstLog.waitForEvent("chat:user-left")).args[0],
+                   { userId: "erin-edges", username: "Erin Example" });
+});
+
 test("a socket of another user is refused from a room of a Parley-generated id and sees nothing",
      async () => {
   const erin = token("erin-owner");
