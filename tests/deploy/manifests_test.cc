@@ -66,6 +66,19 @@ TEST(ManifestsTest, PolicyViolationsAreCaught) {
   }
 }
 
+TEST(ManifestsTest, AProdOverlayWithOneEdgeOrOnePersistenceReplicaIsRefused) {
+  const CommandResult result = RunCommand(Check(
+      "one-replica-prod",
+      "--overlay " + ShellQuote(kSource + "/tests/deploy/manifests/fixtures/one-replica-prod") +
+          " --profile prod"));
+  EXPECT_EQ(result.exit_code, 1) << result.output;
+  for (const char* expected :
+       {"parley-edge must start with at least 3 replicas in prod, not 1",
+        "parley-persistence must start with at least 2 replicas in prod, not 1"}) {
+    EXPECT_NE(result.output.find(expected), std::string::npos) << expected << "\n" << result.output;
+  }
+}
+
 TEST(AlertsTest, RulesPassPromtoolCheck) {
   const CommandResult result = RunCommand(
       "promtool check rules " + ShellQuote(kSource + "/deploy/prometheus/parley-rules.yaml"));

@@ -319,6 +319,22 @@ if (profile === "dev" || profile === "prod") {
         problem(null, `no HorizontalPodAutoscaler for ${name}`);
       }
     }
+    // Several edges and persistence replicas by default: rooms meet across them through
+    // persistence, and no single pod holds a conversation's viewers.
+    for (const [name, least] of [["parley-edge", 3], ["parley-persistence", 2]]) {
+      const replicas = find("Deployment", name)?.spec?.replicas;
+      if (!(replicas >= least)) {
+        problem(null, `${name} must start with at least ${least} replicas in prod, not ${replicas}`);
+      }
+      const hpa = byKind("HorizontalPodAutoscaler").find((h) => h.spec?.scaleTargetRef?.name === name);
+      if (hpa && !(hpa.spec?.minReplicas >= 2)) {
+        problem(null, `the HorizontalPodAutoscaler of ${name} must keep at least 2 replicas`);
+      }
+    }
+    // The edge balances its calls and conversation watches over every persistence pod.
+    if (!String(edgeEnv.PARLEY_PERSISTENCE).startsWith("dns:///parley-persistence-headless")) {
+      problem(null, "the edge must reach persistence through its headless Service (dns:///)");
+    }
     expectCount("PodDisruptionBudget", 3);
     expectCount("ServiceMonitor", 3);
     expectCount("PrometheusRule", 1);
