@@ -547,7 +547,7 @@ std::shared_ptr<ConversationWatchStream> PersistenceClient::WatchConversation(
       std::move(callbacks));
   // A watch lasts as long as someone here views the conversation; the deadline is only there
   // because a stream needs one.
-  stream->Start(std::move(request), absl::Hours(24 * 365), trace);
+  stream->Start(std::move(request), absl::Hours(24 * 365), trace, readiness_.get());
   return stream;
 }
 
@@ -556,6 +556,7 @@ void PersistenceClient::PublishSignal(persistence_pb::PublishSignalRequest reque
                                       Callback<persistence_pb::PublishSignalResponse> done) {
   auto* async = stub_->async();
   CallUnary(
+      *readiness_,
       [async](grpc::ClientContext* context, const persistence_pb::PublishSignalRequest* req,
               persistence_pb::PublishSignalResponse* resp, std::function<void(grpc::Status)> cb) {
         async->PublishSignal(context, req, resp, std::move(cb));
