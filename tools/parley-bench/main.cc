@@ -21,6 +21,7 @@
 #include "common/shutdown_signal.h"
 #include "tools/parley-bench/deadline_workload.h"
 #include "tools/parley-bench/direct_server.h"
+#include "tools/parley-bench/rooms.h"
 #include "tools/parley-bench/upstream_server.h"
 #include "tools/parley-bench/workloads.h"
 
@@ -41,7 +42,7 @@ ABSL_FLAG(int32_t, upstream_chunks, 3, "Upstream stand-in: content chunks before
 
 ABSL_FLAG(std::string, target, "127.0.0.1:8080", "Server to load: HOST:PORT");
 ABSL_FLAG(std::string, path, "/ws/chat", "WebSocket request path (may carry a query)");
-ABSL_FLAG(std::string, workload, "stream", "stream | sustain | idle | deadline");
+ABSL_FLAG(std::string, workload, "stream", "stream | sustain | idle | deadline | rooms");
 ABSL_FLAG(int64_t, connections, 1, "stream: concurrent clients; idle: connections to open");
 ABSL_FLAG(int64_t, turns, 3,
           "stream/sustain: turns per client (when --duration_s is 0); deadline: turns per path");
@@ -65,6 +66,15 @@ ABSL_FLAG(std::string, upstream, "",
 ABSL_FLAG(int64_t, deadline_ms, 250, "deadline: each turn's deadline");
 ABSL_FLAG(std::string, deadline_paths, "native,openai,ai_sdk",
           "deadline: client paths to compare (native, openai, ai_sdk)");
+ABSL_FLAG(std::string, viewer_target, "",
+          "rooms: the edge the viewers connect to (HOST:PORT); --target takes the typing clients");
+ABSL_FLAG(std::string, persistence, "127.0.0.1:50052",
+          "rooms: gRPC target of parley-persistence, where each room's conversation is created");
+ABSL_FLAG(std::string, rooms_steps, "100,1000", "rooms: rooms active at once, step by step");
+ABSL_FLAG(double, rooms_duration_s, 20, "rooms: how long typing is measured at each step");
+ABSL_FLAG(double, typing_interval_ms, 2000, "rooms: how often each room's client types");
+ABSL_FLAG(int64_t, postgres_pid, 0,
+          "rooms: the PostgreSQL server's pid; its process tree's CPU and backends are reported");
 ABSL_FLAG(std::string, pids, "",
           "Processes to account CPU and memory for, as name:pid,... (e.g. edge:123)");
 ABSL_FLAG(std::string, label, "", "Name of this run in the JSON output");
@@ -201,6 +211,35 @@ int RunLoad() {
                           absl::Milliseconds(absl::GetFlag(FLAGS_max_ttft_p99_ms)), *pids);
   } else if (workload == "idle") {
     result = bench::RunIdle(options, absl::Seconds(absl::GetFlag(FLAGS_idle_s)), *pids);
+  } else if (workload == "rooms") {
+    absl::StatusOr<common::HostPort> viewer =
+        common::ParseHostPort(absl::GetFlag(FLAGS_viewer_target));
+    if (!viewer.ok()) {
+      std::fprintf(stderr, "--viewer_target: %s\n", std::string(viewer.status().message()).c_str());
+      return 2;
+    }
+    bench::RoomsOptions rooms;
+    rooms.sender_host = target->host;
+    rooms.sender_port = target->port;
+    rooms.viewer_host = viewer->host;
+    rooms.viewer_port = viewer->port;
+    rooms.persistence = absl::GetFlag(FLAGS_persistence);
+    rooms.steps.clear();
+    for (absl::string_view s :
+         absl::StrSplit(absl::GetFlag(FLAGS_rooms_steps), ',', absl::SkipEmpty())) {
+      int64_t count = 0;
+      if (!absl::SimpleAtoi(s, &count) || count <= 0) {
+        std::fprintf(stderr, "bad --rooms_steps entry\n");
+        return 2;
+      }
+      rooms.steps.push_back(count);
+    }
+    rooms.duration = absl::Seconds(absl::GetFlag(FLAGS_rooms_duration_s));
+    rooms.interval = absl::Milliseconds(absl::GetFlag(FLAGS_typing_interval_ms));
+    rooms.threads = options.threads;
+    rooms.postgres_pid = static_cast<pid_t>(absl::GetFlag(FLAGS_postgres_pid));
+    rooms.pids = *pids;
+    result = bench::RunRooms(rooms);
   } else if (workload == "deadline") {
     absl::StatusOr<boost::json::object> deadline = RunDeadline(*target);
     if (!deadline.ok()) {
@@ -209,12 +248,14 @@ int RunLoad() {
     }
     result = std::move(*deadline);
   } else {
-    std::fprintf(stderr, "unknown --workload=%s (stream, sustain, idle, deadline)\n",
+    std::fprintf(stderr, "unknown --workload=%s (stream, sustain, idle, deadline, rooms)\n",
                  workload.c_str());
     return 2;
   }
   result["label"] = absl::GetFlag(FLAGS_label);
-  std::fputs(bench::FormatSummary(result).c_str(), stdout);
+  if (workload != "rooms") {  // Prints its steps as it goes.
+    std::fputs(bench::FormatSummary(result).c_str(), stdout);
+  }
   const std::string json_out = absl::GetFlag(FLAGS_json_out);
   if (!json_out.empty()) {
     std::ofstream out(json_out);
