@@ -8,6 +8,7 @@
 #include "absl/time/time.h"
 #include "common/flags.h"
 #include "common/log.h"
+#include "common/release_mode.h"
 #include "common/shutdown_signal.h"
 #include "edge/server/edge_server.h"
 
@@ -96,6 +97,7 @@ ABSL_FLAG(int, slow_client_timeout_ms, 30000,
           "with 1008; its replies still run to their end and are stored. 0 disables");
 
 int main(int argc, char** argv) {
+  parley::common::DisableMutexDeadlockDetection();
   parley::common::BlockShutdownSignals();
   parley::common::ParseFlags(argc, argv,
                              "parley-edge --listen=HOST:PORT --inference=HOST:PORT "

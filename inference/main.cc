@@ -10,6 +10,7 @@
 #include "common/host_port.h"
 #include "common/log.h"
 #include "common/metrics_endpoint.h"
+#include "common/release_mode.h"
 #include "common/shutdown_signal.h"
 #include "inference/engines/openai_engine.h"
 #include "inference/engines/simulated_engine.h"
@@ -186,6 +187,7 @@ int Run() {
 }  // namespace parley::inference
 
 int main(int argc, char** argv) {
+  parley::common::DisableMutexDeadlockDetection();
   parley::common::BlockShutdownSignals();
   parley::common::ParseFlags(argc, argv,
                              "parley-inference: streams model replies over gRPC.\n"

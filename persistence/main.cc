@@ -14,6 +14,7 @@
 #include "common/host_port.h"
 #include "common/log.h"
 #include "common/metrics_endpoint.h"
+#include "common/release_mode.h"
 #include "common/shutdown_signal.h"
 #include "persistence/conversation_service.h"
 #include "persistence/store_factory.h"
@@ -70,6 +71,7 @@ std::string BoundAddress(const std::string& configured, int port) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  parley::common::DisableMutexDeadlockDetection();
   parley::common::BlockShutdownSignals();
   parley::common::SetLogService("persistence");
   parley::common::ParseFlags(argc, argv,
