@@ -1,9 +1,13 @@
 #include "inference/inference_service.h"
 
+#include <algorithm>
 #include <chrono>
+#include <deque>
+#include <optional>
 #include <string>
 
 #include "absl/strings/str_cat.h"
+#include "absl/synchronization/mutex.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/log.h"
@@ -44,10 +48,48 @@ class RefusedReactor final : public grpc::ServerWriteReactor<v1::GenerateRespons
   void OnDone() override { delete this; }
 };
 
-// One Generate call. Exactly one of these is in flight at any time: an engine
-// Next(), a StartWrite(), or the Finish(); so the engine produces the next chunk
-// only after gRPC accepted the previous one, and the reactor is never deleted
-// while the engine still holds its callback.
+// Chunks waiting behind a write in flight are merged up to this many bytes of text; past it
+// the engine is not asked for more until the write completes, so a slow reader still slows the
+// engine down.
+constexpr size_t kMaxMergedBytes = 64 << 10;
+// No merged chunk grows past this, so one never exceeds what a consumer stores as one delta.
+constexpr size_t kMaxMergedChunkBytes = 16 << 10;
+
+// Appends `chunk` to the chunks waiting to be written, merging consecutive deltas of one kind
+// into one chunk (the engine's token count travels in its usage chunk, never in the number of
+// chunks, so merging changes no count).
+void Merge(std::deque<v1::GenerateResponse>& waiting, v1::GenerateResponse chunk) {
+  if (!waiting.empty()) {
+    v1::GenerateResponse& last = waiting.back();
+    if (last.has_text_delta() && chunk.has_text_delta() &&
+        last.text_delta().text().size() + chunk.text_delta().text().size() <=
+            kMaxMergedChunkBytes) {
+      last.mutable_text_delta()->mutable_text()->append(chunk.text_delta().text());
+      return;
+    }
+    if (last.has_reasoning_delta() && chunk.has_reasoning_delta() &&
+        last.reasoning_delta().text().size() + chunk.reasoning_delta().text().size() <=
+            kMaxMergedChunkBytes) {
+      last.mutable_reasoning_delta()->mutable_text()->append(chunk.reasoning_delta().text());
+      return;
+    }
+  }
+  waiting.push_back(std::move(chunk));
+}
+
+size_t TextBytes(const v1::GenerateResponse& chunk) {
+  if (chunk.has_text_delta()) {
+    return chunk.text_delta().text().size();
+  }
+  return chunk.has_reasoning_delta() ? chunk.reasoning_delta().text().size() : 0;
+}
+
+// One Generate call. A chunk is written as soon as it arrives when no write is in flight; the
+// chunks that arrive during a write go out merged in the next one. The engine keeps being asked
+// for chunks during a write until kMaxMergedBytes wait, so a fast engine costs fewer messages and
+// a slow reader still holds the engine back. The call finishes only once neither an engine
+// Next() nor a write is outstanding, so the reactor is never deleted while the engine still
+// holds its callback. The mutex is this call's own: no two calls share it.
 class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateResponse> {
  public:
   GenerateReactor(const ModelRoute& route, const v1::GenerateRequest& request, absl::Time deadline,
@@ -55,17 +97,30 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       : model_(route.info.name()), metrics_(metrics), started_(absl::Now()) {
     metrics_.streams_active().Increment();
     generation_ = route.engine->Start(request, deadline);
+    {
+      absl::MutexLock lock(&mutex_);
+      requesting_ = true;
+    }
     RequestNext();
   }
 
   void OnWriteDone(bool ok) override {
-    if (!ok) {
-      // The call is gone (cancelled or the transport broke): stop the engine.
-      generation_->Cancel();
-      Conclude(absl::CancelledError("stream closed by the client"));
-      return;
+    Actions actions;
+    {
+      absl::MutexLock lock(&mutex_);
+      writing_ = false;
+      if (!ok) {
+        // The call is gone (cancelled or the transport broke): stop the engine.
+        waiting_.clear();
+        waiting_bytes_ = 0;
+        if (!end_.has_value()) {
+          end_ = absl::CancelledError("stream closed by the client");
+          actions.cancel = true;
+        }
+      }
+      actions = Decide(actions);
     }
-    RequestNext();
+    Act(actions);
   }
 
   // Runs for client cancels and for deadline expiry alike; the outstanding
@@ -76,33 +131,92 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     metrics_.streams_active().Decrement();
     metrics_.Generations(model_, OutcomeOf(final_status_)).Increment();
     metrics_.GenerationDuration(model_).Observe(absl::ToDoubleSeconds(absl::Now() - started_));
-    if (deltas_ > 0) {
-      metrics_.Tokens(model_).Increment(deltas_);
+    int64_t deltas = 0;
+    {
+      absl::MutexLock lock(&mutex_);
+      deltas = deltas_;
+    }
+    if (deltas > 0) {
+      metrics_.Tokens(model_).Increment(static_cast<double>(deltas));
     }
     delete this;
   }
 
  private:
+  // What to start once the lock is released.
+  struct Actions {
+    bool cancel = false;
+    bool next = false;
+    bool write = false;
+    bool finish = false;
+  };
+
   void RequestNext() {
     generation_->Next([this](Step step) { OnStep(std::move(step)); });
   }
 
   void OnStep(Step step) {
-    if (!step.chunk) {
-      Conclude(std::move(step.status));
-      return;
-    }
-    if (step.chunk->has_text_delta() || step.chunk->has_reasoning_delta()) {
-      if (deltas_++ == 0) {
-        metrics_.TimeToFirstToken(model_).Observe(absl::ToDoubleSeconds(absl::Now() - started_));
+    Actions actions;
+    {
+      absl::MutexLock lock(&mutex_);
+      requesting_ = false;
+      if (!step.chunk) {
+        if (!end_.has_value()) {
+          end_ = std::move(step.status);
+        }
+      } else if (!end_.has_value()) {
+        if (step.chunk->has_text_delta() || step.chunk->has_reasoning_delta()) {
+          if (deltas_++ == 0) {
+            metrics_.TimeToFirstToken(model_).Observe(
+                absl::ToDoubleSeconds(absl::Now() - started_));
+          }
+        }
+        waiting_bytes_ += TextBytes(*step.chunk);
+        Merge(waiting_, std::move(*step.chunk));
       }
+      actions = Decide(actions);
     }
-    response_ = std::move(*step.chunk);
-    StartWrite(&response_);
+    Act(actions);
   }
 
-  void Conclude(absl::Status status) {
-    final_status_ = std::move(status);
+  // Picks the next write, engine request and the finish, under the lock.
+  Actions Decide(Actions actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (finishing_) {
+      return actions;
+    }
+    if (!writing_ && !waiting_.empty()) {
+      response_ = std::move(waiting_.front());
+      waiting_.pop_front();
+      waiting_bytes_ -= std::min(waiting_bytes_, TextBytes(response_));
+      writing_ = actions.write = true;
+    }
+    if (!end_.has_value() && !requesting_ && waiting_bytes_ < kMaxMergedBytes &&
+        waiting_.size() < 4) {
+      requesting_ = actions.next = true;
+    }
+    if (end_.has_value() && !requesting_ && !writing_ && waiting_.empty()) {
+      finishing_ = actions.finish = true;
+      final_status_ = *end_;
+    }
+    return actions;
+  }
+
+  void Act(const Actions& actions) {
+    if (actions.cancel) {
+      generation_->Cancel();
+    }
+    if (actions.write) {
+      StartWrite(&response_);
+    }
+    if (actions.next) {
+      RequestNext();
+    }
+    if (actions.finish) {
+      Conclude();
+    }
+  }
+
+  void Conclude() {
     if (!final_status_.ok() && final_status_.code() != absl::StatusCode::kCancelled) {
       common::LogWarning("generation failed",
                          {{"model", model_},
@@ -116,8 +230,18 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   InferenceMetrics& metrics_;
   const absl::Time started_;
   std::shared_ptr<Generation> generation_;
+  absl::Mutex mutex_;
+  // Owned by the write in flight.
   v1::GenerateResponse response_;
-  int64_t deltas_ = 0;
+  std::deque<v1::GenerateResponse> waiting_ ABSL_GUARDED_BY(mutex_);
+  size_t waiting_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
+  bool writing_ ABSL_GUARDED_BY(mutex_) = false;
+  bool requesting_ ABSL_GUARDED_BY(mutex_) = false;
+  bool finishing_ ABSL_GUARDED_BY(mutex_) = false;
+  // Why the stream ends, once the engine ended it or the client went away.
+  std::optional<absl::Status> end_ ABSL_GUARDED_BY(mutex_);
+  int64_t deltas_ ABSL_GUARDED_BY(mutex_) = 0;
+  // Set before Finish(); read in OnDone, which follows it.
   absl::Status final_status_;
 };
 

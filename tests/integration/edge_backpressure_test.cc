@@ -483,7 +483,10 @@ TEST_F(EdgeBackpressureTest, ASlowReaderGetsMergedTokensThatLoseNothing) {
     ASSERT_TRUE(received.end.has_value());
     EXPECT_FALSE(received.out_of_order);
     EXPECT_EQ(Int(*received.end, "lastSeq"), received.last_seq);
-    EXPECT_EQ(received.last_seq, kDeltasPerReply);
+    // Inference may already have merged deltas that waited behind a write: seqs number the
+    // deltas the edge got, never more than the engine's.
+    EXPECT_GE(received.last_seq, 1);
+    EXPECT_LE(received.last_seq, kDeltasPerReply);
     EXPECT_EQ(received.text, full_text);
     EXPECT_EQ(Stored("slow", message_id).content(), full_text);
     merged_frames += received.frames < received.last_seq ? 1 : 0;
