@@ -104,8 +104,9 @@ class LoadClient::Impl {
 
   struct Counters {
     std::atomic<int64_t> connect_failures{0}, disconnects{0}, turns_started{0}, turns_completed{0},
-        turns_failed{0}, turn_timeouts{0}, error_frames{0}, protocol_errors{0}, tokens{0}, lost{0},
-        repeated{0}, out_of_order{0}, last_seq_mismatches{0}, faulty_messages{0}, pongs{0};
+        turns_failed{0}, turn_timeouts{0}, error_frames{0}, protocol_errors{0}, tokens{0},
+        frames{0}, lost{0}, repeated{0}, out_of_order{0}, last_seq_mismatches{0},
+        faulty_messages{0}, pongs{0};
   };
 
   const ClientOptions options_;
@@ -353,8 +354,18 @@ class Connection : public std::enable_shared_from_this<Connection> {
       seen_.resize(static_cast<size_t>(last_seq), 0);
     }
     const int64_t lost = std::count(seen_.begin(), seen_.begin() + last_seq, uint8_t{0});
+    // The engine's tokens, not the frames that carried them: an edge that merges deltas sends
+    // fewer stream_tokens for the same reply. A reply without usage counts its frames.
+    int64_t engine_tokens = tokens_;
+    if (const json::value* usage = frame.if_contains("usage"); usage && usage->is_object()) {
+      if (const json::value* count = usage->get_object().if_contains("completionTokens");
+          count && count->is_int64()) {
+        engine_tokens = count->get_int64();
+      }
+    }
     Counters& c = run_.counters_;
-    c.tokens.fetch_add(tokens_);
+    c.tokens.fetch_add(engine_tokens);
+    c.frames.fetch_add(tokens_);
     c.lost.fetch_add(lost);
     c.repeated.fetch_add(repeated_);
     c.out_of_order.fetch_add(out_of_order_);
@@ -365,7 +376,8 @@ class Connection : public std::enable_shared_from_this<Connection> {
       c.faulty_messages.fetch_add(1);
     }
     c.turns_completed.fetch_add(1);
-    run_.RecordTurn(tokens_ > 0 ? ttft_ms_ : -1, Ms(now - sent_at_), tokens_, gaps_, sent_at_, now);
+    run_.RecordTurn(tokens_ > 0 ? ttft_ms_ : -1, Ms(now - sent_at_), engine_tokens, gaps_, sent_at_,
+                    now);
     EndTurn();
     NextTurn();
   }
@@ -429,6 +441,7 @@ class Connection : public std::enable_shared_from_this<Connection> {
   void FailTurn() {
     run_.counters_.turns_failed.fetch_add(1);
     run_.counters_.tokens.fetch_add(tokens_);
+    run_.counters_.frames.fetch_add(tokens_);
     EndTurn();
   }
 
@@ -621,6 +634,7 @@ ClientReport LoadClient::Impl::Report() {
   r.error_frames = c.error_frames.load();
   r.protocol_errors = c.protocol_errors.load();
   r.tokens = c.tokens.load();
+  r.token_frames = c.frames.load();
   r.lost_seqs = c.lost.load();
   r.repeated_seqs = c.repeated.load();
   r.out_of_order_seqs = c.out_of_order.load();
@@ -664,6 +678,7 @@ boost::json::object ClientReport::ToJson() const {
         {"last_seq_mismatches", last_seq_mismatches},
         {"faulty_messages", faulty_messages}}},
       {"tokens", tokens},
+      {"token_frames", token_frames},
       {"pongs", pongs},
       {"duration_s", duration_s},
       {"tokens_per_second", tokens_per_second},

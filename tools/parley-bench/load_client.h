@@ -50,7 +50,11 @@ struct ClientReport {
   int64_t turn_timeouts = 0;
   int64_t error_frames = 0;
   int64_t protocol_errors = 0;  // unparsable or unexpected frames
+  // The engine's tokens (each completed reply's usage.completionTokens; a failed reply counts
+  // its stream_token frames), so merged deltas neither inflate nor deflate a figure.
   int64_t tokens = 0;
+  // stream_token frames received.
+  int64_t token_frames = 0;
   int64_t lost_seqs = 0;
   int64_t repeated_seqs = 0;
   int64_t out_of_order_seqs = 0;
