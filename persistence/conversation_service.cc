@@ -768,7 +768,7 @@ ConversationService::ConversationService(Store& store,
       registry_(std::move(registry)),
       metrics_(*registry_, store.kind()),
       committer_(store, metrics_, options.commit),
-      pool_(options.store_threads),
+      pool_(options.store_threads, options.store_queue_limit),
       leases_(store, options.stream_lease),
       deps_{store_, metrics_, pool_, committer_, hub_, leases_, options.signal_max_age} {
   store_.SetEventListener([this](const v1::ConversationEvent& event) {
@@ -794,12 +794,17 @@ template <typename Work>
 grpc::ServerUnaryReactor* ConversationService::RunOnPool(grpc::CallbackServerContext* context,
                                                          const char* operation, Work work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  pool_.Submit([this, reactor, operation, work = std::move(work)]() mutable {
+  const bool queued = pool_.TrySubmit([this, reactor, operation, work = std::move(work)]() mutable {
     const absl::Time start = absl::Now();
     const absl::Status status = work();
     metrics_.ObserveOperation(operation, absl::Now() - start);
     reactor->Finish(ToGrpcStatus(status));
   });
+  if (!queued) {
+    metrics_.Overloaded(operation);
+    reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(
+        "persistence is overloaded: too many store calls are waiting; retry later")));
+  }
   return reactor;
 }
 

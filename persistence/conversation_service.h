@@ -37,6 +37,9 @@ class ConversationService final : public v1::ConversationService::CallbackServic
  public:
   struct Options {
     int store_threads = 8;
+    // New calls that may wait for a store thread; the next one is answered RESOURCE_EXHAUSTED.
+    // 0: no bound.
+    size_t store_queue_limit = 1024;
     DeltaCommitter::Options commit;
     // How long a streaming reply outlives its writer before it is ended as
     // interrupted; zero or less: never.

@@ -1,5 +1,6 @@
 // parley-persistence: conversations, messages and the durable stream log.
 
+#include <algorithm>
 #include <cstdio>
 #include <fstream>
 #include <memory>
@@ -27,6 +28,9 @@ ABSL_FLAG(std::string, store, "sqlite:data/parley.db",
 ABSL_FLAG(std::string, store_password_file, "",
           "File holding the PostgreSQL password (else PARLEY_STORE_PASSWORD)");
 ABSL_FLAG(int, store_threads, 8, "Threads running blocking store calls");
+ABSL_FLAG(int, store_queue_limit, 1024,
+          "Calls that may wait for a store thread; one more is answered RESOURCE_EXHAUSTED "
+          "(the edge tells its client storage_unavailable); 0: no bound");
 ABSL_FLAG(int, store_pool_size, 8, "Most PostgreSQL connections open at once");
 ABSL_FLAG(int, stream_lease_ms, 5000,
           "A streaming reply whose writer stopped renewing its lease this long ago (its edge "
@@ -91,6 +95,8 @@ int main(int argc, char** argv) {
   auto registry = std::make_shared<prometheus::Registry>();
   parley::persistence::ConversationService::Options options;
   options.store_threads = absl::GetFlag(FLAGS_store_threads);
+  options.store_queue_limit =
+      static_cast<size_t>(std::max(0, absl::GetFlag(FLAGS_store_queue_limit)));
   options.stream_lease = absl::Milliseconds(absl::GetFlag(FLAGS_stream_lease_ms));
   options.signal_max_age = absl::Milliseconds(absl::GetFlag(FLAGS_signal_max_age_ms));
   auto service =

@@ -29,6 +29,10 @@ PersistenceMetrics::PersistenceMetrics(prometheus::Registry& registry, absl::str
                        .Help("Time from receiving a delta to acknowledging it as durable.")
                        .Register(registry)
                        .Add({}, LatencyBuckets())),
+      overloaded_(prometheus::BuildCounter()
+                      .Name("parley_persistence_overloaded_total")
+                      .Help("Calls refused with RESOURCE_EXHAUSTED: the store queue was full.")
+                      .Register(registry)),
       watchers_(prometheus::BuildGauge()
                     .Name("parley_persistence_watchers")
                     .Help("WatchMessage calls currently following a message.")
@@ -49,6 +53,10 @@ void PersistenceMetrics::ObserveOperation(absl::string_view operation, absl::Dur
   operation_duration_
       .Add({{"operation", std::string(operation)}, {"store", store_kind_}}, LatencyBuckets())
       .Observe(absl::ToDoubleSeconds(duration));
+}
+
+void PersistenceMetrics::Overloaded(absl::string_view operation) {
+  overloaded_.Add({{"operation", std::string(operation)}}).Increment();
 }
 
 }  // namespace parley::persistence

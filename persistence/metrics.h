@@ -19,6 +19,8 @@ class PersistenceMetrics {
 
   // Latency of one store call, by operation ("append_message", …).
   void ObserveOperation(absl::string_view operation, absl::Duration duration);
+  // A call refused with RESOURCE_EXHAUSTED because the store queue was full.
+  void Overloaded(absl::string_view operation);
 
   prometheus::Histogram& write_batch_size() { return write_batch_size_; }
   prometheus::Histogram& durable_lag() { return durable_lag_; }
@@ -31,6 +33,7 @@ class PersistenceMetrics {
   prometheus::Family<prometheus::Histogram>& operation_duration_;
   prometheus::Histogram& write_batch_size_;
   prometheus::Histogram& durable_lag_;
+  prometheus::Family<prometheus::Counter>& overloaded_;
   prometheus::Gauge& watchers_;
   prometheus::Counter& deltas_;
   prometheus::Gauge& streams_active_;

@@ -4,7 +4,7 @@
 
 namespace parley::persistence {
 
-ThreadPool::ThreadPool(int threads) {
+ThreadPool::ThreadPool(int threads, size_t max_queued) : max_queued_(max_queued) {
   for (int i = 0; i < threads; ++i) {
     threads_.emplace_back([this] { Run(); });
   }
@@ -20,9 +20,23 @@ ThreadPool::~ThreadPool() {
   }
 }
 
+bool ThreadPool::TrySubmit(std::function<void()> task) {
+  absl::MutexLock lock(&mu_);
+  if (max_queued_ > 0 && tasks_.size() >= max_queued_) {
+    return false;
+  }
+  tasks_.push_back(std::move(task));
+  return true;
+}
+
 void ThreadPool::Submit(std::function<void()> task) {
   absl::MutexLock lock(&mu_);
   tasks_.push_back(std::move(task));
+}
+
+size_t ThreadPool::queued() const {
+  absl::MutexLock lock(&mu_);
+  return tasks_.size();
 }
 
 void ThreadPool::Run() {

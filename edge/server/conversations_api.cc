@@ -193,6 +193,13 @@ ApiResponse ApiResponseForStatus(const absl::Status& status, absl::string_view p
     case absl::StatusCode::kOutOfRange:
       // Persistence's reasons name fields and limits (e.g. "invalid page token"), never content.
       return Error(400, "invalid_request", status.message(), path_label);
+    case absl::StatusCode::kResourceExhausted: {
+      // Persistence refused the call at once rather than queue it: worth a retry soon.
+      ApiResponse overloaded =
+          Error(503, "storage_unavailable", "persistence is overloaded; retry later", path_label);
+      overloaded.headers.push_back({http::field::retry_after, "1"});
+      return overloaded;
+    }
     default:
       return Error(503, "storage_unavailable", "conversations cannot be reached right now",
                    path_label);
