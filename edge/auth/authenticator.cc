@@ -20,6 +20,13 @@ absl::StatusOr<Identity> Authenticator::Authenticate(const ExtractedToken& token
   return verifier_->Verify(token.token);
 }
 
+absl::Time Authenticator::ValidUntil(const Identity& identity) const {
+  if (identity.anonymous || verifier_ == nullptr) {
+    return absl::InfiniteFuture();
+  }
+  return identity.expires_at + verifier_->clock_skew();
+}
+
 absl::StatusOr<Identity> Authenticator::Authenticate(std::string_view target,
                                                      std::string_view authorization,
                                                      std::string_view websocket_protocol) const {

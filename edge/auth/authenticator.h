@@ -31,6 +31,10 @@ class Authenticator {
 
   bool allow_anonymous() const { return allow_anonymous_; }
 
+  // Until when a connection let in by `identity` may stay: its token's `exp` plus the allowed
+  // clock skew (the last moment the token would still be accepted); never for an anonymous one.
+  absl::Time ValidUntil(const Identity& identity) const;
+
  private:
   std::shared_ptr<const JwtVerifier> verifier_;
   bool allow_anonymous_;

@@ -27,6 +27,19 @@ constexpr size_t kMinSecretBytes = 32;
 constexpr size_t kMaxSecretFileBytes = 64 * 1024;
 constexpr size_t kSha256Bytes = 32;
 constexpr size_t kEs256SignatureBytes = 64;
+// Persistence keeps user ids of at most 128 bytes; a longer `sub` could never store anything.
+constexpr size_t kMaxSubjectBytes = 128;
+
+// A user id is logged, shown and compared byte for byte: no control characters in it.
+bool HasControlCharacter(std::string_view text) {
+  for (const char c : text) {
+    const auto byte = static_cast<unsigned char>(c);
+    if (byte < 0x20 || byte == 0x7F) {
+      return true;
+    }
+  }
+  return false;
+}
 
 enum class Algorithm { kHs256, kRs256, kEs256 };
 
@@ -240,6 +253,9 @@ absl::StatusOr<std::unique_ptr<JwtVerifier>> JwtVerifier::Create(JwtVerifierOpti
     if (!loaded.ok()) {
       return loaded;
     }
+    if (verifier->options_.jwks_check_interval > absl::ZeroDuration()) {
+      verifier->watcher_ = std::thread([raw = verifier.get()] { raw->WatchJwks(); });
+    }
   }
   return verifier;
 }
@@ -317,27 +333,30 @@ absl::Status JwtVerifier::ReloadLocked(bool only_if_changed) const {
   return absl::OkStatus();
 }
 
-void JwtVerifier::MaybeCheckJwks(absl::Time now) const {
-  if (options_.jwks_file.empty() || options_.jwks_check_interval <= absl::ZeroDuration()) {
+JwtVerifier::~JwtVerifier() {
+  if (!watcher_.joinable()) {
     return;
   }
-  int64_t now_ns = absl::ToUnixNanos(now);
-  int64_t due = next_check_unix_ns_.load(std::memory_order_relaxed);
-  if (now_ns < due) {
-    return;
+  {
+    absl::MutexLock lock(&watch_mu_);
+    stopping_ = true;
   }
-  // Exactly one caller per interval wins the right to look at the file.
-  if (!next_check_unix_ns_.compare_exchange_strong(
-          due, now_ns + absl::ToInt64Nanoseconds(options_.jwks_check_interval),
-          std::memory_order_relaxed)) {
-    return;
+  watcher_.join();
+}
+
+void JwtVerifier::WatchJwks() {
+  while (true) {
+    {
+      absl::MutexLock lock(&watch_mu_);
+      if (watch_mu_.AwaitWithTimeout(absl::Condition(&stopping_), options_.jwks_check_interval)) {
+        return;
+      }
+    }
+    const absl::Status checked = ReloadJwksIfChanged();
+    if (options_.on_jwks_check) {
+      options_.on_jwks_check(checked);
+    }
   }
-  // Another thread (a timer) may be reloading right now; do not wait for it.
-  if (!reload_mu_.TryLock()) {
-    return;
-  }
-  ReloadLocked(/*only_if_changed=*/true).IgnoreError();
-  reload_mu_.Unlock();
 }
 
 absl::StatusOr<Identity> JwtVerifier::Verify(std::string_view token) const {
@@ -396,7 +415,6 @@ absl::StatusOr<Identity> JwtVerifier::Verify(std::string_view token) const {
       return AuthRefusalError(AuthRefusal::kBadSignature, "signature does not verify");
     }
   } else {
-    MaybeCheckJwks(now);
     std::shared_ptr<const KeySet> keys = Keys();
     KeyType wanted = algorithm == Algorithm::kRs256 ? KeyType::kRsa : KeyType::kEcP256;
     const boost::json::value* kid_value = header->if_contains("kid");
@@ -442,6 +460,11 @@ absl::StatusOr<Identity> JwtVerifier::Verify(std::string_view token) const {
   const boost::json::value* sub = claims->if_contains("sub");
   if (sub == nullptr || !sub->is_string() || sub->get_string().empty()) {
     return AuthRefusalError(AuthRefusal::kMalformed, "sub missing or empty");
+  }
+  const std::string_view subject(sub->get_string().data(), sub->get_string().size());
+  if (subject.size() > kMaxSubjectBytes || HasControlCharacter(subject)) {
+    return AuthRefusalError(AuthRefusal::kMalformed,
+                            "sub is longer than 128 bytes or holds a control character");
   }
   identity.user_id = std::string(sub->get_string());
   // What others see of the user: OpenID Connect's `name`, else `preferred_username`.

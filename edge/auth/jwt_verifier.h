@@ -9,6 +9,7 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <thread>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
@@ -69,22 +70,27 @@ struct JwtVerifierOptions {
   absl::Duration clock_skew = absl::Seconds(30);
   // Tokens without `exp` would never expire; refuse them (as malformed) unless this is false.
   bool require_exp = true;
-  // Verify() stats the JWKS file at most this often, in exactly one thread at a time while the
-  // others go on with the current keys. Zero disables the check on Verify(); then call
-  // ReloadJwksIfChanged() from a timer instead.
+  // A thread of the verifier's own stats the JWKS file this often and reloads it when it
+  // changed; Verify() never touches the file, so a slow or hung volume delays no connection.
+  // Zero: no such thread; call ReloadJwksIfChanged() instead.
   absl::Duration jwks_check_interval = absl::Seconds(1);
+  // Called by that thread after each look at the file, with what the look found (OK when nothing
+  // changed or the new keys are in force). For tests.
+  std::function<void(const absl::Status&)> on_jwks_check;
   // Current time; absl::Now when unset. Tests inject a fake.
   std::function<absl::Time()> clock;
 };
 
 // Verifies compact JWS tokens (RFC 7515/7519) signed with HS256, RS256 or ES256.
-// Thread-safe: one instance is shared by all connections of an edge. Verify() never waits on
-// file I/O done by another thread; key sets are immutable and swapped by pointer.
+// Thread-safe: one instance is shared by all connections of an edge. Verify() does no file I/O
+// and never waits for it: it reads an immutable key set, which the JWKS thread swaps by pointer.
 class JwtVerifier {
  public:
   // Fails (InvalidArgument/NotFound) when no algorithm is configured, the secret is too short,
   // or the JWKS file is missing or unusable: broken auth configuration must stop start-up.
   static absl::StatusOr<std::unique_ptr<JwtVerifier>> Create(JwtVerifierOptions options);
+  // Stops the JWKS thread.
+  ~JwtVerifier();
 
   // On success the Identity of the token's subject; otherwise an Unauthenticated status whose
   // RefusalOf() says why. An empty token gives kMissingToken.
@@ -97,6 +103,9 @@ class JwtVerifier {
 
   // Algorithms this instance accepts, e.g. "HS256,RS256,ES256" (for the start-up log).
   std::string AcceptedAlgorithms() const;
+
+  // How far past its `exp` a token is still accepted.
+  absl::Duration clock_skew() const { return options_.clock_skew; }
 
   JwtVerifier(const JwtVerifier&) = delete;
   JwtVerifier& operator=(const JwtVerifier&) = delete;
@@ -113,16 +122,20 @@ class JwtVerifier {
   explicit JwtVerifier(JwtVerifierOptions options);
 
   std::shared_ptr<const KeySet> Keys() const;
-  void MaybeCheckJwks(absl::Time now) const;
+  // The JWKS thread: looks at the file every jwks_check_interval until the destructor.
+  void WatchJwks();
   absl::Status Reload(bool only_if_changed) const;
   absl::Status ReloadLocked(bool only_if_changed) const ABSL_EXCLUSIVE_LOCKS_REQUIRED(reload_mu_);
 
   const JwtVerifierOptions options_;
 
-  // Serialises reloads; Verify() only ever TryLock()s it, so it never waits for a reload.
+  // Serialises reloads (the JWKS thread's and ReloadJwksIfChanged()); Verify() never takes it.
   mutable absl::Mutex reload_mu_;
   mutable std::optional<FileStamp> loaded_stamp_ ABSL_GUARDED_BY(reload_mu_);
-  mutable std::atomic<int64_t> next_check_unix_ns_{0};
+
+  absl::Mutex watch_mu_;
+  bool stopping_ ABSL_GUARDED_BY(watch_mu_) = false;
+  std::thread watcher_;
 
   // Held only to copy or replace the pointer, never during I/O or verification.
   mutable absl::Mutex keys_mu_;

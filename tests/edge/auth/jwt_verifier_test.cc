@@ -1,7 +1,9 @@
 #include "edge/auth/jwt_verifier.h"
 
+#include <fcntl.h>
 #include <gtest/gtest.h>
 #include <stdlib.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -14,6 +16,8 @@
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_replace.h"
+#include "absl/synchronization/mutex.h"
+#include "absl/synchronization/notification.h"
 #include "edge/auth/base64url.h"
 #include "tests/edge/auth/jwt_test_keys.h"
 
@@ -385,20 +389,97 @@ TEST_F(JwtVerifierTest, RequiresSubjectAndExpiry) {
   EXPECT_EQ(identity->expires_at, absl::InfiniteFuture());
 }
 
-TEST_F(JwtVerifierTest, PicksUpRotatedJwksOnVerify) {
-  auto verifier = Make();
+// Counts the JWKS thread's looks at the file, so a test can wait for one that began after it
+// changed the file.
+class JwksChecks {
+ public:
+  void Install(JwtVerifierOptions& options) {
+    options.jwks_check_interval = absl::Milliseconds(10);
+    options.on_jwks_check = [this](const absl::Status&) {
+      absl::MutexLock lock(&mutex_);
+      ++count_;
+    };
+  }
+  int count() {
+    absl::MutexLock lock(&mutex_);
+    return count_;
+  }
+  // True once `target` looks happened, false after 30 s.
+  bool WaitFor(int target) {
+    absl::MutexLock lock(&mutex_);
+    auto reached = [this, target]() ABSL_SHARED_LOCKS_REQUIRED(mutex_) { return count_ >= target; };
+    return mutex_.AwaitWithTimeout(absl::Condition(&reached), absl::Seconds(30));
+  }
+
+ private:
+  absl::Mutex mutex_;
+  int count_ ABSL_GUARDED_BY(mutex_) = 0;
+};
+
+TEST_F(JwtVerifierTest, PicksUpRotatedJwksInTheBackground) {
+  JwksChecks checks;
+  JwtVerifierOptions options = Options();
+  checks.Install(options);
+  auto verifier = Make(options);
   ASSERT_NE(verifier, nullptr);
   std::string rotated = SignRs256(Header("RS256", "rsa-2"), Claims(), *rotated_rsa_);
   EXPECT_EQ(Refusal(verifier->Verify(rotated)), AuthRefusal::kUnknownKey);
 
   WriteJwks({PublicJwk(*rotated_rsa_), PublicJwk(*ec_)});
-  // The file is looked at once per interval, driven by the injected clock.
-  now_ += absl::Seconds(2);
+  // One look may have been under way during the write; the one after it began later.
+  ASSERT_TRUE(checks.WaitFor(checks.count() + 2));
   absl::StatusOr<Identity> identity = verifier->Verify(rotated);
   EXPECT_TRUE(identity.ok()) << identity.status();
   // The retired key is gone.
   EXPECT_EQ(Refusal(verifier->Verify(SignRs256(Header("RS256", "rsa-1"), Claims(), *rsa_))),
             AuthRefusal::kUnknownKey);
+}
+
+// A file whose read hangs (a FIFO stands in for a stuck network volume) holds up the JWKS thread
+// only: Verify() goes on with the keys in force, and the new keys count once the read ends.
+TEST_F(JwtVerifierTest, VerifyNeverWaitsForAJwksReadThatHangs) {
+  JwksChecks checks;
+  JwtVerifierOptions options = Options();
+  checks.Install(options);
+  auto verifier = Make(options);
+  ASSERT_NE(verifier, nullptr);
+  const std::string current = SignRs256(Header("RS256", "rsa-1"), Claims(), *rsa_);
+  const std::string rotated = SignRs256(Header("RS256", "rsa-2"), Claims(), *rotated_rsa_);
+
+  const std::string fifo = dir_ + "/jwks.fifo";
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  std::filesystem::rename(fifo, jwks_path_);
+  absl::Notification reader_blocked;
+  absl::Notification finish_read;
+  const std::string rotated_jwks = absl::StrCat(R"({"keys":[)", PublicJwk(*rotated_rsa_), "]}");
+  std::thread writer([&] {
+    // Opening for writing waits for the reader: the JWKS thread is now inside the file.
+    const int fd = open(jwks_path_.c_str(), O_WRONLY | O_CLOEXEC);
+    reader_blocked.Notify();
+    finish_read.WaitForNotification();
+    if (fd >= 0) {
+      EXPECT_EQ(write(fd, rotated_jwks.data(), rotated_jwks.size()),
+                static_cast<ssize_t>(rotated_jwks.size()));
+      close(fd);
+    }
+  });
+  const bool blocked = reader_blocked.WaitForNotificationWithTimeout(absl::Seconds(30));
+  EXPECT_TRUE(blocked);
+  if (blocked) {
+    EXPECT_TRUE(verifier->Verify(current).ok());
+    EXPECT_EQ(Refusal(verifier->Verify(rotated)), AuthRefusal::kUnknownKey);
+  } else {
+    // Let the writer's open return so the test can end.
+    close(open(jwks_path_.c_str(), O_RDONLY | O_NONBLOCK | O_CLOEXEC));
+  }
+  // A regular file goes back in place before the read ends, so the next look finds that.
+  const int before = checks.count();
+  WriteJwks({PublicJwk(*rotated_rsa_)});
+  finish_read.Notify();
+  writer.join();
+  ASSERT_TRUE(checks.WaitFor(before + 2));
+  EXPECT_TRUE(verifier->Verify(rotated).ok());
+  EXPECT_EQ(Refusal(verifier->Verify(current)), AuthRefusal::kUnknownKey);
 }
 
 TEST_F(JwtVerifierTest, ExplicitReloadAndBrokenFileKeepsPreviousKeys) {
