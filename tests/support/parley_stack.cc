@@ -20,8 +20,9 @@ std::unique_ptr<ParleyStack> ParleyStack::Start(StackOptions options) {
   std::unique_ptr<ParleyStack> stack(new ParleyStack());
   stack->data_dir_ = MakeTempDir();
   stack->persistence_ = ChildProcess::Start(
-      "parley-persistence", {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
-                             absl::StrCat("--store=sqlite:", stack->data_dir_, "/parley.db")});
+      "parley-persistence", Concat({"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0",
+                                    absl::StrCat("--store=sqlite:", stack->database_path())},
+                                   options.persistence_flags));
   stack->inference_ = ChildProcess::Start(
       "parley-inference",
       Concat({"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=simulated"},

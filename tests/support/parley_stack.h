@@ -14,6 +14,8 @@ struct StackOptions {
   std::vector<std::string> inference_flags;
   // Appended to the edge's defaults (anonymous users allowed, its own ports).
   std::vector<std::string> edge_flags;
+  // Appended to persistence's defaults (a fresh SQLite file, its own ports).
+  std::vector<std::string> persistence_flags;
 };
 
 // Persistence on a fresh SQLite file, inference on the simulated engine and one edge: the
@@ -33,6 +35,8 @@ class ParleyStack {
   const std::string& edge_address() const { return edge_address_; }
   const std::string& inference_address() const { return inference_address_; }
   const std::string& persistence_address() const { return persistence_address_; }
+  // The SQLite database persistence stores into.
+  std::string database_path() const { return data_dir_ + "/parley.db"; }
 
  private:
   ParleyStack() = default;
