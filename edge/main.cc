@@ -10,6 +10,7 @@
 #include "common/log.h"
 #include "common/release_mode.h"
 #include "common/shutdown_signal.h"
+#include "edge/server/dialects.h"
 #include "edge/server/edge_server.h"
 
 ABSL_FLAG(std::string, listen, "127.0.0.1:8080",
@@ -92,6 +93,10 @@ ABSL_FLAG(int, backend_stream_window_bytes, 64 * 1024,
 ABSL_FLAG(int, backend_ready_timeout_ms, 5000,
           "How long a call to inference or persistence waits for the backend to be connected "
           "(a restart) before the client is told it is unavailable");
+ABSL_FLAG(std::string, echo_path, "",
+          "Serve a WebSocket echo endpoint at this path (e.g. /ws/echo) through the edge's own "
+          "WebSocket code, for conformance suites such as Autobahn|Testsuite; authenticated like "
+          "every path. Empty (the default) serves none");
 ABSL_FLAG(int, slow_client_timeout_ms, 30000,
           "A client whose socket takes no data for this long while frames wait for it is closed "
           "with 1008; its replies still run to their end and are stored. 0 disables");
@@ -121,6 +126,12 @@ int main(int argc, char** argv) {
   options.jwt_audience = absl::GetFlag(FLAGS_jwt_audience);
   options.jwt_clock_skew = absl::GetFlag(FLAGS_jwt_clock_skew);
   options.allowed_origins = absl::GetFlag(FLAGS_allowed_origins);
+  options.echo_path = absl::GetFlag(FLAGS_echo_path);
+  if (!options.echo_path.empty() &&
+      (options.echo_path[0] != '/' || parley::edge::FindDialect(options.echo_path) != nullptr)) {
+    std::fprintf(stderr, "--echo_path must start with / and be no other endpoint's path\n");
+    return 2;
+  }
   options.limits.handshake_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_handshake_timeout_ms));
   options.limits.idle_timeout = absl::Milliseconds(absl::GetFlag(FLAGS_idle_timeout_ms));
   options.limits.max_frame_bytes =

@@ -216,7 +216,10 @@ CloseCode AgentCloseCode(ErrorCode code) {
     case ErrorCode::kInvalidFrame:
     case ErrorCode::kUnknownType:
     case ErrorCode::kNotFound:
+    case ErrorCode::kUnauthenticated:
       return CloseCode::kPolicy;
+    case ErrorCode::kTokenExpired:
+      return CloseCode::kTokenExpired;
   }
   return CloseCode::kInternalError;
 }

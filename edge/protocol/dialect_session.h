@@ -4,9 +4,11 @@
 #include <optional>
 #include <string>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "boost/asio/any_io_executor.hpp"
 #include "edge/protocol/messages.h"
 
@@ -26,6 +28,9 @@ enum class CloseCode : uint16_t {
   kTooBig = 1009,         // A frame over --max_frame_bytes.
   kInternalError = 1011,  // A one-turn connection whose turn failed in the model or storage.
   kTryAgainLater = 1013,  // Over --max_connections.
+  // The token the connection was opened with expired and no fresh one came (private range,
+  // 4000-4999; the number echoes HTTP 401).
+  kTokenExpired = 4401,
 };
 
 enum class FrameType { kText, kBinary };
@@ -38,6 +43,10 @@ struct ChatUser {
   std::string id;
   // What other people see (Socket.IO's `username`): the token's name, else the id.
   std::string display_name;
+  // When the token that let the user in stops being accepted (its `exp` plus the allowed clock
+  // skew): the connection is closed then, unless a fresh token came first. Never for a user let
+  // in without a token (development mode).
+  absl::Time valid_until = absl::InfiniteFuture();
 };
 
 // Per-dialect behaviour of the chat connection.
@@ -114,6 +123,8 @@ class DialectHost {
 
   // Sends a frame of the dialect's own (a handshake, a ping), in order with event frames.
   virtual void Send(std::string frame) = 0;
+  // The same as a binary message, where the transport has those; as Send() elsewhere.
+  virtual void SendBinary(std::string frame) { Send(std::move(frame)); }
   // Ends the connection with `code` once the frames already sent are written. Nothing is sent
   // after it.
   virtual void Close(CloseCode code) = 0;

@@ -37,6 +37,10 @@ absl::string_view ErrorCodeName(ErrorCode code) {
       return "too_many_turns";
     case ErrorCode::kDeadlineExceeded:
       return "deadline_exceeded";
+    case ErrorCode::kUnauthenticated:
+      return "unauthenticated";
+    case ErrorCode::kTokenExpired:
+      return "token_expired";
   }
   return "internal";
 }
@@ -55,6 +59,7 @@ absl::string_view CommandName(const Command& command) {
                         [](const JoinConversation&) { return absl::string_view("join"); },
                         [](const LeaveConversation&) { return absl::string_view("leave"); },
                         [](const Typing&) { return absl::string_view("typing"); },
+                        [](const RenewToken&) { return absl::string_view("auth"); },
                     },
                     command);
 }
@@ -82,6 +87,7 @@ absl::string_view EventName(const Event& event) {
           [](const StreamReasoning&) { return absl::string_view("stream_reasoning"); },
           [](const MemberJoined&) { return absl::string_view("member_joined"); },
           [](const MemberLeft&) { return absl::string_view("member_left"); },
+          [](const TokenRenewed&) { return absl::string_view("authenticated"); },
       },
       event);
 }

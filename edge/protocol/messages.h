@@ -122,9 +122,15 @@ struct ResumeStream {
   int64_t last_seq = 0;
 };
 
+// A fresh token for the connection's user, so the connection outlives the token it opened
+// with (which would otherwise close it when it expires).
+struct RenewToken {
+  std::string token;
+};
+
 using Command = std::variant<SendMessage, Ping, GetHistory, CancelTurn, ResumeStream,
                              RegenerateReply, EditMessage, ListConversations, ListMessages,
-                             JoinConversation, LeaveConversation, Typing>;
+                             JoinConversation, LeaveConversation, Typing, RenewToken>;
 
 // ---- Events (edge → client) ----
 
@@ -214,6 +220,8 @@ enum class ErrorCode {
   kRateLimited,       // Too many messages; `retry_after_ms` says when one would be accepted.
   kTooManyTurns,      // The user already has the maximum number of replies generating.
   kDeadlineExceeded,  // The reply ran past the deadline its message gave it.
+  kUnauthenticated,   // A token the connection was given (RenewToken) was refused.
+  kTokenExpired,      // The connection's token expired; the connection closes.
 };
 
 absl::string_view ErrorCodeName(ErrorCode code);
@@ -229,6 +237,11 @@ struct ErrorEvent {
 };
 
 struct Pong {};
+
+// Answer to RenewToken: the connection now lasts until `expires_at` (RFC 3339, UTC).
+struct TokenRenewed {
+  std::string expires_at;
+};
 
 struct HistoryMessage {
   std::string id;
@@ -312,7 +325,7 @@ struct TypingRelay {
 using Event = std::variant<Ack, StreamStart, StreamToken, StreamComplete, ErrorEvent, Pong, History,
                            StreamCancelled, StreamInterrupted, Resumed, Heartbeat, MessagePage,
                            ConversationPage, Joined, Left, TypingRelay, MessageAdded,
-                           StreamReasoning, MemberJoined, MemberLeft>;
+                           StreamReasoning, MemberJoined, MemberLeft, TokenRenewed>;
 
 // Short names used as metric labels ("ack", "stream_token", ...).
 absl::string_view CommandName(const Command& command);

@@ -266,6 +266,13 @@ std::variant<Command, ErrorEvent> NativeCodec::Decode(std::string_view frame) co
   if (name == "ping") {
     return Ping{};
   }
+  if (name == "auth") {
+    RenewToken renew;
+    if (auto error = RequireString(*object, name, "token", id, renew.token)) {
+      return *error;
+    }
+    return renew;
+  }
   if (name == "cancel") {
     CancelTurn cancel;
     if (!OptionalString(*object, "messageId", cancel.message_id) || cancel.message_id.empty()) {
@@ -375,6 +382,11 @@ std::string NativeCodec::Encode(const Event& event) const {
             return o;
           },
           [](const Pong&) { return WithType("pong"); },
+          [](const TokenRenewed& renewed) {
+            json::object o = WithType("authenticated");
+            o["expiresAt"] = View(renewed.expires_at);
+            return o;
+          },
           [](const StreamCancelled& cancelled) {
             json::object o = WithType("stream_cancelled");
             o["messageId"] = View(cancelled.message_id);

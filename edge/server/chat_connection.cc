@@ -1,5 +1,6 @@
 #include "edge/server/chat_connection.h"
 
+#include <algorithm>
 #include <atomic>
 #include <utility>
 
@@ -49,11 +50,67 @@ ChatConnection::ChatConnection(ServerContext& context, DialectMetrics& metrics,
       message_bucket_(options_.messages_per_minute.value_or(context.limits.messages_per_minute),
                       options_.message_burst.value_or(context.limits.message_burst), absl::Now()),
       // A few back-to-back keystroke events, then the steady rate.
-      typing_bucket_(context.limits.typing_per_minute, /*burst=*/10, absl::Now()) {
+      typing_bucket_(context.limits.typing_per_minute, /*burst=*/10, absl::Now()),
+      valid_until_(user_.valid_until),
+      expiry_timer_(executor_) {
   turn_deps_.metrics = &metrics_;
 }
 
 ChatConnection::~ChatConnection() { Close(); }
+
+void ChatConnection::CloseWhenTokenExpires(std::function<void()> close) {
+  close_expired_ = std::move(close);
+  WatchTokenExpiry();
+}
+
+void ChatConnection::WatchTokenExpiry() {
+  if (closed_ || !close_expired_ || valid_until_ == absl::InfiniteFuture()) {
+    return;
+  }
+  const absl::Duration left = valid_until_ - absl::Now();
+  if (left <= absl::ZeroDuration()) {
+    Emit(ErrorEvent{ErrorCode::kTokenExpired,
+                    "the connection's token expired; connect again with a fresh one"},
+         std::nullopt);
+    std::function<void()> close = std::move(close_expired_);
+    close_expired_ = nullptr;
+    return close();
+  }
+  // A day at most per wait: a token valid for centuries must not overflow the timer, and the
+  // check repeats anyway.
+  expiry_timer_.expires_after(absl::ToChronoNanoseconds(std::min(left, absl::Hours(24))));
+  expiry_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+    if (std::shared_ptr<ChatConnection> self = weak.lock(); self != nullptr && !ec) {
+      self->WatchTokenExpiry();
+    }
+  });
+}
+
+void ChatConnection::RenewUserToken(const std::string& token) {
+  absl::StatusOr<Identity> identity = context_.authenticator->Authenticate(
+      ExtractedToken{token, TokenLocation::kAuthorizationHeader});
+  if (!identity.ok()) {
+    const std::optional<AuthRefusal> refusal = RefusalOf(identity.status());
+    return Emit(ErrorEvent{ErrorCode::kUnauthenticated,
+                           absl::StrCat("the token was refused (",
+                                        refusal.has_value() ? AuthRefusalLabel(*refusal)
+                                                            : absl::string_view("unauthenticated"),
+                                        "); the connection keeps its current one")},
+                std::nullopt);
+  }
+  if (identity->anonymous || identity->user_id != user_.id) {
+    return Emit(ErrorEvent{ErrorCode::kUnauthenticated,
+                           "the token names another user; open a new connection for them"},
+                std::nullopt);
+  }
+  valid_until_ = context_.authenticator->ValidUntil(*identity);
+  // The timer fires at the old time, finds the new one and waits again.
+  Emit(TokenRenewed{valid_until_ == absl::InfiniteFuture()
+                        ? ""
+                        : absl::FormatTime("%Y-%m-%dT%H:%M:%E3SZ", valid_until_,
+                                           absl::UTCTimeZone())},
+       std::nullopt);
+}
 
 void ChatConnection::Close() {
   if (options_.cancel_turns_on_close && !closed_) {
@@ -70,6 +127,7 @@ void ChatConnection::Close() {
   }
   joined_.clear();
   closed_ = true;
+  expiry_timer_.cancel();
 }
 
 void ChatConnection::Reject(ErrorEvent error) {
@@ -116,6 +174,7 @@ void ChatConnection::Handle(Command command) {
                  [this](JoinConversation& join) { Join(join.conversation_id); },
                  [this](LeaveConversation& leave) { Leave(leave.conversation_id); },
                  [this](Typing& typing) { RelayTyping(typing); },
+                 [this](RenewToken& renew) { RenewUserToken(renew.token); },
              },
              command);
 }
@@ -316,9 +375,10 @@ absl::StatusOr<ChatUser> AuthenticateChatUser(ServerContext& context, std::strin
     return identity.status();
   }
   if (!identity->anonymous) {
+    const absl::Time valid_until = context.authenticator->ValidUntil(*identity);
     std::string display_name =
         identity->display_name.empty() ? identity->user_id : std::move(identity->display_name);
-    return ChatUser{std::move(identity->user_id), std::move(display_name)};
+    return ChatUser{std::move(identity->user_id), std::move(display_name), valid_until};
   }
   std::string user_id =
       development_user_id.empty() ? DevelopmentUserId("") : std::string(development_user_id);

@@ -8,7 +8,9 @@
 #include <vector>
 
 #include "absl/status/statusor.h"
+#include "absl/time/time.h"
 #include "boost/asio/any_io_executor.hpp"
+#include "boost/asio/steady_timer.hpp"
 #include "common/trace_context.h"
 #include "edge/limits/token_bucket.h"
 #include "edge/protocol/dialect_session.h"
@@ -58,6 +60,11 @@ class ChatConnection final : public Chat,
   // carry on and are stored.
   void Close();
 
+  // When the user's token expires (ChatUser::valid_until) and no RenewToken brought a fresh one,
+  // tells the client (ErrorCode::kTokenExpired) and calls `close`, which ends the connection
+  // with CloseCode::kTokenExpired. Call once, right after construction.
+  void CloseWhenTokenExpires(std::function<void()> close);
+
  private:
   void StartTurn(SendMessage message);
   // Where the answer to a read (history, messages) goes.
@@ -68,6 +75,10 @@ class ChatConnection final : public Chat,
   void Leave(const std::string& conversation_id);
   void RelayTyping(const Typing& typing);
   void CancelTurn(const std::string& message_id);
+  void WatchTokenExpiry();
+  // A fresh token of the same user moves valid_until_; any other is refused, and the connection
+  // keeps the token it has.
+  void RenewUserToken(const std::string& token);
 
   ServerContext& context_;
   DialectMetrics& metrics_;
@@ -89,6 +100,9 @@ class ChatConnection final : public Chat,
   // Turns this connection started that may still run, so `cancel` can find them.
   std::vector<std::weak_ptr<Turn>> turns_;
   bool closed_ = false;
+  absl::Time valid_until_;
+  boost::asio::steady_timer expiry_timer_;
+  std::function<void()> close_expired_;
 };
 
 // The user a token names, by the edge's rules, for transports whose dialect authenticates after

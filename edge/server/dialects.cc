@@ -4,6 +4,7 @@
 #include "edge/protocol/ai_chat_session.h"
 #include "edge/protocol/codec_session.h"
 #include "edge/protocol/copilot_session.h"
+#include "edge/protocol/echo_session.h"
 #include "edge/protocol/native_codec.h"
 #include "edge/protocol/socket_io_session.h"
 #include "edge/server/engine_io_session.h"
@@ -84,6 +85,18 @@ const Dialect kDialects[] = {
 }  // namespace
 
 absl::Span<const Dialect> Dialects() { return kDialects; }
+
+Dialect EchoDialect(absl::string_view path) {
+  return Dialect{
+      .path = path,
+      .label = "echo",
+      .subprotocol = "",
+      .tokens = {},
+      .new_session = [](ServerContext&) -> std::unique_ptr<DialectSession> {
+        return std::make_unique<EchoSession>();
+      },
+  };
+}
 
 const Dialect* FindDialect(absl::string_view path) {
   for (const Dialect& dialect : kDialects) {

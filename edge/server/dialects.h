@@ -65,4 +65,8 @@ absl::Span<const Dialect> Dialects();
 // The dialect served at `path`, or null.
 const Dialect* FindDialect(absl::string_view path);
 
+// The WebSocket echo endpoint at `path` (--echo_path, for conformance suites): every message
+// comes back as it was sent. Authenticated like every WebSocket path.
+Dialect EchoDialect(absl::string_view path);
+
 }  // namespace parley::edge

@@ -64,6 +64,10 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
   context.origins = *std::move(origins);
   context.user_limits = std::make_unique<UserLimits>(options.user_limits);
   context.limits = options.limits;
+  if (!options.echo_path.empty()) {
+    context.echo_path = options.echo_path;
+    context.echo = EchoDialect(context.echo_path);
+  }
   // Channels connect lazily and reconnect by themselves; a backend that is
   // down at start only makes /readyz fail until it comes up.
   // Calls are counted as parley_edge_grpc_client_* and balanced over every
@@ -154,12 +158,16 @@ void EdgeServer::Shutdown() {
     common::LogWarning("turns still running after the drain grace period; cancelling them",
                        {{"turns", absl::StrCat(context_.tracker.running())}});
   }
+  context_.http_connections.CloseAll();
   context_.connections.CloseAll();
   context_.tracker.CancelAll();
   if (!context_.tracker.WaitUntilIdle(kCancelGrace)) {
     common::LogError("turns did not stop after cancellation",
                      {{"turns", absl::StrCat(context_.tracker.running())}});
   }
+  // A client that was still sending its upgrade request gets its answer, and then 1001 like
+  // everybody else; its handshake timeout bounds the wait.
+  context_.http_connections.WaitUntilEmpty(options_.limits.handshake_timeout);
   context_.connections.WaitUntilEmpty(kCloseGrace);
   // Rooms of sessions that outlive their sockets (Engine.IO) stop following persistence too.
   context_.rooms.CloseAll();

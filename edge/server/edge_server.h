@@ -45,6 +45,8 @@ struct EdgeOptions {
   // How long a call to inference or persistence waits for the backend to be connected before it
   // fails; a backend that restarts within it is invisible to clients.
   absl::Duration backend_ready_timeout = absl::Seconds(5);
+  // A WebSocket echo endpoint at this path (conformance suites); empty serves none.
+  std::string echo_path;
 };
 
 // The whole edge: one port for WebSocket and HTTP, one io_context run by

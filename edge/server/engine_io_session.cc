@@ -94,6 +94,11 @@ Chat& EngineIoSession::OpenChat(ChatUser user, ChatOptions options) {
   chat_ = std::make_shared<ChatConnection>(context_, context_.metrics.Dialect("socketio"), strand_,
                                            std::move(user), std::move(options), weak_from_this(),
                                            trace_);
+  chat_->CloseWhenTokenExpires([weak = weak_from_this()] {
+    if (std::shared_ptr<EngineIoSession> self = weak.lock()) {
+      self->Close(CloseCode::kTokenExpired);
+    }
+  });
   return *chat_;
 }
 

@@ -10,6 +10,7 @@
 #include "boost/asio/dispatch.hpp"
 #include "boost/asio/post.hpp"
 #include "boost/beast/core/bind_handler.hpp"
+#include "boost/beast/http/error.hpp"
 #include "boost/beast/http/read.hpp"
 #include "boost/beast/http/write.hpp"
 #include "boost/beast/websocket/rfc6455.hpp"
@@ -100,19 +101,58 @@ std::string DevelopmentUserId(absl::string_view query) {
 }
 
 HttpSession::HttpSession(net::ip::tcp::socket&& socket, ServerContext& context)
-    : stream_(std::move(socket)), context_(context) {}
+    : stream_(std::move(socket)), executor_(stream_.get_executor()), context_(context) {}
 
 HttpSession::HttpSession(beast::tcp_stream&& stream, beast::flat_buffer&& buffer,
                          ServerContext& context)
-    : stream_(std::move(stream)), context_(context), buffer_(std::move(buffer)) {}
+    : stream_(std::move(stream)),
+      executor_(stream_.get_executor()),
+      context_(context),
+      served_(true),
+      buffer_(std::move(buffer)) {}
+
+HttpSession::~HttpSession() { context_.http_connections.Remove(registry_key_); }
 
 void HttpSession::Run() {
+  std::weak_ptr<HttpSession> weak = weak_from_this();
+  registry_key_ = context_.http_connections.Add([weak] {
+    if (std::shared_ptr<HttpSession> self = weak.lock()) {
+      net::dispatch(self->executor_, [self] { self->OnShutdown(); });
+    }
+  });
   // The socket's executor is this connection's strand.
-  net::dispatch(stream_.get_executor(),
-                beast::bind_front_handler(&HttpSession::DoRead, shared_from_this()));
+  net::dispatch(executor_, beast::bind_front_handler(&HttpSession::DoRead, shared_from_this()));
+}
+
+void HttpSession::OnShutdown() {
+  if (handed_off_ || !reading_) {
+    // Handed on, or answering a request: the answer goes out (without keep-alive) and the
+    // connection ends with it.
+    return;
+  }
+  if (served_ && buffer_.size() == 0 && !parser_->got_some()) {
+    // A kept-alive connection between requests: closing it loses nothing. A new one is left its
+    // handshake time, as its client is likely about to send its upgrade request.
+    beast::error_code ignored;
+    stream_.socket().shutdown(net::ip::tcp::socket::shutdown_both, ignored);
+    stream_.close();
+  }
+}
+
+HttpHandoff HttpSession::HandOff(Request request) {
+  handed_off_ = true;
+  context_.http_connections.Remove(registry_key_);
+  return HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)};
 }
 
 void HttpSession::DoRead() {
+  if (served_ && context_.draining.load() && buffer_.size() == 0) {
+    // A keep-alive connection after its last answer during shutdown: nothing more is read.
+    beast::error_code ignored;
+    stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ignored);
+    return;
+  }
+  reading_ = true;
   parser_.emplace();
   parser_->body_limit(kMaxRequestBodyBytes);
   // The handshake timeout bounds how long a client may take over its request headers.
@@ -122,6 +162,17 @@ void HttpSession::DoRead() {
 }
 
 void HttpSession::OnRead(beast::error_code ec, size_t /*bytes*/) {
+  reading_ = false;
+  if (ec == http::error::header_limit || ec == http::error::body_limit) {
+    // Too large to read, but well-formed so far: the client is told which limit it hit, then
+    // the connection ends (the rest of its request is never read).
+    Request refused(http::verb::get, "/", 11);
+    refused.keep_alive(false);
+    const bool headers = ec == http::error::header_limit;
+    return Respond(
+        refused, "other", headers ? 431 : 413, "text/plain",
+        headers ? "request line and headers are over 8 KiB\n" : "request body is over 64 KiB\n");
+  }
   if (ec) {
     // Peer closed, timed out or sent garbage: nothing to answer.
     stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
@@ -138,12 +189,13 @@ void HttpSession::Handle(Request request) {
       question == absl::string_view::npos ? "" : std::string(target.substr(question + 1));
 
   const Dialect* dialect = FindDialect(path);
+  if (context_.echo.has_value() && path == context_.echo->path) {
+    dialect = &*context_.echo;
+  }
   if (beast::websocket::is_upgrade(request)) {
     if (dialect != nullptr && dialect->serve_http != nullptr &&
         dialect->serve_http_upgrade != nullptr && dialect->serve_http_upgrade(query)) {
-      return dialect->serve_http(
-          context_, *dialect,
-          HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)});
+      return dialect->serve_http(context_, *dialect, HandOff(std::move(request)));
     }
     if (dialect != nullptr && dialect->new_session != nullptr) {
       return Upgrade(*dialect, std::move(request), query);
@@ -152,18 +204,14 @@ void HttpSession::Handle(Request request) {
   }
   if (dialect != nullptr && dialect->serve_http != nullptr) {
     // The dialect's HTTP transport answers, and writes its own metrics.
-    return dialect->serve_http(
-        context_, *dialect,
-        HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)});
+    return dialect->serve_http(context_, *dialect, HandOff(std::move(request)));
   }
   if (IsAiSdkApiPath(path)) {
-    return ServeAiSdkApi(context_,
-                         HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)});
+    return ServeAiSdkApi(context_, HandOff(std::move(request)));
   }
   if (IsOpenAiApiPath(path)) {
     // The API writes its own answer (a stream, for a streaming completion) and metrics.
-    return ServeOpenAiApi(context_,
-                          HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)});
+    return ServeOpenAiApi(context_, HandOff(std::move(request)));
   }
   if (IsConversationsApiPath(path)) {
     // Copied first: `path` points into the request, which is moved.
@@ -191,11 +239,9 @@ void HttpSession::Handle(Request request) {
 }
 
 void HttpSession::Upgrade(const Dialect& dialect, Request request, const std::string& query) {
+  // While draining the upgrade is still answered: the WebSocket then closes at once with 1001,
+  // which tells the client to reconnect elsewhere, as every other open socket is told.
   const absl::string_view label = dialect.path;
-  if (context_.draining.load()) {
-    context_.metrics.HandshakeRefused("draining").Increment();
-    return Respond(request, label, 503, "text/plain", "shutting down\n");
-  }
   const auto origin = request.find(http::field::origin);
   if (!context_.origins.Allows(origin == request.end()
                                    ? std::nullopt
@@ -219,9 +265,10 @@ void HttpSession::Upgrade(const Dialect& dialect, Request request, const std::st
       return Respond(request, label, 401, "text/plain", "authentication required\n",
                      {{http::field::www_authenticate, "Bearer"}});
     }
+    const absl::Time valid_until = context_.authenticator->ValidUntil(*identity);
     std::string user_id =
         identity->anonymous ? DevelopmentUserId(query) : std::move(identity->user_id);
-    opened.user = ChatUser{user_id, user_id};
+    opened.user = ChatUser{user_id, user_id, valid_until};
   }
   context_.metrics.HttpRequest(label, 101).Increment();
   const auto protocols = request[http::field::sec_websocket_protocol];
@@ -233,6 +280,8 @@ void HttpSession::Upgrade(const Dialect& dialect, Request request, const std::st
   }
   // The WebSocket takes over the socket; its timeouts replace the HTTP ones.
   stream_.expires_never();
+  handed_off_ = true;
+  context_.http_connections.Remove(registry_key_);
   const auto traceparent = request.find("traceparent");
   common::TraceContext trace = common::ContinueOrStartTrace(
       traceparent == request.end()
@@ -313,7 +362,8 @@ void HttpSession::Respond(const Request& request, absl::string_view path_label, 
   for (auto& [name, value] : headers) {
     response_->set(name, std::move(value));
   }
-  response_->keep_alive(request.keep_alive());
+  // A draining edge answers, then lets the connection go.
+  response_->keep_alive(request.keep_alive() && !context_.draining.load());
   if (request.method() != http::verb::head) {
     response_->body() = std::move(body);
   }
@@ -333,6 +383,7 @@ void HttpSession::OnWrite(bool keep_alive, beast::error_code ec, size_t /*bytes*
     stream_.socket().shutdown(net::ip::tcp::socket::shutdown_send, ec);
     return;
   }
+  served_ = true;
   DoRead();
 }
 

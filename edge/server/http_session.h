@@ -39,7 +39,10 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   // past that request.
   HttpSession(boost::beast::tcp_stream&& stream, boost::beast::flat_buffer&& buffer,
               ServerContext& context);
+  ~HttpSession();
 
+  // Registers the connection for shutdown (see ServerContext::http_connections) and reads its
+  // first request. Call from the thread that accepted it, so shutdown cannot miss it.
   void Run();
 
  private:
@@ -48,6 +51,11 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   using Headers = std::vector<std::pair<boost::beast::http::field, std::string>>;
 
   void DoRead();
+  // Shutdown began: a connection waiting for its next request closes; one that has sent part of
+  // a request is left to finish it (within --handshake_timeout_ms).
+  void OnShutdown();
+  // Gives the connection to a dialect or an API; shutdown no longer tracks it here.
+  HttpHandoff HandOff(Request request);
   void OnRead(boost::beast::error_code ec, size_t bytes);
   void Handle(Request request);
   void Upgrade(const Dialect& dialect, Request request, const std::string& query);
@@ -58,7 +66,14 @@ class HttpSession final : public std::enable_shared_from_this<HttpSession> {
   void OnWrite(bool keep_alive, boost::beast::error_code ec, size_t bytes);
 
   boost::beast::tcp_stream stream_;
+  // The connection's strand, kept apart from `stream_`, which a handoff moves away.
+  const boost::asio::any_io_executor executor_;
   ServerContext& context_;
+  uint64_t registry_key_ = 0;
+  bool reading_ = false;
+  bool handed_off_ = false;
+  // An earlier request was answered on this connection (it is kept alive between requests).
+  bool served_ = false;
   boost::beast::flat_buffer buffer_;
   std::optional<boost::beast::http::request_parser<boost::beast::http::string_body>> parser_;
   std::shared_ptr<Response> response_;

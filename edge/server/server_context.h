@@ -4,6 +4,8 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
@@ -15,6 +17,7 @@
 #include "edge/limits/user_limits.h"
 #include "edge/metrics.h"
 #include "edge/protocol/engine_io.h"
+#include "edge/server/dialects.h"
 #include "edge/server/engine_io_session.h"
 #include "edge/server/outbound_queue.h"
 #include "edge/turn/conversation_rooms.h"
@@ -96,6 +99,9 @@ struct ServerContext {
   EdgeMetrics metrics;
   TurnTracker tracker;
   ConnectionRegistry connections;
+  // HTTP connections not (yet) upgraded nor handed to a dialect or API: at shutdown an idle one is
+  // closed, and one still sending its request (a WebSocket handshake) may finish it.
+  ConnectionRegistry http_connections;
   // Socket.IO clients' Engine.IO sessions by sid, kept between their long-polling requests.
   EngineIoSessions engine_io_sessions;
   // Which connections view which conversation, for typing relay and live view.
@@ -118,6 +124,9 @@ struct ServerContext {
   std::atomic<int> open_websockets{0};
   // Set on SIGTERM: readiness fails and no new turn starts.
   std::atomic<bool> draining{false};
+  // --echo_path (its path points into `echo_path`); unset when the flag is empty.
+  std::string echo_path;
+  std::optional<Dialect> echo;
 };
 
 }  // namespace parley::edge

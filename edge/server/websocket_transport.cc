@@ -20,6 +20,9 @@ namespace http = beast::http;
 namespace net = boost::asio;
 namespace websocket = beast::websocket;
 
+// The metrics label of a frame SendBinary queued, which also marks it to go out as binary.
+constexpr absl::string_view kBinaryFrame = "binary";
+
 websocket::close_reason CloseReason(CloseCode code) {
   return websocket::close_reason(static_cast<websocket::close_code>(code));
 }
@@ -99,6 +102,14 @@ void WebSocketTransport::OnAccept(beast::error_code ec) {
                     [self = shared_from_this()](beast::error_code) {});
     return;
   }
+  if (context_.draining.load()) {
+    // The upgrade was asked for before shutdown began (or while it drained): the client learns
+    // at once, the way every open socket does, to reconnect elsewhere.
+    phase_ = Phase::kClosed;
+    ws_.async_close(CloseReason(CloseCode::kGoingAway),
+                    [self = shared_from_this()](beast::error_code) {});
+    return;
+  }
   phase_ = Phase::kOpen;
   session_->Open(*this);
   DoRead();
@@ -112,6 +123,11 @@ absl::StatusOr<ChatUser> WebSocketTransport::Authenticate(std::string_view token
 Chat& WebSocketTransport::OpenChat(ChatUser user, ChatOptions options) {
   chat_ = std::make_shared<ChatConnection>(context_, metrics_, ws_.get_executor(), std::move(user),
                                            std::move(options), weak_from_this(), trace_);
+  chat_->CloseWhenTokenExpires([weak = weak_from_this()] {
+    if (std::shared_ptr<WebSocketTransport> self = weak.lock()) {
+      self->Close(CloseCode::kTokenExpired);
+    }
+  });
   return *chat_;
 }
 
@@ -162,6 +178,13 @@ void WebSocketTransport::Send(std::string frame) {
     return;
   }
   Queue(queue_.PushFrame(std::move(frame), "protocol"));
+}
+
+void WebSocketTransport::SendBinary(std::string frame) {
+  if (phase_ != Phase::kOpen) {
+    return;
+  }
+  Queue(queue_.PushFrame(std::move(frame), kBinaryFrame));
 }
 
 void WebSocketTransport::Queue(OutboundQueue::Pushed pushed) {
@@ -217,6 +240,7 @@ void WebSocketTransport::DoWrite() {
     watching_writes_ = true;
     WatchWriteProgress(absl::ToChronoNanoseconds(context_.limits.slow_client_timeout));
   }
+  ws_.text(frame->type != kBinaryFrame);
   ws_.async_write(net::buffer(frame->data),
                   beast::bind_front_handler(&WebSocketTransport::OnWrite, shared_from_this()));
 }

@@ -63,6 +63,7 @@ class WebSocketTransport final : public DialectHost,
   Chat& OpenChat(ChatUser user, ChatOptions options) override;
   Chat* chat() override;
   void Send(std::string frame) override;
+  void SendBinary(std::string frame) override;
   void Close(CloseCode code) override;
 
   // EventSink: the chat's events, encoded by the session.
