@@ -237,6 +237,24 @@ TEST_F(NativeCodecTest, EveryErrorCodeHasAStableName) {
   EXPECT_EQ(ErrorCodeName(ErrorCode::kInternal), "internal");
   EXPECT_EQ(ErrorCodeName(ErrorCode::kRateLimited), "rate_limited");
   EXPECT_EQ(ErrorCodeName(ErrorCode::kTooManyTurns), "too_many_turns");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kUnauthenticated), "unauthenticated");
+  EXPECT_EQ(ErrorCodeName(ErrorCode::kTokenExpired), "token_expired");
+}
+
+TEST_F(NativeCodecTest, DecodesAuthAndEncodesItsAnswer) {
+  const Command command = DecodeOk(R"({"type":"auth","token":"a.b.c"})");
+  const RenewToken* renew = std::get_if<RenewToken>(&command);
+  ASSERT_NE(renew, nullptr);
+  EXPECT_EQ(renew->token, "a.b.c");
+  EXPECT_EQ(CommandName(command), "auth");
+  for (const std::string frame :
+       {R"({"type":"auth"})", R"({"type":"auth","token":""})", R"({"type":"auth","token":7})"}) {
+    EXPECT_EQ(DecodeError(frame).code, ErrorCode::kInvalidFrame) << frame;
+  }
+  EXPECT_EQ(codec_.Encode(TokenRenewed{"2026-12-02T01:30:00.000Z"}),
+            R"({"type":"authenticated","expiresAt":"2026-12-02T01:30:00.000Z"})");
+  EXPECT_EQ(codec_.Encode(ErrorEvent{ErrorCode::kTokenExpired, "expired", ""}),
+            R"({"type":"error","code":"token_expired","message":"expired"})");
 }
 
 TEST_F(NativeCodecTest, DecodesCancelAndResume) {

@@ -718,6 +718,113 @@ TEST_P(ConformanceTest, OversizedAndMissingInputsAreInvalid) {
             grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// Text a stranger chooses, in every field that is stored: SQL metacharacters, LIKE wildcards,
+// combining marks, right-to-left text and its override, astral characters, the largest sizes. It
+// comes back byte for byte and never matches anything it does not equal.
+TEST_P(ConformanceTest, HostileTextInEveryStoredFieldComesBackByteExact) {
+  std::string big_content;
+  while (big_content.size() < 60 * 1024) {
+    big_content +=
+        "'; DROP TABLE messages; -- %_\\ e\u0301 \u05e9\u05dc\u05d5\u05dd \u202e\U0001F600 ";
+  }
+  const std::vector<std::string> hostile = {
+      "'; DROP TABLE conversations; --",
+      "\" OR \"1\"=\"1",
+      "%",
+      "_",
+      "a%b_c\\%\\_",
+      "\\",
+      "e\u0301\u0302\u0303 Z\u0351\u0352\u0353",
+      "\u0645\u0631\u062d\u0628\u0627 \u202eabc\u202c \u200f",
+      "\U0001F468\u200D\U0001F469\u200D\U0001F467",
+      std::string(kMaxIdBytes - 8, 'x') + "%_'\\\"",
+  };
+  for (const std::string& text : hostile) {
+    SCOPED_TRACE(text);
+    // The user id is a field too; a unique prefix keeps runs apart, the rest is hostile.
+    const std::string user = (UniqueUser("h") + text).substr(0, kMaxIdBytes);
+    v1::CreateConversationRequest create;
+    create.set_user_id(user);
+    create.set_title(text);
+    (*create.mutable_metadata())[text] = text;
+    v1::CreateConversationResponse created;
+    grpc::ClientContext create_context;
+    ASSERT_TRUE(stub_->CreateConversation(&create_context, create, &created).ok());
+    EXPECT_EQ(created.conversation().title(), text);
+
+    v1::AppendMessageRequest append;
+    append.set_user_id(user);
+    append.set_conversation_id(created.conversation().id());
+    append.set_role(v1::ROLE_USER);
+    append.set_content(text + big_content);
+    append.set_client_message_id(text.substr(0, kMaxIdBytes));
+    append.set_model(text.substr(0, kMaxIdBytes));
+    v1::AppendMessageResponse appended;
+    ASSERT_TRUE(Append(append, &appended).ok());
+
+    // A conversation named by the client with the same text, under the same user.
+    v1::AppendMessageRequest named = append;
+    named.clear_conversation_id();
+    named.set_client_conversation_id(text.substr(0, kMaxIdBytes));
+    named.set_conversation_title(text);
+    v1::AppendMessageResponse named_appended;
+    ASSERT_TRUE(Append(named, &named_appended).ok());
+
+    v1::Message stored;
+    ASSERT_TRUE(GetMessage(user, appended.message().id(), &stored).ok());
+    EXPECT_EQ(stored.content(), text + big_content);
+    EXPECT_EQ(stored.client_message_id(), text.substr(0, kMaxIdBytes));
+    EXPECT_EQ(stored.model(), text.substr(0, kMaxIdBytes));
+    v1::Conversation conversation;
+    ASSERT_TRUE(GetById(user, created.conversation().id(), &conversation).ok());
+    EXPECT_EQ(conversation.title(), text);
+    EXPECT_EQ(conversation.user_id(), user);
+    ASSERT_EQ(conversation.metadata().count(text), 1u);
+    EXPECT_EQ(conversation.metadata().at(text), text);
+    v1::Conversation by_name;
+    ASSERT_TRUE(GetByName(user, text.substr(0, kMaxIdBytes), &by_name).ok());
+    EXPECT_EQ(by_name.id(), named_appended.message().conversation_id());
+    EXPECT_EQ(by_name.client_conversation_id(), text.substr(0, kMaxIdBytes));
+
+    // Wildcards match only themselves: the user has exactly its two conversations, and a
+    // name that a LIKE pattern would match is not found.
+    v1::ListConversationsResponse listed;
+    ASSERT_TRUE(ListConversations(user, 100, "", &listed).ok());
+    EXPECT_EQ(listed.conversations_size(), 2);
+    v1::Conversation lookalike;
+    EXPECT_EQ(GetByName(user, absl::StrCat("z", text.substr(0, kMaxIdBytes - 1)), &lookalike)
+                  .error_code(),
+              grpc::StatusCode::NOT_FOUND);
+  }
+  // Past the documented limits: refused, and nothing stored.
+  const std::string user = UniqueUser("limits");
+  v1::AppendMessageRequest too_long;
+  too_long.set_user_id(user);
+  too_long.set_role(v1::ROLE_USER);
+  too_long.set_content("x");
+  too_long.set_client_message_id(std::string(kMaxIdBytes + 1, 'i'));
+  v1::AppendMessageResponse refused;
+  EXPECT_EQ(Append(too_long, &refused).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  too_long.set_client_message_id("ok");
+  too_long.set_model(std::string(kMaxIdBytes + 1, 'm'));
+  EXPECT_EQ(Append(too_long, &refused).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  too_long.set_model("");
+  too_long.set_client_conversation_id(std::string(kMaxIdBytes + 1, 'n'));
+  EXPECT_EQ(Append(too_long, &refused).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  too_long.set_client_conversation_id("");
+  too_long.set_content(std::string("nul\0inside", 10));
+  EXPECT_EQ(Append(too_long, &refused).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::CreateConversationRequest long_user;
+  long_user.set_user_id(std::string(kMaxIdBytes + 1, 'u'));
+  v1::CreateConversationResponse created;
+  grpc::ClientContext context;
+  EXPECT_EQ(stub_->CreateConversation(&context, long_user, &created).error_code(),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  v1::ListConversationsResponse listed;
+  ASSERT_TRUE(ListConversations(user, 100, "", &listed).ok());
+  EXPECT_EQ(listed.conversations_size(), 0);
+}
+
 TEST_P(ConformanceTest, StreamingWriteAcksAndStoresText) {
   const v1::Message message = StartStreaming(alice_);
   EXPECT_EQ(message.status(), v1::MESSAGE_STATUS_STREAMING);
