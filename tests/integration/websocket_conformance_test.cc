@@ -28,6 +28,7 @@ using ::parley::testing::ParleyStack;
 using ::parley::testing::RawSocket;
 using ::parley::testing::ReadCloseCode;
 using ::parley::testing::ReadFrame;
+using ::parley::testing::ReadMessage;
 using ::parley::testing::ReadUntil;
 using ::parley::testing::StackOptions;
 using ::parley::testing::WsClient;
@@ -78,7 +79,9 @@ class WebSocketConformanceTest : public ::testing::TestWithParam<WsPath> {
     StackOptions options;
     options.edge_flags = {"--echo_path=/ws/echo",
                           absl::StrCat("--max_frame_bytes=", kMaxFrameBytes),
-                          "--connection_messages_per_minute=0", "--user_messages_per_minute=0"};
+                          "--connection_messages_per_minute=0", "--user_messages_per_minute=0",
+                          // Every agent connection starts a turn that never ends.
+                          "--max_concurrent_turns=0"};
     // The agent path asks its question on connect; its answer must not end the connection
     // before a case does.
     options.inference_flags = {"--sim_ttft_ms=600000"};
@@ -127,7 +130,7 @@ class WebSocketConformanceTest : public ::testing::TestWithParam<WsPath> {
         OpenRawWebSocket(stack_->edge_address(), "/ws/echo");
     ASSERT_TRUE(echo.ok()) << echo.status();
     ASSERT_TRUE((*echo)->Write(EncodeFrame(op::kText, "still here")).ok());
-    absl::StatusOr<WsFrame> back = ReadFrame(**echo);
+    absl::StatusOr<WsFrame> back = ReadMessage(**echo);
     ASSERT_TRUE(back.ok()) << back.status();
     EXPECT_EQ(back->payload, "still here");
   }
@@ -142,8 +145,9 @@ TEST_P(WebSocketConformanceTest, ACloseIsAnsweredWithTheSameCode) {
 }
 
 TEST_P(WebSocketConformanceTest, AnInvalidCloseCodeIsAProtocolError) {
-  // 1005 and 1006 must never be sent; 999 and 5000 lie outside every range.
-  for (uint16_t code : {999, 1005, 1006, 5000}) {
+  // 1005 and 1006 must never be sent; 1004 is reserved, 1016-2999 are the standard's, and 999
+  // lies below every range.
+  for (uint16_t code : {999, 1004, 1005, 1006, 1016, 2999}) {
     SCOPED_TRACE(code);
     ExpectClose(EncodeFrame(op::kClose, ClosePayload(code)), 1002);
   }
@@ -255,15 +259,15 @@ TEST(EchoEndpointTest, EchoesTextAndBinaryAsSent) {
                   ->Write(EncodeFrame(op::kText, "héllo") + EncodeFrame(op::kBinary, binary) +
                           EncodeFrame(op::kText, std::string(60000, 'z')))
                   .ok());
-  absl::StatusOr<WsFrame> text = ReadFrame(**socket);
+  absl::StatusOr<WsFrame> text = ReadMessage(**socket);
   ASSERT_TRUE(text.ok()) << text.status();
   EXPECT_EQ(text->opcode, op::kText);
   EXPECT_EQ(text->payload, "héllo");
-  absl::StatusOr<WsFrame> bytes = ReadFrame(**socket);
+  absl::StatusOr<WsFrame> bytes = ReadMessage(**socket);
   ASSERT_TRUE(bytes.ok()) << bytes.status();
   EXPECT_EQ(bytes->opcode, op::kBinary);
   EXPECT_EQ(bytes->payload, binary);
-  absl::StatusOr<WsFrame> large = ReadFrame(**socket);
+  absl::StatusOr<WsFrame> large = ReadMessage(**socket);
   ASSERT_TRUE(large.ok()) << large.status();
   EXPECT_EQ(large->payload.size(), 60000u);
 }

@@ -230,6 +230,32 @@ absl::StatusOr<WsFrame> ReadFrame(RawSocket& socket, absl::Duration timeout) {
   return frame;
 }
 
+absl::StatusOr<WsFrame> ReadMessage(RawSocket& socket, absl::Duration timeout) {
+  const absl::Time deadline = absl::Now() + timeout;
+  WsFrame message;
+  bool started = false;
+  while (true) {
+    absl::StatusOr<WsFrame> frame = ReadFrame(socket, deadline - absl::Now());
+    if (!frame.ok()) {
+      return frame.status();
+    }
+    if (frame->opcode == ws_opcode::kClose) {
+      return absl::FailedPreconditionError("the server closed the connection");
+    }
+    if (frame->opcode == ws_opcode::kPing || frame->opcode == ws_opcode::kPong) {
+      continue;
+    }
+    if (!started) {
+      message.opcode = frame->opcode;
+      started = true;
+    }
+    message.payload += frame->payload;
+    if (frame->fin) {
+      return message;
+    }
+  }
+}
+
 absl::StatusOr<int> ReadCloseCode(RawSocket& socket, absl::Duration timeout) {
   const absl::Time deadline = absl::Now() + timeout;
   while (true) {

@@ -80,6 +80,10 @@ struct WsFrame {
 // The next frame the server sends (servers never mask).
 absl::StatusOr<WsFrame> ReadFrame(RawSocket& socket, absl::Duration timeout = absl::Seconds(10));
 
+// The next whole message: its first frame's opcode and every fragment's payload, answering
+// nothing and skipping the control frames between fragments. A close frame ends it with an error.
+absl::StatusOr<WsFrame> ReadMessage(RawSocket& socket, absl::Duration timeout = absl::Seconds(10));
+
 // Reads frames until the server's close frame and returns its status code (1005 when the close
 // frame carries none); skips data and ping frames before it. An error when the connection ends
 // or the timeout passes before a close frame.
