@@ -45,7 +45,9 @@ ABSL_FLAG(int, idle_timeout_ms, 60000,
 ABSL_FLAG(int, max_frame_bytes, 65536,
           "Largest client WebSocket message; a bigger one closes the connection with 1009");
 ABSL_FLAG(int, max_connections, 10000,
-          "Open WebSockets per process; one more is closed with 1013 (try again later)");
+          "Open client connections per process (WebSockets, and Socket.IO sessions on any "
+          "transport); one more WebSocket is closed with 1013 (try again later), one more "
+          "Socket.IO polling handshake answered 503");
 ABSL_FLAG(int, connection_messages_per_minute, 30,
           "`message` frames per minute on one connection; 0 disables");
 ABSL_FLAG(int, connection_message_burst, 10,

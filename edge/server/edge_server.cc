@@ -1,5 +1,6 @@
 #include "edge/server/edge_server.h"
 
+#include <algorithm>
 #include <utility>
 
 #include "absl/random/random.h"
@@ -9,6 +10,7 @@
 #include "common/host_port.h"
 #include "common/log.h"
 #include "edge/server/dialects.h"
+#include "edge/server/http_session.h"
 #include "grpc/grpc.h"
 #include "grpcpp/support/channel_arguments.h"
 
@@ -68,6 +70,10 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
     context.echo_path = options.echo_path;
     context.echo = EchoDialect(context.echo_path);
   }
+  // An Engine.IO polling payload is one HTTP body of packets that each must also fit a WebSocket
+  // frame: the open packet announces, and the edge enforces, the smaller of the two bounds.
+  context.limits.engine_io.max_payload =
+      std::min(options.limits.max_frame_bytes, kMaxHttpRequestBodyBytes);
   // Channels connect lazily and reconnect by themselves; a backend that is
   // down at start only makes /readyz fail until it comes up.
   // Calls are counted as parley_edge_grpc_client_* and balanced over every

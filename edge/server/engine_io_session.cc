@@ -5,7 +5,6 @@
 #include "absl/random/random.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
-#include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "boost/asio/io_context.hpp"
 #include "boost/asio/post.hpp"
@@ -36,6 +35,8 @@ PollingAnswer Refusal(engine_io::ErrorCode code) {
                        engine_io::ErrorBody(code)};
 }
 
+constexpr absl::string_view kProtocolFrame = "protocol";
+
 std::string Frame(PacketType type, std::string data = "") {
   return engine_io::EncodePacket(Packet{type, std::move(data)});
 }
@@ -55,6 +56,7 @@ EngineIoSession::EngineIoSession(ServerContext& context, Strand strand, std::str
                                  std::unique_ptr<DialectSession> session, ConnectionRequest request,
                                  common::TraceContext trace)
     : context_(context),
+      metrics_(context.metrics.Dialect("socketio")),
       strand_(std::move(strand)),
       sid_(std::move(sid)),
       session_(std::move(session)),
@@ -67,18 +69,32 @@ EngineIoSession::~EngineIoSession() {
   if (registry_key_ != 0) {
     context_.connections.Remove(registry_key_);
   }
+  if (counted_) {
+    context_.open_websockets.fetch_sub(1);
+  }
 }
 
 void EngineIoSession::Start(Answer answer) {
   net::post(strand_, [self = shared_from_this(), answer = std::move(answer)]() mutable {
+    // A session holds its client's connection however many HTTP requests or WebSockets carry it,
+    // so it counts against --max_connections like one WebSocket.
+    if (self->context_.open_websockets.fetch_add(1) >= self->context_.limits.max_connections) {
+      self->context_.open_websockets.fetch_sub(1);
+      self->context_.metrics.HandshakeRefused("too_many_connections").Increment();
+      // socket.io-client retries a failed handshake after its reconnection delay.
+      answer(PollingAnswer{503, "text/plain", "too many connections; try again later\n"});
+      self->phase_ = Phase::kClosed;
+      return self->Unregister();
+    }
+    self->counted_ = true;
     std::weak_ptr<EngineIoSession> weak = self;
     self->registry_key_ = self->context_.connections.Add([weak] {
       if (auto session = weak.lock()) {
         session->Shutdown(CloseCode::kGoingAway);
       }
     });
-    self->context_.metrics.Dialect("socketio").connections.Increment();
-    self->context_.metrics.Dialect("socketio").connections_total.Increment();
+    self->metrics_.connections.Increment();
+    self->metrics_.connections_total.Increment();
     // The dialect's open packet answers the handshake request.
     self->pending_poll_ = std::move(answer);
     self->session_->Open(*self);
@@ -91,9 +107,8 @@ absl::StatusOr<ChatUser> EngineIoSession::Authenticate(std::string_view token,
 }
 
 Chat& EngineIoSession::OpenChat(ChatUser user, ChatOptions options) {
-  chat_ = std::make_shared<ChatConnection>(context_, context_.metrics.Dialect("socketio"), strand_,
-                                           std::move(user), std::move(options), weak_from_this(),
-                                           trace_);
+  chat_ = std::make_shared<ChatConnection>(context_, metrics_, strand_, std::move(user),
+                                           std::move(options), weak_from_this(), trace_);
   chat_->CloseWhenTokenExpires([weak = weak_from_this()] {
     if (std::shared_ptr<EngineIoSession> self = weak.lock()) {
       self->Close(CloseCode::kTokenExpired);
@@ -108,7 +123,7 @@ void EngineIoSession::Send(std::string frame) {
   if (phase_ == Phase::kClosing || phase_ == Phase::kClosed) {
     return;
   }
-  Queue(std::move(frame));
+  Queue(std::move(frame), kProtocolFrame);
 }
 
 void EngineIoSession::Emit(Event event, std::optional<Clock::time_point> /*arrival*/) {
@@ -118,13 +133,13 @@ void EngineIoSession::Emit(Event event, std::optional<Clock::time_point> /*arriv
   Frames frames;
   session_->Encode(event, frames);
   for (std::string& frame : frames) {
-    Queue(std::move(frame));
+    Queue(std::move(frame), EventName(event));
   }
 }
 
-void EngineIoSession::Queue(std::string frame) {
+void EngineIoSession::Queue(std::string frame, absl::string_view type) {
   outbox_bytes_ += frame.size() + 1;
-  outbox_.push_back(std::move(frame));
+  outbox_.push_back(OutboxFrame{std::move(frame), type});
   if (phase_ != Phase::kWebSocket && outbox_bytes_ > context_.limits.outbound.max_bytes) {
     // A client that stopped polling while a reply streams: the session ends, the turn runs on
     // and is stored, and the client reconnects and reads it from storage.
@@ -166,15 +181,16 @@ void EngineIoSession::Flush() {
     return;
   }
   if (phase_ == Phase::kWebSocket && websocket_ != nullptr) {
-    for (std::string& frame : outbox_) {
-      websocket_->Send(std::move(frame));
+    for (OutboxFrame& frame : outbox_) {
+      metrics_.FrameSent(frame.type).Increment();
+      websocket_->Send(std::move(frame.data));
     }
     outbox_.clear();
     outbox_bytes_ = 0;
     return MaybeWritable();
   }
   if (pending_poll_.has_value()) {
-    std::vector<std::string> frames(std::make_move_iterator(outbox_.begin()),
+    std::vector<OutboxFrame> frames(std::make_move_iterator(outbox_.begin()),
                                     std::make_move_iterator(outbox_.end()));
     outbox_.clear();
     outbox_bytes_ = 0;
@@ -182,12 +198,19 @@ void EngineIoSession::Flush() {
   }
 }
 
-void EngineIoSession::AnswerPoll(std::vector<std::string> frames) {
+void EngineIoSession::AnswerPoll(std::vector<OutboxFrame> frames) {
   Answer answer = std::move(*pending_poll_);
   pending_poll_.reset();
   // Frames are already encoded packets: a payload joins them with the record separator.
-  answer(PollingAnswer{200, std::string(kPayloadType),
-                       absl::StrJoin(frames, std::string(1, engine_io::kRecordSeparator))});
+  std::string payload;
+  for (size_t i = 0; i < frames.size(); ++i) {
+    metrics_.FrameSent(frames[i].type).Increment();
+    if (i > 0) {
+      payload.push_back(engine_io::kRecordSeparator);
+    }
+    payload += frames[i].data;
+  }
+  answer(PollingAnswer{200, std::string(kPayloadType), std::move(payload)});
   MaybeWritable();
 }
 
@@ -211,8 +234,9 @@ void EngineIoSession::Poll(Answer answer) {
     if (self->pending_poll_.has_value()) {
       // Two GETs at once would deliver frames out of order: the session ends, as the protocol
       // asks.
+      self->ReleaseConnection();
       answer(Refusal(engine_io::ErrorCode::kBadRequest));
-      self->outbox_.push_back(Frame(PacketType::kClose));
+      self->outbox_.push_back({Frame(PacketType::kClose), kProtocolFrame});
       self->Flush();
       return self->Finish();
     }
@@ -220,7 +244,7 @@ void EngineIoSession::Poll(Answer answer) {
     if (!self->outbox_.empty()) {
       self->Flush();
     } else if (self->phase_ == Phase::kUpgrading) {
-      self->AnswerPoll({Frame(PacketType::kNoop)});
+      self->AnswerPoll({{Frame(PacketType::kNoop), kProtocolFrame}});
     }
   });
 }
@@ -239,8 +263,16 @@ void EngineIoSession::Post(std::string body, Answer answer) {
       case Phase::kUpgrading:
         break;
     }
+    if (body.size() > self->context_.limits.engine_io.max_payload) {
+      // Over the maxPayload the handshake announced: refused as Engine.IO servers refuse it, and
+      // the session ends (the client reconnects).
+      self->ReleaseConnection();
+      answer(PollingAnswer{413, "text/plain", "payload too large\n"});
+      return self->Finish();
+    }
     absl::StatusOr<std::vector<Packet>> packets = engine_io::DecodePayload(body);
     if (!packets.ok()) {
+      self->ReleaseConnection();
       answer(Refusal(engine_io::ErrorCode::kBadRequest));
       return self->Finish();
     }
@@ -344,12 +376,13 @@ void EngineIoSession::OnProbeFrame(const std::shared_ptr<EngineIoWebSocket>& soc
   absl::StatusOr<Packet> packet =
       binary ? absl::InvalidArgumentError("binary probe") : engine_io::DecodePacket(frame);
   if (packet.ok() && packet->type == PacketType::kPing && packet->data == "probe") {
+    metrics_.FrameSent(kProtocolFrame).Increment();
     socket->Send(Frame(PacketType::kPong, "probe"));
     phase_ = Phase::kUpgrading;
     // The client waits for its pending poll to end before it sends the upgrade packet.
     if (pending_poll_.has_value()) {
       if (outbox_.empty()) {
-        AnswerPoll({Frame(PacketType::kNoop)});
+        AnswerPoll({{Frame(PacketType::kNoop), kProtocolFrame}});
       } else {
         Flush();
       }
@@ -369,7 +402,7 @@ void EngineIoSession::CompleteUpgrade() {
   probe_.reset();
   phase_ = Phase::kWebSocket;
   if (pending_poll_.has_value()) {
-    AnswerPoll({Frame(PacketType::kNoop)});
+    AnswerPoll({{Frame(PacketType::kNoop), kProtocolFrame}});
   }
   Flush();
 }
@@ -385,12 +418,15 @@ void EngineIoSession::Close(CloseCode code) {
   if (phase_ == Phase::kClosing || phase_ == Phase::kClosed) {
     return;
   }
+  // The session is over for its client: its place is freed before the client can learn that, so
+  // it may come back at once.
+  ReleaseConnection();
   if (phase_ == Phase::kWebSocket && websocket_ != nullptr) {
     Flush();
     websocket_->Close(static_cast<websocket::close_code>(code));
     return Finish();
   }
-  outbox_.push_back(Frame(PacketType::kClose));
+  outbox_.push_back({Frame(PacketType::kClose), kProtocolFrame});
   if (pending_poll_.has_value()) {
     Flush();
     return Finish();
@@ -410,16 +446,24 @@ void EngineIoSession::Shutdown(CloseCode code) {
     if (self->phase_ == Phase::kClosed) {
       return;
     }
+    self->ReleaseConnection();
     if (self->phase_ == Phase::kWebSocket && self->websocket_ != nullptr) {
       self->websocket_->Close(static_cast<websocket::close_code>(code));
     } else {
       // A close packet makes a polling client reconnect (elsewhere, while this edge drains).
       self->outbox_.clear();
-      self->outbox_.push_back(Frame(PacketType::kClose));
+      self->outbox_.push_back({Frame(PacketType::kClose), kProtocolFrame});
       self->Flush();
     }
     self->Finish();
   });
+}
+
+void EngineIoSession::ReleaseConnection() {
+  if (counted_) {
+    counted_ = false;
+    context_.open_websockets.fetch_sub(1);
+  }
 }
 
 void EngineIoSession::Finish() {
@@ -427,11 +471,12 @@ void EngineIoSession::Finish() {
     return;
   }
   phase_ = Phase::kClosed;
+  ReleaseConnection();
   upgrade_timer_.cancel();
   linger_timer_.cancel();
   if (pending_poll_.has_value()) {
     // The session is over: a polling client that still waits learns it and reconnects.
-    AnswerPoll({Frame(PacketType::kClose)});
+    AnswerPoll({{Frame(PacketType::kClose), kProtocolFrame}});
   }
   outbox_.clear();
   outbox_bytes_ = 0;
@@ -446,13 +491,17 @@ void EngineIoSession::Finish() {
     chat_->Close();
   }
   session_->OnClosed();
-  context_.metrics.Dialect("socketio").connections.Decrement();
+  metrics_.connections.Decrement();
   // Nobody reads a closed session: turns waiting for it run to their end.
   std::vector<std::function<void()>> waiting = std::move(waiting_for_writable_);
   waiting_for_writable_.clear();
   for (auto& resume : waiting) {
     resume();
   }
+  Unregister();
+}
+
+void EngineIoSession::Unregister() {
   if (unregister_) {
     std::function<void()> unregister = std::move(unregister_);
     unregister_ = nullptr;

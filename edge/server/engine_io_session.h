@@ -27,6 +27,7 @@
 namespace parley::edge {
 
 class ChatConnection;
+class DialectMetrics;
 struct Dialect;
 struct HttpHandoff;
 struct ServerContext;
@@ -65,8 +66,10 @@ class EngineIoSession final : public DialectHost,
 
   const std::string& sid() const { return sid_; }
 
-  // The handshake: the dialect opens (its open packet answers `answer`). Any thread; `answer`
-  // runs once, on the session's strand, like every Answer below.
+  // The handshake: the dialect opens (its open packet answers `answer`). The session is one of
+  // the process's --max_connections, whichever transport carries it; over that limit the
+  // handshake is answered 503 and the session ends. Any thread; `answer` runs once, on the
+  // session's strand, like every Answer below.
   void Start(Answer answer);
   // A GET and a POST of this session.
   void Poll(Answer answer);
@@ -101,20 +104,34 @@ class EngineIoSession final : public DialectHost,
     kClosed,
   };
 
-  void Queue(std::string frame);
+  // A frame for the client (an encoded Engine.IO packet) and the label it is counted under in
+  // the frames-sent metric: the event it tells, or "protocol" for the dialect's and Engine.IO's
+  // own packets.
+  struct OutboxFrame {
+    std::string data;
+    absl::string_view type;
+  };
+
+  void Queue(std::string frame, absl::string_view type);
   // Hands what is queued to the transport that can take it now.
   void Flush();
-  void AnswerPoll(std::vector<std::string> frames);
+  // Answers the waiting GET with `frames`; each is counted as sent.
+  void AnswerPoll(std::vector<OutboxFrame> frames);
   void OnProbeFrame(const std::shared_ptr<EngineIoWebSocket>& socket, std::string frame,
                     bool binary);
   void CompleteUpgrade();
   void DropProbe(const std::shared_ptr<EngineIoWebSocket>& socket);
   void OnWebSocketFrame(std::string frame, bool binary);
   void MaybeWritable();
+  // Gives back this session's place among --max_connections; once only.
+  void ReleaseConnection();
   // Stops everything; the chat and the dialect session are told once.
   void Finish();
+  // Takes the session out of EngineIoSessions; once only.
+  void Unregister();
 
   ServerContext& context_;
+  DialectMetrics& metrics_;
   Strand strand_;
   const std::string sid_;
   const std::unique_ptr<DialectSession> session_;
@@ -123,8 +140,10 @@ class EngineIoSession final : public DialectHost,
   std::shared_ptr<ChatConnection> chat_;
   Phase phase_ = Phase::kPolling;
   uint64_t registry_key_ = 0;
-  // Frames (encoded Engine.IO packets) waiting for the client while polling carries the session.
-  std::deque<std::string> outbox_;
+  // Whether this session holds one of --max_connections (from its handshake until it ends).
+  bool counted_ = false;
+  // Frames waiting for the client while polling carries the session.
+  std::deque<OutboxFrame> outbox_;
   size_t outbox_bytes_ = 0;
   // The GET waiting for frames, if any.
   std::optional<Answer> pending_poll_;

@@ -86,9 +86,16 @@ EventStreamTransport::EventStreamTransport(ServerContext& context, HttpHandoff h
       trace_(std::move(trace)),
       queue_(context.limits.outbound, *session_) {}
 
-EventStreamTransport::~EventStreamTransport() { context_.connections.Remove(registry_key_); }
+EventStreamTransport::~EventStreamTransport() {
+  context_.connections.Remove(registry_key_);
+  metrics_.connections.Decrement();
+}
 
 void EventStreamTransport::Run() {
+  // An event stream is its client's connection for as long as the response lasts, counted like
+  // a WebSocket of the dialect.
+  metrics_.connections.Increment();
+  metrics_.connections_total.Increment();
   std::weak_ptr<EventStreamTransport> weak = weak_from_this();
   registry_key_ = context_.connections.Add([weak] {
     if (auto self = weak.lock()) {

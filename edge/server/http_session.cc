@@ -30,7 +30,6 @@ namespace beast = boost::beast;
 namespace http = beast::http;
 namespace net = boost::asio;
 
-constexpr size_t kMaxRequestBodyBytes = 64 * 1024;
 constexpr absl::Duration kReadinessTimeout = absl::Seconds(1);
 // Bounds writing an answer; it restarts the clock, which the request's read timeout may have used
 // up while a backend call was in flight.
@@ -154,7 +153,7 @@ void HttpSession::DoRead() {
   }
   reading_ = true;
   parser_.emplace();
-  parser_->body_limit(kMaxRequestBodyBytes);
+  parser_->body_limit(kMaxHttpRequestBodyBytes);
   // The handshake timeout bounds how long a client may take over its request headers.
   stream_.expires_after(absl::ToChronoMilliseconds(context_.limits.handshake_timeout));
   http::async_read(stream_, buffer_, *parser_,

@@ -17,6 +17,9 @@
 
 namespace parley::edge {
 
+// The largest HTTP request body the edge reads; a bigger one ends the connection.
+inline constexpr size_t kMaxHttpRequestBodyBytes = 64 * 1024;
+
 // A request on a dialect's path that the dialect serves over plain HTTP (Dialect::serve_http):
 // the handler owns the connection from then on, and gives it back for the next request on it
 // with ContinueHttp (keep-alive) or lets it close.

@@ -71,7 +71,8 @@ struct ConnectionLimits {
   absl::Duration idle_timeout = absl::Seconds(60);
   // Largest client message; a bigger one closes the connection with 1009.
   size_t max_frame_bytes = 64 * 1024;
-  // Open WebSockets on this process; one more is closed with 1013 right after the upgrade.
+  // Open client connections on this process (WebSockets, and Engine.IO sessions whichever
+  // transport carries them); one more WebSocket is closed with 1013 right after the upgrade.
   int max_connections = 10000;
   // `message` frames per minute on one connection (token bucket); <= 0 disables.
   int messages_per_minute = 30;
@@ -120,7 +121,7 @@ struct ServerContext {
   // Per-user message rate and concurrent turns over all of a user's connections.
   std::unique_ptr<UserLimits> user_limits;
   ConnectionLimits limits;
-  // Accepted WebSockets right now, for `max_connections`.
+  // Accepted WebSockets and open Engine.IO sessions right now, for `max_connections`.
   std::atomic<int> open_websockets{0};
   // Set on SIGTERM: readiness fails and no new turn starts.
   std::atomic<bool> draining{false};

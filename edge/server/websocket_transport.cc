@@ -97,6 +97,10 @@ void WebSocketTransport::OnAccept(beast::error_code ec) {
     // Full: the client is told to come back later (or to another instance); its dialect never
     // starts.
     context_.metrics.HandshakeRefused("too_many_connections").Increment();
+    // A refused connection holds no place: the next one may have it as soon as this client
+    // reads its close code.
+    counted_ = false;
+    context_.open_websockets.fetch_sub(1);
     phase_ = Phase::kClosed;
     ws_.async_close(CloseReason(CloseCode::kTryAgainLater),
                     [self = shared_from_this()](beast::error_code) {});
