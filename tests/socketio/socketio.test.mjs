@@ -5,7 +5,8 @@
 // two sockets of one user in one room, another user kept out of a room, a refused token, a
 // session the edge does not know (the client reconnects), and conversations the client names:
 // joined before they exist, and continued from the copilot dialect with the model seeing the
-// earlier turn.
+// earlier turn. Last, one conversation in every dialect and the edge's /metrics labelled by
+// dialect, checked with promtool.
 //
 // Environment (set by CTest):
 //   PARLEY_BIN_DIR        directory holding parley-edge, parley-inference, parley-persistence
@@ -15,6 +16,7 @@ import assert from "node:assert/strict";
 import crypto from "node:crypto";
 import fs from "node:fs";
 import http from "node:http";
+import { spawnSync } from "node:child_process";
 import { createRequire } from "node:module";
 import os from "node:os";
 import path from "node:path";
@@ -94,6 +96,7 @@ function emitWithAck(socket, name, payload) {
 let tempDir;
 let secretFile;
 let persistenceAddr;
+let inferenceAddr;
 const services = [];
 let edgeAddr;       // JWT edge
 let devEdgeAddr;    // development mode (--allow_anonymous)
@@ -138,7 +141,6 @@ before(async () => {
     "--sim_ttft_ms=20", "--sim_tokens_per_second=200", "--sim_max_tokens=12",
   ]);
   services.push(persistence, inference);
-  let inferenceAddr;
   [persistenceAddr, inferenceAddr] =
       await Promise.all([persistence.listening(), inference.listening()]);
   const startEdge = (extra) => {
@@ -689,4 +691,122 @@ test("a conversation started on /copilot as \"conv-123\" continues on Socket.IO,
   } finally {
     await new Promise((resolve) => upstream.server.close(resolve));
   }
+});
+
+/** Frames of one WebSocket until `last(frame)` holds (or the server closes), as parsed JSON. */
+async function webSocketFrames(url, first, last = () => false) {
+  const socket = new WebSocket(url);
+  const frames = [];
+  try {
+    await new Promise((resolve, reject) => {
+      const timer = setTimeout(
+          () => reject(new Error(`${url}: ended without its last frame: ${JSON.stringify(frames)}`)),
+          kStepTimeoutMs);
+      const done = () => { clearTimeout(timer); resolve(); };
+      socket.addEventListener("open", () => { if (first) socket.send(JSON.stringify(first)); });
+      socket.addEventListener("message", (message) => {
+        const frame = JSON.parse(message.data);
+        frames.push(frame);
+        if (last(frame)) done();
+      });
+      socket.addEventListener("close", done);
+      socket.addEventListener("error", () => reject(new Error(`${url}: WebSocket error`)));
+    });
+    return frames;
+  } finally {
+    socket.close();
+  }
+}
+
+/** The samples of a Prometheus text exposition: [{name, labels, value}]. */
+function parseExposition(text) {
+  const samples = [];
+  for (const line of text.split("\n")) {
+    if (line === "" || line.startsWith("#")) continue;
+    const match = /^([a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(.*)\})? (\S+)/.exec(line);
+    assert.ok(match, `not a sample line: ${line}`);
+    const labels = {};
+    for (const [, key, value] of (match[2] ?? "").matchAll(/([a-zA-Z_]\w*)="((?:[^"\\]|\\.)*)"/g)) {
+      labels[key] = value;
+    }
+    samples.push({ name: match[1], labels, value: Number(match[3]) });
+  }
+  return samples;
+}
+
+test("every dialect's traffic shows on /metrics under its dialect label, and the page passes promtool check metrics",
+     async () => {
+  const edge = new Service("parley-edge", [
+    "--listen=127.0.0.1:0", `--inference=${inferenceAddr}`, `--persistence=${persistenceAddr}`,
+    `--jwt_secret_file=${secretFile}`, `--jwt_issuer=${kIssuer}`, `--jwt_audience=${kAudience}`,
+    "--suggestions=false",
+  ]);
+  services.push(edge);
+  const addr = await edge.listening();
+  const jo = token("jo-metrics");
+
+  // One conversation in each dialect, the way its client holds it.
+  const native = await webSocketFrames(`ws://${addr}/ws/chat?token=${jo}`,
+      { type: "message", id: "metrics-1", content: "Hello, native." },
+      (frame) => frame.type === "stream_complete");
+  assert.equal(native.at(-1).type, "stream_complete", JSON.stringify(native));
+  const copilot = await webSocketFrames(`ws://${addr}/copilot?userId=jo-metrics&token=${jo}`,
+      { action: "message", message: "Hello, copilot." },
+      (frame) => frame.type === "stream_complete");
+  assert.equal(copilot.at(-1).type, "stream_complete", JSON.stringify(copilot));
+  const aiChat = await webSocketFrames(`ws://${addr}/ws/ai-chat?token=${jo}`,
+      { type: "chat", message: "Hello, ai-chat." }, (frame) => frame.type === "done");
+  assert.equal(aiChat.at(-1).type, "done", JSON.stringify(aiChat));
+  const agent = await webSocketFrames(
+      `ws://${addr}/ws/agent/stream?question=${encodeURIComponent("Hello, agent?")}&token=${jo}`);
+  assert.equal(agent.at(-1).type, "stream_end", JSON.stringify(agent));
+  const sse = await fetch(
+      `http://${addr}/agent/stream?question=${encodeURIComponent("Hello, SSE?")}&token=${jo}`);
+  assert.equal(sse.status, 200);
+  assert.match(await sse.text(), /"type":"stream_end"/);
+  // Long-polling only: every frame of this turn is carried by polling responses.
+  const socket = connect(addr, { transports: ["polling"],
+                                 extraHeaders: { Authorization: `Bearer ${jo}` } });
+  const log = new EventLog(socket);
+  await connected(socket);
+  const { events } = await sendAndComplete(socket, log, undefined, "Hello, Socket.IO.");
+  checkTurn(events, undefined, "Hello, Socket.IO.");
+  socket.close();
+
+  const response = await fetch(`http://${addr}/metrics`);
+  assert.equal(response.status, 200);
+  const page = await response.text();
+  const samples = parseExposition(page);
+  const total = (name, labels) => samples
+      .filter((sample) => sample.name === name &&
+              Object.entries(labels).every(([key, value]) => sample.labels[key] === value))
+      .reduce((sum, sample) => sum + sample.value, 0);
+  for (const dialect of ["native", "copilot", "ai_chat", "agent", "socketio"]) {
+    assert.ok(total("parley_edge_connections_total", { dialect }) >= 1, `${dialect} connections`);
+    assert.ok(total("parley_edge_turns_total", { dialect }) >= 1, `${dialect} turns`);
+    assert.ok(total("parley_edge_frames_sent_total", { dialect }) >= 1, `${dialect} frames sent`);
+    assert.ok(total("parley_edge_tokens_total", { dialect }) >= 1, `${dialect} tokens`);
+    assert.ok(total("parley_edge_time_to_first_token_seconds_count", { dialect }) >= 1,
+              `${dialect} time to first token`);
+  }
+  for (const dialect of ["native", "copilot", "ai_chat", "socketio"]) {
+    assert.ok(total("parley_edge_frames_received_total", { dialect }) >= 1,
+              `${dialect} frames received`);
+  }
+  // The agent's WebSocket and its SSE twin are one dialect.
+  assert.equal(total("parley_edge_connections_total", { dialect: "agent" }), 2);
+  // Each of the reply's chat:streaming events went out in a polling response, and was counted.
+  const streamed = events.filter((event) => event.name === "chat:streaming").length;
+  assert.ok(total("parley_edge_frames_sent_total", { dialect: "socketio" }) >= streamed,
+            page.split("\n").filter((line) => line.includes('dialect="socketio"')).join("\n"));
+  // Every series of the edge carries one of the five values, nothing else.
+  for (const sample of samples.filter((sample) => "dialect" in sample.labels)) {
+    assert.ok(["native", "copilot", "ai_chat", "agent", "socketio", "http"]
+                  .includes(sample.labels.dialect), `${sample.name}: ${sample.labels.dialect}`);
+  }
+
+  // promtool comes with Debian's prometheus package (scripts/install-deps --with-tests).
+  const promtool = spawnSync("promtool", ["check", "metrics"], { input: page, encoding: "utf8" });
+  assert.equal(promtool.error, undefined, `promtool: ${promtool.error}`);
+  assert.equal(promtool.status, 0, `promtool check metrics:\n${promtool.stdout}${promtool.stderr}`);
 });
