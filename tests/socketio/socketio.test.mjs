@@ -594,33 +594,9 @@ async function startRecordingUpstream(reply) {
 }
 
 /** The copilot hook's client: one message on /copilot, its frames up to stream_complete. */
-async function copilotTurn(addr, user, bearer, frame) {
-  const socket = new WebSocket(`ws://${addr}/copilot?userId=${user}&token=${bearer}`);
-  const frames = [];
-  try {
-    const completed = new Promise((resolve, reject) => {
-      const timer = setTimeout(
-          () => reject(new Error(`no stream_complete: ${JSON.stringify(frames)}`)), kStepTimeoutMs);
-      socket.addEventListener("message", (message) => {
-        const parsed = JSON.parse(message.data);
-        frames.push(parsed);
-        if (parsed.type === "stream_complete" || parsed.type === "error") {
-          clearTimeout(timer);
-          resolve();
-        }
-      });
-      socket.addEventListener("error", () => reject(new Error("copilot WebSocket error")));
-    });
-    await new Promise((resolve, reject) => {
-      socket.addEventListener("open", resolve);
-      socket.addEventListener("error", () => reject(new Error("copilot WebSocket error")));
-    });
-    socket.send(JSON.stringify(frame));
-    await completed;
-    return frames;
-  } finally {
-    socket.close();
-  }
+function copilotTurn(addr, user, bearer, frame) {
+  return webSocketFrames(`ws://${addr}/copilot?userId=${user}&token=${bearer}`, frame,
+                         (received) => ["stream_complete", "error"].includes(received.type));
 }
 
 /** What the model was asked, as [role, content] pairs. */
