@@ -139,8 +139,9 @@ void HttpSession::OnShutdown() {
 }
 
 HttpHandoff HttpSession::HandOff(Request request) {
+  // The connection stays registered until this session ends, after its new owner has registered
+  // it: shutdown must never see a moment when a connection is in neither registry.
   handed_off_ = true;
-  context_.http_connections.Remove(registry_key_);
   return HttpHandoff{std::move(stream_), std::move(buffer_), std::move(request)};
 }
 
@@ -280,7 +281,6 @@ void HttpSession::Upgrade(const Dialect& dialect, Request request, const std::st
   // The WebSocket takes over the socket; its timeouts replace the HTTP ones.
   stream_.expires_never();
   handed_off_ = true;
-  context_.http_connections.Remove(registry_key_);
   const auto traceparent = request.find("traceparent");
   common::TraceContext trace = common::ContinueOrStartTrace(
       traceparent == request.end()
@@ -290,6 +290,9 @@ void HttpSession::Upgrade(const Dialect& dialect, Request request, const std::st
       stream_.release_socket(), context_, context_.metrics.Dialect(dialect.label),
       dialect.new_session(context_), std::move(opened), std::move(subprotocol), std::move(trace))
       ->Run(std::move(request));
+  // Only now that the WebSocket is among the open connections does it leave the HTTP ones, so
+  // shutdown, waiting on one and then the other, cannot miss it and stop the server under it.
+  context_.http_connections.Remove(registry_key_);
 }
 
 void HttpSession::CheckReady(Request request) {
