@@ -213,8 +213,53 @@ void MessageWriter::Start(persistence_pb::StreamOpen open, absl::Duration deadli
     absl::MutexLock lock(&mutex_);
     self_ = shared_from_this();
     open_ = std::move(open);
+    ArmStallCheck(absl::Now() + StallTimeout());
   }
   Connect();
+}
+
+absl::Duration MessageWriter::StallTimeout() const {
+  // A zero readiness timeout (fail at once) must not make the check spin.
+  return std::max(readiness_->timeout(), absl::Milliseconds(100));
+}
+
+bool MessageWriter::WaitingLocked() const {
+  return !unacked_.empty() || (finish_.has_value() && !finished_);
+}
+
+void MessageWriter::ArmStallCheck(absl::Time at) {
+  spent_stall_alarm_ = std::move(stall_alarm_);
+  stall_alarm_ = std::make_unique<grpc::Alarm>();
+  stall_alarm_->Set(absl::ToChronoTime(at),
+                    [weak = std::weak_ptr<MessageWriter>(shared_from_this())](bool fired) {
+                      std::shared_ptr<MessageWriter> self = weak.lock();
+                      if (fired && self != nullptr) {
+                        self->OnStallCheck();
+                      }
+                    });
+}
+
+void MessageWriter::OnStallCheck() {
+  std::shared_ptr<Attempt> stalled;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (done_reported_) {
+      return;
+    }
+    const absl::Time now = absl::Now();
+    const absl::Duration timeout = StallTimeout();
+    if (attempt_ != nullptr && WaitingLocked() && now - waiting_since_ >= timeout) {
+      stalled = attempt_;
+      stalled_ = stalled.get();
+    }
+    ArmStallCheck(WaitingLocked() && waiting_since_ > now - timeout ? waiting_since_ + timeout
+                                                                    : now + timeout);
+  }
+  // Its end (cancelled, not by this writer's owner) is a broken stream: opened again, or given
+  // up on past the readiness timeout.
+  if (stalled != nullptr) {
+    stalled->Cancel();
+  }
 }
 
 void MessageWriter::Connect() {
@@ -240,6 +285,8 @@ void MessageWriter::OnReady(absl::Status ready) {
         *frames.emplace_back().mutable_finish() = *finish_;
       }
       attempt = attempt_ = std::make_shared<Attempt>(shared_from_this(), std::move(frames));
+      // A new stream's frames wait from the moment it opens.
+      waiting_since_ = absl::Now();
     }
   }
   if (attempt == nullptr) {
@@ -257,6 +304,9 @@ void MessageWriter::Append(int64_t seq, std::string text) {
       return;
     }
     last_seq_ = seq;
+    if (!WaitingLocked()) {
+      waiting_since_ = absl::Now();
+    }
     persistence_pb::StreamDelta& delta = unacked_.emplace_back();
     delta.set_seq(seq);
     delta.set_text(std::move(text));
@@ -278,6 +328,9 @@ void MessageWriter::Finish(persistence_pb::MessageStatus status, std::string fin
     absl::MutexLock lock(&mutex_);
     if (finish_.has_value() || self_ == nullptr) {
       return;
+    }
+    if (!WaitingLocked()) {
+      waiting_since_ = absl::Now();
     }
     persistence_pb::StreamFinish& finish = finish_.emplace();
     finish.set_status(status);
@@ -319,6 +372,7 @@ void MessageWriter::OnAck(const Attempt* attempt,
   }
   // The stream works: a later break gets the whole readiness timeout again.
   give_up_at_.reset();
+  waiting_since_ = absl::Now();
   durable_seq_ = std::max(durable_seq_, response.durable_seq());
   while (!unacked_.empty() && unacked_.front().seq() <= durable_seq_) {
     unacked_.pop_front();
@@ -338,6 +392,12 @@ void MessageWriter::OnAttemptDone(const Attempt* attempt, absl::Status status) {
       return;
     }
     attempt_.reset();
+    if (attempt == stalled_) {
+      stalled_ = nullptr;
+      status =
+          absl::UnavailableError(absl::StrCat("persistence acknowledged nothing for ",
+                                              absl::ToInt64Milliseconds(StallTimeout()), " ms"));
+    }
     // The message is no longer streaming when it is opened again: the `finish` a broken stream
     // carried may have been stored before its acknowledgement was lost.
     check_finish = reopened_ && finish_.has_value();
@@ -412,6 +472,7 @@ void MessageWriter::Done(absl::Status status) {
     }
     done = std::move(done_);
     done_ = nullptr;
+    done_reported_ = true;
     self = std::move(self_);
   }
   if (done) {

@@ -15,6 +15,7 @@
 #include "common/trace_context.h"
 #include "edge/clients/backend_readiness.h"
 #include "edge/clients/read_stream.h"
+#include "grpcpp/alarm.h"
 #include "grpcpp/channel.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/support/client_callback.h"
@@ -35,6 +36,11 @@ namespace persistence_pb = ::parley::persistence::v1;
 // then `finish` if it was queued; persistence ignores the deltas it had already stored. The
 // writer gives up only when persistence stays away past the readiness timeout, or refuses the
 // message, and its Result says so.
+//
+// A stream whose frames go unacknowledged for the readiness timeout counts as broken too: a
+// replica that hangs (stopped, or wedged) keeps its TCP connection and its HTTP/2 pings go
+// unanswered only after keepalive's 15 s, twice over if the reconnect lands on the same
+// connection; the client would wait half a minute to learn its reply is not stored.
 class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
  public:
   struct Result {
@@ -75,6 +81,12 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
   void CheckFinished(absl::Status refusal);
   // Reports the end, once; the writer may be destroyed after it.
   void Done(absl::Status status);
+  // Checks, every readiness timeout until the end, that a stream with frames waiting got an
+  // acknowledgement within it; cancels the stream that did not.
+  void ArmStallCheck(absl::Time at) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  void OnStallCheck();
+  bool WaitingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  absl::Duration StallTimeout() const;
 
   persistence_pb::ConversationService::Stub* const stub_;
   BackendReadiness* const readiness_;
@@ -90,6 +102,15 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
   std::shared_ptr<Attempt> attempt_ ABSL_GUARDED_BY(mutex_);
   // Set when a stream broke and no later one got an acknowledgement: the writer gives up then.
   std::optional<absl::Time> give_up_at_ ABSL_GUARDED_BY(mutex_);
+  // Since when the frames now waiting for an acknowledgement have waited without one.
+  absl::Time waiting_since_ ABSL_GUARDED_BY(mutex_) = absl::InfiniteFuture();
+  // The stream cancelled by the stall check, whose end is reported as persistence's silence.
+  const Attempt* stalled_ ABSL_GUARDED_BY(mutex_) = nullptr;
+  // The armed check, and the one whose callback armed it (an alarm is not re-armed or destroyed
+  // from its own callback).
+  std::unique_ptr<grpc::Alarm> stall_alarm_ ABSL_GUARDED_BY(mutex_);
+  std::unique_ptr<grpc::Alarm> spent_stall_alarm_ ABSL_GUARDED_BY(mutex_);
+  bool done_reported_ ABSL_GUARDED_BY(mutex_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mutex_) = false;
   // A stream ended, so the next one opens the message again.
   bool reopened_ ABSL_GUARDED_BY(mutex_) = false;

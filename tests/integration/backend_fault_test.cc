@@ -10,6 +10,7 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "boost/json/object.hpp"
 #include "boost/json/serialize.hpp"
@@ -478,8 +479,9 @@ TEST_F(BackendFaultTest, PersistenceHungMidReplyTellsTheClientTheReplyIsNotStore
   ASSERT_NE(client, nullptr);
   Received received;
   Send(*client, "pstop-1", received, /*stop_after_seq=*/3);
-  // The unanswered keepalive ends the write stream; a new one cannot connect to the stopped
-  // process within the timeout.
+  // Nothing is acknowledged for the readiness timeout: the stream counts as broken, is opened
+  // again (on the same connection, which the stopped process still holds) and, unanswered
+  // again, given up on.
   persistence_->Signal(SIGSTOP);
   ReadReply(*client, received);
   ASSERT_TRUE(received.end.has_value());
@@ -491,6 +493,25 @@ TEST_F(BackendFaultTest, PersistenceHungMidReplyTellsTheClientTheReplyIsNotStore
   const persistence_pb::Message stored = Stored("pstop-user", received.message_id);
   EXPECT_TRUE(absl::StartsWith(received.text, stored.content()));
   ExpectCompleteTurn(*client, "pstop-2");
+}
+
+TEST_F(BackendFaultTest, PersistenceHungPastTheAckTimeoutGetsTheReplyAgainWhenItWakes) {
+  StartEdge({"--backend_ready_timeout_ms=5000"});
+  std::unique_ptr<WsClient> client = Connect("nap-user");
+  ASSERT_NE(client, nullptr);
+  Received received;
+  Send(*client, "nap-1", received, /*stop_after_seq=*/3);
+  // Stopped for longer than the edge waits for an acknowledgement: the stream counts as broken
+  // and is opened again, and the process wakes within the second wait, takes the resent deltas
+  // and stores the whole reply.
+  persistence_->Signal(SIGSTOP);
+  absl::SleepFor(absl::Seconds(6));
+  persistence_->Signal(SIGCONT);
+  ReadReply(*client, received);
+  ASSERT_TRUE(received.end.has_value());
+  EXPECT_EQ(Str(*received.end, "type"), "stream_complete") << json::serialize(*received.end);
+  EXPECT_FALSE(received.out_of_order);
+  ExpectStoredAsSeen("nap-user", received, persistence_pb::MESSAGE_STATUS_COMPLETE);
 }
 
 // The same stack on the PostgreSQL cluster of tests/persistence/with_postgres.sh, which also
