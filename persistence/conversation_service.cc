@@ -8,6 +8,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/admission.h"
 
 namespace parley::persistence {
 namespace {
@@ -794,12 +795,21 @@ template <typename Work>
 grpc::ServerUnaryReactor* ConversationService::RunOnPool(grpc::CallbackServerContext* context,
                                                          const char* operation, Work work) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
-  const bool queued = pool_.TrySubmit([this, reactor, operation, work = std::move(work)]() mutable {
+  auto task = [this, reactor, operation, work = std::move(work)]() mutable {
     const absl::Time start = absl::Now();
     const absl::Status status = work();
     metrics_.ObserveOperation(operation, absl::Now() - start);
     reactor->Finish(ToGrpcStatus(status));
-  });
+  };
+  const auto admission = context->client_metadata().find(common::kAdmissionMetadataKey);
+  const bool continuing = admission != context->client_metadata().end() &&
+                          admission->second == common::kAdmissionContinuing;
+  if (continuing) {
+    // Work already accepted (a turn past its acknowledgement) is finished, not shed.
+    pool_.Submit(std::move(task));
+    return reactor;
+  }
+  const bool queued = pool_.TrySubmit(std::move(task));
   if (!queued) {
     metrics_.Overloaded(operation);
     reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(

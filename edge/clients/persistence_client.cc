@@ -5,6 +5,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
+#include "common/admission.h"
 #include "edge/clients/grpc_status.h"
 
 namespace parley::edge {
@@ -20,10 +21,14 @@ struct UnaryCall {
 
 template <class Request, class Response, class Method>
 void CallUnary(BackendReadiness& readiness, Method method, Request request, absl::Duration deadline,
-               const common::TraceContext& trace, PersistenceClient::Callback<Response> done) {
+               const common::TraceContext& trace, PersistenceClient::Callback<Response> done,
+               Admission admission = Admission::kNew) {
   auto call = std::make_shared<UnaryCall<Request, Response>>();
   call->request = std::move(request);
   common::AttachTraceContext(call->context, trace);
+  if (admission == Admission::kContinuing) {
+    call->context.AddMetadata(common::kAdmissionMetadataKey, common::kAdmissionContinuing);
+  }
   readiness.WhenReady([call, method = std::move(method), deadline,
                        done = std::move(done)](absl::Status ready) mutable {
     if (!ready.ok()) {
@@ -489,7 +494,8 @@ PersistenceClient::PersistenceClient(std::shared_ptr<grpc::Channel> channel,
 
 void PersistenceClient::AppendMessage(persistence_pb::AppendMessageRequest request,
                                       const common::TraceContext& trace,
-                                      Callback<persistence_pb::AppendMessageResponse> done) {
+                                      Callback<persistence_pb::AppendMessageResponse> done,
+                                      Admission admission) {
   auto* async = stub_->async();
   CallUnary(
       *readiness_,
@@ -497,12 +503,13 @@ void PersistenceClient::AppendMessage(persistence_pb::AppendMessageRequest reque
               persistence_pb::AppendMessageResponse* resp, std::function<void(grpc::Status)> cb) {
         async->AppendMessage(context, req, resp, std::move(cb));
       },
-      std::move(request), deadline_, trace, std::move(done));
+      std::move(request), deadline_, trace, std::move(done), admission);
 }
 
 void PersistenceClient::ListMessages(persistence_pb::ListMessagesRequest request,
                                      const common::TraceContext& trace,
-                                     Callback<persistence_pb::ListMessagesResponse> done) {
+                                     Callback<persistence_pb::ListMessagesResponse> done,
+                                     Admission admission) {
   auto* async = stub_->async();
   CallUnary(
       *readiness_,
@@ -510,7 +517,7 @@ void PersistenceClient::ListMessages(persistence_pb::ListMessagesRequest request
               persistence_pb::ListMessagesResponse* resp, std::function<void(grpc::Status)> cb) {
         async->ListMessages(context, req, resp, std::move(cb));
       },
-      std::move(request), deadline_, trace, std::move(done));
+      std::move(request), deadline_, trace, std::move(done), admission);
 }
 
 void PersistenceClient::GetMessage(persistence_pb::GetMessageRequest request,

@@ -25,6 +25,10 @@ namespace parley::edge {
 
 namespace persistence_pb = ::parley::persistence::v1;
 
+// Whether a call starts new work (persistence may shed it when overloaded) or continues work it
+// already accepted (queued however long the queue).
+enum class Admission { kNew, kContinuing };
+
 // Streams one assistant message into persistence (WriteMessageStream): `open`,
 // then deltas in order, then `finish`. Calls never block; frames are queued and
 // written one at a time. Callbacks run on gRPC threads: consumers hand them to
@@ -144,12 +148,16 @@ class PersistenceClient {
   template <class T>
   using Callback = std::function<void(absl::StatusOr<T>)>;
 
-  // `trace` is the turn's (or request's) trace context, propagated as `traceparent`.
+  // `trace` is the turn's (or request's) trace context, propagated as `traceparent`. A call that
+  // continues an acknowledged turn says so (`admission`), and persistence queues it rather than
+  // shedding it (common/admission.h).
   void AppendMessage(persistence_pb::AppendMessageRequest request,
                      const common::TraceContext& trace,
-                     Callback<persistence_pb::AppendMessageResponse> done);
+                     Callback<persistence_pb::AppendMessageResponse> done,
+                     Admission admission = Admission::kNew);
   void ListMessages(persistence_pb::ListMessagesRequest request, const common::TraceContext& trace,
-                    Callback<persistence_pb::ListMessagesResponse> done);
+                    Callback<persistence_pb::ListMessagesResponse> done,
+                    Admission admission = Admission::kNew);
 
   void GetMessage(persistence_pb::GetMessageRequest request, const common::TraceContext& trace,
                   Callback<persistence_pb::GetMessageResponse> done);

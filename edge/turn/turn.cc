@@ -328,7 +328,8 @@ void Turn::FindExistingReply() {
         }
         // The first attempt stored the message but never got to open a reply: answer it now.
         self->LoadHistory();
-      }));
+      }),
+      Admission::kContinuing);
 }
 
 void Turn::FollowExistingReply() {
@@ -359,7 +360,8 @@ void Turn::LoadHistory() {
         }
         self->history_.assign(response->messages().begin(), response->messages().end());
         self->ResolveModel();
-      }));
+      }),
+      Admission::kContinuing);
 }
 
 void Turn::ResolveModel() {
@@ -418,7 +420,8 @@ void Turn::OpenAssistantMessage() {
           return self->FollowExistingReply();
         }
         self->StartStreams();
-      }));
+      }),
+      Admission::kContinuing);
 }
 
 void Turn::StartStreams() {
