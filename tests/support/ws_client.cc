@@ -166,14 +166,20 @@ int64_t Int(const boost::json::object& frame, const char* key) {
 }
 
 std::optional<boost::json::object> ReadUntil(WsClient& client, const std::string& type) {
+  // What was passed over, so that a failure says what came instead.
+  std::string skipped;
   while (true) {
     absl::StatusOr<boost::json::object> frame = client.ReadJson();
     if (!frame.ok()) {
-      ADD_FAILURE() << "no " << type << ": " << frame.status();
+      ADD_FAILURE() << "no " << type << ": " << frame.status()
+                    << "; before that: " << (skipped.empty() ? "nothing" : skipped);
       return std::nullopt;
     }
     if (Str(*frame, "type") == type) {
       return *std::move(frame);
+    }
+    if (skipped.size() < 2000) {
+      absl::StrAppend(&skipped, boost::json::serialize(*frame), " ");
     }
   }
 }
