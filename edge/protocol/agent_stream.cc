@@ -6,19 +6,14 @@
 #include "absl/strings/str_cat.h"
 #include "boost/json/object.hpp"
 #include "boost/json/serialize.hpp"
+#include "common/overloaded.h"
 
 namespace parley::edge {
 namespace {
 
 namespace json = boost::json;
 
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-// Spelled out for compilers without C++20 aggregate deduction (clang 14, used for fuzzing).
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
+using ::parley::common::Overloaded;
 
 json::string_view Json(absl::string_view text) {
   return json::string_view(text.data(), text.size());

@@ -9,19 +9,14 @@
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "boost/json/value.hpp"
+#include "common/overloaded.h"
 
 namespace parley::edge::copilot {
 namespace {
 
 namespace json = boost::json;
 
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-// Spelled out for compilers without C++20 aggregate deduction (clang 14, used for fuzzing).
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
+using ::parley::common::Overloaded;
 
 ErrorEvent Invalid(ErrorCode code, std::string message) {
   return ErrorEvent{code, std::move(message), ""};

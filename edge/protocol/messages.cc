@@ -1,15 +1,11 @@
 #include "edge/protocol/messages.h"
 
+#include "common/overloaded.h"
+
 namespace parley::edge {
 namespace {
 
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-// Spelled out for compilers without C++20 aggregate deduction (clang 14, used for fuzzing).
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
+using ::parley::common::Overloaded;
 
 }  // namespace
 

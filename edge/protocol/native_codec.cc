@@ -10,19 +10,14 @@
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "boost/json/value.hpp"
+#include "common/overloaded.h"
 
 namespace parley::edge {
 namespace {
 
 namespace json = boost::json;
 
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-// Spelled out for compilers without C++20 aggregate deduction (clang 14, used for fuzzing).
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
+using ::parley::common::Overloaded;
 
 ErrorEvent Invalid(ErrorCode code, std::string message, std::string id = "") {
   return ErrorEvent{code, std::move(message), std::move(id)};

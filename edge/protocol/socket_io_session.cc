@@ -12,6 +12,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "boost/json/object.hpp"
+#include "common/overloaded.h"
 #include "edge/auth/token_source.h"
 
 namespace parley::edge {
@@ -20,13 +21,7 @@ namespace {
 namespace json = boost::json;
 using engine_io::PacketType;
 
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-// Spelled out for compilers without C++20 aggregate deduction (clang 14, used for fuzzing).
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
+using ::parley::common::Overloaded;
 
 // What seed clients send before a login: an absent, empty, "null" or "undefined" token is no
 // token at all.

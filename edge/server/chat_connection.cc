@@ -7,6 +7,7 @@
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
 #include "boost/asio/post.hpp"
+#include "common/overloaded.h"
 #include "edge/auth/authenticator.h"
 #include "edge/server/http_session.h"
 #include "edge/server/server_context.h"
@@ -20,13 +21,7 @@ namespace {
 
 namespace net = boost::asio;
 
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-// Spelled out for compilers without C++20 aggregate deduction (clang 14, used for fuzzing).
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
+using ::parley::common::Overloaded;
 
 uint64_t NextRoomKey() {
   static std::atomic<uint64_t> next{1};

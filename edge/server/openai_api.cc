@@ -19,6 +19,7 @@
 #include "boost/json/object.hpp"
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
+#include "common/overloaded.h"
 #include "edge/auth/token_source.h"
 #include "edge/server/http_chat_exchange.h"
 #include "edge/server/http_session.h"
@@ -33,13 +34,7 @@ namespace json = boost::json;
 namespace http = boost::beast::http;
 namespace net = boost::asio;
 
-template <class... Ts>
-struct Overloaded : Ts... {
-  using Ts::operator()...;
-};
-// Spelled out for compilers without C++20 aggregate deduction (clang 14, used for fuzzing).
-template <class... Ts>
-Overloaded(Ts...) -> Overloaded<Ts...>;
+using ::parley::common::Overloaded;
 
 constexpr absl::string_view kCompletionsPath = "/v1/chat/completions";
 constexpr absl::string_view kModelsPath = "/v1/models";
