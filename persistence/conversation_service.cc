@@ -126,14 +126,16 @@ bool IsTerminal(v1::MessageStatus status) {
          status == v1::MESSAGE_STATUS_INTERRUPTED || status == v1::MESSAGE_STATUS_ERROR;
 }
 
+absl::Time TimeOf(const google::protobuf::Timestamp& time) {
+  return absl::FromUnixSeconds(time.seconds()) + absl::Nanoseconds(time.nanos());
+}
+
 // A typing signal is worth nothing late; every other event is always delivered.
 bool IsStale(const v1::ConversationEvent& event, absl::Duration max_age) {
   if (!event.has_signal() || event.signal().kind() != v1::SIGNAL_KIND_TYPING) {
     return false;
   }
-  const absl::Time sent = absl::FromUnixSeconds(event.event_time().seconds()) +
-                          absl::Nanoseconds(event.event_time().nanos());
-  return absl::Now() - sent > max_age;
+  return absl::Now() - TimeOf(event.event_time()) > max_age;
 }
 
 // WriteMessageStream: `open`, then `delta`s handed to the group committer,
@@ -595,7 +597,10 @@ class ConversationWatchReactor final
  public:
   ConversationWatchReactor(ConversationService::Deps deps,
                            const v1::WatchConversationRequest& request)
-      : deps_(deps), user_id_(request.user_id()), conversation_id_(request.conversation_id()) {
+      : deps_(deps),
+        user_id_(request.user_id()),
+        conversation_id_(request.conversation_id()),
+        client_name_(request.client_conversation_id()) {
     deps_.metrics.watchers().Increment();
     deps_.pool.Submit([this] { Check(); });
   }
@@ -634,7 +639,7 @@ class ConversationWatchReactor final
       subscribed = subscribed_;
     }
     if (subscribed) {
-      deps_.hub.UnsubscribeConversation(conversation_id_, this);
+      deps_.hub.UnsubscribeConversation(this);
     }
     deps_.metrics.watchers().Decrement();
     delete this;
@@ -669,11 +674,26 @@ class ConversationWatchReactor final
   }
 
   void Check() {
-    absl::StatusOr<v1::Conversation> conversation =
-        deps_.store.GetConversation(user_id_, conversation_id_);
-    if (conversation.ok()) {
-      // Subscribed before `ready` is queued, so `ready` precedes every event.
-      deps_.hub.SubscribeConversation(conversation_id_, this);
+    absl::StatusOr<v1::Conversation> conversation;
+    if (client_name_.empty()) {
+      conversation = deps_.store.GetConversation(user_id_, conversation_id_);
+      if (conversation.ok()) {
+        // Subscribed before `ready` is queued, so `ready` precedes every event.
+        deps_.hub.SubscribeConversation(conversation_id_, this);
+      }
+    } else {
+      // Waiting for the name before looking, so a conversation created meanwhile is not missed:
+      // its creation moves this watcher to it.
+      deps_.hub.SubscribeClientName(user_id_, client_name_, this);
+      conversation = deps_.store.GetClientNamedConversation(user_id_, client_name_);
+      if (conversation.ok()) {
+        deps_.hub.SubscribeConversation(conversation->id(), this);
+      } else if (conversation.status().code() == absl::StatusCode::kNotFound) {
+        // Not stored yet: followed from the message that creates it.
+        conversation = v1::Conversation();
+      } else {
+        deps_.hub.UnsubscribeConversation(this);
+      }
     }
     {
       absl::MutexLock lock(&mu_);
@@ -682,7 +702,7 @@ class ConversationWatchReactor final
         Fail(ToGrpcStatus(conversation.status()));
       } else {
         subscribed_ = true;
-        queue_.emplace_front().mutable_ready();
+        queue_.emplace_front().mutable_ready()->set_conversation_id(conversation->id());
       }
     }
     Step();
@@ -698,6 +718,7 @@ class ConversationWatchReactor final
         while (!queue_.empty() && queue_.front().has_event() &&
                IsStale(queue_.front().event(), deps_.signal_max_age)) {
           queue_.pop_front();
+          deps_.metrics.signals_dropped_at_delivery().Increment();
         }
         if (!queue_.empty()) {
           response_ = std::move(queue_.front());
@@ -720,7 +741,8 @@ class ConversationWatchReactor final
 
   ConversationService::Deps deps_;
   const std::string user_id_;
-  const std::string conversation_id_;
+  const std::string conversation_id_;  // Empty for a watch by client name.
+  const std::string client_name_;
   absl::Mutex mu_;
   v1::WatchConversationResponse response_;  // owned by the write in flight
   std::deque<v1::WatchConversationResponse> queue_ ABSL_GUARDED_BY(mu_);
@@ -774,6 +796,7 @@ ConversationService::ConversationService(Store& store,
       deps_{store_, metrics_, pool_, committer_, hub_, leases_, options.signal_max_age} {
   store_.SetEventListener([this](const v1::ConversationEvent& event) {
     if (IsStale(event, deps_.signal_max_age)) {
+      metrics_.signals_dropped_at_delivery().Increment();
       return;
     }
     hub_.Publish(event);
@@ -976,7 +999,7 @@ grpc::ServerUnaryReactor* ConversationService::AppendMessage(
         CheckOptionalId(request->conversation_id(), "conversation_id"),
         CheckOptionalId(request->parent_id(), "parent_id"),
         CheckOptionalId(request->client_message_id(), "client_message_id"),
-        CheckOptionalId(request->model(), "model"),
+        CheckOptionalId(request->model(), "model"), CheckOptionalId(request->origin(), "origin"),
         CheckText(request->content(), kMaxContentBytes, "content"),
         CheckText(request->conversation_title(), kMaxTitleBytes, "conversation_title")}) {
     if (!status.ok()) {
@@ -1085,8 +1108,15 @@ grpc::ServerWriteReactor<v1::WatchMessageResponse>* ConversationService::WatchMe
 
 grpc::ServerWriteReactor<v1::WatchConversationResponse>* ConversationService::WatchConversation(
     grpc::CallbackServerContext* /*context*/, const v1::WatchConversationRequest* request) {
-  for (const absl::Status& status : {CheckId(request->user_id(), "user_id"),
-                                     CheckId(request->conversation_id(), "conversation_id")}) {
+  const bool named = !request->client_conversation_id().empty();
+  for (const absl::Status& status :
+       {CheckId(request->user_id(), "user_id"),
+        named
+            ? CheckClientConversationId(request->client_conversation_id(), "client_conversation_id")
+            : CheckId(request->conversation_id(), "conversation_id"),
+        named && !request->conversation_id().empty()
+            ? absl::InvalidArgumentError("set conversation_id or client_conversation_id, not both")
+            : absl::OkStatus()}) {
     if (!status.ok()) {
       return new RefusedReactor<grpc::ServerWriteReactor<v1::WatchConversationResponse>>(status);
     }
@@ -1115,6 +1145,18 @@ grpc::ServerUnaryReactor* ConversationService::PublishSignal(
     v1::ConversationEvent event;
     event.set_conversation_id(request->conversation_id());
     *event.mutable_signal() = request->signal();
+    const absl::Time now = absl::Now();
+    if (request->has_sent_time() && TimeOf(request->sent_time()) < now) {
+      // Its age counts from when it was made: a signal that waited on the way (a stopped
+      // replica, a full queue) is as old here as it really is. The store keeps an earlier time.
+      *event.mutable_event_time() = request->sent_time();
+    }
+    if (request->signal().kind() == v1::SIGNAL_KIND_TYPING &&
+        ((request->has_expire_time() && now > TimeOf(request->expire_time())) ||
+         (event.has_event_time() && IsStale(event, deps_.signal_max_age)))) {
+      metrics_.signals_dropped_at_publish().Increment();
+      return absl::DeadlineExceededError("the typing signal is too old to deliver; it was dropped");
+    }
     return store_.PublishSignal(request->user_id(), event);
   });
 }

@@ -47,7 +47,14 @@ PersistenceMetrics::PersistenceMetrics(prometheus::Registry& registry, absl::str
                           .Name("parley_persistence_streams_active")
                           .Help("WriteMessageStream calls currently open.")
                           .Register(registry)
-                          .Add({})) {}
+                          .Add({})),
+      signals_dropped_(prometheus::BuildCounter()
+                           .Name("parley_persistence_signals_dropped_total")
+                           .Help("Typing signals dropped because they were too old: refused when "
+                                 "published, or not delivered to a watcher.")
+                           .Register(registry)),
+      signals_dropped_at_publish_(signals_dropped_.Add({{"stage", "publish"}})),
+      signals_dropped_at_delivery_(signals_dropped_.Add({{"stage", "delivery"}})) {}
 
 void PersistenceMetrics::ObserveOperation(absl::string_view operation, absl::Duration duration) {
   operation_duration_

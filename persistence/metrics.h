@@ -27,6 +27,10 @@ class PersistenceMetrics {
   prometheus::Gauge& watchers() { return watchers_; }
   prometheus::Counter& deltas() { return deltas_; }
   prometheus::Gauge& streams_active() { return streams_active_; }
+  // A typing signal dropped because it was too old: refused when published (`publish`), or not
+  // delivered to a watcher (`delivery`).
+  prometheus::Counter& signals_dropped_at_publish() { return signals_dropped_at_publish_; }
+  prometheus::Counter& signals_dropped_at_delivery() { return signals_dropped_at_delivery_; }
 
  private:
   std::string store_kind_;
@@ -37,6 +41,9 @@ class PersistenceMetrics {
   prometheus::Gauge& watchers_;
   prometheus::Counter& deltas_;
   prometheus::Gauge& streams_active_;
+  prometheus::Family<prometheus::Counter>& signals_dropped_;
+  prometheus::Counter& signals_dropped_at_publish_;
+  prometheus::Counter& signals_dropped_at_delivery_;
 };
 
 }  // namespace parley::persistence

@@ -119,7 +119,8 @@ class Store {
                                                const std::string& message_id,
                                                int64_t after_seq) = 0;
 
-  // Tells the conversation's watchers of `event` (a signal, never stored).
+  // Tells the conversation's watchers of `event` (a signal, never stored), stamped with the time
+  // now unless it carries an earlier `event_time` (when its sender made it).
   // NOT_FOUND unless `user_id` owns the live conversation `event.conversation_id`.
   virtual absl::Status PublishSignal(const std::string& user_id,
                                      const v1::ConversationEvent& event) = 0;

@@ -1,5 +1,7 @@
 #include "persistence/watch_hub.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace parley::persistence {
 
 void WatchHub::Subscribe(const std::string& message_id, MessageWatcher* watcher) {
@@ -41,13 +43,32 @@ void WatchHub::Notify(const std::string& message_id) {
 void WatchHub::SubscribeConversation(const std::string& conversation_id,
                                      ConversationWatcher* watcher) {
   absl::MutexLock lock(&mu_);
+  UnsubscribeLocked(watcher);
   conversation_watchers_[conversation_id].insert(watcher);
+  watched_[watcher] = conversation_id;
 }
 
-void WatchHub::UnsubscribeConversation(const std::string& conversation_id,
-                                       ConversationWatcher* watcher) {
+void WatchHub::SubscribeClientName(const std::string& user_id, const std::string& name,
+                                   ConversationWatcher* watcher) {
   absl::MutexLock lock(&mu_);
-  auto it = conversation_watchers_.find(conversation_id);
+  UnsubscribeLocked(watcher);
+  std::string key = NameKey(user_id, name);
+  conversation_watchers_[key].insert(watcher);
+  watched_[watcher] = std::move(key);
+}
+
+void WatchHub::UnsubscribeConversation(ConversationWatcher* watcher) {
+  absl::MutexLock lock(&mu_);
+  UnsubscribeLocked(watcher);
+}
+
+void WatchHub::UnsubscribeLocked(ConversationWatcher* watcher) {
+  auto watched = watched_.find(watcher);
+  if (watched == watched_.end()) {
+    return;
+  }
+  auto it = conversation_watchers_.find(watched->second);
+  watched_.erase(watched);
   if (it == conversation_watchers_.end()) {
     return;
   }
@@ -59,6 +80,23 @@ void WatchHub::UnsubscribeConversation(const std::string& conversation_id,
 
 void WatchHub::Publish(const ::parley::persistence::v1::ConversationEvent& event) {
   absl::MutexLock lock(&mu_);
+  if (event.has_message_added() &&
+      !event.message_added().created_client_conversation_id().empty()) {
+    // The conversation its watchers by name were waiting for: they follow it from here on.
+    auto waiting = conversation_watchers_.find(
+        NameKey(event.message_added().created_for_user_id(),
+                event.message_added().created_client_conversation_id()));
+    if (waiting != conversation_watchers_.end()) {
+      std::unordered_set<ConversationWatcher*> moving = std::move(waiting->second);
+      conversation_watchers_.erase(waiting);
+      std::unordered_set<ConversationWatcher*>& into =
+          conversation_watchers_[event.conversation_id()];
+      for (ConversationWatcher* watcher : moving) {
+        into.insert(watcher);
+        watched_[watcher] = event.conversation_id();
+      }
+    }
+  }
   auto it = conversation_watchers_.find(event.conversation_id());
   if (it == conversation_watchers_.end()) {
     return;
@@ -66,6 +104,12 @@ void WatchHub::Publish(const ::parley::persistence::v1::ConversationEvent& event
   for (ConversationWatcher* watcher : it->second) {
     watcher->OnConversationEvent(event);
   }
+}
+
+std::string WatchHub::NameKey(const std::string& user_id, const std::string& name) {
+  // Neither a user id nor a name holds a control character, and no conversation id starts with
+  // one: the key cannot meet a conversation id or another user's name.
+  return absl::StrCat("\x01", user_id, "\n", name);
 }
 
 void WatchHub::PublishGap() {

@@ -38,9 +38,14 @@ class WatchHub {
   // An empty id wakes every watcher.
   void Notify(const std::string& message_id);
 
+  // A watcher follows one conversation at a time: subscribing again moves it.
   void SubscribeConversation(const std::string& conversation_id, ConversationWatcher* watcher);
-  // After this returns the watcher is never called again.
-  void UnsubscribeConversation(const std::string& conversation_id, ConversationWatcher* watcher);
+  // The user's conversation of a client name, not stored yet: the event of the message that
+  // creates it (on any replica) moves the watcher to that conversation, and is its first event.
+  void SubscribeClientName(const std::string& user_id, const std::string& name,
+                           ConversationWatcher* watcher);
+  // Wherever it is subscribed. After this returns the watcher is never called again.
+  void UnsubscribeConversation(ConversationWatcher* watcher);
   void Publish(const ::parley::persistence::v1::ConversationEvent& event);
   // Tells every conversation watcher that events may have been lost.
   void PublishGap();
@@ -49,8 +54,14 @@ class WatchHub {
   absl::Mutex mu_;
   std::unordered_map<std::string, std::unordered_set<MessageWatcher*>> watchers_
       ABSL_GUARDED_BY(mu_);
+  // Keyed by conversation id, or by NameKey() for watchers of a client name.
   std::unordered_map<std::string, std::unordered_set<ConversationWatcher*>> conversation_watchers_
       ABSL_GUARDED_BY(mu_);
+  // Each watcher's key in conversation_watchers_.
+  std::unordered_map<ConversationWatcher*, std::string> watched_ ABSL_GUARDED_BY(mu_);
+
+  void UnsubscribeLocked(ConversationWatcher* watcher) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
+  static std::string NameKey(const std::string& user_id, const std::string& name);
 };
 
 }  // namespace parley::persistence

@@ -485,7 +485,12 @@ void SqlStore::Published(const std::vector<v1::ConversationEvent>& events) {
 absl::Status SqlStore::PublishSignal(const std::string& user_id,
                                      const v1::ConversationEvent& event) {
   v1::ConversationEvent stamped = event;
-  SetTime(NowMicros(), stamped.mutable_event_time());
+  // The sender's time when it is earlier (the signal's age counts from there), else now.
+  const int64_t now = NowMicros();
+  if (!stamped.has_event_time() ||
+      stamped.event_time().seconds() * 1000000 + stamped.event_time().nanos() / 1000 > now) {
+    SetTime(now, stamped.mutable_event_time());
+  }
   const std::string payload = EncodeEvent(stamped);
   // Only a database that carries events needs a write transaction for them.
   absl::Status status =
@@ -797,6 +802,8 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
   AppendResult result;
   absl::Status status;
   v1::ConversationEvent event;
+  // The conversation of `client_name` is made by this append (its watches by name follow it).
+  bool created_named = false;
   absl::Duration lease;
   {
     absl::MutexLock lock(&listener_mu_);
@@ -808,6 +815,7 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
   for (int attempt = 0; attempt < kMaxIdRetries; ++attempt) {
     status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
       const int64_t now = NowMicros();
+      created_named = false;
       std::string conversation_id = request.conversation_id();
       if (conversation_id.empty() && !client_name.empty()) {
         absl::StatusOr<SqlRows> rows = tx.Query(
@@ -849,6 +857,7 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
           return inserted;
         }
         conversation_id = conversation.id();
+        created_named = !client_name.empty();
       } else {
         absl::StatusOr<v1::Conversation> conversation =
             LoadConversation(tx, user_id, conversation_id, database_->ForUpdate());
@@ -919,7 +928,13 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
         return updated;
       }
       event = NewEvent(conversation_id, now);
-      event.mutable_message_added()->mutable_message()->CopyFrom(message);
+      v1::MessageAdded& added = *event.mutable_message_added();
+      added.mutable_message()->CopyFrom(message);
+      added.set_origin(request.origin());
+      if (created_named) {
+        added.set_created_for_user_id(user_id);
+        added.set_created_client_conversation_id(client_name);
+      }
       return database_->PublishEvent(tx, EncodeEvent(event));
     });
     if (status.code() != absl::StatusCode::kAlreadyExists) {

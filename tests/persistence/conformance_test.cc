@@ -1297,11 +1297,16 @@ TEST_P(ConformanceTest, ConcurrentFirstUsesOnTwoReplicasCreateOneConversation) {
 // A conversation watch, read one response at a time.
 class ConversationWatch {
  public:
+  // `by_name`: `conversation_id` is a client's name of the conversation.
   ConversationWatch(v1::ConversationService::Stub* stub, const std::string& user,
-                    const std::string& conversation_id) {
+                    const std::string& conversation_id, bool by_name = false) {
     v1::WatchConversationRequest request;
     request.set_user_id(user);
-    request.set_conversation_id(conversation_id);
+    if (by_name) {
+      request.set_client_conversation_id(conversation_id);
+    } else {
+      request.set_conversation_id(conversation_id);
+    }
     reader_ = stub->WatchConversation(&context_, request);
   }
   ~ConversationWatch() {
@@ -1338,9 +1343,18 @@ class ConversationWatch {
   bool ended_ = false;
 };
 
+void SetTimestamp(absl::Time time, google::protobuf::Timestamp* timestamp) {
+  timestamp->set_seconds(absl::ToUnixSeconds(time));
+  timestamp->set_nanos(static_cast<int32_t>(
+      absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(absl::ToUnixSeconds(time)))));
+}
+
+// `sent` and `expire` are set when not InfinitePast.
 grpc::Status PublishSignal(v1::ConversationService::Stub* stub, const std::string& user,
                            const std::string& conversation_id, v1::SignalKind kind,
-                           const std::string& origin, const std::string& payload) {
+                           const std::string& origin, const std::string& payload,
+                           absl::Time sent = absl::InfinitePast(),
+                           absl::Time expire = absl::InfinitePast()) {
   grpc::ClientContext context;
   v1::PublishSignalRequest request;
   request.set_user_id(user);
@@ -1348,6 +1362,12 @@ grpc::Status PublishSignal(v1::ConversationService::Stub* stub, const std::strin
   request.mutable_signal()->set_kind(kind);
   request.mutable_signal()->set_origin(origin);
   request.mutable_signal()->set_payload(payload);
+  if (sent != absl::InfinitePast()) {
+    SetTimestamp(sent, request.mutable_sent_time());
+  }
+  if (expire != absl::InfinitePast()) {
+    SetTimestamp(expire, request.mutable_expire_time());
+  }
   v1::PublishSignalResponse response;
   return stub->PublishSignal(&context, request, &response);
 }
@@ -1430,6 +1450,117 @@ TEST_P(ConformanceTest, ALateTypingSignalIsDroppedWhileJoinsStillArrive) {
   v1::WatchConversationResponse next = watch.Next();
   ASSERT_TRUE(next.event().has_signal()) << next.DebugString();
   EXPECT_EQ(next.event().signal().kind(), v1::SIGNAL_KIND_JOIN);
+}
+
+// Its age counts from when the sender made it: a typing signal that waited on the way (a hung
+// replica) is refused when it arrives too old, or past the time its sender gave up on it.
+TEST_P(ConformanceTest, ATypingSignalThatArrivesTooOldIsRefusedNotDelivered) {
+  const v1::Conversation conversation = Create(alice_);
+  ConversationWatch watch(stub_, alice_, conversation.id());
+  ASSERT_TRUE(watch.Next().has_ready());
+  const absl::Time now = absl::Now();
+  EXPECT_EQ(PublishSignal(stub_, alice_, conversation.id(), v1::SIGNAL_KIND_TYPING, "a", "old",
+                          now - absl::Hours(1))
+                .error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  EXPECT_EQ(PublishSignal(stub_, alice_, conversation.id(), v1::SIGNAL_KIND_TYPING, "a", "given up",
+                          now, now - absl::Seconds(1))
+                .error_code(),
+            grpc::StatusCode::DEADLINE_EXCEEDED);
+  // Joins are never too old.
+  ASSERT_TRUE(PublishSignal(stub_, alice_, conversation.id(), v1::SIGNAL_KIND_JOIN, "a", "join",
+                            now - absl::Hours(1))
+                  .ok());
+  const absl::Time sent = absl::Now() - absl::Milliseconds(10);
+  ASSERT_TRUE(PublishSignal(stub_, alice_, conversation.id(), v1::SIGNAL_KIND_TYPING, "a", "fresh",
+                            sent, absl::Now() + absl::Seconds(60))
+                  .ok());
+  v1::WatchConversationResponse join = watch.Next();
+  ASSERT_TRUE(join.event().has_signal()) << join.DebugString();
+  EXPECT_EQ(join.event().signal().payload(), "join");
+  v1::WatchConversationResponse typing = watch.Next();
+  ASSERT_TRUE(typing.event().has_signal()) << typing.DebugString();
+  EXPECT_EQ(typing.event().signal().payload(), "fresh");
+  // Stamped with the sender's time, so every replica ages it from there.
+  google::protobuf::Timestamp expected;
+  SetTimestamp(sent, &expected);
+  EXPECT_EQ(typing.event().event_time().seconds(), expected.seconds());
+  EXPECT_EQ(typing.event().event_time().nanos() / 1000, expected.nanos() / 1000);
+}
+
+TEST_P(ConformanceTest, AMessageEventCarriesTheOriginOfItsAppend) {
+  const v1::Conversation conversation = Create(alice_);
+  ConversationWatch watch(stub_, alice_, conversation.id());
+  ASSERT_TRUE(watch.Next().has_ready());
+  v1::AppendMessageRequest request;
+  request.set_user_id(alice_);
+  request.set_conversation_id(conversation.id());
+  request.set_role(v1::ROLE_USER);
+  request.set_content("from an edge");
+  request.set_origin("edge-0123456789abcdef");
+  v1::AppendMessageResponse response;
+  ASSERT_TRUE(Append(request, &response).ok());
+  v1::WatchConversationResponse added = watch.Next();
+  ASSERT_TRUE(added.event().has_message_added()) << added.DebugString();
+  EXPECT_EQ(added.event().message_added().origin(), "edge-0123456789abcdef");
+  EXPECT_EQ(added.event().message_added().message().id(), response.message().id());
+  request.set_origin(std::string(129, 'o'));
+  EXPECT_EQ(Append(request, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+}
+
+// A client's name of a conversation not stored yet: its watch is ready at once and follows the
+// conversation from the message that creates it; another user's same name is not it.
+TEST_P(ConformanceTest, AWatchOfANameNotStoredYetFollowsItFromItsFirstMessage) {
+  ConversationWatch watch(stub_, alice_, "conv-watched", /*by_name=*/true);
+  v1::WatchConversationResponse ready = watch.Next();
+  ASSERT_TRUE(ready.has_ready()) << ready.DebugString();
+  EXPECT_EQ(ready.ready().conversation_id(), "");
+  ConversationWatch bobs(stub_, bob_, "conv-watched", /*by_name=*/true);
+  ASSERT_TRUE(bobs.Next().has_ready());
+
+  auto append_named = [&](const std::string& user, const std::string& content) {
+    v1::AppendMessageRequest request;
+    request.set_user_id(user);
+    request.set_client_conversation_id("conv-watched");
+    request.set_role(v1::ROLE_USER);
+    request.set_content(content);
+    v1::AppendMessageResponse response;
+    EXPECT_TRUE(Append(request, &response).ok());
+    return response.message();
+  };
+  const v1::Message first = append_named(alice_, "first");
+  v1::WatchConversationResponse created = watch.Next();
+  ASSERT_TRUE(created.event().has_message_added()) << created.DebugString();
+  EXPECT_EQ(created.event().conversation_id(), first.conversation_id());
+  EXPECT_EQ(created.event().message_added().message().id(), first.id());
+  EXPECT_EQ(created.event().message_added().created_client_conversation_id(), "conv-watched");
+  EXPECT_EQ(created.event().message_added().created_for_user_id(), alice_);
+  // From then on it is that conversation's watch.
+  ASSERT_TRUE(
+      PublishSignal(stub_, alice_, first.conversation_id(), v1::SIGNAL_KIND_JOIN, "a", "j").ok());
+  const v1::Message second = append_named(alice_, "second");
+  v1::WatchConversationResponse join = watch.Next();
+  ASSERT_TRUE(join.event().has_signal()) << join.DebugString();
+  v1::WatchConversationResponse added = watch.Next();
+  ASSERT_TRUE(added.event().has_message_added()) << added.DebugString();
+  EXPECT_EQ(added.event().message_added().message().id(), second.id());
+  EXPECT_EQ(added.event().message_added().created_client_conversation_id(), "");
+
+  // Bob's watch saw nothing of Alice's: its first event is his own conversation's creation.
+  const v1::Message bobs_first = append_named(bob_, "bob's");
+  v1::WatchConversationResponse bobs_created = bobs.Next();
+  ASSERT_TRUE(bobs_created.event().has_message_added()) << bobs_created.DebugString();
+  EXPECT_EQ(bobs_created.event().message_added().message().id(), bobs_first.id());
+  EXPECT_NE(bobs_first.conversation_id(), first.conversation_id());
+
+  // Stored: a watch by the name is of that conversation from the start.
+  ConversationWatch later(stub_, alice_, "conv-watched", /*by_name=*/true);
+  v1::WatchConversationResponse later_ready = later.Next();
+  ASSERT_TRUE(later_ready.has_ready());
+  EXPECT_EQ(later_ready.ready().conversation_id(), first.conversation_id());
+  ConversationWatch nameless(stub_, alice_, "", /*by_name=*/true);
+  EXPECT_FALSE(nameless.Next().has_ready());
+  EXPECT_EQ(nameless.Finish().error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
 TEST_P(ConformanceTest, AnAbandonedReplyEndsInterruptedWithItsStoredTextWhileAHeldOneLives) {
@@ -1537,6 +1668,35 @@ TEST_P(CrossReplicaTest, AWatchOnOneReplicaSeesMessagesAndSignalsFromAnother) {
   v1::WatchConversationResponse leave = watch.Next();
   ASSERT_TRUE(leave.event().has_signal()) << leave.DebugString();
   EXPECT_EQ(leave.event().signal().kind(), v1::SIGNAL_KIND_LEAVE);
+}
+
+TEST_P(CrossReplicaTest, AWatchOfANameOnOneReplicaFollowsItsCreationOnAnother) {
+  std::unique_ptr<Store> second_store = OpenTestStore(GetParam(), dir_);
+  ASSERT_NE(second_store, nullptr);
+  std::unique_ptr<Serving> second = Serve(*second_store);
+  ConversationWatch watch(second->stub.get(), alice_, "conv-elsewhere", /*by_name=*/true);
+  ASSERT_TRUE(watch.Next().has_ready());
+  v1::AppendMessageRequest request;
+  request.set_user_id(alice_);
+  request.set_client_conversation_id("conv-elsewhere");
+  request.set_role(v1::ROLE_USER);
+  request.set_content("made on the first replica");
+  v1::AppendMessageResponse response;
+  ASSERT_TRUE(Append(request, &response).ok());
+  v1::WatchConversationResponse created = watch.Next();
+  ASSERT_TRUE(created.event().has_message_added()) << created.DebugString();
+  EXPECT_EQ(created.event().conversation_id(), response.message().conversation_id());
+  // A typing signal, old already when it reaches the other replica, is not delivered there; a
+  // fresh one is.
+  const std::string& conversation_id = response.message().conversation_id();
+  EXPECT_FALSE(PublishSignal(stub_, alice_, conversation_id, v1::SIGNAL_KIND_TYPING, "e/1", "old",
+                             absl::Now() - absl::Hours(1))
+                   .ok());
+  ASSERT_TRUE(
+      PublishSignal(stub_, alice_, conversation_id, v1::SIGNAL_KIND_TYPING, "e/1", "fresh").ok());
+  v1::WatchConversationResponse typing = watch.Next();
+  ASSERT_TRUE(typing.event().has_signal()) << typing.DebugString();
+  EXPECT_EQ(typing.event().signal().payload(), "fresh");
 }
 
 INSTANTIATE_TEST_SUITE_P(Postgres, CrossReplicaTest, ::testing::Values("postgresql"));
