@@ -36,6 +36,10 @@ BackendReadiness::~BackendReadiness() {
 }
 
 void BackendReadiness::WhenReady(std::function<void(absl::Status)> then) {
+  WhenReady(std::move(then), absl::InfiniteFuture());
+}
+
+void BackendReadiness::WhenReady(std::function<void(absl::Status)> then, absl::Time deadline) {
   const grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
   if (state == GRPC_CHANNEL_READY) {
     return then(absl::OkStatus());
@@ -43,7 +47,15 @@ void BackendReadiness::WhenReady(std::function<void(absl::Status)> then) {
   {
     absl::MutexLock lock(&mutex_);
     if (!stopping_) {
-      waiters_.push_back(Waiter{absl::Now() + timeout_, std::move(then)});
+      const absl::Time now = absl::Now();
+      deadline = std::min(deadline, now + timeout_);
+      auto at = std::upper_bound(
+          waiters_.begin(), waiters_.end(), deadline,
+          [](absl::Time time, const Waiter& waiter) { return time < waiter.deadline; });
+      waiters_.insert(
+          at, Waiter{deadline, std::max(deadline - now, absl::ZeroDuration()), std::move(then)});
+      // A watch in place wakes within kLongestWatch, so a new earliest waiter is failed at most
+      // that late; readiness wakes every waiter at once.
       if (!watching_) {
         WatchLocked(state);
       }
@@ -89,7 +101,7 @@ void BackendReadiness::Run() {
     for (Waiter& waiter : expired) {
       waiter.then(
           absl::UnavailableError(absl::StrCat(backend_, " is not reachable: not connected within ",
-                                              absl::ToInt64Milliseconds(timeout_), " ms")));
+                                              absl::ToInt64Milliseconds(waiter.waited), " ms")));
     }
   }
 }

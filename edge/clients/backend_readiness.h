@@ -35,12 +35,16 @@ class BackendReadiness {
   // is), or with UNAVAILABLE when it was not ready within the timeout. `then` must not block: it
   // may run on the readiness thread, which serves every waiter.
   void WhenReady(std::function<void(absl::Status)> then);
+  // The same, but waits only until `deadline` when that comes before the timeout: for a call
+  // that is worth nothing later (a typing signal).
+  void WhenReady(std::function<void(absl::Status)> then, absl::Time deadline);
 
   absl::Duration timeout() const { return timeout_; }
 
  private:
   struct Waiter {
     absl::Time deadline;
+    absl::Duration waited;  // From its start to its deadline, for the error.
     std::function<void(absl::Status)> then;
   };
 
@@ -54,7 +58,7 @@ class BackendReadiness {
   grpc::CompletionQueue queue_;
 
   absl::Mutex mutex_;
-  // In order of their deadlines: every waiter gets the same timeout.
+  // In order of their deadlines.
   std::vector<Waiter> waiters_ ABSL_GUARDED_BY(mutex_);
   bool watching_ ABSL_GUARDED_BY(mutex_) = false;
   bool stopping_ ABSL_GUARDED_BY(mutex_) = false;

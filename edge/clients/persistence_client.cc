@@ -19,41 +19,44 @@ struct UnaryCall {
   Response response;
 };
 
+// `until`, when finite, bounds the whole call, the wait for readiness included.
 template <class Request, class Response, class Method>
 void CallUnary(BackendReadiness& readiness, Method method, Request request, absl::Duration deadline,
                const common::TraceContext& trace, PersistenceClient::Callback<Response> done,
-               Admission admission = Admission::kNew) {
+               Admission admission = Admission::kNew, absl::Time until = absl::InfiniteFuture()) {
   auto call = std::make_shared<UnaryCall<Request, Response>>();
   call->request = std::move(request);
   common::AttachTraceContext(call->context, trace);
   if (admission == Admission::kContinuing) {
     call->context.AddMetadata(common::kAdmissionMetadataKey, common::kAdmissionContinuing);
   }
-  readiness.WhenReady([call, method = std::move(method), deadline,
-                       done = std::move(done)](absl::Status ready) mutable {
-    if (!ready.ok()) {
-      return done(std::move(ready));
-    }
-    // The deadline counts from here: waiting for the backend does not eat into the call's time.
-    call->context.set_deadline(absl::ToChronoTime(absl::Now() + deadline));
-    // The channel may have lost its connection since it reported ready; the call then waits
-    // for the reconnect (within its deadline) instead of failing at once.
-    call->context.set_wait_for_ready(true);
-    method(
-        &call->context, &call->request, &call->response,
-        [call, deadline, done = std::move(done)](grpc::Status status) {
-          if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
-            // gRPC's own text ("Deadline Exceeded") does not say who was slow.
-            return done(absl::DeadlineExceededError(absl::StrCat(
-                "persistence did not answer within ", absl::ToInt64Milliseconds(deadline), " ms")));
-          }
-          if (!status.ok()) {
-            done(ToAbslStatus(status));
-            return;
-          }
-          done(std::move(call->response));
-        });
-  });
+  readiness.WhenReady(
+      [call, method = std::move(method), deadline, until,
+       done = std::move(done)](absl::Status ready) mutable {
+        if (!ready.ok()) {
+          return done(std::move(ready));
+        }
+        // The deadline counts from here: waiting for the backend does not eat into the call's time.
+        call->context.set_deadline(absl::ToChronoTime(std::min(absl::Now() + deadline, until)));
+        // The channel may have lost its connection since it reported ready; the call then waits
+        // for the reconnect (within its deadline) instead of failing at once.
+        call->context.set_wait_for_ready(true);
+        method(&call->context, &call->request, &call->response,
+               [call, deadline, done = std::move(done)](grpc::Status status) {
+                 if (status.error_code() == grpc::StatusCode::DEADLINE_EXCEEDED) {
+                   // gRPC's own text ("Deadline Exceeded") does not say who was slow.
+                   return done(absl::DeadlineExceededError(
+                       absl::StrCat("persistence did not answer within ",
+                                    absl::ToInt64Milliseconds(deadline), " ms")));
+                 }
+                 if (!status.ok()) {
+                   done(ToAbslStatus(status));
+                   return;
+                 }
+                 done(std::move(call->response));
+               });
+      },
+      until);
 }
 
 }  // namespace
@@ -620,7 +623,7 @@ std::shared_ptr<ConversationWatchStream> PersistenceClient::WatchConversation(
 }
 
 void PersistenceClient::PublishSignal(persistence_pb::PublishSignalRequest request,
-                                      absl::Duration deadline,
+                                      absl::Time deadline,
                                       Callback<persistence_pb::PublishSignalResponse> done) {
   auto* async = stub_->async();
   CallUnary(
@@ -629,7 +632,8 @@ void PersistenceClient::PublishSignal(persistence_pb::PublishSignalRequest reque
               persistence_pb::PublishSignalResponse* resp, std::function<void(grpc::Status)> cb) {
         async->PublishSignal(context, req, resp, std::move(cb));
       },
-      std::move(request), deadline, common::NewTraceContext(), std::move(done));
+      std::move(request), deadline_, common::NewTraceContext(), std::move(done), Admission::kNew,
+      deadline);
 }
 
 std::shared_ptr<MessageWriter> PersistenceClient::OpenWriter(const std::string& user_id,

@@ -184,7 +184,9 @@ class PersistenceClient {
   std::shared_ptr<ConversationWatchStream> WatchConversation(
       persistence_pb::WatchConversationRequest request, const common::TraceContext& trace,
       ConversationWatchStream::Callbacks callbacks);
-  void PublishSignal(persistence_pb::PublishSignalRequest request, absl::Duration deadline,
+  // `deadline` bounds the whole publish, the wait for persistence included: a signal is worth
+  // nothing later.
+  void PublishSignal(persistence_pb::PublishSignalRequest request, absl::Time deadline,
                      Callback<persistence_pb::PublishSignalResponse> done);
 
   // Opens a write stream for an assistant message appended with status STREAMING.

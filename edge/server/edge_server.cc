@@ -106,7 +106,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
   context.room_links =
       std::make_unique<PersistenceRoomLinks>(*context.persistence, server->io_.get_executor(),
                                              context.rooms, context.metrics.registry(), edge_id);
-  context.rooms.SetLinks(context.room_links.get());
+  context.rooms.SetLinks(context.room_links.get(), edge_id);
   context.inference = std::make_unique<InferenceClient>(
       common::CreateInstrumentedChannel(options.inference, context.metrics.shared_registry(),
                                         "edge", stream_args),

@@ -3,24 +3,9 @@
 #include <utility>
 #include <vector>
 
-#include "absl/hash/hash.h"
-#include "absl/strings/str_cat.h"
-#include "absl/time/clock.h"
 #include "edge/turn/conversation_names.h"
 
 namespace parley::edge {
-namespace {
-
-// Long enough to outlast the other edges' copy of a message's event, which follows its commit
-// within moments; a reply's end is not needed (viewers elsewhere follow the stored reply).
-constexpr absl::Duration kShownFor = absl::Minutes(10);
-
-std::string ShownKey(const std::string& user_id, const std::string& conversation_id,
-                     const std::string& key) {
-  return absl::StrCat(user_id, "\n", conversation_id, "\n", key);
-}
-
-}  // namespace
 
 int ConversationRoom::Relay(uint64_t from, const Event& event, const std::string& naming) {
   if (size_.load(std::memory_order_relaxed) == 0) {
@@ -55,7 +40,7 @@ const std::string& ConversationRooms::Resolve(const std::string& user_id,
   return moved == stored_as_.end() ? room : moved->second;
 }
 
-std::shared_ptr<ConversationRoom> ConversationRooms::RoomOf(const RoomKey& key) {
+std::shared_ptr<ConversationRoom> ConversationRooms::RoomOf(const RoomKey& key, bool link) {
   auto found = rooms_.find(key);
   if (found != rooms_.end()) {
     return found->second;
@@ -63,9 +48,9 @@ std::shared_ptr<ConversationRoom> ConversationRooms::RoomOf(const RoomKey& key) 
   auto room = std::make_shared<ConversationRoom>(key.second);
   rooms_.emplace(key, room);
   generation_.fetch_add(1, std::memory_order_acq_rel);
-  // A name not stored yet has nothing to follow elsewhere: no other edge can store events of it
-  // under an id this room knows.
-  if (links_ != nullptr && IsParleyConversationId(key.second)) {
+  // A name not stored yet is followed by its name: whichever edge stores it, its first message
+  // reaches this room, which then becomes the stored conversation's (Stored).
+  if (link && links_ != nullptr) {
     links_by_room_[key] = links_->Open(key.first, key.second, room);
   }
   return room;
@@ -160,13 +145,62 @@ void ConversationRooms::Leave(const std::string& user_id, const std::string& roo
 
 void ConversationRooms::Named(const std::string& user_id, const std::string& name,
                               const std::string& conversation_id) {
-  absl::MutexLock lock(&mutex_);
+  std::shared_ptr<RoomLink> closing;
+  {
+    absl::MutexLock lock(&mutex_);
+    MoveNamed(user_id, name, conversation_id, &closing);
+  }
+  if (closing != nullptr) {
+    closing->Close();
+  }
+}
+
+std::shared_ptr<ConversationRoom> ConversationRooms::Stored(const std::string& user_id,
+                                                            const std::string& name,
+                                                            const std::string& conversation_id,
+                                                            const RoomLink* link) {
+  std::shared_ptr<RoomLink> closing;
+  std::shared_ptr<ConversationRoom> room;
+  {
+    absl::MutexLock lock(&mutex_);
+    MoveNamed(user_id, name, conversation_id, &closing);
+    const RoomKey key{user_id, conversation_id};
+    auto linked = links_by_room_.find(key);
+    if (linked != links_by_room_.end() && linked->second.get() == link) {
+      room = rooms_.at(key);
+    }
+  }
+  // Not `link` itself: the caller closes itself when it gets no room.
+  if (closing != nullptr && closing.get() != link) {
+    closing->Close();
+  }
+  return room;
+}
+
+void ConversationRooms::MoveNamed(const std::string& user_id, const std::string& name,
+                                  const std::string& conversation_id,
+                                  std::shared_ptr<RoomLink>* closing) {
   auto waiting = rooms_.find({user_id, name});
   if (waiting == rooms_.end()) {
     return;
   }
+  const RoomKey stored{user_id, conversation_id};
+  // The name's link follows the stored conversation now (its watch moved with the name): it
+  // becomes the stored room's, unless that room has its own already.
+  std::shared_ptr<RoomLink> name_link;
+  if (auto linked = links_by_room_.find(waiting->first); linked != links_by_room_.end()) {
+    name_link = std::move(linked->second);
+    links_by_room_.erase(linked);
+  }
   std::shared_ptr<ConversationRoom> from = waiting->second;
-  std::shared_ptr<ConversationRoom> into = RoomOf({user_id, conversation_id});
+  std::shared_ptr<ConversationRoom> into = RoomOf(stored, /*link=*/name_link == nullptr);
+  if (name_link != nullptr) {
+    if (links_by_room_.contains(stored)) {
+      *closing = std::move(name_link);
+    } else {
+      links_by_room_[stored] = std::move(name_link);
+    }
+  }
   {
     // The only place that holds two rooms' locks; `from` is retired right after, so no other
     // order of the two can ever be taken.
@@ -183,7 +217,7 @@ void ConversationRooms::Named(const std::string& user_id, const std::string& nam
     from->members_.clear();
     from->size_.store(0, std::memory_order_relaxed);
   }
-  // A name's room has no link to close.
+  // Its link was taken above.
   Retire(waiting);
   stored_as_[{user_id, name}] = conversation_id;
   generation_.fetch_add(1, std::memory_order_acq_rel);
@@ -217,35 +251,6 @@ std::shared_ptr<ConversationRoom> ConversationRooms::Find(
     const std::string& user_id, const std::string& conversation_id) const {
   std::string resolved;
   return Lookup(user_id, conversation_id, &resolved);
-}
-
-void ConversationRooms::MarkShownHere(const std::string& user_id,
-                                      const std::string& conversation_id, const std::string& key) {
-  if (key.empty()) {
-    return;
-  }
-  std::string entry = ShownKey(user_id, conversation_id, key);
-  ShownShard& shard = shown_[absl::HashOf(entry) % kShownShards];
-  const absl::Time now = absl::Now();
-  absl::MutexLock lock(&shard.mutex);
-  while (!shard.order.empty() && shard.order.front().first < now - kShownFor) {
-    shard.keys.erase(shard.order.front().second);
-    shard.order.pop_front();
-  }
-  if (shard.keys.insert(entry).second) {
-    shard.order.emplace_back(now, std::move(entry));
-  }
-}
-
-bool ConversationRooms::ShownHere(const std::string& user_id, const std::string& conversation_id,
-                                  const std::string& key) const {
-  if (key.empty()) {
-    return false;
-  }
-  const std::string entry = ShownKey(user_id, conversation_id, key);
-  const ShownShard& shard = shown_[absl::HashOf(entry) % kShownShards];
-  absl::MutexLock lock(&shard.mutex);
-  return shard.keys.contains(entry);
 }
 
 void ConversationRooms::CloseAll() {

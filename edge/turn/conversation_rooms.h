@@ -1,19 +1,15 @@
 #pragma once
 
-#include <array>
 #include <atomic>
 #include <cstdint>
-#include <deque>
 #include <functional>
 #include <map>
 #include <memory>
 #include <string>
-#include <unordered_set>
 #include <utility>
 
 #include "absl/base/thread_annotations.h"
 #include "absl/synchronization/mutex.h"
-#include "absl/time/time.h"
 #include "edge/protocol/messages.h"
 
 namespace parley::edge {
@@ -88,11 +84,20 @@ class ConversationRooms {
   ConversationRooms(const ConversationRooms&) = delete;
   ConversationRooms& operator=(const ConversationRooms&) = delete;
 
-  // Before the first Join; `links` outlives every room.
-  void SetLinks(RoomLinks* links) { links_ = links; }
+  // Before the first Join; `links` outlives every room. `origin` names this edge among all
+  // those sharing persistence: the messages its turns store carry it (AppendMessage's `origin`),
+  // so the links do not show their stored events here a second time.
+  void SetLinks(RoomLinks* links, std::string origin = "") {
+    links_ = links;
+    origin_ = std::move(origin);
+  }
+  // Empty without links.
+  const std::string& origin() const { return origin_; }
 
   // `connection` is a key unique to one connection (never 0). Joining twice is harmless. `room`
-  // is the stored conversation's id, or a client's name of a conversation not stored yet; `name`
+  // is the stored conversation's id, or a client's name of a conversation not stored yet (its
+  // room is followed by that name on every edge, so it meets the stored room wherever the
+  // first message is stored); `name`
   // is what this connection calls the conversation when it is not `room` (a client name): the
   // events it is handed name the conversation that way. `ready`, when set, runs (on any thread)
   // once the room also hears the conversation's other edges.
@@ -104,6 +109,12 @@ class ConversationRooms {
   // first message was): connections that joined it by that name before move into its room.
   void Named(const std::string& user_id, const std::string& name,
              const std::string& conversation_id);
+  // For the link of a name's room, which learnt that the name is stored as `conversation_id`
+  // (by any edge): Named, then the room `link` feeds from now on, or null when the stored
+  // conversation's room has a link of its own (`link` is then not needed: it closes itself).
+  std::shared_ptr<ConversationRoom> Stored(const std::string& user_id, const std::string& name,
+                                           const std::string& conversation_id,
+                                           const RoomLink* link);
 
   // Hands `event` to every connection in the room except `from`; returns how many got it.
   int Relay(const std::string& user_id, const std::string& room, uint64_t from, const Event& event);
@@ -117,14 +128,6 @@ class ConversationRooms {
                                          const std::string& conversation_id) const;
   uint64_t generation() const { return generation_.load(std::memory_order_acquire); }
 
-  // A message this edge stores and shows its own viewers itself, by the user, the conversation
-  // (empty when it is not known yet, or for a stored message id) and its client message id (or
-  // stored id): the other edges' copy of its event is not shown here again.
-  void MarkShownHere(const std::string& user_id, const std::string& conversation_id,
-                     const std::string& key);
-  bool ShownHere(const std::string& user_id, const std::string& conversation_id,
-                 const std::string& key) const;
-
   // Closes every link (the server is stopping).
   void CloseAll();
 
@@ -137,8 +140,13 @@ class ConversationRooms {
   // The room `room` is in now: a name's room moves into the conversation's once it is stored.
   const std::string& Resolve(const std::string& user_id, const std::string& room) const
       ABSL_SHARED_LOCKS_REQUIRED(mutex_);
-  // The room of `key`, made (and linked, for a stored conversation) if there is none.
-  std::shared_ptr<ConversationRoom> RoomOf(const RoomKey& key)
+  // The room of `key`, made (and, with `link`, linked) if there is none.
+  std::shared_ptr<ConversationRoom> RoomOf(const RoomKey& key, bool link = true)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // Moves the room of `name`, if any, into the conversation's; a link left over goes to
+  // `closing`, to close outside the lock.
+  void MoveNamed(const std::string& user_id, const std::string& name,
+                 const std::string& conversation_id, std::shared_ptr<RoomLink>* closing)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   std::shared_ptr<ConversationRoom> Lookup(const std::string& user_id, const std::string& room,
                                            std::string* resolved) const;
@@ -148,22 +156,13 @@ class ConversationRooms {
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   RoomLinks* links_ = nullptr;
+  std::string origin_;
   std::atomic<uint64_t> generation_{0};
   mutable absl::Mutex mutex_;
   std::map<RoomKey, std::shared_ptr<ConversationRoom>> rooms_ ABSL_GUARDED_BY(mutex_);
   std::map<RoomKey, std::shared_ptr<RoomLink>> links_by_room_ ABSL_GUARDED_BY(mutex_);
   // Client names whose room moved into a stored conversation's, while that room has members.
   std::map<RoomKey, std::string> stored_as_ ABSL_GUARDED_BY(mutex_);
-
-  // Messages shown here, remembered for a while in shards of their own, so turns on many
-  // conversations do not queue on one lock.
-  struct ShownShard {
-    mutable absl::Mutex mutex;
-    std::unordered_set<std::string> keys ABSL_GUARDED_BY(mutex);
-    std::deque<std::pair<absl::Time, std::string>> order ABSL_GUARDED_BY(mutex);
-  };
-  static constexpr size_t kShownShards = 16;
-  std::array<ShownShard, kShownShards> shown_;
 };
 
 }  // namespace parley::edge

@@ -14,6 +14,7 @@
 #include "boost/asio/steady_timer.hpp"
 #include "boost/asio/strand.hpp"
 #include "common/log.h"
+#include "edge/turn/conversation_names.h"
 #include "edge/turn/history.h"
 #include "edge/turn/resume.h"
 
@@ -28,10 +29,25 @@ constexpr absl::Duration kFirstRetry = absl::Milliseconds(50);
 constexpr absl::Duration kLongestRetry = absl::Seconds(2);
 // A reply is followed for at most this long (as a resume is).
 constexpr absl::Duration kFollowDeadline = absl::Minutes(10);
-// A signal that cannot reach persistence in this time is not worth delivering any more.
+// A typing signal that cannot reach persistence in this time, from when its client sent it, is
+// not worth delivering any more: it is dropped, and persistence refuses it if it arrives later.
 constexpr absl::Duration kPublishDeadline = absl::Seconds(2);
+// A typing signal from another edge this much older than its event time is not shown (the watch
+// or this edge was held up); persistence drops such signals by its own --signal_max_age_ms too.
+constexpr absl::Duration kShowMaxAge = absl::Seconds(3);
 // Persistence's limit on a signal's payload (Signal.payload).
 constexpr size_t kMaxPayloadBytes = 1024;
+
+void SetTimestamp(absl::Time time, google::protobuf::Timestamp* timestamp) {
+  const int64_t seconds = absl::ToUnixSeconds(time);
+  timestamp->set_seconds(seconds);
+  timestamp->set_nanos(
+      static_cast<int32_t>(absl::ToInt64Nanoseconds(time - absl::FromUnixSeconds(seconds))));
+}
+
+absl::Time TimeOf(const google::protobuf::Timestamp& timestamp) {
+  return absl::FromUnixSeconds(timestamp.seconds()) + absl::Nanoseconds(timestamp.nanos());
+}
 
 absl::Duration RetryDelay(int attempt) {
   thread_local absl::BitGen bits;
@@ -63,12 +79,14 @@ bool Permanent(const absl::Status& status) {
 class PersistenceRoomLink final : public RoomLink,
                                   public std::enable_shared_from_this<PersistenceRoomLink> {
  public:
+  // `conversation_id` is a stored conversation's id, or a client's name of one (stored or not).
   PersistenceRoomLink(PersistenceRoomLinks::Deps& deps, std::string user_id,
                       std::string conversation_id, std::weak_ptr<ConversationRoom> room)
       : deps_(deps),
         strand_(net::make_strand(deps.executor)),
         user_id_(std::move(user_id)),
-        conversation_id_(std::move(conversation_id)),
+        name_(IsClientConversationName(conversation_id) ? conversation_id : ""),
+        conversation_id_(name_.empty() ? std::move(conversation_id) : ""),
         room_(std::move(room)),
         retry_(strand_) {}
 
@@ -87,14 +105,30 @@ class PersistenceRoomLink final : public RoomLink,
   }
 
   void Publish(uint64_t from, const Event& event) override {
+    net::post(strand_, [self = shared_from_this(), from, event, now = absl::Now()] {
+      self->PublishOnStrand(from, event, now);
+    });
+  }
+
+  void PublishOnStrand(uint64_t from, const Event& event, absl::Time now) {
+    // A name not stored yet has no conversation to signal in: other edges see nothing of it
+    // before its first message.
+    if (closed_ || conversation_id_.empty()) {
+      return;
+    }
     persistence_pb::PublishSignalRequest request;
     request.set_user_id(user_id_);
     request.set_conversation_id(conversation_id_);
     persistence_pb::Signal& signal = *request.mutable_signal();
     signal.set_origin(absl::StrCat(deps_.origin_prefix, from));
+    SetTimestamp(now, request.mutable_sent_time());
+    // Joins and leaves wait out a short outage of persistence; typing is worth nothing late.
+    absl::Time until = now + deps_.persistence.ready_timeout() + kPublishDeadline;
     if (const auto* typing = std::get_if<TypingRelay>(&event)) {
       signal.set_kind(persistence_pb::SIGNAL_KIND_TYPING);
       signal.set_payload(typing->is_typing ? "1" : "0");
+      until = now + kPublishDeadline;
+      SetTimestamp(until, request.mutable_expire_time());
     } else if (const auto* joined = std::get_if<MemberJoined>(&event)) {
       signal.set_kind(persistence_pb::SIGNAL_KIND_JOIN);
       signal.set_payload(Payload(joined->display_name));
@@ -104,7 +138,7 @@ class PersistenceRoomLink final : public RoomLink,
     } else {
       return;
     }
-    Send(std::move(request), /*retried=*/false);
+    Send(std::move(request), until, /*retried=*/false);
   }
 
   void Close() override {
@@ -151,6 +185,24 @@ class PersistenceRoomLink final : public RoomLink,
     }
   }
 
+  // The name this link follows is stored as `conversation_id`: its room moves into that
+  // conversation's, which this link feeds from now on. False when that room has a link of its
+  // own; this one then closes.
+  bool Adopt(const std::string& conversation_id) {
+    if (conversation_id.empty()) {
+      return true;
+    }
+    std::shared_ptr<ConversationRoom> room =
+        deps_.rooms.Stored(user_id_, name_, conversation_id, this);
+    if (room == nullptr) {
+      Close();
+      return false;
+    }
+    conversation_id_ = conversation_id;
+    room_ = room;
+    return true;
+  }
+
   void RunWaiting() {
     std::vector<std::function<void()>> waiting;
     waiting.swap(waiting_);
@@ -159,24 +211,33 @@ class PersistenceRoomLink final : public RoomLink,
     }
   }
 
-  void Send(persistence_pb::PublishSignalRequest request, bool retried) {
+  // Publishes `request` before `until`, or not at all.
+  void Send(persistence_pb::PublishSignalRequest request, absl::Time until, bool retried) {
     deps_.persistence.PublishSignal(
-        request, kPublishDeadline,
-        [self = shared_from_this(), request,
+        request, until,
+        [self = shared_from_this(), request, until,
          retried](absl::StatusOr<persistence_pb::PublishSignalResponse> response) mutable {
           if (response.ok()) {
             self->deps_.signals_published.Increment();
             return;
           }
+          const bool typing = request.signal().kind() == persistence_pb::SIGNAL_KIND_TYPING;
+          if (typing && (response.status().code() == absl::StatusCode::kDeadlineExceeded ||
+                         absl::Now() >= until)) {
+            // Too late to show: persistence could not be reached in time (or said so itself).
+            self->deps_.signals_expired.Increment();
+            return;
+          }
           // Once, soon: the replica that took the call may just have gone, and the channel
           // moves to another.
-          if (response.status().code() == absl::StatusCode::kUnavailable && !retried) {
+          if (response.status().code() == absl::StatusCode::kUnavailable && !retried &&
+              absl::Now() + kFirstRetry < until) {
             auto timer = std::make_shared<net::steady_timer>(self->strand_);
             timer->expires_after(absl::ToChronoNanoseconds(kFirstRetry));
-            timer->async_wait([self, timer, request = std::move(request)](
+            timer->async_wait([self, timer, until, request = std::move(request)](
                                   const boost::system::error_code& error) mutable {
               if (!error) {
-                self->Send(std::move(request), /*retried=*/true);
+                self->Send(std::move(request), until, /*retried=*/true);
               }
             });
             return;
@@ -191,7 +252,11 @@ class PersistenceRoomLink final : public RoomLink,
     }
     persistence_pb::WatchConversationRequest request;
     request.set_user_id(user_id_);
-    request.set_conversation_id(conversation_id_);
+    if (conversation_id_.empty()) {
+      request.set_client_conversation_id(name_);
+    } else {
+      request.set_conversation_id(conversation_id_);
+    }
     stream_ = deps_.persistence.WatchConversation(
         std::move(request), common::NewTraceContext(),
         ConversationWatchStream::Callbacks{
@@ -213,6 +278,10 @@ class PersistenceRoomLink final : public RoomLink,
       return;
     }
     if (response.has_ready()) {
+      if (conversation_id_.empty() && !response.ready().conversation_id().empty() &&
+          !Adopt(response.ready().conversation_id())) {
+        return;
+      }
       if (attempts_ > 0) {
         common::LogInfo("conversation watch restored", {{"conversation_id", conversation_id_},
                                                         {"attempts", absl::StrCat(attempts_)}});
@@ -222,6 +291,10 @@ class PersistenceRoomLink final : public RoomLink,
       deps_.watches_ready.Increment();
       RunWaiting();
     } else if (response.has_event()) {
+      // Watching a name, the first event is its conversation's creation.
+      if (conversation_id_.empty() && !Adopt(response.event().conversation_id())) {
+        return;
+      }
       OnEvent(response.event());
     }
     // A gap needs nothing: viewers keep no state built from these events, and a reply in flight
@@ -263,7 +336,7 @@ class PersistenceRoomLink final : public RoomLink,
   void OnEvent(const persistence_pb::ConversationEvent& event) {
     switch (event.event_case()) {
       case persistence_pb::ConversationEvent::kSignal:
-        return OnSignal(event.signal());
+        return OnSignal(event);
       case persistence_pb::ConversationEvent::kMessageAdded:
         return OnMessageAdded(event.message_added());
       default:
@@ -272,9 +345,15 @@ class PersistenceRoomLink final : public RoomLink,
     }
   }
 
-  void OnSignal(const persistence_pb::Signal& signal) {
+  void OnSignal(const persistence_pb::ConversationEvent& event) {
+    const persistence_pb::Signal& signal = event.signal();
     // This edge showed its own viewers already.
     if (absl::StartsWith(signal.origin(), deps_.origin_prefix)) {
+      return;
+    }
+    if (signal.kind() == persistence_pb::SIGNAL_KIND_TYPING && event.has_event_time() &&
+        absl::Now() - TimeOf(event.event_time()) > kShowMaxAge) {
+      deps_.signals_expired.Increment();
       return;
     }
     deps_.signals_received.Increment();
@@ -292,9 +371,10 @@ class PersistenceRoomLink final : public RoomLink,
 
   void OnMessageAdded(const persistence_pb::MessageAdded& added) {
     const persistence_pb::Message& message = added.message();
-    if (deps_.rooms.ShownHere(user_id_, conversation_id_, message.client_message_id()) ||
-        deps_.rooms.ShownHere(user_id_, "", message.client_message_id()) ||
-        deps_.rooms.ShownHere(user_id_, "", message.id())) {
+    // This edge's turns show their own messages to its viewers as they store them. Told by the
+    // origin the message was stored with, not by its ids: its event may arrive before the turn
+    // knows the stored id, and a client's message id is unique only within a conversation.
+    if (!added.origin().empty() && added.origin() == deps_.rooms.origin()) {
       return;
     }
     if (message.role() == persistence_pb::ROLE_ASSISTANT &&
@@ -403,9 +483,12 @@ class PersistenceRoomLink final : public RoomLink,
   PersistenceRoomLinks::Deps& deps_;
   net::strand<net::any_io_executor> strand_;
   const std::string user_id_;
-  const std::string conversation_id_;
-  const std::weak_ptr<ConversationRoom> room_;
+  // The client's name of the conversation, when the link was opened for one.
+  const std::string name_;
   // Everything below is used on the strand only.
+  // Empty while the name is not known to be stored.
+  std::string conversation_id_;
+  std::weak_ptr<ConversationRoom> room_;
   std::shared_ptr<ConversationWatchStream> stream_;
   net::steady_timer retry_;
   int attempts_ = 0;
@@ -420,13 +503,13 @@ class PersistenceRoomLink final : public RoomLink,
 }  // namespace
 
 PersistenceRoomLinks::PersistenceRoomLinks(PersistenceClient& persistence,
-                                           net::any_io_executor executor,
-                                           const ConversationRooms& rooms,
+                                           net::any_io_executor executor, ConversationRooms& rooms,
                                            prometheus::Registry& registry, std::string edge_id)
     : signals_(prometheus::BuildCounter()
                    .Name("parley_edge_room_signals_total")
                    .Help("Typing, join and leave signals published for other edges, received from "
-                         "them, and those that could not be published.")
+                         "them, those that could not be published, and typing signals dropped "
+                         "as too old to show (expired).")
                    .Register(registry)),
       deps_{
           .persistence = persistence,
@@ -453,6 +536,7 @@ PersistenceRoomLinks::PersistenceRoomLinks(PersistenceClient& persistence,
           .signals_published = signals_.Add({{"direction", "published"}}),
           .signals_received = signals_.Add({{"direction", "received"}}),
           .signals_failed = signals_.Add({{"direction", "failed"}}),
+          .signals_expired = signals_.Add({{"direction", "expired"}}),
       } {}
 
 std::shared_ptr<RoomLink> PersistenceRoomLinks::Open(const std::string& user_id,

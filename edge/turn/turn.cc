@@ -238,9 +238,9 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
   request.set_model(message_.model);
   request.set_status(persistence_pb::MESSAGE_STATUS_COMPLETE);
   if (deps_.rooms != nullptr) {
-    // Viewers here hear of it from this turn, not again from its stored event.
-    deps_.rooms->MarkShownHere(
-        user_id_, IsParleyConversationId(conversation_id) ? conversation_id : "", message_.id);
+    // Viewers here hear of it from this turn, not again from its stored event, whichever of the
+    // two comes first.
+    request.set_origin(deps_.rooms->origin());
   }
   deps_.persistence->AppendMessage(
       std::move(request), trace_,
@@ -252,9 +252,6 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
         }
         self->conversation_id_ = response->message().conversation_id();
         self->user_message_id_ = response->message().id();
-        if (self->deps_.rooms != nullptr) {
-          self->deps_.rooms->MarkShownHere(self->user_id_, "", self->user_message_id_);
-        }
         if (IsClientConversationName(self->message_.conversation_id) &&
             self->deps_.rooms != nullptr) {
           // Connections that joined the name before the conversation existed see this turn.
@@ -402,7 +399,7 @@ void Turn::OpenAssistantMessage() {
                                     ? absl::StrCat("reply:", user_message_id_)
                                     : message_.id);
   if (deps_.rooms != nullptr) {
-    deps_.rooms->MarkShownHere(user_id_, conversation_id_, request.client_message_id());
+    request.set_origin(deps_.rooms->origin());
   }
   deps_.persistence->AppendMessage(
       std::move(request), trace_,

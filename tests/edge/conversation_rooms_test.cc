@@ -152,18 +152,64 @@ TEST(ConversationRoomsTest, AStoredConversationIsLinkedOncePerEdgeWhileAnyoneHer
   EXPECT_EQ(links.opened.size(), 2u);
 }
 
-TEST(ConversationRoomsTest, ANameNotStoredYetIsLinkedOnlyOnceItIsStored) {
+TEST(ConversationRoomsTest, ANameNotStoredYetIsFollowedByNameAndItsLinkMovesToTheStoredRoom) {
   RecordingLinks links;
   ConversationRooms rooms;
   rooms.SetLinks(&links);
   Seen by_name;
   bool joined = false;
   rooms.Join("u", "conv-123", 1, by_name.deliver(), "conv-123", [&] { joined = true; });
-  EXPECT_TRUE(joined);
-  EXPECT_TRUE(links.opened.empty());
-  rooms.Named("u", "conv-123", kStored);
+  // Followed by its name, so whichever edge stores its first message, this room hears of it.
   ASSERT_EQ(links.opened.size(), 1u);
-  EXPECT_EQ(links.opened[0].conversation_id, kStored);
+  EXPECT_EQ(links.opened[0].conversation_id, "conv-123");
+  EXPECT_FALSE(joined);
+  links.opened[0].link->Ready();
+  EXPECT_TRUE(joined);
+
+  // Stored here: the room moves into the conversation's, and the name's link goes with it.
+  rooms.Named("u", "conv-123", kStored);
+  EXPECT_EQ(links.opened.size(), 1u);
+  EXPECT_FALSE(links.opened[0].link->closed);
+  EXPECT_EQ(rooms.Members("u", kStored), 1);
+  EXPECT_EQ(rooms.Share("u", "conv-123", 2, TypingRelay{"conv-123", true}), 1);
+  EXPECT_EQ(links.opened[0].link->published,
+            (std::vector<std::pair<uint64_t, std::string>>{{2, "typing"}}));
+  // The link, learning it too, gets the stored room to feed.
+  std::shared_ptr<ConversationRoom> room =
+      rooms.Stored("u", "conv-123", kStored, links.opened[0].link.get());
+  ASSERT_NE(room, nullptr);
+  EXPECT_EQ(room->id(), kStored);
+  EXPECT_EQ(room->Relay(0, TypingRelay{kStored, false}, kStored), 1);
+  // Both under the name this member joined by.
+  EXPECT_EQ(by_name.ids, (std::vector<std::string>{"conv-123", "conv-123"}));
+  rooms.Leave("u", "conv-123", 1);
+  EXPECT_TRUE(links.opened[0].link->closed);
+}
+
+TEST(ConversationRoomsTest, ANameStoredElsewhereMovesItsRoomOnceItsLinkHearsOfIt) {
+  constexpr char kOther[] = "fedcba9876543210fedcba9876543210";
+  RecordingLinks links;
+  ConversationRooms rooms;
+  rooms.SetLinks(&links);
+  Seen by_name, by_id, other;
+  rooms.Join("u", "conv-9", 1, by_name.deliver(), "conv-9");
+  ASSERT_EQ(links.opened.size(), 1u);
+  std::shared_ptr<ConversationRoom> room =
+      rooms.Stored("u", "conv-9", kOther, links.opened[0].link.get());
+  ASSERT_NE(room, nullptr);
+  EXPECT_EQ(room->id(), kOther);
+  EXPECT_EQ(links.opened.size(), 1u);
+  EXPECT_EQ(rooms.Members("u", kOther), 1);
+  EXPECT_EQ(rooms.Members("u", "conv-9"), 1);  // Resolved to the stored room.
+
+  // A stored conversation's room with a link of its own keeps it: the name's link is not
+  // needed, and closes itself when it gets no room.
+  rooms.Join("u", kStored, 2, by_id.deliver());
+  rooms.Join("u", "conv-10", 3, other.deliver(), "conv-10");
+  ASSERT_EQ(links.opened.size(), 3u);
+  EXPECT_EQ(rooms.Stored("u", "conv-10", kStored, links.opened[2].link.get()), nullptr);
+  EXPECT_EQ(rooms.Members("u", kStored), 2);
+  EXPECT_FALSE(links.opened[1].link->closed);
 }
 
 TEST(ConversationRoomsTest, ATurnFindsTheRoomMadeAfterItLookedAndNotARetiredOne) {
@@ -179,15 +225,6 @@ TEST(ConversationRoomsTest, ATurnFindsTheRoomMadeAfterItLookedAndNotARetiredOne)
   rooms.Leave("u", kStored, 1);
   EXPECT_TRUE(room->retired());
   EXPECT_EQ(room->Relay(2, TypingRelay{kStored, true}, kStored), 0);
-}
-
-TEST(ConversationRoomsTest, MessagesShownHereAreRememberedPerUserAndConversation) {
-  ConversationRooms rooms;
-  rooms.MarkShownHere("u", kStored, "client-1");
-  EXPECT_TRUE(rooms.ShownHere("u", kStored, "client-1"));
-  EXPECT_FALSE(rooms.ShownHere("u", "", "client-1"));
-  EXPECT_FALSE(rooms.ShownHere("v", kStored, "client-1"));
-  EXPECT_FALSE(rooms.ShownHere("u", kStored, ""));
 }
 
 }  // namespace

@@ -2,7 +2,9 @@
 // real binaries on loopback. One user's devices on different edges see each other's typing,
 // messages and streaming replies; a viewer on another edge gets the exact stored end of a reply
 // whose edge was killed; the edges' conversation watches move to the surviving persistence
-// replica. Run through tests/persistence/with_postgres.sh.
+// replica; a typing signal held up by a persistence outage is dropped, never delivered late; each
+// message shows once on its sender's edge; a conversation the client names is one room across
+// edges from before it is stored. Run through tests/persistence/with_postgres.sh.
 #include <signal.h>
 
 #include <cstdlib>
@@ -421,6 +423,151 @@ TEST_F(ScaleOutTest, AKilledPersistenceReplicaMovesTheWatchesToTheOther) {
   typing = ReadUntil(*laptop, "typing");
   ASSERT_TRUE(typing.has_value());
   EXPECT_EQ(Str(*typing, "conversationId"), conversation_id);
+}
+
+TEST_F(ScaleOutTest, ATypingSignalFromAPersistenceOutageIsNeverDeliveredLate) {
+  std::unique_ptr<WsClient> laptop = Connect(0, "outage-typing");
+  std::unique_ptr<WsClient> phone = Connect(1, "outage-typing");
+  ASSERT_TRUE(laptop && phone);
+  Followed first;
+  const std::string conversation_id = Converse(*laptop, "first", "", first, /*cancel=*/true);
+  ASSERT_FALSE(conversation_id.empty());
+  ASSERT_NO_FATAL_FAILURE(Join(*laptop, conversation_id));
+  ASSERT_NO_FATAL_FAILURE(Join(*phone, conversation_id));
+
+  // Both replicas hang: the laptop's typing cannot be published while it is fresh.
+  for (auto& replica : persistence_) {
+    replica->Signal(SIGSTOP);
+  }
+  Type(*laptop, conversation_id, true);
+  const bool expired = Eventually([&] {
+    return Metric(edge_address_[0], "parley_edge_room_signals_total", "direction=\"expired\"") >= 1;
+  });
+  for (auto& replica : persistence_) {
+    replica->Signal(SIGCONT);
+  }
+  ASSERT_TRUE(expired) << "the edge did not give the typing signal up";
+
+  // Once persistence is back, a fresh signal is delivered, and the old one was not before it
+  // (nor is it after: the next typing the phone sees is the laptop's next one).
+  Type(*laptop, conversation_id, false);
+  std::optional<json::object> typing = ReadUntil(*phone, "typing");
+  ASSERT_TRUE(typing.has_value());
+  EXPECT_FALSE(typing->at("isTyping").as_bool()) << "a typing signal was delivered late";
+  Type(*laptop, conversation_id, true);
+  typing = ReadUntil(*phone, "typing");
+  ASSERT_TRUE(typing.has_value());
+  EXPECT_TRUE(typing->at("isTyping").as_bool());
+  Type(*laptop, conversation_id, false);
+  typing = ReadUntil(*phone, "typing");
+  ASSERT_TRUE(typing.has_value());
+  EXPECT_FALSE(typing->at("isTyping").as_bool()) << "a typing signal was delivered late";
+}
+
+// The sender's edge tells its own messages' stored events by the origin they were stored with,
+// not by their ids: each message shows once there however its event races the turn, and a
+// client's message id, unique only within a conversation, hides nothing of another one.
+TEST_F(ScaleOutTest, EachMessageShowsOnceOnItsSendersEdgeAndNoIdHidesAnother) {
+  std::unique_ptr<WsClient> sender = Connect(0, "shown-once");
+  std::unique_ptr<WsClient> tablet = Connect(0, "shown-once");
+  std::unique_ptr<WsClient> phone = Connect(1, "shown-once");
+  ASSERT_TRUE(sender && tablet && phone);
+  Followed first;
+  const std::string conversation_id = Converse(*sender, "first", "", first, /*cancel=*/true);
+  ASSERT_FALSE(conversation_id.empty());
+  for (WsClient* client : {sender.get(), tablet.get(), phone.get()}) {
+    ASSERT_NO_FATAL_FAILURE(Join(*client, conversation_id));
+  }
+
+  auto expect_message_and_reply = [&](WsClient& viewer, const std::string& content,
+                                      const Followed& sent) {
+    std::optional<json::object> added = Next(viewer, "message_added");
+    ASSERT_TRUE(added.has_value());
+    EXPECT_EQ(Str(added->at("message").as_object(), "content"), content);
+    std::optional<json::object> viewed = Next(viewer, "stream_start");
+    ASSERT_TRUE(viewed.has_value());
+    EXPECT_EQ(Str(*viewed, "messageId"), sent.message_id);
+    Followed seen;
+    ReadReply(viewer, seen);
+    ASSERT_TRUE(seen.end.has_value());
+    EXPECT_EQ(seen.text, sent.text);
+  };
+  // Several, since each could race its own stored event to the sender's edge.
+  for (int round = 0; round < 3; ++round) {
+    SCOPED_TRACE(round);
+    Followed sent;
+    ASSERT_EQ(Converse(*sender, absl::StrCat("round-", round), conversation_id, sent,
+                       /*cancel=*/true),
+              conversation_id);
+    ASSERT_TRUE(sent.end.has_value());
+    for (WsClient* viewer : {tablet.get(), phone.get()}) {
+      ASSERT_NO_FATAL_FAILURE(expect_message_and_reply(*viewer, "Tell me a story.", sent));
+    }
+    // Nothing of the turn comes a second time, to the sender or to a viewer on its edge: each
+    // one's next frame is the phone's typing.
+    Type(*phone, conversation_id, round % 2 == 0);
+    for (WsClient* client : {sender.get(), tablet.get()}) {
+      absl::StatusOr<json::object> next = client->ReadJson();
+      ASSERT_TRUE(next.ok()) << next.status();
+      EXPECT_EQ(Str(*next, "type"), "typing") << json::serialize(*next);
+    }
+  }
+
+  // The sender starts another conversation with a message id; the phone, on the other edge,
+  // happens to use the same id in the shared one. The tablet, on the sender's edge, sees it.
+  Followed elsewhere;
+  ASSERT_FALSE(Converse(*sender, "same-id", "", elsewhere, /*cancel=*/true).empty());
+  Followed phones;
+  ASSERT_EQ(Converse(*phone, "same-id", conversation_id, phones, /*cancel=*/true), conversation_id);
+  ASSERT_NO_FATAL_FAILURE(expect_message_and_reply(*tablet, "Tell me a story.", phones));
+  ASSERT_NO_FATAL_FAILURE(expect_message_and_reply(*sender, "Tell me a story.", phones));
+}
+
+TEST_F(ScaleOutTest, AConversationNamedByTheClientIsOneRoomAcrossEdgesBeforeItIsStored) {
+  std::unique_ptr<WsClient> laptop = Connect(0, "named-room");
+  std::unique_ptr<WsClient> phone = Connect(1, "named-room");
+  ASSERT_TRUE(laptop && phone);
+  // Nothing is stored under the name yet; both join it, each on its own edge.
+  ASSERT_NO_FATAL_FAILURE(Join(*laptop, "conv-123"));
+  ASSERT_NO_FATAL_FAILURE(Join(*phone, "conv-123"));
+
+  // The phone's first message stores it, on the phone's edge; the laptop sees it all, by name.
+  Followed sent;
+  ASSERT_EQ(Converse(*phone, "named-1", "conv-123", sent), "conv-123");
+  ASSERT_TRUE(sent.end.has_value());
+  std::optional<json::object> added = ReadUntil(*laptop, "message_added");
+  ASSERT_TRUE(added.has_value());
+  EXPECT_EQ(Str(*added, "conversationId"), "conv-123");
+  EXPECT_EQ(Str(added->at("message").as_object(), "content"), "Tell me a story.");
+  std::optional<json::object> start = Next(*laptop, "stream_start");
+  ASSERT_TRUE(start.has_value());
+  EXPECT_EQ(Str(*start, "conversationId"), "conv-123");
+  EXPECT_EQ(Str(*start, "messageId"), sent.message_id);
+  Followed seen;
+  ReadReply(*laptop, seen);
+  ASSERT_TRUE(seen.end.has_value());
+  EXPECT_EQ(seen.text, sent.text);
+  EXPECT_EQ(Str(*seen.end, "sha256"), Str(*sent.end, "sha256"));
+
+  // From then on it is the stored conversation's room on both edges: typing crosses, both ways,
+  // under the name each client used.
+  Type(*laptop, "conv-123", true);
+  std::optional<json::object> typing = ReadUntil(*phone, "typing");
+  ASSERT_TRUE(typing.has_value());
+  EXPECT_EQ(Str(*typing, "conversationId"), "conv-123");
+  EXPECT_TRUE(typing->at("isTyping").as_bool());
+  Type(*phone, "conv-123", false);
+  typing = ReadUntil(*laptop, "typing");
+  ASSERT_TRUE(typing.has_value());
+  EXPECT_EQ(Str(*typing, "conversationId"), "conv-123");
+  EXPECT_FALSE(typing->at("isTyping").as_bool());
+
+  // The laptop's own message, on its edge, reaches the phone.
+  Followed second;
+  ASSERT_EQ(Converse(*laptop, "named-2", "conv-123", second, /*cancel=*/true), "conv-123");
+  added = ReadUntil(*phone, "message_added");
+  ASSERT_TRUE(added.has_value());
+  EXPECT_EQ(Str(*added, "conversationId"), "conv-123");
 }
 
 }  // namespace
