@@ -116,26 +116,20 @@ void EventStreamTransport::Shutdown() {
 
 absl::StatusOr<ChatUser> EventStreamTransport::Authenticate(std::string_view token,
                                                             std::string_view development_user_id) {
-  ExtractedToken extracted;
-  if (!token.empty()) {
-    extracted = ExtractedToken{std::string(token), TokenLocation::kAuthorizationHeader};
-  }
-  absl::StatusOr<Identity> identity = context_.authenticator->Authenticate(extracted);
-  if (!identity.ok()) {
-    return identity.status();
-  }
-  if (!identity->anonymous) {
-    return ChatUser{identity->user_id, identity->user_id};
-  }
-  std::string user_id =
-      development_user_id.empty() ? DevelopmentUserId("") : std::string(development_user_id);
-  return ChatUser{user_id, user_id};
+  return AuthenticateChatUser(context_, token, development_user_id);
 }
 
 Chat& EventStreamTransport::OpenChat(ChatUser user, ChatOptions options) {
   chat_ =
       std::make_shared<ChatConnection>(context_, metrics_, stream_.get_executor(), std::move(user),
                                        std::move(options), weak_from_this(), trace_);
+  // As on a WebSocket: the dialect's error (token expired) and stream_end, then the response
+  // ends. The reply goes on and is stored; a reconnect needs a fresh token.
+  chat_->CloseWhenTokenExpires([weak = weak_from_this()] {
+    if (std::shared_ptr<EventStreamTransport> self = weak.lock()) {
+      self->Close(CloseCode::kTokenExpired);
+    }
+  });
   return *chat_;
 }
 
@@ -337,12 +331,15 @@ void ServeAgentEventStream(ServerContext& context, const Dialect& dialect, HttpH
   const size_t question_mark = target.find('?');
   const std::string query =
       question_mark == absl::string_view::npos ? "" : std::string(target.substr(question_mark + 1));
+  const absl::Time valid_until =
+      identity->anonymous ? absl::InfiniteFuture() : context.authenticator->ValidUntil(*identity);
   const std::string user_id =
       identity->anonymous ? DevelopmentUserId(query) : std::move(identity->user_id);
   const auto authorization = http_request[http::field::authorization];
+  // The stream ends when the token that opened it expires (see OpenChat).
   ConnectionRequest opened{std::string(dialect.path), query,
                            std::string(authorization.data(), authorization.size()),
-                           ChatUser{user_id, user_id}};
+                           ChatUser{user_id, user_id, valid_until}};
   const auto traceparent = http_request.find("traceparent");
   common::TraceContext trace = common::ContinueOrStartTrace(
       traceparent == http_request.end()

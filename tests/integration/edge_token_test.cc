@@ -1,5 +1,6 @@
 // Tokens over the life of a connection, against the real parley-edge: a connection ends (error
-// token_expired, close 4401) when its token expires unless the client sent a fresh one (`auth`);
+// token_expired, close 4401) when its token expires unless the client sent a fresh one (`auth`),
+// in every dialect (Socket.IO's session ends, the agent's event stream ends too);
 // the JWKS file is read off the connections' threads; hostile tokens (overflowing or wrongly
 // typed times, control characters in `sub`) are refused and cost the edge nothing.
 #include <fcntl.h>
@@ -17,15 +18,18 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_join.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "boost/json/object.hpp"
+#include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
 #include "gtest/gtest.h"
 #include "tests/edge/auth/jwt_test_keys.h"
 #include "tests/support/child_process.h"
 #include "tests/support/raw_websocket.h"
+#include "tests/support/sse_client.h"
 #include "tests/support/ws_client.h"
 
 namespace parley {
@@ -203,6 +207,128 @@ TEST_F(EdgeTokenTest, TheCopilotDialectClosesOnExpiryToo) {
   }
   EXPECT_EQ(client->close_code(), 4401);
   EXPECT_GE(absl::Now(), absl::FromUnixSeconds(exp));
+  ExpectServesOthers();
+}
+
+// Socket.IO, as docs/dialects/socketio.md says: `chat:error` saying the token expired, then the
+// Engine.IO session ends (a WebSocket with 4401, a polling client with a close packet), so
+// socket.io-client reconnects with fresh `auth`.
+TEST_F(EdgeTokenTest, ASocketIoSessionEndsWhenItsTokenExpires) {
+  std::unique_ptr<ChildProcess> edge = StartEdge();
+  ASSERT_FALSE(address_.empty());
+
+  // Over a WebSocket alone.
+  const int64_t exp = NowSeconds() + 2;
+  std::unique_ptr<WsClient> socket = Connect("/socket.io/?EIO=4&transport=websocket");
+  ASSERT_NE(socket, nullptr);
+  absl::StatusOr<std::string> open = socket->Read();
+  ASSERT_TRUE(open.ok()) << open.status();
+  ASSERT_TRUE(absl::StartsWith(*open, "0{")) << *open;
+  ASSERT_TRUE(socket->Send(absl::StrCat(R"(40/chat,{"token":")", Token("sio", exp), R"("})")).ok());
+  absl::StatusOr<std::string> connected = socket->Read();
+  ASSERT_TRUE(connected.ok()) << connected.status();
+  ASSERT_TRUE(absl::StartsWith(*connected, R"(40/chat,{"sid":")")) << *connected;
+  std::vector<std::string> packets;
+  while (true) {
+    absl::StatusOr<std::string> packet = socket->Read(absl::Seconds(30));
+    if (!packet.ok()) {
+      break;
+    }
+    packets.push_back(*packet);
+  }
+  ASSERT_EQ(packets.size(), 1u) << absl::StrJoin(packets, " | ");
+  EXPECT_TRUE(absl::StartsWith(packets[0], R"(42/chat,["chat:error",{)")) << packets[0];
+  EXPECT_TRUE(absl::StrContains(packets[0], "token expired")) << packets[0];
+  EXPECT_EQ(socket->close_code(), 4401);
+  EXPECT_GE(absl::Now(), absl::FromUnixSeconds(exp));
+
+  // Over long-polling: the poll that is waiting gets the error and the close packet, and the
+  // session is gone.
+  const int64_t polling_exp = NowSeconds() + 2;
+  absl::StatusOr<testing::HttpResponse> handshake =
+      testing::HttpRequest(address_, "GET", "/socket.io/?EIO=4&transport=polling");
+  ASSERT_TRUE(handshake.ok()) << handshake.status();
+  ASSERT_EQ(handshake->status, 200);
+  boost::system::error_code ec;
+  json::value opened = json::parse(handshake->body.substr(1), ec);
+  ASSERT_FALSE(ec) << handshake->body;
+  const std::string target = absl::StrCat("/socket.io/?EIO=4&transport=polling&sid=",
+                                          opened.as_object().at("sid").as_string().c_str());
+  absl::StatusOr<testing::HttpResponse> sent = testing::HttpRequest(
+      address_, "POST", target,
+      absl::StrCat(R"(40/chat,{"token":")", Token("sio", polling_exp), R"("})"));
+  ASSERT_TRUE(sent.ok()) << sent.status();
+  ASSERT_EQ(sent->status, 200);
+  std::string polled;
+  while (!absl::StrContains(polled,
+                            "\x1e"
+                            "1") &&
+         polled != "1") {
+    absl::StatusOr<testing::HttpResponse> poll =
+        testing::HttpRequest(address_, "GET", target, "", {}, absl::Seconds(60));
+    ASSERT_TRUE(poll.ok()) << poll.status();
+    ASSERT_EQ(poll->status, 200) << poll->body;
+    // Pings (every 25 s) are answered, as the client would.
+    if (poll->body == "2") {
+      ASSERT_TRUE(testing::HttpRequest(address_, "POST", target, "3").ok());
+      continue;
+    }
+    polled += polled.empty() ? poll->body : absl::StrCat("\x1e", poll->body);
+  }
+  EXPECT_TRUE(absl::StrContains(polled, R"(42/chat,["chat:error",{)")) << polled;
+  EXPECT_TRUE(absl::StrContains(polled, "token expired")) << polled;
+  EXPECT_GE(absl::Now(), absl::FromUnixSeconds(polling_exp));
+  absl::StatusOr<testing::HttpResponse> after = testing::HttpRequest(address_, "GET", target);
+  ASSERT_TRUE(after.ok()) << after.status();
+  EXPECT_EQ(after->status, 400);
+  EXPECT_EQ(after->body, R"({"code":1,"message":"Session ID unknown"})");
+  ExpectServesOthers();
+}
+
+// The agent dialect's event stream, like its WebSocket: `error` (the token expired), then
+// `stream_end`, and the response ends; the reply itself goes on and is stored.
+TEST_F(EdgeTokenTest, TheAgentEventStreamEndsWhenItsTokenExpires) {
+  // A reply far longer than the token lives.
+  std::unique_ptr<ChildProcess> slow_inference = ChildProcess::Start(
+      "parley-inference",
+      {"--listen=127.0.0.1:0", "--metrics_listen=127.0.0.1:0", "--engine=simulated",
+       "--sim_ttft_ms=1", "--sim_tokens_per_second=5", "--sim_max_tokens=1000"});
+  ASSERT_NE(slow_inference, nullptr);
+  const std::string slow_address = slow_inference->WaitForListening();
+  std::unique_ptr<ChildProcess> edge = StartEdge({absl::StrCat("--jwt_secret_file=", *secret_file_),
+                                                  absl::StrCat("--inference=", slow_address)});
+  ASSERT_FALSE(address_.empty());
+  const int64_t exp = NowSeconds() + 2;
+  absl::StatusOr<std::unique_ptr<testing::SseClient>> stream = testing::SseClient::Open(
+      address_,
+      absl::StrCat("/agent/stream?question=Tell+me+a+long+story&token=", Token("agent-user", exp)));
+  ASSERT_TRUE(stream.ok()) << stream.status();
+  ASSERT_EQ((*stream)->status(), 200);
+  std::vector<json::object> events;
+  while (true) {
+    absl::StatusOr<testing::SseEvent> event = (*stream)->Next(absl::Seconds(30));
+    if (!event.ok()) {
+      EXPECT_TRUE(absl::IsOutOfRange(event.status())) << event.status();
+      break;
+    }
+    boost::system::error_code ec;
+    json::value parsed = json::parse(event->data, ec);
+    ASSERT_FALSE(ec) << event->data;
+    events.push_back(parsed.as_object());
+  }
+  ASSERT_GE(events.size(), 2u);
+  const json::object& error = events[events.size() - 2];
+  EXPECT_EQ(Str(error, "type"), "error") << json::serialize(error);
+  EXPECT_TRUE(absl::StrContains(Str(error, "message"), "token expired")) << json::serialize(error);
+  EXPECT_EQ(Str(events.back(), "type"), "stream_end");
+  EXPECT_GE(absl::Now(), absl::FromUnixSeconds(exp));
+  // The reply had started: it was cut off by the token, not by its end.
+  bool chunks = false;
+  for (const json::object& event : events) {
+    chunks = chunks || Str(event, "type") == "analysis_chunk";
+    EXPECT_NE(Str(event, "type"), "complete");
+  }
+  EXPECT_TRUE(chunks);
   ExpectServesOthers();
 }
 
