@@ -1,6 +1,7 @@
 #include "edge/protocol/socket_io.h"
 
 #include <array>
+#include <cmath>
 
 #include "absl/status/status.h"
 #include "absl/strings/ascii.h"
@@ -15,6 +16,31 @@ namespace json = boost::json;
 
 // Longest acknowledgement id in digits (kMaxAckId has 16).
 constexpr size_t kMaxAckIdDigits = 16;
+
+// Boost.JSON reads a number past a double's range (1e400) as infinity, which JSON cannot write
+// back (it would go out as `Infinity`, which no peer parses).
+bool AllNumbersFinite(const json::value& value) {
+  switch (value.kind()) {
+    case json::kind::double_:
+      return std::isfinite(value.get_double());
+    case json::kind::array:
+      for (const json::value& element : value.get_array()) {
+        if (!AllNumbersFinite(element)) {
+          return false;
+        }
+      }
+      return true;
+    case json::kind::object:
+      for (const auto& [key, element] : value.get_object()) {
+        if (!AllNumbersFinite(element)) {
+          return false;
+        }
+      }
+      return true;
+    default:
+      return true;
+  }
+}
 
 absl::Status CheckPayload(const Packet& packet) {
   const std::optional<json::value>& data = packet.data;
@@ -140,6 +166,11 @@ absl::StatusOr<Packet> Decode(absl::string_view text) {
     if (ec) {
       return absl::InvalidArgumentError(
           absl::StrCat("a Socket.IO packet payload is not valid JSON: ", ec.message()));
+    }
+    // The parser's nesting limit (32) bounds the walk.
+    if (!AllNumbersFinite(data)) {
+      return absl::InvalidArgumentError(
+          "a Socket.IO packet payload holds a number out of range (past a double's)");
     }
     packet.data = std::move(data);
   }

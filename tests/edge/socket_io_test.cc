@@ -113,6 +113,20 @@ TEST(SocketIoTest, EncodesPacketsAsTheSocketIoParserWritesThem) {
   EXPECT_EQ(Encode(main_event), R"(2["foo"])");
 }
 
+// Boost.JSON reads these as infinity, which would go back out as `Infinity` (not JSON). Found by
+// fuzz_socket_io_packet (tests/fuzz/socket_io_packet/regressions/crash-9f3bca0a…).
+TEST(SocketIoTest, RefusesNumbersPastADoublesRange) {
+  for (const char* text : {"3[26666e110099547]", R"(2["chat:message",{"n":1e400}])",
+                           R"(2["x",[[-1e309]]])", R"(0/chat,{"token":"t","v":2e308})"}) {
+    absl::StatusOr<Packet> packet = Decode(text);
+    ASSERT_FALSE(packet.ok()) << text;
+    EXPECT_EQ(packet.status().message(),
+              "a Socket.IO packet payload holds a number out of range (past a double's)");
+  }
+  // The largest double is still a number.
+  EXPECT_TRUE(Decode(R"(2["x",1.7976931348623157e308,-1e-400])").ok());
+}
+
 TEST(SocketIoTest, AnEncodedEventDecodesToTheSamePacket) {
   Packet event;
   event.nsp = "/chat";
