@@ -319,7 +319,8 @@ void Turn::FindExistingReply() {
           if (stored.parent_id() == self->user_message_id_ &&
               stored.role() == persistence_pb::ROLE_ASSISTANT) {
             self->assistant_message_id_ = stored.id();
-            self->Emit(StreamStart{self->conversation_id_, stored.id(), stored.model()});
+            self->Emit(StreamStart{self->conversation_id_, stored.id(), stored.model(),
+                                   ToHistoryMessage(stored).created_at});
             return self->FollowExistingReply();
           }
         }
