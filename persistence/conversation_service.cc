@@ -1128,9 +1128,15 @@ grpc::ServerUnaryReactor* ConversationService::PublishSignal(
     grpc::CallbackServerContext* context, const v1::PublishSignalRequest* request,
     v1::PublishSignalResponse* /*response*/) {
   const v1::Signal& signal = request->signal();
+  const bool named = !request->client_conversation_id().empty();
   for (const absl::Status& status :
        {CheckId(request->user_id(), "user_id"),
-        CheckId(request->conversation_id(), "conversation_id"),
+        named
+            ? CheckClientConversationId(request->client_conversation_id(), "client_conversation_id")
+            : CheckId(request->conversation_id(), "conversation_id"),
+        named && !request->conversation_id().empty()
+            ? absl::InvalidArgumentError("set conversation_id or client_conversation_id, not both")
+            : absl::OkStatus(),
         signal.kind() == v1::SIGNAL_KIND_TYPING || signal.kind() == v1::SIGNAL_KIND_JOIN ||
                 signal.kind() == v1::SIGNAL_KIND_LEAVE
             ? absl::OkStatus()
@@ -1144,6 +1150,19 @@ grpc::ServerUnaryReactor* ConversationService::PublishSignal(
   return RunOnPool(context, "publish_signal", [this, request] {
     v1::ConversationEvent event;
     event.set_conversation_id(request->conversation_id());
+    if (!request->client_conversation_id().empty()) {
+      absl::StatusOr<v1::Conversation> conversation =
+          store_.GetClientNamedConversation(request->user_id(), request->client_conversation_id());
+      if (conversation.ok()) {
+        event.set_conversation_id(conversation->id());
+      } else if (conversation.status().code() == absl::StatusCode::kNotFound) {
+        // Not stored yet: for the watches of the name.
+        event.set_user_id(request->user_id());
+        event.set_client_conversation_id(request->client_conversation_id());
+      } else {
+        return conversation.status();
+      }
+    }
     *event.mutable_signal() = request->signal();
     const absl::Time now = absl::Now();
     if (request->has_sent_time() && TimeOf(request->sent_time()) < now) {

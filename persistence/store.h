@@ -121,7 +121,8 @@ class Store {
 
   // Tells the conversation's watchers of `event` (a signal, never stored), stamped with the time
   // now unless it carries an earlier `event_time` (when its sender made it).
-  // NOT_FOUND unless `user_id` owns the live conversation `event.conversation_id`.
+  // NOT_FOUND unless `user_id` owns the live conversation `event.conversation_id`; an event with
+  // no conversation id (a signal to a client's name not stored yet) needs no check.
   virtual absl::Status PublishSignal(const std::string& user_id,
                                      const v1::ConversationEvent& event) = 0;
 

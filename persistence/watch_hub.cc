@@ -97,7 +97,10 @@ void WatchHub::Publish(const ::parley::persistence::v1::ConversationEvent& event
       }
     }
   }
-  auto it = conversation_watchers_.find(event.conversation_id());
+  // A signal in a conversation not stored yet reaches the watchers of its name.
+  auto it = conversation_watchers_.find(
+      event.conversation_id().empty() ? NameKey(event.user_id(), event.client_conversation_id())
+                                      : event.conversation_id());
   if (it == conversation_watchers_.end()) {
     return;
   }

@@ -40,8 +40,9 @@ class WatchHub {
 
   // A watcher follows one conversation at a time: subscribing again moves it.
   void SubscribeConversation(const std::string& conversation_id, ConversationWatcher* watcher);
-  // The user's conversation of a client name, not stored yet: the event of the message that
-  // creates it (on any replica) moves the watcher to that conversation, and is its first event.
+  // The user's conversation of a client name, not stored yet: it gets the signals sent to the
+  // name, and the event of the message that creates the conversation (on any replica) moves the
+  // watcher to that conversation.
   void SubscribeClientName(const std::string& user_id, const std::string& name,
                            ConversationWatcher* watcher);
   // Wherever it is subscribed. After this returns the watcher is never called again.

@@ -495,6 +495,10 @@ absl::Status SqlStore::PublishSignal(const std::string& user_id,
   // Only a database that carries events needs a write transaction for them.
   absl::Status status =
       database_->Transact(database_->DeliversOwnEvents(), [&](SqlTransaction& tx) -> absl::Status {
+        // A conversation not stored yet, named by the user: theirs by definition.
+        if (event.conversation_id().empty()) {
+          return database_->PublishEvent(tx, payload);
+        }
         absl::StatusOr<SqlRows> rows = tx.Query(
             "SELECT 1 FROM conversations WHERE id = $1 AND owner = $2 AND delete_time IS NULL",
             {event.conversation_id(), user_id});

@@ -1454,6 +1454,20 @@ TEST_P(ConformanceTest, ALateTypingSignalIsDroppedWhileJoinsStillArrive) {
 
 // Its age counts from when the sender made it: a typing signal that waited on the way (a hung
 // replica) is refused when it arrives too old, or past the time its sender gave up on it.
+grpc::Status PublishSignalByName(v1::ConversationService::Stub* stub, const std::string& user,
+                                 const std::string& name, v1::SignalKind kind,
+                                 const std::string& payload) {
+  grpc::ClientContext context;
+  v1::PublishSignalRequest request;
+  request.set_user_id(user);
+  request.set_client_conversation_id(name);
+  request.mutable_signal()->set_kind(kind);
+  request.mutable_signal()->set_origin("edge-n/1");
+  request.mutable_signal()->set_payload(payload);
+  v1::PublishSignalResponse response;
+  return stub->PublishSignal(&context, request, &response);
+}
+
 TEST_P(ConformanceTest, ATypingSignalThatArrivesTooOldIsRefusedNotDelivered) {
   const v1::Conversation conversation = Create(alice_);
   ConversationWatch watch(stub_, alice_, conversation.id());
@@ -1517,6 +1531,15 @@ TEST_P(ConformanceTest, AWatchOfANameNotStoredYetFollowsItFromItsFirstMessage) {
   EXPECT_EQ(ready.ready().conversation_id(), "");
   ConversationWatch bobs(stub_, bob_, "conv-watched", /*by_name=*/true);
   ASSERT_TRUE(bobs.Next().has_ready());
+  // Signals reach it before anything is stored (Bob's watch of his own name does not get them).
+  ASSERT_TRUE(
+      PublishSignalByName(stub_, alice_, "conv-watched", v1::SIGNAL_KIND_TYPING, "early").ok());
+  v1::WatchConversationResponse early = watch.Next();
+  ASSERT_TRUE(early.event().has_signal()) << early.DebugString();
+  EXPECT_EQ(early.event().signal().payload(), "early");
+  EXPECT_EQ(early.event().conversation_id(), "");
+  EXPECT_EQ(early.event().user_id(), alice_);
+  EXPECT_EQ(early.event().client_conversation_id(), "conv-watched");
 
   auto append_named = [&](const std::string& user, const std::string& content) {
     v1::AppendMessageRequest request;
@@ -1535,12 +1558,12 @@ TEST_P(ConformanceTest, AWatchOfANameNotStoredYetFollowsItFromItsFirstMessage) {
   EXPECT_EQ(created.event().message_added().message().id(), first.id());
   EXPECT_EQ(created.event().message_added().created_client_conversation_id(), "conv-watched");
   EXPECT_EQ(created.event().message_added().created_for_user_id(), alice_);
-  // From then on it is that conversation's watch.
-  ASSERT_TRUE(
-      PublishSignal(stub_, alice_, first.conversation_id(), v1::SIGNAL_KIND_JOIN, "a", "j").ok());
+  // From then on it is that conversation's watch, and a signal by the name is one in it.
+  ASSERT_TRUE(PublishSignalByName(stub_, alice_, "conv-watched", v1::SIGNAL_KIND_JOIN, "j").ok());
   const v1::Message second = append_named(alice_, "second");
   v1::WatchConversationResponse join = watch.Next();
   ASSERT_TRUE(join.event().has_signal()) << join.DebugString();
+  EXPECT_EQ(join.event().conversation_id(), first.conversation_id());
   v1::WatchConversationResponse added = watch.Next();
   ASSERT_TRUE(added.event().has_message_added()) << added.DebugString();
   EXPECT_EQ(added.event().message_added().message().id(), second.id());
@@ -1676,6 +1699,11 @@ TEST_P(CrossReplicaTest, AWatchOfANameOnOneReplicaFollowsItsCreationOnAnother) {
   std::unique_ptr<Serving> second = Serve(*second_store);
   ConversationWatch watch(second->stub.get(), alice_, "conv-elsewhere", /*by_name=*/true);
   ASSERT_TRUE(watch.Next().has_ready());
+  ASSERT_TRUE(
+      PublishSignalByName(stub_, alice_, "conv-elsewhere", v1::SIGNAL_KIND_TYPING, "early").ok());
+  v1::WatchConversationResponse early = watch.Next();
+  ASSERT_TRUE(early.event().has_signal()) << early.DebugString();
+  EXPECT_EQ(early.event().signal().payload(), "early");
   v1::AppendMessageRequest request;
   request.set_user_id(alice_);
   request.set_client_conversation_id("conv-elsewhere");
