@@ -111,14 +111,17 @@ class PersistenceRoomLink final : public RoomLink,
   }
 
   void PublishOnStrand(uint64_t from, const Event& event, absl::Time now) {
-    // A name not stored yet has no conversation to signal in: other edges see nothing of it
-    // before its first message.
-    if (closed_ || conversation_id_.empty()) {
+    if (closed_) {
       return;
     }
     persistence_pb::PublishSignalRequest request;
     request.set_user_id(user_id_);
-    request.set_conversation_id(conversation_id_);
+    // A name not stored yet is signalled by its name, to the edges that follow it.
+    if (conversation_id_.empty()) {
+      request.set_client_conversation_id(name_);
+    } else {
+      request.set_conversation_id(conversation_id_);
+    }
     persistence_pb::Signal& signal = *request.mutable_signal();
     signal.set_origin(absl::StrCat(deps_.origin_prefix, from));
     SetTimestamp(now, request.mutable_sent_time());
@@ -174,16 +177,19 @@ class PersistenceRoomLink final : public RoomLink,
     bool finished = false;
   };
 
-  // Shows `event`, which names the conversation by its stored id, to every viewer here.
+  // Shows `event`, which names the conversation as Id() does, to every viewer here.
   void Show(const Event& event) {
     if (closed_) {
       return;
     }
     if (std::shared_ptr<ConversationRoom> room = room_.lock();
         room != nullptr && !room->retired()) {
-      room->Relay(/*from=*/0, event, conversation_id_);
+      room->Relay(/*from=*/0, event, Id());
     }
   }
+
+  // The stored conversation's id, or the client's name while it is not known to be stored.
+  const std::string& Id() const { return conversation_id_.empty() ? name_ : conversation_id_; }
 
   // The name this link follows is stored as `conversation_id`: its room moves into that
   // conversation's, which this link feeds from now on. False when that room has a link of its
@@ -283,8 +289,8 @@ class PersistenceRoomLink final : public RoomLink,
         return;
       }
       if (attempts_ > 0) {
-        common::LogInfo("conversation watch restored", {{"conversation_id", conversation_id_},
-                                                        {"attempts", absl::StrCat(attempts_)}});
+        common::LogInfo("conversation watch restored",
+                        {{"conversation_id", Id()}, {"attempts", absl::StrCat(attempts_)}});
       }
       ready_ = true;
       attempts_ = 0;
@@ -315,14 +321,13 @@ class PersistenceRoomLink final : public RoomLink,
     failed_ = true;
     RunWaiting();
     if (Permanent(status)) {
-      common::LogWarning("conversation watch ended", {{"conversation_id", conversation_id_},
-                                                      {"error", std::string(status.message())}});
+      common::LogWarning("conversation watch ended",
+                         {{"conversation_id", Id()}, {"error", std::string(status.message())}});
       return;
     }
     if (attempts_ == 0) {
-      common::LogWarning(
-          "conversation watch lost; watching again",
-          {{"conversation_id", conversation_id_}, {"error", std::string(status.message())}});
+      common::LogWarning("conversation watch lost; watching again",
+                         {{"conversation_id", Id()}, {"error", std::string(status.message())}});
     }
     deps_.watch_restarts.Increment();
     retry_.expires_after(absl::ToChronoNanoseconds(RetryDelay(attempts_++)));
@@ -359,11 +364,11 @@ class PersistenceRoomLink final : public RoomLink,
     deps_.signals_received.Increment();
     switch (signal.kind()) {
       case persistence_pb::SIGNAL_KIND_TYPING:
-        return Show(TypingRelay{conversation_id_, signal.payload() != "0"});
+        return Show(TypingRelay{Id(), signal.payload() != "0"});
       case persistence_pb::SIGNAL_KIND_JOIN:
-        return Show(MemberJoined{conversation_id_, user_id_, signal.payload()});
+        return Show(MemberJoined{Id(), user_id_, signal.payload()});
       case persistence_pb::SIGNAL_KIND_LEAVE:
-        return Show(MemberLeft{conversation_id_, user_id_, signal.payload()});
+        return Show(MemberLeft{Id(), user_id_, signal.payload()});
       default:
         return;
     }

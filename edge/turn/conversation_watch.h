@@ -21,8 +21,8 @@ namespace parley::edge {
 // (WatchMessage) to its end, which is also how a viewer here learns that the other edge died
 // (persistence ends the reply once that edge's lease lapses). A watch whose persistence replica
 // goes away is opened again, with back-off, on whichever replica the channel picks. A room of a
-// client's name not stored yet is followed by that name, and becomes the stored conversation's
-// room when its first message is stored, on whichever edge.
+// client's name not stored yet is followed, and signalled, by that name, and becomes the stored
+// conversation's room when its first message is stored, on whichever edge.
 class PersistenceRoomLinks final : public RoomLinks {
  public:
   // `edge_id` names this edge process among all of them; `rooms` tells which messages this edge

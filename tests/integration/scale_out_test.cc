@@ -523,13 +523,19 @@ TEST_F(ScaleOutTest, EachMessageShowsOnceOnItsSendersEdgeAndNoIdHidesAnother) {
   ASSERT_NO_FATAL_FAILURE(expect_message_and_reply(*sender, "Tell me a story.", phones));
 }
 
-TEST_F(ScaleOutTest, AConversationNamedByTheClientIsOneRoomAcrossEdgesBeforeItIsStored) {
+TEST_F(ScaleOutTest, AConversationNamedByTheClientIsOneRoomAcrossEdgesFromTheStart) {
   std::unique_ptr<WsClient> laptop = Connect(0, "named-room");
   std::unique_ptr<WsClient> phone = Connect(1, "named-room");
   ASSERT_TRUE(laptop && phone);
-  // Nothing is stored under the name yet; both join it, each on its own edge.
+  // Nothing is stored under the name yet; both join it, each on its own edge, and typing
+  // crosses already.
   ASSERT_NO_FATAL_FAILURE(Join(*laptop, "conv-123"));
   ASSERT_NO_FATAL_FAILURE(Join(*phone, "conv-123"));
+  Type(*laptop, "conv-123", true);
+  std::optional<json::object> early = ReadUntil(*phone, "typing");
+  ASSERT_TRUE(early.has_value());
+  EXPECT_EQ(Str(*early, "conversationId"), "conv-123");
+  EXPECT_TRUE(early->at("isTyping").as_bool());
 
   // The phone's first message stores it, on the phone's edge; the laptop sees it all, by name.
   Followed sent;
