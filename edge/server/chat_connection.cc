@@ -225,8 +225,8 @@ void ChatConnection::Join(const std::string& conversation_id) {
                 std::nullopt);
   }
   // Only the owner may view a conversation: persistence answers NOT_FOUND to anyone else. A name
-  // is the user's own by definition; one not used yet is a room of its own until its first
-  // message stores the conversation.
+  // is the user's own by definition; one not used yet is a room of that name (followed by the
+  // name on every edge) until its first message stores the conversation.
   const bool named = IsClientConversationName(conversation_id);
   persistence_pb::GetConversationRequest request;
   request.set_user_id(user_.id);
