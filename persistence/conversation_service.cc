@@ -5,6 +5,7 @@
 #include <optional>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include "absl/strings/str_cat.h"
 #include "absl/time/clock.h"
@@ -247,33 +248,16 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
       return;
     }
     if (request_.has_delta()) {
-      const v1::StreamDelta& delta = request_.delta();
-      if (finish_.has_value()) {
-        Fail(absl::InvalidArgumentError("delta after finish"));
-        return;
+      AcceptDeltas({request_.mutable_delta()});
+      return;
+    }
+    if (request_.has_deltas()) {
+      std::vector<v1::StreamDelta*> deltas;
+      deltas.reserve(request_.deltas().deltas_size());
+      for (v1::StreamDelta& delta : *request_.mutable_deltas()->mutable_deltas()) {
+        deltas.push_back(&delta);
       }
-      if (delta.seq() <= accepted_seq_) {
-        return;  // Already stored or queued: a retry.
-      }
-      if (delta.seq() != accepted_seq_ + 1) {
-        Fail(absl::FailedPreconditionError(
-            absl::StrCat("delta seq ", delta.seq(), " leaves a gap after ", accepted_seq_)));
-        return;
-      }
-      if (absl::Status status = CheckText(delta.text(), kMaxDeltaBytes, "delta.text");
-          !status.ok()) {
-        Fail(status);
-        return;
-      }
-      streamed_bytes_ += delta.text().size();
-      if (streamed_bytes_ > kMaxStreamedBytes) {
-        Fail(absl::InvalidArgumentError(
-            absl::StrCat("streamed message is larger than ", kMaxStreamedBytes, " bytes")));
-        return;
-      }
-      accepted_seq_ = delta.seq();
-      ++in_flight_;
-      deps_.committer.Submit(this, message_id_, delta.seq(), delta.text());
+      AcceptDeltas(deltas);
       return;
     }
     if (request_.has_finish()) {
@@ -293,6 +277,47 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
     }
     Fail(absl::InvalidArgumentError(request_.has_open() ? "the stream is already open"
                                                         : "empty frame"));
+  }
+
+  // Hands the deltas after `accepted_seq_` to the committer, in one submission; a seq already
+  // accepted is a retry and skipped, a gap or an oversized text fails the stream.
+  void AcceptDeltas(const std::vector<v1::StreamDelta*>& deltas)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (finish_.has_value()) {
+      Fail(absl::InvalidArgumentError("delta after finish"));
+      return;
+    }
+    const int64_t first_seq = accepted_seq_ + 1;
+    std::vector<std::string> texts;
+    absl::Status status;
+    for (v1::StreamDelta* delta : deltas) {
+      if (delta->seq() <= accepted_seq_) {
+        continue;  // Already stored or queued: a retry.
+      }
+      if (delta->seq() != accepted_seq_ + 1) {
+        status = absl::FailedPreconditionError(
+            absl::StrCat("delta seq ", delta->seq(), " leaves a gap after ", accepted_seq_));
+        break;
+      }
+      status = CheckText(delta->text(), kMaxDeltaBytes, "delta.text");
+      if (!status.ok()) {
+        break;
+      }
+      streamed_bytes_ += delta->text().size();
+      if (streamed_bytes_ > kMaxStreamedBytes) {
+        status = absl::InvalidArgumentError(
+            absl::StrCat("streamed message is larger than ", kMaxStreamedBytes, " bytes"));
+        break;
+      }
+      accepted_seq_ = delta->seq();
+      texts.push_back(std::move(*delta->mutable_text()));
+    }
+    // What was accepted before a bad delta is still committed, as separate frames would be.
+    in_flight_ += static_cast<int>(texts.size());
+    deps_.committer.Submit(this, message_id_, first_seq, std::move(texts));
+    if (!status.ok()) {
+      Fail(status);
+    }
   }
 
   void Open() {

@@ -17,20 +17,26 @@ DeltaCommitter::~DeltaCommitter() {
   thread_.join();
 }
 
-void DeltaCommitter::Submit(DeltaSink* sink, const std::string& message_id, int64_t seq,
-                            std::string text) {
+void DeltaCommitter::Submit(DeltaSink* sink, const std::string& message_id, int64_t first_seq,
+                            std::vector<std::string> texts) {
+  if (texts.empty()) {
+    return;
+  }
   absl::MutexLock lock(&mu_);
   const absl::Time now = absl::Now();
   if (pending_.empty()) {
     oldest_ = now;
   }
-  ++pending_deltas_;
-  pending_bytes_ += text.size();
+  pending_deltas_ += static_cast<int>(texts.size());
   auto [it, inserted] = index_.try_emplace(sink, pending_.size());
   if (inserted) {
-    pending_.push_back(Pending{sink, DeltaRun{message_id, seq, {}}, now});
+    pending_.push_back(Pending{sink, DeltaRun{message_id, first_seq, {}}, now});
   }
-  pending_[it->second].run.texts.push_back(std::move(text));
+  std::vector<std::string>& run = pending_[it->second].run.texts;
+  for (std::string& text : texts) {
+    pending_bytes_ += text.size();
+    run.push_back(std::move(text));
+  }
 }
 
 bool DeltaCommitter::BatchReady() const {

@@ -41,9 +41,10 @@ class DeltaCommitter {
   // Commits what is queued, then stops.
   ~DeltaCommitter();
 
-  // `seq` must follow the sink's previous submission. The sink must outlive
-  // its OnCommitted call.
-  void Submit(DeltaSink* sink, const std::string& message_id, int64_t seq, std::string text);
+  // `texts[i]` is seq `first_seq + i`; `first_seq` must follow the sink's
+  // previous submission. The sink must outlive its OnCommitted call.
+  void Submit(DeltaSink* sink, const std::string& message_id, int64_t first_seq,
+              std::vector<std::string> texts);
 
  private:
   struct Pending {

@@ -11,6 +11,10 @@
 namespace parley::edge {
 namespace {
 
+// Bounds of one `deltas` frame: far below gRPC's 4 MiB message limit.
+constexpr int kMaxBatchDeltas = 1024;
+constexpr size_t kMaxBatchBytes = 1 << 20;
+
 // One unary call: owns what gRPC needs until the callback has run.
 template <class Request, class Response>
 struct UnaryCall {
@@ -130,9 +134,35 @@ class MessageWriter::Attempt final
     }
     in_flight_ = std::move(queue_.front());
     queue_.pop_front();
+    if (in_flight_.has_delta()) {
+      MergeQueuedDeltasLocked();
+    }
     writing_ = true;
     StartWrite(&in_flight_);
     return false;
+  }
+
+  // The deltas that queued up behind the previous write go out with `in_flight_`'s in one
+  // message (a `deltas` frame), up to kMaxBatchDeltas or kMaxBatchBytes of text. A lone delta
+  // stays a `delta` frame.
+  void MergeQueuedDeltasLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (queue_.empty() || !queue_.front().has_delta()) {
+      return;
+    }
+    persistence_pb::StreamDeltas batch;
+    size_t bytes = in_flight_.delta().text().size();
+    *batch.add_deltas() = std::move(*in_flight_.mutable_delta());
+    while (!queue_.empty() && queue_.front().has_delta() && batch.deltas_size() < kMaxBatchDeltas &&
+           bytes + queue_.front().delta().text().size() <= kMaxBatchBytes) {
+      bytes += queue_.front().delta().text().size();
+      *batch.add_deltas() = std::move(*queue_.front().mutable_delta());
+      queue_.pop_front();
+    }
+    if (batch.deltas_size() == 1) {
+      *in_flight_.mutable_delta() = std::move(*batch.mutable_deltas(0));
+      return;
+    }
+    *in_flight_.mutable_deltas() = std::move(batch);
   }
 
   // Writing stops: the stream is over, and OnDone says why.

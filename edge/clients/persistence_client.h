@@ -31,8 +31,9 @@ enum class Admission { kNew, kContinuing };
 
 // Streams one assistant message into persistence (WriteMessageStream): `open`,
 // then deltas in order, then `finish`. Calls never block; frames are queued and
-// written one at a time. Callbacks run on gRPC threads: consumers hand them to
-// their own executor.
+// written one at a time: a delta appended while nothing is being written goes out at once, and
+// the deltas that queue up behind a write in flight go out together in the next one (one
+// `deltas` message). Callbacks run on gRPC threads: consumers hand them to their own executor.
 //
 // A stream that breaks (persistence restarted or drained, a replica went away) does not lose
 // the reply: every delta not yet acknowledged durable is kept, and once the channel is

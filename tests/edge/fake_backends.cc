@@ -21,7 +21,21 @@ grpc::Status ToGrpc(const absl::Status& status) {
 void FakePersistence::Reset() {
   absl::MutexLock lock(&mutex_);
   messages_.clear();
+  deltas_per_frame_.clear();
   append_status_ = absl::OkStatus();
+}
+
+std::vector<int> FakePersistence::DeltasPerFrame() {
+  absl::MutexLock lock(&mutex_);
+  return deltas_per_frame_;
+}
+
+bool FakePersistence::AwaitDeltaFrames(size_t count, absl::Duration timeout) {
+  absl::MutexLock lock(&mutex_);
+  auto arrived = [&]() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    return deltas_per_frame_.size() >= count;
+  };
+  return mutex_.AwaitWithTimeout(absl::Condition(&arrived), timeout);
 }
 
 void FakePersistence::FailAppends(absl::Status status) {
@@ -129,9 +143,21 @@ persistence_pb::WriteMessageStreamResponse FakePersistence::Apply(
       continue;
     }
     persistence_pb::Message& message = stored.message;
-    if (frame.has_delta() && frame.delta().seq() == message.last_seq() + 1) {
-      message.set_content(message.content() + frame.delta().text());
-      message.set_last_seq(frame.delta().seq());
+    auto apply = [&](const persistence_pb::StreamDelta& delta) {
+      if (delta.seq() == message.last_seq() + 1) {
+        message.set_content(message.content() + delta.text());
+        message.set_last_seq(delta.seq());
+      }
+    };
+    if (frame.has_delta()) {
+      deltas_per_frame_.push_back(1);
+      apply(frame.delta());
+    }
+    if (frame.has_deltas()) {
+      deltas_per_frame_.push_back(frame.deltas().deltas_size());
+      for (const persistence_pb::StreamDelta& delta : frame.deltas().deltas()) {
+        apply(delta);
+      }
     }
     if (frame.has_finish()) {
       message.set_status(frame.finish().status());

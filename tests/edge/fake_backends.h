@@ -7,6 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/status/status.h"
 #include "absl/synchronization/mutex.h"
+#include "absl/time/time.h"
 #include "grpcpp/server.h"
 #include "parley/inference/v1/inference_service.grpc.pb.h"
 #include "parley/persistence/v1/conversation_service.grpc.pb.h"
@@ -28,6 +29,11 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
   std::string Seed(const std::string& user_id, const std::string& conversation_id,
                    persistence_pb::Role role, const std::string& content);
   std::vector<persistence_pb::Message> Messages(const std::string& conversation_id);
+  // For every frame of a write stream that carried text, in arrival order: how many deltas it
+  // carried (a `delta` frame counts 1, a `deltas` frame its size).
+  std::vector<int> DeltasPerFrame();
+  // Waits up to `timeout` until `count` frames carrying text have arrived.
+  bool AwaitDeltaFrames(size_t count, absl::Duration timeout);
 
   grpc::ServerUnaryReactor* AppendMessage(grpc::CallbackServerContext* context,
                                           const persistence_pb::AppendMessageRequest* request,
@@ -52,6 +58,7 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
 
   absl::Mutex mutex_;
   std::vector<Stored> messages_ ABSL_GUARDED_BY(mutex_);
+  std::vector<int> deltas_per_frame_ ABSL_GUARDED_BY(mutex_);
   absl::Status append_status_ ABSL_GUARDED_BY(mutex_);
   int next_id_ ABSL_GUARDED_BY(mutex_) = 1;
 };

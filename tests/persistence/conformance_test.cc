@@ -197,6 +197,44 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
     return result;
   }
 
+  // Like WriteStream, with each element of `batches` sent as one `deltas` frame.
+  StreamResult WriteBatches(
+      const std::string& user, const std::string& message_id,
+      const std::vector<std::vector<std::pair<int64_t, std::string>>>& batches, bool finish) {
+    StreamResult result;
+    grpc::ClientContext context;
+    auto stream = stub_->WriteMessageStream(&context);
+    v1::WriteMessageStreamRequest frame;
+    frame.mutable_open()->set_user_id(user);
+    frame.mutable_open()->set_message_id(message_id);
+    bool open = stream->Write(frame);
+    for (const auto& batch : batches) {
+      frame.mutable_deltas()->clear_deltas();
+      for (const auto& [seq, text] : batch) {
+        v1::StreamDelta* delta = frame.mutable_deltas()->add_deltas();
+        delta->set_seq(seq);
+        delta->set_text(text);
+      }
+      open = open && stream->Write(frame);
+    }
+    if (finish && open) {
+      frame.mutable_finish()->set_status(v1::MESSAGE_STATUS_COMPLETE);
+      frame.mutable_finish()->set_finish_reason("stop");
+      stream->Write(frame);
+    }
+    stream->WritesDone();
+    v1::WriteMessageStreamResponse ack;
+    while (stream->Read(&ack)) {
+      result.acks.push_back(ack.durable_seq());
+      result.finished = result.finished || ack.finished();
+      if (ack.finished()) {
+        result.sha256 = ack.sha256();
+      }
+    }
+    result.status = stream->Finish();
+    return result;
+  }
+
   struct WatchResult {
     grpc::Status status;
     std::string text;
@@ -857,6 +895,59 @@ TEST_P(ConformanceTest, StreamingWriteAcksAndStoresText) {
   // A finished message takes no more deltas.
   EXPECT_EQ(WriteStream(alice_, message.id(), {{5, "!"}}, false).status.error_code(),
             grpc::StatusCode::FAILED_PRECONDITION);
+}
+
+TEST_P(ConformanceTest, SeveralDeltasInOneFrameAreStoredWithTheirOwnSeqs) {
+  const v1::Message message = StartStreaming(alice_);
+  StreamResult first = WriteBatches(alice_, message.id(), {{{1, "Hel"}, {2, "lo"}, {3, ", "}}},
+                                    /*finish=*/false);
+  ASSERT_TRUE(first.status.ok()) << first.status.error_message();
+  ASSERT_FALSE(first.acks.empty());
+  EXPECT_EQ(first.acks.back(), 3);
+
+  // A writer whose stream broke resends every delta it has no ack for: the batch overlaps what
+  // is stored (seqs 2 and 3), which is skipped, and carries on after it; single-delta frames and
+  // batches mix.
+  StreamResult resent = WriteBatches(
+      alice_, message.id(), {{{2, "lo"}, {3, ", "}, {4, "wor"}}, {{5, "ld"}}, {{6, "!"}, {7, "!"}}},
+      /*finish=*/true);
+  ASSERT_TRUE(resent.status.ok()) << resent.status.error_message();
+  EXPECT_EQ(resent.acks.front(), 3) << "the first ack says where the store stands";
+  EXPECT_EQ(resent.acks.back(), 7);
+  EXPECT_TRUE(resent.finished);
+
+  v1::Message stored;
+  ASSERT_TRUE(GetMessage(alice_, message.id(), &stored).ok());
+  EXPECT_EQ(stored.content(), "Hello, world!!");
+  EXPECT_EQ(stored.last_seq(), 7);
+  EXPECT_EQ(stored.status(), v1::MESSAGE_STATUS_COMPLETE);
+
+  // Every seq keeps its own place: a resume from any of them gets exactly the rest.
+  const std::vector<std::string> rests = {"Hello, world!!", "lo, world!!", ", world!!", "world!!",
+                                          "ld!!",           "!!",          "!",         ""};
+  for (int64_t after = 0; after <= 7; ++after) {
+    grpc::ClientContext context;
+    v1::WatchMessageRequest request;
+    request.set_user_id(alice_);
+    request.set_message_id(message.id());
+    request.set_after_seq(after);
+    auto reader = stub_->WatchMessage(&context, request);
+    WatchResult watched;
+    ReadWatch(*reader, watched);
+    ASSERT_TRUE(watched.status.ok()) << watched.status.error_message();
+    EXPECT_EQ(watched.text, rests[after]) << "after seq " << after;
+    EXPECT_EQ(watched.finish.last_seq(), 7);
+  }
+
+  // A batch with a gap stores what comes before the gap and ends the stream.
+  const v1::Message gapped = StartStreaming(alice_);
+  StreamResult gap =
+      WriteBatches(alice_, gapped.id(), {{{1, "a"}, {2, "b"}, {4, "d"}}}, /*finish=*/true);
+  EXPECT_EQ(gap.status.error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_TRUE(GetMessage(alice_, gapped.id(), &stored).ok());
+  EXPECT_EQ(stored.status(), v1::MESSAGE_STATUS_STREAMING);
+  EXPECT_EQ(stored.content(), "ab");
+  EXPECT_EQ(stored.last_seq(), 2);
 }
 
 // SHA-256 values computed outside Parley (sha256sum), so the store's hashing is checked against
