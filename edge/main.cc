@@ -95,6 +95,13 @@ ABSL_FLAG(int, backend_stream_window_bytes, 64 * 1024,
 ABSL_FLAG(int, backend_ready_timeout_ms, 5000,
           "How long a call to inference or persistence waits for the backend to be connected "
           "(a restart) before the client is told it is unavailable");
+ABSL_FLAG(int, persistence_max_unacked_deltas, 256,
+          "Deltas of one reply the edge holds that persistence has not acknowledged durable; "
+          "at this many the reply stops pulling tokens from inference until acknowledgements "
+          "arrive");
+ABSL_FLAG(int, persistence_max_unacked_bytes, 1024 * 1024,
+          "Bytes of text of one reply the edge holds that persistence has not acknowledged "
+          "durable, paused as for --persistence_max_unacked_deltas");
 ABSL_FLAG(std::string, echo_path, "",
           "Serve a WebSocket echo endpoint at this path (e.g. /ws/echo) through the edge's own "
           "WebSocket code, for conformance suites such as Autobahn|Testsuite; authenticated like "
@@ -167,6 +174,10 @@ int main(int argc, char** argv) {
       absl::Milliseconds(std::max(0, absl::GetFlag(FLAGS_slow_client_timeout_ms)));
   options.backend_ready_timeout =
       absl::Milliseconds(std::max(1, absl::GetFlag(FLAGS_backend_ready_timeout_ms)));
+  options.persistence_window.max_unacked_deltas =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_persistence_max_unacked_deltas)));
+  options.persistence_window.max_unacked_bytes =
+      static_cast<size_t>(std::max(1, absl::GetFlag(FLAGS_persistence_max_unacked_bytes)));
   if (!options.allow_anonymous && options.jwt_secret_file.empty() && options.jwks_file.empty()) {
     parley::common::LogError(
         "no way to authenticate clients: give --jwt_secret_file or --jwks_file, or "

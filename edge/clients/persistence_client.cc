@@ -240,8 +240,8 @@ class MessageWriter::Attempt final
 };
 
 MessageWriter::MessageWriter(persistence_pb::ConversationService::Stub* stub,
-                             BackendReadiness* readiness, DoneCallback done)
-    : stub_(stub), readiness_(readiness), done_(std::move(done)) {}
+                             BackendReadiness* readiness, Window window, DoneCallback done)
+    : stub_(stub), readiness_(readiness), window_(window), done_(std::move(done)) {}
 
 void MessageWriter::Start(persistence_pb::StreamOpen open, absl::Duration deadline,
                           const common::TraceContext& trace) {
@@ -345,6 +345,7 @@ void MessageWriter::Append(int64_t seq, std::string text) {
     if (!WaitingLocked()) {
       waiting_since_ = absl::Now();
     }
+    unacked_bytes_ += text.size();
     persistence_pb::StreamDelta& delta = unacked_.emplace_back();
     delta.set_seq(seq);
     delta.set_text(std::move(text));
@@ -402,22 +403,52 @@ size_t MessageWriter::pending() const {
   return unacked_.size();
 }
 
+bool MessageWriter::HasRoomLocked() const {
+  return unacked_.size() < window_.max_unacked_deltas && unacked_bytes_ < window_.max_unacked_bytes;
+}
+
+bool MessageWriter::HasRoom() const {
+  absl::MutexLock lock(&mutex_);
+  return HasRoomLocked();
+}
+
+bool MessageWriter::WhenRoom(std::function<void()> resume) {
+  absl::MutexLock lock(&mutex_);
+  // A writer that has ended holds nothing more: there is room.
+  if (HasRoomLocked() || self_ == nullptr) {
+    return true;
+  }
+  resume_ = std::move(resume);
+  return false;
+}
+
 void MessageWriter::OnAck(const Attempt* attempt,
                           const persistence_pb::WriteMessageStreamResponse& response) {
-  absl::MutexLock lock(&mutex_);
-  if (attempt != attempt_.get()) {
-    return;
+  std::function<void()> resume;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (attempt != attempt_.get()) {
+      return;
+    }
+    // The stream works: a later break gets the whole readiness timeout again.
+    give_up_at_.reset();
+    waiting_since_ = absl::Now();
+    durable_seq_ = std::max(durable_seq_, response.durable_seq());
+    while (!unacked_.empty() && unacked_.front().seq() <= durable_seq_) {
+      unacked_bytes_ -= unacked_.front().text().size();
+      unacked_.pop_front();
+    }
+    if (response.finished()) {
+      finished_ = true;
+      sha256_ = response.sha256();
+    }
+    if (resume_ && HasRoomLocked()) {
+      resume = std::move(resume_);
+      resume_ = nullptr;
+    }
   }
-  // The stream works: a later break gets the whole readiness timeout again.
-  give_up_at_.reset();
-  waiting_since_ = absl::Now();
-  durable_seq_ = std::max(durable_seq_, response.durable_seq());
-  while (!unacked_.empty() && unacked_.front().seq() <= durable_seq_) {
-    unacked_.pop_front();
-  }
-  if (response.finished()) {
-    finished_ = true;
-    sha256_ = response.sha256();
+  if (resume) {
+    resume();
   }
 }
 
@@ -498,9 +529,12 @@ void MessageWriter::CheckFinished(absl::Status refusal) {
 void MessageWriter::Done(absl::Status status) {
   Result result;
   DoneCallback done;
+  std::function<void()> resume;
   std::shared_ptr<MessageWriter> self;
   {
     absl::MutexLock lock(&mutex_);
+    resume = std::move(resume_);
+    resume_ = nullptr;
     result.status = std::move(status);
     result.durable_seq = durable_seq_;
     result.finished = finished_;
@@ -516,14 +550,19 @@ void MessageWriter::Done(absl::Status status) {
   if (done) {
     done(std::move(result));
   }
+  if (resume) {
+    resume();
+  }
 }
 
 PersistenceClient::PersistenceClient(std::shared_ptr<grpc::Channel> channel,
-                                     absl::Duration deadline, absl::Duration ready_timeout)
+                                     absl::Duration deadline, absl::Duration ready_timeout,
+                                     MessageWriter::Window window)
     : channel_(std::move(channel)),
       stub_(persistence_pb::ConversationService::NewStub(channel_)),
       deadline_(deadline),
-      readiness_(std::make_unique<BackendReadiness>(channel_, "persistence", ready_timeout)) {}
+      readiness_(std::make_unique<BackendReadiness>(channel_, "persistence", ready_timeout)),
+      window_(window) {}
 
 void PersistenceClient::AppendMessage(persistence_pb::AppendMessageRequest request,
                                       const common::TraceContext& trace,
@@ -670,7 +709,8 @@ std::shared_ptr<MessageWriter> PersistenceClient::OpenWriter(const std::string& 
                                                              const std::string& message_id,
                                                              const common::TraceContext& trace,
                                                              MessageWriter::DoneCallback done) {
-  auto writer = std::make_shared<MessageWriter>(stub_.get(), readiness_.get(), std::move(done));
+  auto writer =
+      std::make_shared<MessageWriter>(stub_.get(), readiness_.get(), window_, std::move(done));
   persistence_pb::StreamOpen open;
   open.set_user_id(user_id);
   open.set_message_id(message_id);

@@ -56,9 +56,16 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
   };
   using DoneCallback = std::function<void(Result)>;
 
+  // How much of a reply may wait for persistence's durable acknowledgement before the writer is
+  // full (HasRoom() false): a bound on what the edge holds of a reply while persistence is slow.
+  struct Window {
+    size_t max_unacked_deltas = 256;
+    size_t max_unacked_bytes = 1 << 20;
+  };
+
   // Use PersistenceClient::OpenWriter.
   MessageWriter(persistence_pb::ConversationService::Stub* stub, BackendReadiness* readiness,
-                DoneCallback done);
+                Window window, DoneCallback done);
 
   void Append(int64_t seq, std::string text);
   // Queues the last frame; the stream ends once it is acknowledged.
@@ -69,6 +76,14 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
 
   // Deltas not yet acknowledged durable.
   size_t pending() const;
+
+  // False while the deltas not yet acknowledged durable fill the window: whoever appends should
+  // stop pulling text until there is room again, as for a slow socket.
+  bool HasRoom() const;
+  // With room, returns true and drops `resume`. Without, keeps `resume` (replacing one kept
+  // before) and returns false; it runs once, on a gRPC thread, when acknowledgements make room or
+  // the writer ends.
+  bool WhenRoom(std::function<void()> resume);
 
   void Start(persistence_pb::StreamOpen open, absl::Duration deadline,
              const common::TraceContext& trace);
@@ -92,9 +107,11 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
   void OnStallCheck();
   bool WaitingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   absl::Duration StallTimeout() const;
+  bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   persistence_pb::ConversationService::Stub* const stub_;
   BackendReadiness* const readiness_;
+  const Window window_;
   common::TraceContext trace_;
   absl::Time deadline_;
 
@@ -103,6 +120,8 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
   persistence_pb::StreamOpen open_ ABSL_GUARDED_BY(mutex_);
   // Every delta after `durable_seq_`, in order: what a new stream resends.
   std::deque<persistence_pb::StreamDelta> unacked_ ABSL_GUARDED_BY(mutex_);
+  size_t unacked_bytes_ ABSL_GUARDED_BY(mutex_) = 0;      // of their text
+  std::function<void()> resume_ ABSL_GUARDED_BY(mutex_);  // see WhenRoom
   std::optional<persistence_pb::StreamFinish> finish_ ABSL_GUARDED_BY(mutex_);
   std::shared_ptr<Attempt> attempt_ ABSL_GUARDED_BY(mutex_);
   // Set when a stream broke and no later one got an acknowledgement: the writer gives up then.
@@ -142,9 +161,11 @@ class PersistenceClient {
  public:
   // `deadline` bounds each unary call; every call first waits up to `ready_timeout` for the
   // channel to connect (see BackendReadiness).
+  // `window` bounds each reply's writer (see MessageWriter::Window).
   explicit PersistenceClient(std::shared_ptr<grpc::Channel> channel,
                              absl::Duration deadline = absl::Seconds(10),
-                             absl::Duration ready_timeout = absl::Seconds(5));
+                             absl::Duration ready_timeout = absl::Seconds(5),
+                             MessageWriter::Window window = {});
 
   template <class T>
   using Callback = std::function<void(absl::StatusOr<T>)>;
@@ -205,6 +226,7 @@ class PersistenceClient {
   std::unique_ptr<persistence_pb::ConversationService::Stub> stub_;
   absl::Duration deadline_;
   std::unique_ptr<BackendReadiness> readiness_;
+  MessageWriter::Window window_;
 };
 
 }  // namespace parley::edge

@@ -97,7 +97,7 @@ absl::StatusOr<std::unique_ptr<EdgeServer>> EdgeServer::Start(const EdgeOptions&
   context.persistence = std::make_unique<PersistenceClient>(
       common::CreateInstrumentedChannel(options.persistence, context.metrics.shared_registry(),
                                         "edge", stream_args),
-      absl::Seconds(10), options.backend_ready_timeout);
+      absl::Seconds(10), options.backend_ready_timeout, options.persistence_window);
   // Names this process among every edge sharing the persistence service, so the signals it
   // publishes are not shown to its own viewers a second time.
   absl::BitGen bits;

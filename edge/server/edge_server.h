@@ -45,6 +45,9 @@ struct EdgeOptions {
   // How long a call to inference or persistence waits for the backend to be connected before it
   // fails; a backend that restarts within it is invisible to clients.
   absl::Duration backend_ready_timeout = absl::Seconds(5);
+  // What one reply may hold of text persistence has not yet acknowledged durable; a full
+  // reply stops pulling from inference until acknowledgements make room.
+  MessageWriter::Window persistence_window;
   // A WebSocket echo endpoint at this path (conformance suites); empty serves none.
   std::string echo_path;
 };

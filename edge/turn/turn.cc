@@ -5,6 +5,7 @@
 
 #include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
+#include "boost/asio/dispatch.hpp"
 #include "boost/asio/post.hpp"
 #include "common/log.h"
 #include "edge/turn/conversation_names.h"
@@ -553,18 +554,29 @@ void Turn::OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arriv
     default:
       break;
   }
-  // Pull the next chunk only when the client can take it: this is what lets
-  // gRPC flow control slow the engine down for a slow reader.
-  std::shared_ptr<EventSink> sink = sink_.lock();
-  if (sink == nullptr || sink->Writable()) {
-    generate_->ReadNext();
-  } else {
-    sink->WhenWritable([self = shared_from_this()] {
-      if (self->generate_ != nullptr) {
-        self->generate_->ReadNext();
-      }
-    });
+  PullNext();
+}
+
+void Turn::PullNext() {
+  if (generate_ == nullptr || generate_done_) {
+    return;
   }
+  // Pull the next chunk only when the client can take it and persistence keeps up: this is
+  // what lets gRPC flow control slow the engine down for a slow reader or a slow store, and
+  // bounds what the edge holds of the reply meanwhile.
+  std::shared_ptr<EventSink> sink = sink_.lock();
+  if (sink != nullptr && !sink->Writable()) {
+    sink->WhenWritable([self = shared_from_this()] {
+      net::dispatch(self->executor_, [self] { self->PullNext(); });
+    });
+    return;
+  }
+  if (writer_ != nullptr && !writer_done_ && !writer_->WhenRoom([self = shared_from_this()] {
+        net::post(self->executor_, [self] { self->PullNext(); });
+      })) {
+    return;
+  }
+  generate_->ReadNext();
 }
 
 void Turn::OnGenerateDone(absl::Status status) {

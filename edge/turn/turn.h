@@ -99,6 +99,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void StartStreams();
   void ScheduleHeartbeat();
   void OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arrival);
+  // Asks inference for the next chunk once the client's socket and persistence have room.
+  void PullNext();
   void OnGenerateDone(absl::Status status);
   void OnWriterDone(MessageWriter::Result result);
   void MaybeFinish();

@@ -514,6 +514,53 @@ TEST_F(BackendFaultTest, PersistenceHungPastTheAckTimeoutGetsTheReplyAgainWhenIt
   ExpectStoredAsSeen("nap-user", received, persistence_pb::MESSAGE_STATUS_COMPLETE);
 }
 
+TEST_F(BackendFaultTest, PersistenceStalledMidReplyHoldsTheReplyAtTheEdgesBoundUntilItCatchesUp) {
+  // Faster than persistence can ever be stalled for, and many more deltas than the bound.
+  inference_->Signal(SIGKILL);
+  inference_->Wait();
+  StartInference("127.0.0.1:0", /*tokens=*/400, {"--sim_tokens_per_second=1000"});
+  constexpr int kWindow = 32;
+  StartEdge({kRecoveryTimeout, absl::StrCat("--persistence_max_unacked_deltas=", kWindow)});
+  std::unique_ptr<WsClient> client = Connect("stall-user");
+  ASSERT_NE(client, nullptr);
+  ExpectCompleteTurn(*client, "stall-0");
+
+  // The reply is stored as streaming and its first token is still to come when persistence
+  // stops: none of its deltas can be acknowledged.
+  inference_->Signal(SIGSTOP);
+  ASSERT_TRUE(client->SendJson(Message("stall-1")).ok());
+  Received received;
+  std::optional<json::object> start = ReadUntil(*client, "stream_start");
+  ASSERT_TRUE(start.has_value());
+  received.message_id = Str(*start, "messageId");
+  persistence_->Signal(SIGSTOP);
+  inference_->Signal(SIGCONT);
+
+  // The edge takes the window's worth from inference and then stops pulling, however fast the
+  // engine is: nothing after it reaches the client, which would see it before its pong.
+  ReadReply(*client, received, /*stop_after_seq=*/kWindow);
+  EXPECT_EQ(received.last_seq, kWindow);
+  ASSERT_TRUE(client->SendJson(json::object{{"type", "ping"}}).ok());
+  while (true) {
+    absl::StatusOr<json::object> frame = client->ReadJson();
+    ASSERT_TRUE(frame.ok()) << frame.status();
+    if (Str(*frame, "type") == "pong") {
+      break;
+    }
+    ASSERT_NE(Str(*frame, "type"), "stream_token")
+        << "a token past the persistence window: " << json::serialize(*frame);
+  }
+
+  // Acknowledgements make room again and the reply runs to its end, stored byte for byte.
+  persistence_->Signal(SIGCONT);
+  ReadReply(*client, received);
+  ASSERT_TRUE(received.end.has_value());
+  EXPECT_EQ(Str(*received.end, "type"), "stream_complete") << json::serialize(*received.end);
+  EXPECT_GT(received.last_seq, kWindow);
+  EXPECT_FALSE(received.out_of_order);
+  ExpectStoredAsSeen("stall-user", received, persistence_pb::MESSAGE_STATUS_COMPLETE);
+}
+
 // The same stack on the PostgreSQL cluster of tests/persistence/with_postgres.sh, which also
 // gives the command that restarts it.
 class PostgresBackendFaultTest : public BackendFaultTest {
