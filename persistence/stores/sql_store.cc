@@ -12,6 +12,7 @@
 #include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "boost/json/parse.hpp"
@@ -89,6 +90,14 @@ std::vector<std::vector<std::string>> SchemaMigrations(const SqlDialect& dialect
           "ALTER TABLE messages ADD COLUMN lease_expire_time $INT64",
           "CREATE INDEX messages_by_lease ON messages (lease_expire_time) WHERE status = 1",
       },
+      // 5: a streamed reply's text is stored once, append-only: while it streams its deltas are
+      // the only copy (the row keeps what it was appended with, usually nothing); when it ends
+      // they become the row's content, `seq_ends` records where each seq's text ends in it (byte
+      // offsets, "3,5,12"), and they leave the delta log. Rows written before are moved over by
+      // MigrateToAppendOnlyText.
+      {
+          "ALTER TABLE messages ADD COLUMN seq_ends TEXT",
+      },
   };
   for (std::vector<std::string>& version : migrations) {
     for (std::string& statement : version) {
@@ -101,6 +110,8 @@ std::vector<std::vector<std::string>> SchemaMigrations(const SqlDialect& dialect
 namespace {
 
 constexpr int kMaxIdRetries = 3;
+// The schema version from which streamed text is stored append-only (MigrateToAppendOnlyText).
+constexpr size_t kAppendOnlyTextVersion = 5;
 
 // Columns read into a Conversation, in ReadConversation's order.
 constexpr char kConversationColumns[] =
@@ -259,8 +270,99 @@ absl::StatusOr<v1::Conversation> LoadConversation(SqlTransaction& tx, const std:
   return ReadConversation(*rows, 0);
 }
 
+// A streaming message's row holds only what it was appended with; its deltas, the only copy of
+// the rest until it ends, are appended to each one's content here.
+absl::Status FillStreamingText(SqlTransaction& tx, const std::vector<v1::Message*>& messages) {
+  std::unordered_map<std::string, v1::Message*> streaming;
+  std::vector<SqlParam> ids;
+  for (v1::Message* message : messages) {
+    if (message->status() == v1::MESSAGE_STATUS_STREAMING && message->last_seq() > 0 &&
+        streaming.emplace(message->id(), message).second) {
+      ids.push_back(message->id());
+    }
+  }
+  if (ids.empty()) {
+    return absl::OkStatus();
+  }
+  absl::StatusOr<SqlRows> rows =
+      tx.Query(absl::StrCat("SELECT message_id, text FROM message_deltas WHERE message_id IN (",
+                            Placeholders(ids.size()), ") ORDER BY message_id, seq"),
+               ids);
+  if (!rows.ok()) {
+    return rows.status();
+  }
+  for (int r = 0; r < rows->size(); ++r) {
+    streaming[rows->Text(r, 0)]->mutable_content()->append(rows->Text(r, 1));
+  }
+  return absl::OkStatus();
+}
+
+absl::Status FillStreamingText(SqlTransaction& tx, std::vector<v1::Message>& messages) {
+  std::vector<v1::Message*> pointers;
+  for (v1::Message& message : messages) {
+    pointers.push_back(&message);
+  }
+  return FillStreamingText(tx, pointers);
+}
+
+// Where each seq's text ends in an ended message's content, as `seq_ends` stores it.
+std::string EncodeSeqEnds(const std::vector<size_t>& ends) {
+  std::string out;
+  for (size_t end : ends) {
+    absl::StrAppend(&out, out.empty() ? "" : ",", end);
+  }
+  return out;
+}
+
+// The byte offset in the content where `seq` (1-based) ends; false if `seq_ends` does not say.
+bool SeqEnd(absl::string_view seq_ends, int64_t seq, size_t* end) {
+  int64_t current = 1;
+  for (absl::string_view field : absl::StrSplit(seq_ends, ',')) {
+    if (current == seq) {
+      return absl::SimpleAtoi(field, end);
+    }
+    ++current;
+  }
+  return false;
+}
+
+// Ends the text of streaming `message`, read with its row's content only: its deltas are appended
+// to that content and leave the delta log, and the row gets the whole text with where each seq
+// ends. The caller's UPDATE of the row's status is part of the same transaction.
+absl::Status SealText(SqlTransaction& tx, v1::Message& message) {
+  absl::StatusOr<SqlRows> rows = tx.Query(
+      "SELECT text FROM message_deltas WHERE message_id = $1 ORDER BY seq", {message.id()});
+  if (!rows.ok()) {
+    return rows.status();
+  }
+  std::string& content = *message.mutable_content();
+  std::vector<size_t> ends;
+  ends.reserve(rows->size());
+  for (int r = 0; r < rows->size(); ++r) {
+    content += rows->Text(r, 0);
+    ends.push_back(content.size());
+  }
+  SqlParam seq_ends = nullptr;
+  if (!ends.empty()) {
+    seq_ends = EncodeSeqEnds(ends);
+  }
+  if (absl::Status updated =
+          tx.Query("UPDATE messages SET content = $1, seq_ends = $2 WHERE id = $3",
+                   {content, seq_ends, message.id()})
+              .status();
+      !updated.ok()) {
+    return updated;
+  }
+  if (ends.empty()) {
+    return absl::OkStatus();
+  }
+  return tx.Query("DELETE FROM message_deltas WHERE message_id = $1", {message.id()}).status();
+}
+
+// `fill_text`: a streaming message's content is its whole durable text (see FillStreamingText);
+// without, only what its row holds.
 absl::StatusOr<v1::Message> LoadMessage(SqlTransaction& tx, const std::string& user_id,
-                                        const std::string& message_id) {
+                                        const std::string& message_id, bool fill_text = true) {
   absl::StatusOr<SqlRows> rows =
       tx.Query(absl::StrCat("SELECT ", kMessageColumns,
                             " FROM messages m JOIN conversations c ON c.id = m.conversation_id"
@@ -272,7 +374,13 @@ absl::StatusOr<v1::Message> LoadMessage(SqlTransaction& tx, const std::string& u
   if (rows->empty()) {
     return absl::NotFoundError("message not found");
   }
-  return ReadMessage(*rows, 0);
+  v1::Message message = ReadMessage(*rows, 0);
+  if (fill_text) {
+    if (absl::Status filled = FillStreamingText(tx, {&message}); !filled.ok()) {
+      return filled;
+    }
+  }
+  return message;
 }
 
 // Root first. Empty when `leaf_id` is not in the conversation.
@@ -295,6 +403,9 @@ absl::StatusOr<std::vector<v1::Message>> LoadPath(SqlTransaction& tx,
   std::vector<v1::Message> path;
   for (int r = 0; r < rows->size(); ++r) {
     path.push_back(ReadMessage(*rows, r));
+  }
+  if (absl::Status filled = FillStreamingText(tx, path); !filled.ok()) {
+    return filled;
   }
   return path;
 }
@@ -371,6 +482,65 @@ v1::ReplyFinished ReplyFinishedOf(const v1::Message& message) {
   return finished;
 }
 
+// Schema 5 (see SchemaMigrations) for the rows written before it: a streaming message's row
+// gives up the text its deltas hold, which are the only copy from now on; an ended message's
+// deltas become its `seq_ends` and leave the delta log. A row whose content does not end with its
+// deltas' text is left as it was (reads fall back to its deltas).
+absl::Status MigrateToAppendOnlyText(SqlTransaction& tx) {
+  absl::StatusOr<SqlRows> messages = tx.Query(
+      "SELECT m.id, m.status, m.content FROM messages m WHERE EXISTS"
+      " (SELECT 1 FROM message_deltas d WHERE d.message_id = m.id)");
+  if (!messages.ok()) {
+    return messages.status();
+  }
+  for (int m = 0; m < messages->size(); ++m) {
+    const std::string& id = messages->Text(m, 0);
+    const std::string& content = messages->Text(m, 2);
+    absl::StatusOr<SqlRows> deltas =
+        tx.Query("SELECT text FROM message_deltas WHERE message_id = $1 ORDER BY seq", {id});
+    if (!deltas.ok()) {
+      return deltas.status();
+    }
+    size_t streamed = 0;
+    for (int d = 0; d < deltas->size(); ++d) {
+      streamed += deltas->Text(d, 0).size();
+    }
+    if (streamed > content.size()) {
+      continue;
+    }
+    const size_t prefix = content.size() - streamed;
+    std::vector<size_t> ends;
+    size_t end = prefix;
+    bool matches = true;
+    for (int d = 0; d < deltas->size() && matches; ++d) {
+      const std::string& text = deltas->Text(d, 0);
+      matches = content.compare(end, text.size(), text) == 0;
+      end += text.size();
+      ends.push_back(end);
+    }
+    if (!matches) {
+      continue;
+    }
+    absl::Status status;
+    if (messages->Int(m, 1) == v1::MESSAGE_STATUS_STREAMING) {
+      status = tx.Query("UPDATE messages SET content = $1 WHERE id = $2",
+                        {content.substr(0, prefix), id})
+                   .status();
+    } else {
+      status =
+          tx.Query("UPDATE messages SET seq_ends = $1 WHERE id = $2", {EncodeSeqEnds(ends), id})
+              .status();
+      if (status.ok()) {
+        status = tx.Query("DELETE FROM message_deltas WHERE message_id = $1", {id}).status();
+      }
+    }
+    if (!status.ok()) {
+      return status;
+    }
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 const std::string& SqlRows::Text(int row, int column) const {
@@ -416,6 +586,12 @@ absl::StatusOr<std::unique_ptr<Store>> SqlStore::Create(
         if (absl::Status applied = tx.Query(statement).status(); !applied.ok()) {
           return absl::Status(applied.code(), absl::StrCat("schema migration ", version + 1, ": ",
                                                            applied.message()));
+        }
+      }
+      if (version + 1 == kAppendOnlyTextVersion) {
+        if (absl::Status moved = MigrateToAppendOnlyText(tx); !moved.ok()) {
+          return absl::Status(
+              moved.code(), absl::StrCat("schema migration ", version + 1, ": ", moved.message()));
         }
       }
       if (absl::Status recorded = tx.Query("INSERT INTO schema_version (version) VALUES ($1)",
@@ -566,6 +742,9 @@ absl::StatusOr<int> SqlStore::ExpireLeases(absl::Time now_time) {
     }
     for (int r = 0; r < rows->size(); ++r) {
       v1::Message message = ReadMessage(*rows, r);
+      if (absl::Status sealed = SealText(tx, message); !sealed.ok()) {
+        return sealed;
+      }
       message.set_status(v1::MESSAGE_STATUS_INTERRUPTED);
       message.set_finish_reason(std::string(kLeaseExpiredReason));
       message.set_sha256(common::Sha256Hex(message.content()));
@@ -880,7 +1059,7 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
           if (!rows->empty()) {
             result.message = ReadMessage(*rows, 0);
             result.created = false;
-            return absl::OkStatus();
+            return FillStreamingText(tx, {&result.message});
           }
         }
       }
@@ -1019,7 +1198,7 @@ absl::StatusOr<MessagePage> SqlStore::ListMessages(const v1::ListMessagesRequest
       for (int r = rows->size() - 1; r >= 0; --r) {
         page.messages.push_back(ReadMessage(*rows, r));
       }
-      return absl::OkStatus();
+      return FillStreamingText(tx, page.messages);
     }
     absl::StatusOr<SqlRows> rows =
         tx.Query(absl::StrCat("SELECT ", kMessageColumns,
@@ -1036,7 +1215,7 @@ absl::StatusOr<MessagePage> SqlStore::ListMessages(const v1::ListMessagesRequest
     if (rows->size() > page_size) {
       page.next_page_token = EncodePageToken("m", rows->Int(count - 1, 15), 0);
     }
-    return absl::OkStatus();
+    return FillStreamingText(tx, page.messages);
   });
   if (!status.ok()) {
     return status;
@@ -1088,7 +1267,7 @@ std::vector<absl::StatusOr<int64_t>> SqlStore::AppendDeltas(const std::vector<De
         return read;
       }
       std::vector<SqlParam> inserts;  // message_id, seq, text per row
-      std::vector<SqlParam> updates;  // message_id, appended text, new last seq per row
+      std::vector<SqlParam> updates;  // message_id, new last seq per row
       for (size_t i : round) {
         const DeltaRun& run = runs[i];
         auto it = state.find(run.message_id);
@@ -1106,18 +1285,17 @@ std::vector<absl::StatusOr<int64_t>> SqlStore::AppendDeltas(const std::vector<De
               absl::StrCat("delta seq ", run.first_seq, " leaves a gap after ", last_seq));
           continue;
         }
-        std::string appended;
+        // The text goes into the delta log only; the row just learns the new last seq.
         int64_t seq = run.first_seq;
         for (const std::string& text : run.texts) {
           if (seq > last_seq) {  // lower seqs are stored already: a retry
             inserts.insert(inserts.end(), {run.message_id, seq, text});
-            appended += text;
           }
           ++seq;
         }
         const int64_t new_last = std::max(last_seq, seq - 1);
         if (new_last > last_seq) {
-          updates.insert(updates.end(), {run.message_id, std::move(appended), new_last});
+          updates.insert(updates.end(), {run.message_id, new_last});
           changed.push_back(run.message_id);
         }
         results[i] = new_last;
@@ -1133,15 +1311,14 @@ std::vector<absl::StatusOr<int64_t>> SqlStore::AppendDeltas(const std::vector<De
       if (!written.ok()) {
         return written;
       }
-      written = ForChunks(updates.size() / 3, [&](size_t begin, size_t count) {
-        std::vector<SqlParam> params(updates.begin() + 3 * begin,
-                                     updates.begin() + 3 * (begin + count));
+      written = ForChunks(updates.size() / 2, [&](size_t begin, size_t count) {
+        std::vector<SqlParam> params(updates.begin() + 2 * begin,
+                                     updates.begin() + 2 * (begin + count));
         params.push_back(now);
         return tx
-            .Query(absl::StrCat("UPDATE messages SET content = content || v.column2,"
-                                " last_seq = v.column3, update_time = $",
-                                3 * count + 1, " FROM (VALUES ",
-                                RowPlaceholders(count, 3, "CAST(", " AS BIGINT)"),
+            .Query(absl::StrCat("UPDATE messages SET last_seq = v.column2, update_time = $",
+                                2 * count + 1, " FROM (VALUES ",
+                                RowPlaceholders(count, 2, "CAST(", " AS BIGINT)"),
                                 ") AS v WHERE messages.id = v.column1"),
                    params)
             .status();
@@ -1180,6 +1357,9 @@ absl::StatusOr<v1::Message> SqlStore::FinishMessage(const std::string& message_i
     result = ReadMessage(*rows, 0);
     if (result->status() != v1::MESSAGE_STATUS_STREAMING) {
       return absl::FailedPreconditionError("message is not streaming");
+    }
+    if (absl::Status sealed = SealText(tx, *result); !sealed.ok()) {
+      return sealed;
     }
     const int64_t now = NowMicros();
     result->set_status(finish.status());
@@ -1220,7 +1400,8 @@ absl::StatusOr<MessageTail> SqlStore::ReadTail(const std::string& user_id,
                                                const std::string& message_id, int64_t after_seq) {
   MessageTail tail;
   absl::Status status = database_->Transact(false, [&](SqlTransaction& tx) -> absl::Status {
-    absl::StatusOr<v1::Message> message = LoadMessage(tx, user_id, message_id);
+    absl::StatusOr<v1::Message> message =
+        LoadMessage(tx, user_id, message_id, /*fill_text=*/after_seq <= 0);
     if (!message.ok()) {
       return message.status();
     }
@@ -1230,11 +1411,26 @@ absl::StatusOr<MessageTail> SqlStore::ReadTail(const std::string& user_id,
     tail.usage = message->usage();
     tail.sha256 = message->sha256();
     if (after_seq <= 0) {
-      tail.text = message->content();
+      tail.text = std::move(*message->mutable_content());
       return absl::OkStatus();
     }
     if (after_seq >= tail.last_seq) {
       return absl::OkStatus();
+    }
+    if (message->status() != v1::MESSAGE_STATUS_STREAMING) {
+      // An ended message's text is its content; `seq_ends` says where each seq ends in it.
+      absl::StatusOr<SqlRows> ends =
+          tx.Query("SELECT seq_ends FROM messages WHERE id = $1", {message_id});
+      if (!ends.ok()) {
+        return ends.status();
+      }
+      size_t end = 0;
+      if (!ends->empty() && !ends->IsNull(0, 0) && SeqEnd(ends->Text(0, 0), after_seq, &end) &&
+          end <= message->content().size()) {
+        tail.text = message->content().substr(end);
+        return absl::OkStatus();
+      }
+      // Else an ended message that kept its deltas (one copied by a fork has none).
     }
     absl::StatusOr<SqlRows> rows = tx.Query(
         "SELECT text FROM message_deltas WHERE message_id = $1 AND seq > $2 AND seq <= $3"

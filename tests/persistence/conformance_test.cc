@@ -1890,34 +1890,72 @@ class SchemaUpgradeTest : public ::testing::TestWithParam<std::string> {
     return status;
   }
 
-  // Schema version 1 exactly as that release created it, plus one user's chat.
-  absl::Status WriteVersionOneDatabase() {
+  // The schema as release `version` created it (its first `version` migrations), in a fresh
+  // database, followed by `rows`.
+  absl::Status WriteDatabase(size_t version, const std::vector<std::string>& rows) {
     const bool postgres = GetParam() == "postgresql";
     std::vector<std::string> statements = {
         "CREATE TABLE schema_version (version INTEGER NOT NULL)"};
-    const std::vector<std::string> version_one =
+    const std::vector<std::vector<std::string>> migrations =
         SchemaMigrations(postgres ? SqlDialect{.serial_key = "BIGSERIAL PRIMARY KEY",
                                                .int64 = "BIGINT",
                                                .keyed_table = ""}
                                   : SqlDialect{.serial_key = "INTEGER PRIMARY KEY AUTOINCREMENT",
                                                .int64 = "INTEGER",
-                                               .keyed_table = " WITHOUT ROWID"})[0];
-    statements.insert(statements.end(), version_one.begin(), version_one.end());
-    statements.insert(
-        statements.end(),
-        {"INSERT INTO schema_version (version) VALUES (1)",
-         absl::StrCat("INSERT INTO conversations (id, owner, title, metadata,"
-                      " origin_client_message_id, create_time, update_time) VALUES ('",
-                      kOldConversation, "', 'old-user', 'Before the upgrade', '{}', NULL,",
-                      " 1700000000000000, 1700000000000000)"),
+                                               .keyed_table = " WITHOUT ROWID"});
+    for (size_t v = 0; v < version; ++v) {
+      statements.insert(statements.end(), migrations[v].begin(), migrations[v].end());
+    }
+    statements.push_back(
+        absl::StrCat("INSERT INTO schema_version (version) VALUES (", version, ")"));
+    statements.insert(statements.end(), rows.begin(), rows.end());
+    return postgres ? ExecPostgres(spec_, statements)
+                    : ExecSqlite(dir_ + "/data/parley.db", statements);
+  }
+
+  static std::string OldConversationRow() {
+    return absl::StrCat(
+        "INSERT INTO conversations (id, owner, title, metadata,"
+        " origin_client_message_id, create_time, update_time) VALUES ('",
+        kOldConversation, "', 'old-user', 'Before the upgrade', '{}', NULL,",
+        " 1700000000000000, 1700000000000000)");
+  }
+
+  // Schema version 1 exactly as that release created it, plus one user's chat.
+  absl::Status WriteVersionOneDatabase() {
+    return WriteDatabase(
+        1,
+        {OldConversationRow(),
          absl::StrCat("INSERT INTO messages (id, conversation_id, parent_id, role, content, status,"
                       " finish_reason, prompt_tokens, completion_tokens, usage_estimated, model,"
                       " client_message_id, last_seq, create_time, update_time) VALUES ('",
                       kOldMessage, "', '", kOldConversation,
                       "', NULL, 2, 'kept words', 2, '', 0, 0, 0, '', NULL, 0,"
                       " 1700000000000000, 1700000000000000)")});
-    return postgres ? ExecPostgres(spec_, statements)
-                    : ExecSqlite(dir_ + "/data/parley.db", statements);
+  }
+
+  // Schema version 4, whose replies kept their text twice (row and delta log): one still
+  // streaming ("Hello" so far, in two deltas) and one that ended ("abc").
+  absl::Status WriteVersionFourDatabase() {
+    auto message = [](const char* id, const char* content, int status) {
+      return absl::StrCat(
+          "INSERT INTO messages (id, conversation_id, parent_id, role, content, status,"
+          " finish_reason, prompt_tokens, completion_tokens, usage_estimated, model,"
+          " client_message_id, last_seq, create_time, update_time) VALUES ('",
+          id, "', '", kOldConversation, "', NULL, 3, '", content, "', ", status,
+          ", '', 0, 0, 0, '', NULL, 2, 1700000000000000, 1700000000000000)");
+    };
+    return WriteDatabase(
+        4, {OldConversationRow(), message(kOldStreaming, "Hello", 1), message(kOldEnded, "abc", 2),
+            absl::StrCat("INSERT INTO message_deltas (message_id, seq, text) VALUES ('",
+                         kOldStreaming, "', 1, 'Hel'), ('", kOldStreaming, "', 2, 'lo'), ('",
+                         kOldEnded, "', 1, 'ab'), ('", kOldEnded, "', 2, 'c')")});
+  }
+
+  static std::string Tail(Store& store, const std::string& id, int64_t after_seq) {
+    absl::StatusOr<MessageTail> tail = store.ReadTail("old-user", id, after_seq);
+    EXPECT_TRUE(tail.ok()) << tail.status();
+    return tail.ok() ? tail->text : "<error>";
   }
 
   std::unique_ptr<Store> Open() {
@@ -1928,6 +1966,8 @@ class SchemaUpgradeTest : public ::testing::TestWithParam<std::string> {
 
   static constexpr char kOldConversation[] = "0123456789abcdef0123456789abcdef";
   static constexpr char kOldMessage[] = "fedcba9876543210fedcba9876543210";
+  static constexpr char kOldStreaming[] = "11111111111111111111111111111111";
+  static constexpr char kOldEnded[] = "22222222222222222222222222222222";
 
   std::string dir_;
   std::string spec_;
@@ -1987,6 +2027,58 @@ TEST_P(SchemaUpgradeTest, AVersionOneDatabaseKeepsItsDataAndGainsClientNames) {
   absl::StatusOr<ConversationPage> page = store->ListConversations("old-user", 10, "");
   ASSERT_TRUE(page.ok()) << page.status();
   EXPECT_EQ(page->conversations.size(), 2u);
+}
+
+TEST_P(SchemaUpgradeTest, AVersionFourDatabaseKeepsEveryReplysTextAndEverySeqsPlaceInIt) {
+  ASSERT_TRUE(WriteVersionFourDatabase().ok());
+  std::unique_ptr<Store> store = Open();
+  ASSERT_NE(store, nullptr);
+
+  absl::StatusOr<v1::Message> ended = store->GetMessage("old-user", kOldEnded);
+  ASSERT_TRUE(ended.ok()) << ended.status();
+  EXPECT_EQ(ended->content(), "abc");
+  EXPECT_EQ(ended->sha256(), kSha256OfAbc);
+  EXPECT_EQ(Tail(*store, kOldEnded, 0), "abc");
+  EXPECT_EQ(Tail(*store, kOldEnded, 1), "c");
+  EXPECT_EQ(Tail(*store, kOldEnded, 2), "");
+
+  absl::StatusOr<v1::Message> streaming = store->GetMessage("old-user", kOldStreaming);
+  ASSERT_TRUE(streaming.ok()) << streaming.status();
+  EXPECT_EQ(streaming->content(), "Hello");
+  EXPECT_EQ(streaming->last_seq(), 2);
+  EXPECT_EQ(Tail(*store, kOldStreaming, 1), "lo");
+
+  // The reply goes on where it stood (a resent seq 2 is skipped) and ends with the whole text.
+  std::vector<absl::StatusOr<int64_t>> appended =
+      store->AppendDeltas({DeltaRun{kOldStreaming, 2, {"lo", ", world"}}});
+  ASSERT_EQ(appended.size(), 1u);
+  ASSERT_TRUE(appended[0].ok()) << appended[0].status();
+  EXPECT_EQ(*appended[0], 3);
+  v1::StreamFinish finish;
+  finish.set_status(v1::MESSAGE_STATUS_COMPLETE);
+  finish.set_finish_reason("stop");
+  absl::StatusOr<v1::Message> finished = store->FinishMessage(kOldStreaming, finish);
+  ASSERT_TRUE(finished.ok()) << finished.status();
+  EXPECT_EQ(finished->content(), "Hello, world");
+  EXPECT_EQ(finished->sha256(), kSha256OfHelloWorld);
+
+  // Opening again applies nothing twice.
+  store.reset();
+  store = Open();
+  ASSERT_NE(store, nullptr);
+  EXPECT_EQ(Tail(*store, kOldStreaming, 0), "Hello, world");
+  EXPECT_EQ(Tail(*store, kOldStreaming, 1), "lo, world");
+  EXPECT_EQ(Tail(*store, kOldStreaming, 2), ", world");
+  EXPECT_EQ(Tail(*store, kOldEnded, 1), "c");
+  v1::ListMessagesRequest list;
+  list.set_user_id("old-user");
+  list.set_conversation_id(kOldConversation);
+  list.set_page_size(10);
+  absl::StatusOr<MessagePage> messages = store->ListMessages(list);
+  ASSERT_TRUE(messages.ok()) << messages.status();
+  ASSERT_EQ(messages->messages.size(), 2u);
+  EXPECT_EQ(messages->messages[0].content(), "Hello, world");
+  EXPECT_EQ(messages->messages[1].content(), "abc");
 }
 
 INSTANTIATE_TEST_SUITE_P(Sqlite, SchemaUpgradeTest, ::testing::Values("sqlite"));
