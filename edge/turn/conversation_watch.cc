@@ -34,7 +34,9 @@ constexpr absl::Duration kFollowDeadline = absl::Minutes(10);
 constexpr absl::Duration kPublishDeadline = absl::Seconds(2);
 // A typing signal from another edge this much older than its event time is not shown (the watch
 // or this edge was held up); persistence drops such signals by its own --signal_max_age_ms too.
-constexpr absl::Duration kShowMaxAge = absl::Seconds(3);
+// The same budget as publishing's: a signal its sender's edge gave up on (it waited that long for
+// a stopped persistence, which then stored it after all) is never shown when that replica wakes.
+constexpr absl::Duration kShowMaxAge = kPublishDeadline;
 // Persistence's limit on a signal's payload (Signal.payload).
 constexpr size_t kMaxPayloadBytes = 1024;
 
