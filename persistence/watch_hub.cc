@@ -4,6 +4,12 @@
 
 namespace parley::persistence {
 
+WatchHub::~WatchHub() {
+  absl::MutexLock lock(&mu_);
+  watchers_.clear();
+  conversation_watchers_.clear();
+}
+
 void WatchHub::Subscribe(const std::string& message_id, MessageWatcher* watcher) {
   absl::MutexLock lock(&mu_);
   watchers_[message_id].insert(watcher);

@@ -32,6 +32,15 @@ class ConversationWatcher {
 // PostgreSQL, from other replicas) to the watchers of X.
 class WatchHub {
  public:
+  WatchHub() = default;
+  // Takes the lock once: the last Unsubscribe may come from a reactor's OnDone on a gRPC thread,
+  // and gRPC orders that before the server's shutdown returns only through its own atomics,
+  // which ThreadSanitizer cannot see in Debian's (uninstrumented) gRPC. The lock makes the order
+  // the hub relies on its own.
+  ~WatchHub();
+  WatchHub(const WatchHub&) = delete;
+  WatchHub& operator=(const WatchHub&) = delete;
+
   void Subscribe(const std::string& message_id, MessageWatcher* watcher);
   // After this returns the watcher is never called again.
   void Unsubscribe(const std::string& message_id, MessageWatcher* watcher);
