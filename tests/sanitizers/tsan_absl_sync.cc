@@ -33,6 +33,28 @@ Function Real(const char* mangled_name) {
 // The library's symbols, in the inline namespace of Debian 12's Abseil (absl::debian3).
 #define PARLEY_REAL(type, name) static const auto real = Real<type>(name)
 
+// A Condition is evaluated inside the library with the mutex held: by the waiting thread before
+// LockWhen or Await returns (so before the acquire below it), or by the thread that unlocks, to
+// see whom to wake. The condition reads what other threads wrote under the mutex, so each
+// evaluation is bracketed by the acquire and release of holding it.
+struct AcquiringCondition {
+  const absl::Condition* condition;
+  absl::Mutex* mu;
+};
+
+bool EvalAcquired(AcquiringCondition* annotated) {
+  __tsan_acquire(annotated->mu);
+  const bool met = annotated->condition->Eval();
+  // If it is false the library lets go of the mutex to wait, unseen: what the evaluation read
+  // comes before the next thread's acquire.
+  __tsan_release(annotated->mu);
+  return met;
+}
+
+#define PARLEY_ANNOTATED(cond, mu)                 \
+  AcquiringCondition annotated_arg{&(cond), (mu)}; \
+  const absl::Condition annotated(EvalAcquired, &annotated_arg)
+
 }  // namespace
 
 namespace absl {
@@ -83,21 +105,24 @@ bool Mutex::ReaderTryLock() {
 void Mutex::LockWhen(const Condition& cond) {
   PARLEY_REAL(void (*)(Mutex*, const Condition&),
               "_ZN4absl7debian35Mutex8LockWhenERKNS0_9ConditionE");
-  real(this, cond);
+  PARLEY_ANNOTATED(cond, this);
+  real(this, annotated);
   __tsan_acquire(this);
 }
 
 void Mutex::ReaderLockWhen(const Condition& cond) {
   PARLEY_REAL(void (*)(Mutex*, const Condition&),
               "_ZN4absl7debian35Mutex14ReaderLockWhenERKNS0_9ConditionE");
-  real(this, cond);
+  PARLEY_ANNOTATED(cond, this);
+  real(this, annotated);
   __tsan_acquire(this);
 }
 
 bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
   PARLEY_REAL(bool (*)(Mutex*, const Condition&, Duration),
               "_ZN4absl7debian35Mutex19LockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  const bool met = real(this, cond, timeout);
+  PARLEY_ANNOTATED(cond, this);
+  const bool met = real(this, annotated, timeout);
   __tsan_acquire(this);  // Held on return either way.
   return met;
 }
@@ -105,7 +130,8 @@ bool Mutex::LockWhenWithTimeout(const Condition& cond, Duration timeout) {
 bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
   PARLEY_REAL(bool (*)(Mutex*, const Condition&, Time),
               "_ZN4absl7debian35Mutex20LockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  const bool met = real(this, cond, deadline);
+  PARLEY_ANNOTATED(cond, this);
+  const bool met = real(this, annotated, deadline);
   __tsan_acquire(this);
   return met;
 }
@@ -113,7 +139,8 @@ bool Mutex::LockWhenWithDeadline(const Condition& cond, Time deadline) {
 bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, Duration timeout) {
   PARLEY_REAL(bool (*)(Mutex*, const Condition&, Duration),
               "_ZN4absl7debian35Mutex25ReaderLockWhenWithTimeoutERKNS0_9ConditionENS0_8DurationE");
-  const bool met = real(this, cond, timeout);
+  PARLEY_ANNOTATED(cond, this);
+  const bool met = real(this, annotated, timeout);
   __tsan_acquire(this);
   return met;
 }
@@ -121,7 +148,8 @@ bool Mutex::ReaderLockWhenWithTimeout(const Condition& cond, Duration timeout) {
 bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
   PARLEY_REAL(bool (*)(Mutex*, const Condition&, Time),
               "_ZN4absl7debian35Mutex26ReaderLockWhenWithDeadlineERKNS0_9ConditionENS0_4TimeE");
-  const bool met = real(this, cond, deadline);
+  PARLEY_ANNOTATED(cond, this);
+  const bool met = real(this, annotated, deadline);
   __tsan_acquire(this);
   return met;
 }
@@ -130,7 +158,8 @@ bool Mutex::ReaderLockWhenWithDeadline(const Condition& cond, Time deadline) {
 void Mutex::Await(const Condition& cond) {
   PARLEY_REAL(void (*)(Mutex*, const Condition&), "_ZN4absl7debian35Mutex5AwaitERKNS0_9ConditionE");
   __tsan_release(this);
-  real(this, cond);
+  PARLEY_ANNOTATED(cond, this);
+  real(this, annotated);
   __tsan_acquire(this);
 }
 
@@ -138,7 +167,8 @@ bool Mutex::AwaitWithTimeout(const Condition& cond, Duration timeout) {
   PARLEY_REAL(bool (*)(Mutex*, const Condition&, Duration),
               "_ZN4absl7debian35Mutex16AwaitWithTimeoutERKNS0_9ConditionENS0_8DurationE");
   __tsan_release(this);
-  const bool met = real(this, cond, timeout);
+  PARLEY_ANNOTATED(cond, this);
+  const bool met = real(this, annotated, timeout);
   __tsan_acquire(this);
   return met;
 }
@@ -147,7 +177,8 @@ bool Mutex::AwaitWithDeadline(const Condition& cond, Time deadline) {
   PARLEY_REAL(bool (*)(Mutex*, const Condition&, Time),
               "_ZN4absl7debian35Mutex17AwaitWithDeadlineERKNS0_9ConditionENS0_4TimeE");
   __tsan_release(this);
-  const bool met = real(this, cond, deadline);
+  PARLEY_ANNOTATED(cond, this);
+  const bool met = real(this, annotated, deadline);
   __tsan_acquire(this);
   return met;
 }
