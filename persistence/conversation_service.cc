@@ -868,6 +868,18 @@ grpc::ServerUnaryReactor* ConversationService::RunOnPool(grpc::CallbackServerCon
 
 namespace {
 
+// A watch or a signal names its conversation by id, or by the client's name before it is stored.
+absl::Status CheckConversationOrName(const std::string& conversation_id,
+                                     const std::string& client_conversation_id) {
+  if (client_conversation_id.empty()) {
+    return CheckId(conversation_id, "conversation_id");
+  }
+  if (!conversation_id.empty()) {
+    return absl::InvalidArgumentError("set conversation_id or client_conversation_id, not both");
+  }
+  return CheckClientConversationId(client_conversation_id, "client_conversation_id");
+}
+
 grpc::ServerUnaryReactor* Refuse(grpc::CallbackServerContext* context, const absl::Status& status) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   reactor->Finish(ToGrpcStatus(status));
@@ -1133,15 +1145,9 @@ grpc::ServerWriteReactor<v1::WatchMessageResponse>* ConversationService::WatchMe
 
 grpc::ServerWriteReactor<v1::WatchConversationResponse>* ConversationService::WatchConversation(
     grpc::CallbackServerContext* /*context*/, const v1::WatchConversationRequest* request) {
-  const bool named = !request->client_conversation_id().empty();
   for (const absl::Status& status :
        {CheckId(request->user_id(), "user_id"),
-        named
-            ? CheckClientConversationId(request->client_conversation_id(), "client_conversation_id")
-            : CheckId(request->conversation_id(), "conversation_id"),
-        named && !request->conversation_id().empty()
-            ? absl::InvalidArgumentError("set conversation_id or client_conversation_id, not both")
-            : absl::OkStatus()}) {
+        CheckConversationOrName(request->conversation_id(), request->client_conversation_id())}) {
     if (!status.ok()) {
       return new RefusedReactor<grpc::ServerWriteReactor<v1::WatchConversationResponse>>(status);
     }
@@ -1153,15 +1159,9 @@ grpc::ServerUnaryReactor* ConversationService::PublishSignal(
     grpc::CallbackServerContext* context, const v1::PublishSignalRequest* request,
     v1::PublishSignalResponse* /*response*/) {
   const v1::Signal& signal = request->signal();
-  const bool named = !request->client_conversation_id().empty();
   for (const absl::Status& status :
        {CheckId(request->user_id(), "user_id"),
-        named
-            ? CheckClientConversationId(request->client_conversation_id(), "client_conversation_id")
-            : CheckId(request->conversation_id(), "conversation_id"),
-        named && !request->conversation_id().empty()
-            ? absl::InvalidArgumentError("set conversation_id or client_conversation_id, not both")
-            : absl::OkStatus(),
+        CheckConversationOrName(request->conversation_id(), request->client_conversation_id()),
         signal.kind() == v1::SIGNAL_KIND_TYPING || signal.kind() == v1::SIGNAL_KIND_JOIN ||
                 signal.kind() == v1::SIGNAL_KIND_LEAVE
             ? absl::OkStatus()
