@@ -489,11 +489,13 @@ TEST_F(EdgeBackpressureTest, ASlowReaderGetsMergedTokensThatLoseNothing) {
     EXPECT_LE(received.last_seq, kDeltasPerReply);
     EXPECT_EQ(received.text, full_text);
     EXPECT_EQ(Stored("slow", message_id).content(), full_text);
-    merged_frames += received.frames < received.last_seq ? 1 : 0;
+    // Fewer frames than the engine's deltas: merged on the way, by inference (while its write
+    // was in flight) or by the edge (while the socket's was). Which one does it depends on where
+    // the deltas waited, so neither is required here; OutboundQueueTest covers the edge's own.
+    merged_frames += received.frames < kDeltasPerReply ? 1 : 0;
   }
   EXPECT_EQ(replies.size(), static_cast<size_t>(kReplies));
   EXPECT_GT(merged_frames, 0);
-  EXPECT_GT(Metric(stack_->edge_address(), "parley_edge_coalesced_deltas_total"), 0);
 }
 
 }  // namespace
