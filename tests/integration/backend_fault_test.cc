@@ -3,6 +3,8 @@
 #include <signal.h>
 
 #include <cstdlib>
+#include <filesystem>
+#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -102,6 +104,31 @@ class BackendFaultTest : public ::testing::Test {
     ASSERT_NE(edge_, nullptr);
     edge_address_ = edge_->WaitForListening();
     ASSERT_FALSE(edge_address_.empty());
+  }
+
+  // Stops a backend (SIGSTOP) and returns once every thread of it is stopped: the signal alone
+  // returns while the process may still be serving what it has in hand for a moment.
+  static void Stop(ChildProcess& process) {
+    process.Signal(SIGSTOP);
+    const std::filesystem::path tasks = absl::StrCat("/proc/", process.pid(), "/task");
+    for (const absl::Time give_up = absl::Now() + absl::Seconds(10);;) {
+      bool stopped = true;
+      std::error_code error;
+      for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+        std::ifstream stat(task.path() / "stat");
+        std::string line;
+        std::getline(stat, line);
+        // "TID (COMMAND) STATE ...": the state follows the command's closing parenthesis.
+        const size_t close = line.rfind(')');
+        stopped = stopped && close != std::string::npos && close + 2 < line.size() &&
+                  (line[close + 2] == 'T' || line[close + 2] == 't');
+      }
+      if (stopped && !error) {
+        return;
+      }
+      ASSERT_LT(absl::Now(), give_up) << "the process did not stop";
+      absl::SleepFor(absl::Milliseconds(1));
+    }
   }
 
   // Kills persistence and starts it again on the same address and database.
@@ -431,7 +458,7 @@ TEST_F(BackendFaultTest, PersistenceHungIsABoundedClearErrorWhileOthersAreServed
   ASSERT_NE(client, nullptr);
   ExpectCompleteTurn(*client, "hang-0");
 
-  persistence_->Signal(SIGSTOP);
+  Stop(*persistence_);
   ASSERT_TRUE(client->SendJson(Message("hang-1")).ok());
   // While that message waits, the edge serves everyone else.
   std::unique_ptr<WsClient> other = Connect("other-user");
@@ -461,7 +488,7 @@ TEST_F(BackendFaultTest, InferenceHungMidReplyIsInterruptedWithTheStoredPart) {
   Received received;
   Send(*client, "stop-1", received, /*stop_after_seq=*/3);
   // The edge's keepalive ping goes unanswered and ends the connection, and with it the reply.
-  inference_->Signal(SIGSTOP);
+  Stop(*inference_);
   ReadReply(*client, received);
   ASSERT_TRUE(received.end.has_value());
   EXPECT_EQ(Str(*received.end, "type"), "stream_interrupted") << json::serialize(*received.end);
@@ -482,7 +509,7 @@ TEST_F(BackendFaultTest, PersistenceHungMidReplyTellsTheClientTheReplyIsNotStore
   // Nothing is acknowledged for the readiness timeout: the stream counts as broken, is opened
   // again (on the same connection, which the stopped process still holds) and, unanswered
   // again, given up on.
-  persistence_->Signal(SIGSTOP);
+  Stop(*persistence_);
   ReadReply(*client, received);
   ASSERT_TRUE(received.end.has_value());
   EXPECT_EQ(Str(*received.end, "type"), "error") << json::serialize(*received.end);
@@ -504,7 +531,7 @@ TEST_F(BackendFaultTest, PersistenceHungPastTheAckTimeoutGetsTheReplyAgainWhenIt
   // Stopped for longer than the edge waits for an acknowledgement: the stream counts as broken
   // and is opened again, and the process wakes within the second wait, takes the resent deltas
   // and stores the whole reply.
-  persistence_->Signal(SIGSTOP);
+  Stop(*persistence_);
   absl::SleepFor(absl::Seconds(6));
   persistence_->Signal(SIGCONT);
   ReadReply(*client, received);
@@ -527,13 +554,13 @@ TEST_F(BackendFaultTest, PersistenceStalledMidReplyHoldsTheReplyAtTheEdgesBoundU
 
   // The reply is stored as streaming and its first token is still to come when persistence
   // stops: none of its deltas can be acknowledged.
-  inference_->Signal(SIGSTOP);
+  Stop(*inference_);
   ASSERT_TRUE(client->SendJson(Message("stall-1")).ok());
   Received received;
   std::optional<json::object> start = ReadUntil(*client, "stream_start");
   ASSERT_TRUE(start.has_value());
   received.message_id = Str(*start, "messageId");
-  persistence_->Signal(SIGSTOP);
+  Stop(*persistence_);
   inference_->Signal(SIGCONT);
 
   // The edge takes the window's worth from inference and then stops pulling, however fast the
