@@ -166,8 +166,8 @@ TEST_F(AiChatDialectTest, AWrongFrameIsAnErrorAndTheSocketStaysOpen) {
   Start();
   std::unique_ptr<WsClient> client = Connect("gus");
   ASSERT_NE(client, nullptr);
-  for (const std::string frame : {std::string("nope"), std::string(R"({"type":"chat"})"),
-                                  std::string(R"({"type":"batch","messages":["a"]})")}) {
+  for (const std::string& frame : {std::string("nope"), std::string(R"({"type":"chat"})"),
+                                   std::string(R"({"type":"batch","messages":["a"]})")}) {
     ASSERT_TRUE(client->Send(frame).ok());
     absl::StatusOr<json::object> error = client->ReadJson();
     ASSERT_TRUE(error.ok()) << error.status();
