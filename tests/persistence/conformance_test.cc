@@ -165,7 +165,6 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
   StreamResult WriteStream(const std::string& user, const std::string& message_id,
                            const std::vector<std::pair<int64_t, std::string>>& deltas, bool finish,
                            v1::MessageStatus end_status = v1::MESSAGE_STATUS_COMPLETE) {
-    StreamResult result;
     grpc::ClientContext context;
     auto stream = stub_->WriteMessageStream(&context);
     v1::WriteMessageStreamRequest frame;
@@ -184,16 +183,23 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
           static_cast<int>(deltas.size()));
       stream->Write(frame);
     }
-    stream->WritesDone();
+    return EndStream(*stream);
+  }
+
+  // Half-closes a write stream and collects its acknowledgements and status.
+  static StreamResult EndStream(grpc::ClientReaderWriter<v1::WriteMessageStreamRequest,
+                                                         v1::WriteMessageStreamResponse>& stream) {
+    StreamResult result;
+    stream.WritesDone();
     v1::WriteMessageStreamResponse ack;
-    while (stream->Read(&ack)) {
+    while (stream.Read(&ack)) {
       result.acks.push_back(ack.durable_seq());
       result.finished = result.finished || ack.finished();
       if (ack.finished()) {
         result.sha256 = ack.sha256();
       }
     }
-    result.status = stream->Finish();
+    result.status = stream.Finish();
     return result;
   }
 
@@ -201,7 +207,6 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
   StreamResult WriteBatches(
       const std::string& user, const std::string& message_id,
       const std::vector<std::vector<std::pair<int64_t, std::string>>>& batches, bool finish) {
-    StreamResult result;
     grpc::ClientContext context;
     auto stream = stub_->WriteMessageStream(&context);
     v1::WriteMessageStreamRequest frame;
@@ -222,17 +227,7 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
       frame.mutable_finish()->set_finish_reason("stop");
       stream->Write(frame);
     }
-    stream->WritesDone();
-    v1::WriteMessageStreamResponse ack;
-    while (stream->Read(&ack)) {
-      result.acks.push_back(ack.durable_seq());
-      result.finished = result.finished || ack.finished();
-      if (ack.finished()) {
-        result.sha256 = ack.sha256();
-      }
-    }
-    result.status = stream->Finish();
-    return result;
+    return EndStream(*stream);
   }
 
   struct WatchResult {
