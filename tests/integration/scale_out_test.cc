@@ -9,6 +9,7 @@
 
 #include <cstdlib>
 #include <functional>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <string>
@@ -139,6 +140,22 @@ class ScaleOutTest : public ::testing::Test {
     return client.ok() ? *std::move(client) : nullptr;
   }
 
+  // A conversation the laptop starts (its first reply cancelled), then joined by the laptop and
+  // by each of `others`: the room a test acts in. Empty after a failure.
+  static std::string StartJoined(WsClient& laptop, std::initializer_list<WsClient*> others) {
+    Followed first;
+    const std::string conversation_id = Converse(laptop, "first", "", first, /*cancel=*/true);
+    if (conversation_id.empty()) {
+      ADD_FAILURE() << "the first turn ended without a conversation";
+      return "";
+    }
+    Join(laptop, conversation_id);
+    for (WsClient* other : others) {
+      Join(*other, conversation_id);
+    }
+    return ::testing::Test::HasFatalFailure() ? "" : conversation_id;
+  }
+
   static void Join(WsClient& client, const std::string& conversation_id) {
     ASSERT_TRUE(
         client.SendJson(json::object{{"type", "join"}, {"conversationId", conversation_id}}).ok());
@@ -249,12 +266,8 @@ TEST_F(ScaleOutTest, TwoDevicesOnDifferentEdgesSeeEachOthersTypingAndMessages) {
   // On the phone's edge too: must see the phone's message once, not again from storage.
   std::unique_ptr<WsClient> tablet = Connect(1, "two-devices");
   ASSERT_TRUE(laptop && phone && tablet);
-  Followed first;
-  const std::string conversation_id = Converse(*laptop, "first", "", first, /*cancel=*/true);
+  const std::string conversation_id = StartJoined(*laptop, {phone.get(), tablet.get()});
   ASSERT_FALSE(conversation_id.empty());
-  ASSERT_NO_FATAL_FAILURE(Join(*laptop, conversation_id));
-  ASSERT_NO_FATAL_FAILURE(Join(*phone, conversation_id));
-  ASSERT_NO_FATAL_FAILURE(Join(*tablet, conversation_id));
 
   Type(*laptop, conversation_id, true);
   for (WsClient* other : {phone.get(), tablet.get()}) {
@@ -388,11 +401,8 @@ TEST_F(ScaleOutTest, AKilledPersistenceReplicaMovesTheWatchesToTheOther) {
   std::unique_ptr<WsClient> laptop = Connect(0, "replica-killed");
   std::unique_ptr<WsClient> phone = Connect(2, "replica-killed");
   ASSERT_TRUE(laptop && phone);
-  Followed first;
-  const std::string conversation_id = Converse(*laptop, "first", "", first, /*cancel=*/true);
+  const std::string conversation_id = StartJoined(*laptop, {phone.get()});
   ASSERT_FALSE(conversation_id.empty());
-  ASSERT_NO_FATAL_FAILURE(Join(*laptop, conversation_id));
-  ASSERT_NO_FATAL_FAILURE(Join(*phone, conversation_id));
 
   // One watch per edge with a viewer, on whichever replica each edge's channel picked: kill one
   // that serves a watch.
@@ -429,11 +439,8 @@ TEST_F(ScaleOutTest, ATypingSignalFromAPersistenceOutageIsNeverDeliveredLate) {
   std::unique_ptr<WsClient> laptop = Connect(0, "outage-typing");
   std::unique_ptr<WsClient> phone = Connect(1, "outage-typing");
   ASSERT_TRUE(laptop && phone);
-  Followed first;
-  const std::string conversation_id = Converse(*laptop, "first", "", first, /*cancel=*/true);
+  const std::string conversation_id = StartJoined(*laptop, {phone.get()});
   ASSERT_FALSE(conversation_id.empty());
-  ASSERT_NO_FATAL_FAILURE(Join(*laptop, conversation_id));
-  ASSERT_NO_FATAL_FAILURE(Join(*phone, conversation_id));
 
   // Both replicas hang: the laptop's typing cannot be published while it is fresh.
   for (auto& replica : persistence_) {
