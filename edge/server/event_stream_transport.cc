@@ -335,11 +335,13 @@ void ServeAgentEventStream(ServerContext& context, const Dialect& dialect, HttpH
       identity->anonymous ? absl::InfiniteFuture() : context.authenticator->ValidUntil(*identity);
   const std::string user_id =
       identity->anonymous ? DevelopmentUserId(query) : std::move(identity->user_id);
+  const std::string display_name =
+      identity->display_name.empty() ? user_id : std::move(identity->display_name);
   const auto authorization = http_request[http::field::authorization];
   // The stream ends when the token that opened it expires (see OpenChat).
   ConnectionRequest opened{std::string(dialect.path), query,
                            std::string(authorization.data(), authorization.size()),
-                           ChatUser{user_id, user_id, valid_until}};
+                           ChatUser{user_id, display_name, valid_until}};
   const auto traceparent = http_request.find("traceparent");
   common::TraceContext trace = common::ContinueOrStartTrace(
       traceparent == http_request.end()
