@@ -451,6 +451,35 @@ absl::Status InsertMessage(SqlTransaction& tx, v1::Message& message, int64_t now
       .status();
 }
 
+v1::ConversationEvent NewEvent(const std::string& conversation_id, int64_t now);
+
+// Stores `message` (its conversation, parent, role, text, status, model and client id set by
+// the caller) as a new message of its conversation: gives it an id and the times `now`, inserts
+// it (a streaming one leased until `lease_expire`), touches the conversation, and returns its
+// MessageAdded event carrying `origin`, for the caller to publish.
+absl::StatusOr<v1::ConversationEvent> InsertNewMessage(SqlTransaction& tx, v1::Message& message,
+                                                       int64_t now, int64_t lease_expire,
+                                                       const std::string& origin) {
+  message.set_id(NewId());
+  message.mutable_usage();
+  SetTime(now, message.mutable_create_time());
+  SetTime(now, message.mutable_update_time());
+  if (absl::Status inserted = InsertMessage(tx, message, now, lease_expire); !inserted.ok()) {
+    return inserted;
+  }
+  if (absl::Status updated = tx.Query("UPDATE conversations SET update_time = $1 WHERE id = $2",
+                                      {now, message.conversation_id()})
+                                 .status();
+      !updated.ok()) {
+    return updated;
+  }
+  v1::ConversationEvent event = NewEvent(message.conversation_id(), now);
+  v1::MessageAdded& added = *event.mutable_message_added();
+  added.mutable_message()->CopyFrom(message);
+  added.set_origin(origin);
+  return event;
+}
+
 // NOTIFY payloads must stay under 8000 bytes; base64 grows by a third.
 constexpr size_t kMaxEventBytes = 5000;
 
@@ -1087,7 +1116,6 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
       }
       v1::Message& message = result.message;
       message.Clear();
-      message.set_id(NewId());
       message.set_conversation_id(conversation_id);
       message.set_parent_id(parent_id);
       message.set_role(request.role());
@@ -1095,28 +1123,16 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
       message.set_status(request.status());
       message.set_model(request.model());
       message.set_client_message_id(client_id);
-      message.mutable_usage();
-      SetTime(now, message.mutable_create_time());
-      SetTime(now, message.mutable_update_time());
       result.created = true;
-      if (absl::Status inserted =
-              InsertMessage(tx, message, now, now + absl::ToInt64Microseconds(lease));
-          !inserted.ok()) {
-        return inserted;
+      absl::StatusOr<v1::ConversationEvent> added = InsertNewMessage(
+          tx, message, now, now + absl::ToInt64Microseconds(lease), request.origin());
+      if (!added.ok()) {
+        return added.status();
       }
-      if (absl::Status updated = tx.Query("UPDATE conversations SET update_time = $1 WHERE id = $2",
-                                          {now, conversation_id})
-                                     .status();
-          !updated.ok()) {
-        return updated;
-      }
-      event = NewEvent(conversation_id, now);
-      v1::MessageAdded& added = *event.mutable_message_added();
-      added.mutable_message()->CopyFrom(message);
-      added.set_origin(request.origin());
+      event = *std::move(added);
       if (created_named) {
-        added.set_created_for_user_id(user_id);
-        added.set_created_client_conversation_id(client_name);
+        event.mutable_message_added()->set_created_for_user_id(user_id);
+        event.mutable_message_added()->set_created_client_conversation_id(client_name);
       }
       return database_->PublishEvent(tx, EncodeEvent(event));
     });
