@@ -1067,11 +1067,40 @@ grpc::ServerUnaryReactor* ConversationService::AppendMessage(
   if (append->status() == v1::MESSAGE_STATUS_STREAMING && append->role() != v1::ROLE_ASSISTANT) {
     return Refuse(context, absl::InvalidArgumentError("only assistant messages can stream"));
   }
+  if (append->has_turn()) {
+    if (append->role() != v1::ROLE_USER || append->status() != v1::MESSAGE_STATUS_COMPLETE) {
+      return Refuse(context,
+                    absl::InvalidArgumentError("turn needs a complete message of role user"));
+    }
+    v1::TurnStart& turn = *append->mutable_turn();
+    // The reply's client message id is the prefix and a message id of 32 hex digits.
+    constexpr size_t kIdDigits = 32;
+    for (const absl::Status& status :
+         {CheckOptionalId(turn.reply_model(), "turn.reply_model"),
+          CheckText(turn.reply_client_message_id_prefix(), kMaxIdBytes - kIdDigits,
+                    "turn.reply_client_message_id_prefix")}) {
+      if (!status.ok()) {
+        return Refuse(context, status);
+      }
+    }
+    absl::StatusOr<int> history_size = PageSize(turn.history_page_size(), 100, 1000);
+    if (!history_size.ok()) {
+      return Refuse(context, absl::InvalidArgumentError(
+                                 absl::StrCat("turn.history_", history_size.status().message())));
+    }
+    turn.set_history_page_size(*history_size);
+  }
   return RunOnPool(context, "append_message", [this, append, response] {
     absl::StatusOr<AppendResult> result = store_.AppendMessage(*append);
     if (result.ok()) {
       *response->mutable_message() = std::move(result->message);
       response->set_created(result->created);
+      for (v1::Message& message : result->history) {
+        *response->add_history() = std::move(message);
+      }
+      if (result->reply.has_value()) {
+        *response->mutable_reply() = *std::move(result->reply);
+      }
     }
     return result.status();
   });

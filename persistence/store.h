@@ -2,6 +2,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -31,6 +32,10 @@ struct MessagePage {
 struct AppendResult {
   v1::Message message;
   bool created = false;  // false: the client message id matched a stored message
+  // With the request's `turn`, when `created`: the branch history ending with `message` and the
+  // streaming reply opened to it (see v1::TurnStart).
+  std::vector<v1::Message> history;
+  std::optional<v1::Message> reply;
 };
 
 // Consecutive deltas of one streaming message: `texts[i]` is seq `first_seq + i`.
@@ -99,6 +104,8 @@ class Store {
   // `client_conversation_id` (and no `conversation_id`): the user's live
   // conversation of that name, created if there is none; concurrent first uses,
   // also from other processes on the same database, end in one conversation.
+  // With `turn` (validated, its `history_page_size` already 1..1000), a message it creates
+  // comes with its branch history and a streaming reply, in the same transaction.
   virtual absl::StatusOr<AppendResult> AppendMessage(const v1::AppendMessageRequest& request) = 0;
   virtual absl::StatusOr<v1::Message> GetMessage(const std::string& user_id,
                                                  const std::string& message_id) = 0;

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <functional>
+#include <iterator>
 #include <limits>
 #include <unordered_map>
 #include <utility>
@@ -1014,6 +1015,7 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
   AppendResult result;
   absl::Status status;
   v1::ConversationEvent event;
+  v1::ConversationEvent reply_event;  // With `turn`: the reply's MessageAdded.
   // The conversation of `client_name` is made by this append (its watches by name follow it).
   bool created_named = false;
   absl::Duration lease;
@@ -1028,6 +1030,8 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
     status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
       const int64_t now = NowMicros();
       created_named = false;
+      result.history.clear();
+      result.reply.reset();
       std::string conversation_id = request.conversation_id();
       if (conversation_id.empty() && !client_name.empty()) {
         absl::StatusOr<SqlRows> rows = tx.Query(
@@ -1134,7 +1138,40 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
         event.mutable_message_added()->set_created_for_user_id(user_id);
         event.mutable_message_added()->set_created_client_conversation_id(client_name);
       }
-      return database_->PublishEvent(tx, EncodeEvent(event));
+      if (absl::Status published = database_->PublishEvent(tx, EncodeEvent(event));
+          !published.ok() || !request.has_turn()) {
+        return published;
+      }
+      // The turn's start: the reply, then the branch it continues, as the edge's next two calls
+      // would have stored and read them.
+      const v1::TurnStart& turn = request.turn();
+      v1::Message& reply = result.reply.emplace();
+      reply.set_conversation_id(conversation_id);
+      reply.set_parent_id(message.id());
+      reply.set_role(v1::ROLE_ASSISTANT);
+      reply.set_status(v1::MESSAGE_STATUS_STREAMING);
+      reply.set_model(turn.reply_model());
+      reply.set_client_message_id(
+          absl::StrCat(turn.reply_client_message_id_prefix(), message.id()));
+      absl::StatusOr<v1::ConversationEvent> reply_added = InsertNewMessage(
+          tx, reply, now, now + absl::ToInt64Microseconds(lease), request.origin());
+      if (!reply_added.ok()) {
+        return reply_added.status();
+      }
+      reply_event = *std::move(reply_added);
+      if (absl::Status published = database_->PublishEvent(tx, EncodeEvent(reply_event));
+          !published.ok()) {
+        return published;
+      }
+      absl::StatusOr<std::vector<v1::Message>> path = LoadPath(tx, conversation_id, message.id());
+      if (!path.ok()) {
+        return path.status();
+      }
+      const size_t begin =
+          path->size() - std::min(path->size(), static_cast<size_t>(turn.history_page_size()));
+      result.history.assign(std::make_move_iterator(path->begin() + begin),
+                            std::make_move_iterator(path->end()));
+      return absl::OkStatus();
     });
     if (status.code() != absl::StatusCode::kAlreadyExists) {
       break;
@@ -1144,7 +1181,11 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
     return status;
   }
   if (result.created) {
-    Published({event});
+    if (result.reply.has_value()) {
+      Published({event, reply_event});
+    } else {
+      Published({event});
+    }
   }
   return result;
 }

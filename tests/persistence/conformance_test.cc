@@ -1608,6 +1608,222 @@ TEST_P(ConformanceTest, AMessageEventCarriesTheOriginOfItsAppend) {
   EXPECT_EQ(Append(request, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
 }
 
+// A user message appended with `turn` starts the turn in one call: stored as without it, with
+// its branch history and a streaming reply that a write stream then fills.
+TEST_P(ConformanceTest, ATurnStartStoresTheMessageReturnsItsBranchAndOpensItsReply) {
+  const v1::Conversation conversation = Create(alice_);
+  const v1::Message one = Append(alice_, conversation.id(), "one");
+  const v1::Message two = Append(alice_, conversation.id(), "two", one.id());
+  Append(alice_, conversation.id(), "another branch", one.id());
+  ConversationWatch watch(stub_, alice_, conversation.id());
+  ASSERT_TRUE(watch.Next().has_ready());
+
+  v1::AppendMessageRequest request;
+  request.set_user_id(alice_);
+  request.set_conversation_id(conversation.id());
+  request.set_parent_id(two.id());
+  request.set_role(v1::ROLE_USER);
+  request.set_content("three");
+  request.set_client_message_id("c-3");
+  request.set_model("requested-model");
+  request.set_origin("edge-0123456789abcdef");
+  request.mutable_turn()->set_history_page_size(2);
+  request.mutable_turn()->set_reply_model("sim-1");
+  request.mutable_turn()->set_reply_client_message_id_prefix("reply:");
+  v1::AppendMessageResponse response;
+  ASSERT_TRUE(Append(request, &response).ok());
+  ASSERT_TRUE(response.created());
+  const v1::Message& three = response.message();
+  EXPECT_EQ(three.content(), "three");
+  EXPECT_EQ(three.parent_id(), two.id());
+  EXPECT_EQ(three.role(), v1::ROLE_USER);
+  EXPECT_EQ(three.status(), v1::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(three.model(), "requested-model");
+  EXPECT_EQ(three.client_message_id(), "c-3");
+  EXPECT_EQ(three.sha256(), common::Sha256Hex("three"));
+
+  // The newest two of root → three, oldest first: the other branch is not in it.
+  ASSERT_EQ(response.history_size(), 2);
+  EXPECT_EQ(response.history(0).id(), two.id());
+  EXPECT_EQ(response.history(0).content(), "two");
+  EXPECT_EQ(response.history(1).id(), three.id());
+  EXPECT_EQ(response.history(1).content(), "three");
+  v1::ListMessagesRequest branch;
+  branch.set_user_id(alice_);
+  branch.set_conversation_id(conversation.id());
+  branch.set_leaf_message_id(three.id());
+  branch.set_page_size(2);
+  branch.set_newest(true);
+  v1::ListMessagesResponse listed;
+  ASSERT_TRUE(ListMessages(branch, &listed).ok());
+  ASSERT_EQ(listed.messages_size(), 2);
+  EXPECT_EQ(listed.messages(0).SerializeAsString(), response.history(0).SerializeAsString());
+  EXPECT_EQ(listed.messages(1).SerializeAsString(), response.history(1).SerializeAsString());
+
+  ASSERT_TRUE(response.has_reply());
+  const v1::Message& reply = response.reply();
+  EXPECT_EQ(reply.conversation_id(), conversation.id());
+  EXPECT_EQ(reply.parent_id(), three.id());
+  EXPECT_EQ(reply.role(), v1::ROLE_ASSISTANT);
+  EXPECT_EQ(reply.status(), v1::MESSAGE_STATUS_STREAMING);
+  EXPECT_EQ(reply.model(), "sim-1");
+  EXPECT_EQ(reply.client_message_id(), "reply:" + three.id());
+  EXPECT_EQ(reply.content(), "");
+  EXPECT_EQ(reply.last_seq(), 0);
+  EXPECT_NE(reply.id(), three.id());
+  EXPECT_GT(reply.create_time().seconds(), 0);
+
+  // Watchers hear of the message, then of the reply's start, both from the same origin.
+  v1::WatchConversationResponse added = watch.Next();
+  ASSERT_TRUE(added.event().has_message_added()) << added.DebugString();
+  EXPECT_EQ(added.event().message_added().message().id(), three.id());
+  EXPECT_EQ(added.event().message_added().origin(), "edge-0123456789abcdef");
+  v1::WatchConversationResponse started = watch.Next();
+  ASSERT_TRUE(started.event().has_message_added()) << started.DebugString();
+  EXPECT_EQ(started.event().message_added().message().id(), reply.id());
+  EXPECT_EQ(started.event().message_added().message().status(), v1::MESSAGE_STATUS_STREAMING);
+  EXPECT_EQ(started.event().message_added().origin(), "edge-0123456789abcdef");
+
+  // The reply is what an append of it would have opened: a write stream fills and ends it.
+  StreamResult written = WriteStream(alice_, reply.id(), {{1, "Three "}, {2, "it is"}}, true);
+  ASSERT_TRUE(written.status.ok()) << written.status.error_message();
+  EXPECT_TRUE(written.finished);
+  v1::Message stored;
+  ASSERT_TRUE(GetMessage(alice_, reply.id(), &stored).ok());
+  EXPECT_EQ(stored.content(), "Three it is");
+  EXPECT_EQ(stored.status(), v1::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(stored.sha256(), written.sha256);
+  EXPECT_EQ(stored.model(), "sim-1");
+  EXPECT_THAT(ContentsOf(alice_, conversation.id()),
+              ElementsAre("one", "two", "another branch", "three", "Three it is"));
+
+  // Its client message id keys it, as the reply an append of that id opens.
+  v1::AppendMessageRequest open_reply;
+  open_reply.set_user_id(alice_);
+  open_reply.set_conversation_id(conversation.id());
+  open_reply.set_parent_id(three.id());
+  open_reply.set_role(v1::ROLE_ASSISTANT);
+  open_reply.set_status(v1::MESSAGE_STATUS_STREAMING);
+  open_reply.set_client_message_id("reply:" + three.id());
+  v1::AppendMessageResponse found;
+  ASSERT_TRUE(Append(open_reply, &found).ok());
+  EXPECT_FALSE(found.created());
+  EXPECT_EQ(found.message().id(), reply.id());
+
+  // A repeat of the message returns it alone: no history, no second reply.
+  v1::AppendMessageResponse repeat;
+  ASSERT_TRUE(Append(request, &repeat).ok());
+  EXPECT_FALSE(repeat.created());
+  EXPECT_EQ(repeat.message().id(), three.id());
+  EXPECT_EQ(repeat.history_size(), 0);
+  EXPECT_FALSE(repeat.has_reply());
+  EXPECT_EQ(ContentsOf(alice_, conversation.id()).size(), 5u);
+
+  // Without a size, the history is as ListMessages's default page: here the whole branch.
+  request.clear_parent_id();
+  request.set_client_message_id("c-4");
+  request.mutable_turn()->clear_history_page_size();
+  v1::AppendMessageResponse four;
+  ASSERT_TRUE(Append(request, &four).ok());
+  ASSERT_TRUE(four.created());
+  // Appended after the conversation's latest message: the reply the first turn stored.
+  EXPECT_EQ(four.message().parent_id(), reply.id());
+  std::vector<std::string> history;
+  for (const v1::Message& message : four.history()) {
+    history.push_back(message.content());
+  }
+  EXPECT_THAT(history, ElementsAre("one", "two", "three", "Three it is", "three"));
+}
+
+// The first message of a client-named conversation starts its turn too: the conversation, the
+// message and the reply are stored together, and watches of the name follow them.
+TEST_P(ConformanceTest, ATurnStartCreatesAClientNamedConversationWithItsMessageAndReply) {
+  ConversationWatch watch(stub_, alice_, "turn-named", /*by_name=*/true);
+  ASSERT_TRUE(watch.Next().has_ready());
+  v1::AppendMessageRequest request = NamedAppend(alice_, "turn-named", "hello", "c-1");
+  request.set_conversation_title("hello");
+  request.mutable_turn()->set_history_page_size(20);
+  request.mutable_turn()->set_reply_client_message_id_prefix("reply:");
+  v1::AppendMessageResponse response;
+  ASSERT_TRUE(Append(request, &response).ok());
+  ASSERT_TRUE(response.created());
+  ASSERT_EQ(response.history_size(), 1);
+  EXPECT_EQ(response.history(0).id(), response.message().id());
+  ASSERT_TRUE(response.has_reply());
+  EXPECT_EQ(response.reply().conversation_id(), response.message().conversation_id());
+  EXPECT_EQ(response.reply().parent_id(), response.message().id());
+  EXPECT_EQ(response.reply().model(), "");
+
+  v1::Conversation named;
+  ASSERT_TRUE(GetByName(alice_, "turn-named", &named).ok());
+  EXPECT_EQ(named.id(), response.message().conversation_id());
+  EXPECT_EQ(named.title(), "hello");
+  v1::WatchConversationResponse created = watch.Next();
+  ASSERT_TRUE(created.event().has_message_added()) << created.DebugString();
+  EXPECT_EQ(created.event().message_added().message().id(), response.message().id());
+  EXPECT_EQ(created.event().message_added().created_client_conversation_id(), "turn-named");
+  v1::WatchConversationResponse started = watch.Next();
+  ASSERT_TRUE(started.event().has_message_added()) << started.DebugString();
+  EXPECT_EQ(started.event().message_added().message().id(), response.reply().id());
+  EXPECT_EQ(started.event().message_added().created_client_conversation_id(), "");
+
+  // The same first message again (a resend after a lost answer) finds both, creating nothing.
+  v1::AppendMessageResponse repeat;
+  ASSERT_TRUE(Append(request, &repeat).ok());
+  EXPECT_FALSE(repeat.created());
+  EXPECT_EQ(repeat.message().id(), response.message().id());
+  EXPECT_FALSE(repeat.has_reply());
+  EXPECT_EQ(ContentsOf(alice_, named.id()).size(), 2u);
+}
+
+TEST_P(ConformanceTest, ATurnStartIsRefusedForAnythingButAUserMessageAndStoresNothingWhenRefused) {
+  const v1::Conversation conversation = Create(alice_);
+  const auto turn_request = [&] {
+    v1::AppendMessageRequest request;
+    request.set_user_id(alice_);
+    request.set_conversation_id(conversation.id());
+    request.set_role(v1::ROLE_USER);
+    request.set_content("hi");
+    request.mutable_turn()->set_reply_client_message_id_prefix("reply:");
+    return request;
+  };
+  v1::AppendMessageResponse response;
+  v1::AppendMessageRequest assistant = turn_request();
+  assistant.set_role(v1::ROLE_ASSISTANT);
+  EXPECT_EQ(Append(assistant, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::AppendMessageRequest streaming = turn_request();
+  streaming.set_role(v1::ROLE_ASSISTANT);
+  streaming.set_status(v1::MESSAGE_STATUS_STREAMING);
+  EXPECT_EQ(Append(streaming, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::AppendMessageRequest long_prefix = turn_request();
+  // With the reply's id of 32 hex digits, its client message id would pass 128 bytes.
+  long_prefix.mutable_turn()->set_reply_client_message_id_prefix(std::string(97, 'p'));
+  EXPECT_EQ(Append(long_prefix, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::AppendMessageRequest nul_prefix = turn_request();
+  nul_prefix.mutable_turn()->set_reply_client_message_id_prefix(std::string("a\0b", 3));
+  EXPECT_EQ(Append(nul_prefix, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::AppendMessageRequest long_model = turn_request();
+  long_model.mutable_turn()->set_reply_model(std::string(129, 'm'));
+  EXPECT_EQ(Append(long_model, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  v1::AppendMessageRequest negative = turn_request();
+  negative.mutable_turn()->set_history_page_size(-1);
+  EXPECT_EQ(Append(negative, &response).error_code(), grpc::StatusCode::INVALID_ARGUMENT);
+  // Someone else's conversation, or a parent not in it: nothing at all is stored.
+  v1::AppendMessageRequest bobs = turn_request();
+  bobs.set_user_id(bob_);
+  EXPECT_EQ(Append(bobs, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  v1::AppendMessageRequest orphan = turn_request();
+  orphan.set_parent_id("0123456789abcdef0123456789abcdef");
+  EXPECT_EQ(Append(orphan, &response).error_code(), grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(ContentsOf(alice_, conversation.id()).empty());
+
+  // At the longest prefix the reply's client message id is 128 bytes, and accepted.
+  v1::AppendMessageRequest longest = turn_request();
+  longest.mutable_turn()->set_reply_client_message_id_prefix(std::string(96, 'p'));
+  ASSERT_TRUE(Append(longest, &response).ok());
+  EXPECT_EQ(response.reply().client_message_id().size(), 128u);
+}
+
 // A client's name of a conversation not stored yet: its watch is ready at once and follows the
 // conversation from the message that creates it; another user's same name is not it.
 TEST_P(ConformanceTest, AWatchOfANameNotStoredYetFollowsItFromItsFirstMessage) {
