@@ -51,6 +51,21 @@ void InferenceClient::ResolveModel(std::string requested, UnknownModel unknown,
   });
 }
 
+std::optional<std::string> InferenceClient::KnownModel(const std::string& requested,
+                                                       UnknownModel unknown) {
+  if (!requested.empty() && unknown == UnknownModel::kRefuse) {
+    return requested;
+  }
+  absl::MutexLock lock(&mutex_);
+  if (!models_.has_value()) {
+    return std::nullopt;
+  }
+  if (!requested.empty() && absl::c_linear_search(models_->names, requested)) {
+    return requested;
+  }
+  return models_->default_model;
+}
+
 void InferenceClient::ListModels(
     std::function<void(absl::StatusOr<std::vector<std::string>>)> done) {
   LoadModels([done = std::move(done)](absl::StatusOr<Models> models) {

@@ -47,6 +47,10 @@ class InferenceClient {
   void ResolveModel(std::string requested, UnknownModel unknown,
                     std::function<void(absl::StatusOr<std::string>)> done);
 
+  // What ResolveModel would answer, when it can answer without a call: a model taken as the
+  // client named it, or one resolved from the models already learned. nullopt otherwise.
+  std::optional<std::string> KnownModel(const std::string& requested, UnknownModel unknown);
+
   // The public model names the service routes (learned once).
   void ListModels(std::function<void(absl::StatusOr<std::vector<std::string>>)> done);
 
