@@ -1,6 +1,7 @@
 #include "edge/turn/turn.h"
 
 #include <algorithm>
+#include <iterator>
 #include <utility>
 
 #include "absl/strings/ascii.h"
@@ -52,6 +53,9 @@ ErrorCode StorageErrorCode(const absl::Status& status) {
       return ErrorCode::kStorageUnavailable;
   }
 }
+
+// A reply's idempotency key is this followed by the id of the user message it answers.
+constexpr absl::string_view kReplyKeyPrefix = "reply:";
 
 double Seconds(Turn::Clock::duration duration) {
   return std::chrono::duration<double>(duration).count();
@@ -243,6 +247,22 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
     // two comes first.
     request.set_origin(deps_.rooms->origin());
   }
+  // A new conversation's metadata is stored between the message and its acknowledgement, and a
+  // model not known yet takes a call to inference: such turns store, list and open their reply
+  // one call at a time. Any other asks persistence to do all three at once (`turn`); one that
+  // predates it answers as before, without the reply, and the turn goes on one call at a time.
+  const bool stores_metadata =
+      message_.conversation_id.empty() && !message_.conversation_metadata.empty();
+  if (std::optional<std::string> model =
+          stores_metadata ? std::nullopt
+                          : deps_.inference->KnownModel(message_.model, message_.unknown_model);
+      model.has_value()) {
+    model_ = *std::move(model);
+    persistence_pb::TurnStart& turn = *request.mutable_turn();
+    turn.set_history_page_size(deps_.history_messages);
+    turn.set_reply_model(model_);
+    turn.set_reply_client_message_id_prefix(std::string(kReplyKeyPrefix));
+  }
   deps_.persistence->AppendMessage(
       std::move(request), trace_,
       OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::AppendMessageResponse> response) {
@@ -269,8 +289,27 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
         if (new_conversation && !self->message_.conversation_metadata.empty()) {
           return self->StoreConversationMetadata(response->message());
         }
+        if (response->has_reply()) {
+          return self->OnTurnStarted(*std::move(response));
+        }
         self->OnUserMessageStored(response->message());
       }));
+}
+
+void Turn::OnTurnStarted(persistence_pb::AppendMessageResponse stored) {
+  // What OnUserMessageStored, LoadHistory and OpenAssistantMessage do, from one answer.
+  const persistence_pb::Message& message = stored.message();
+  Emit(Ack{message_.id, conversation_id_, user_message_id_, ToHistoryMessage(message).created_at});
+  ShowViewers(MessageAdded{conversation_id_, ToHistoryMessage(message)});
+  history_.assign(std::make_move_iterator(stored.mutable_history()->begin()),
+                  std::make_move_iterator(stored.mutable_history()->end()));
+  const persistence_pb::Message& reply = stored.reply();
+  assistant_message_id_ = reply.id();
+  Emit(StreamStart{conversation_id_, assistant_message_id_, reply.model(),
+                   ToHistoryMessage(reply).created_at});
+  // A turn cancelled meanwhile still has a reply stored, opened: StartStreams stops the model at
+  // once, and the reply ends cancelled, empty, as it does when cancelled before the first token.
+  StartStreams();
 }
 
 void Turn::StoreConversationMetadata(const persistence_pb::Message& stored) {
@@ -398,7 +437,7 @@ void Turn::OpenAssistantMessage() {
   // second finds the reply stored and follows it. A regenerate's own id keys its reply, since
   // it answers a message that already has one.
   request.set_client_message_id(message_.regenerates_message_id.empty()
-                                    ? absl::StrCat("reply:", user_message_id_)
+                                    ? absl::StrCat(kReplyKeyPrefix, user_message_id_)
                                     : message_.id);
   if (deps_.rooms != nullptr) {
     request.set_origin(deps_.rooms->origin());

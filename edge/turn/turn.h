@@ -90,6 +90,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   // A new conversation's metadata (SendMessage::conversation_metadata), before the ack.
   void StoreConversationMetadata(const persistence_pb::Message& stored);
   void OnUserMessageStored(const persistence_pb::Message& stored);
+  // Persistence stored the message, listed its branch and opened its reply in one call.
+  void OnTurnStarted(persistence_pb::AppendMessageResponse stored);
   void FindExistingReply();
   // Streams a reply an earlier attempt of this request started, from persistence.
   void FollowExistingReply();

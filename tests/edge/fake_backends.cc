@@ -23,6 +23,18 @@ void FakePersistence::Reset() {
   messages_.clear();
   deltas_per_frame_.clear();
   append_status_ = absl::OkStatus();
+  start_turns_ = false;
+  calls_ = {};
+}
+
+void FakePersistence::StartTurns(bool start) {
+  absl::MutexLock lock(&mutex_);
+  start_turns_ = start;
+}
+
+FakePersistence::Calls FakePersistence::CallsSeen() {
+  absl::MutexLock lock(&mutex_);
+  return calls_;
 }
 
 std::vector<int> FakePersistence::DeltasPerFrame() {
@@ -72,6 +84,7 @@ grpc::ServerUnaryReactor* FakePersistence::AppendMessage(
     persistence_pb::AppendMessageResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::MutexLock lock(&mutex_);
+  ++calls_.append_message;
   if (!append_status_.ok()) {
     reactor->Finish(ToGrpc(append_status_));
     return reactor;
@@ -104,6 +117,31 @@ grpc::ServerUnaryReactor* FakePersistence::AppendMessage(
   messages_.push_back(stored);
   *response->mutable_message() = message;
   response->set_created(true);
+  if (start_turns_ && request->has_turn()) {
+    Stored reply{request->user_id(), {}};
+    reply.message.set_id(absl::StrCat("m", next_id_++));
+    reply.message.set_conversation_id(conversation_id);
+    reply.message.set_parent_id(message.id());
+    reply.message.set_role(persistence_pb::ROLE_ASSISTANT);
+    reply.message.set_model(request->turn().reply_model());
+    reply.message.set_client_message_id(
+        absl::StrCat(request->turn().reply_client_message_id_prefix(), message.id()));
+    reply.message.set_status(persistence_pb::MESSAGE_STATUS_STREAMING);
+    // The conversation's newest messages, this one last (the fake keeps no branches).
+    std::vector<const persistence_pb::Message*> history;
+    for (const Stored& earlier : messages_) {
+      if (earlier.message.conversation_id() == conversation_id) {
+        history.push_back(&earlier.message);
+      }
+    }
+    const size_t page =
+        request->turn().history_page_size() > 0 ? request->turn().history_page_size() : 100;
+    for (size_t i = history.size() > page ? history.size() - page : 0; i < history.size(); ++i) {
+      *response->add_history() = *history[i];
+    }
+    messages_.push_back(reply);
+    *response->mutable_reply() = reply.message;
+  }
   reactor->Finish(grpc::Status::OK);
   return reactor;
 }
@@ -113,6 +151,7 @@ grpc::ServerUnaryReactor* FakePersistence::ListMessages(
     persistence_pb::ListMessagesResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::MutexLock lock(&mutex_);
+  ++calls_.list_messages;
   std::vector<const persistence_pb::Message*> found;
   for (const Stored& stored : messages_) {
     if (stored.message.conversation_id() == request->conversation_id() &&

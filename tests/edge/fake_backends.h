@@ -25,6 +25,15 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
   void Reset();
   // Every AppendMessage fails with this status while it is not OK.
   void FailAppends(absl::Status status);
+  // Whether AppendMessage honours `turn` (opens the reply, returns the history) as a current
+  // persistence does; off (after Reset too), it ignores it, as one that predates it.
+  void StartTurns(bool start);
+  // How many AppendMessage and ListMessages calls arrived since Reset.
+  struct Calls {
+    int append_message = 0;
+    int list_messages = 0;
+  };
+  Calls CallsSeen();
   // Stores a message as if a previous turn had.
   std::string Seed(const std::string& user_id, const std::string& conversation_id,
                    persistence_pb::Role role, const std::string& content);
@@ -60,6 +69,8 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
   std::vector<Stored> messages_ ABSL_GUARDED_BY(mutex_);
   std::vector<int> deltas_per_frame_ ABSL_GUARDED_BY(mutex_);
   absl::Status append_status_ ABSL_GUARDED_BY(mutex_);
+  bool start_turns_ ABSL_GUARDED_BY(mutex_) = false;
+  Calls calls_ ABSL_GUARDED_BY(mutex_);
   int next_id_ ABSL_GUARDED_BY(mutex_) = 1;
 };
 

@@ -5,6 +5,7 @@
 #include <variant>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
@@ -49,7 +50,10 @@ SendMessage Message(std::string id, std::string content, std::string conversatio
                      std::move(model)};
 }
 
-class TurnTest : public ::testing::Test {
+// Run twice: against a persistence that starts a turn in one call (AppendMessage's `turn`), and
+// one that predates it, where the turn stores, lists and opens its reply one call at a time.
+// The client must not be able to tell the two apart.
+class TurnTest : public ::testing::TestWithParam<bool> {
  protected:
   // One server and channel for the whole suite, as in production where both
   // live as long as the process: tearing gRPC down and up per test only tests gRPC.
@@ -67,6 +71,20 @@ class TurnTest : public ::testing::Test {
     deps_.metrics = &metrics_.Dialect("native");
     deps_.tracker = &tracker_;
     deps_.history_messages = 20;
+    backends_->persistence.StartTurns(GetParam());
+    if (GetParam()) {
+      // Turns start in one call once the edge knows its models: learned by the first turn.
+      WarmModels(inference_);
+    }
+  }
+
+  static void WarmModels(InferenceClient& inference) {
+    absl::Notification learned;
+    inference.ListModels([&](absl::StatusOr<std::vector<std::string>> models) {
+      EXPECT_TRUE(models.ok()) << models.status();
+      learned.Notify();
+    });
+    ASSERT_TRUE(learned.WaitForNotificationWithTimeout(absl::Seconds(30)));
   }
 
   ~TurnTest() override {
@@ -131,7 +149,7 @@ TEST(ConversationTitleTest, IsTheStartOfTheFirstMessageCutOnAWord) {
   EXPECT_EQ(ConversationTitle(snowmen), std::string(59, 'x') + "…");
 }
 
-TEST_F(TurnTest, StreamsTheReplyAndStoresExactlyWhatWasStreamed) {
+TEST_P(TurnTest, StreamsTheReplyAndStoresExactlyWhatWasStreamed) {
   std::shared_ptr<RecordingSink> sink = RunTurn(Message("c1", "Hi"));
 
   ASSERT_EQ(sink->events.size(), 6u);
@@ -175,7 +193,7 @@ TEST_F(TurnTest, StreamsTheReplyAndStoresExactlyWhatWasStreamed) {
   EXPECT_EQ(metrics_.Dialect("native").tokens_total.Value(), 3);
 }
 
-TEST_F(TurnTest, SendsRecentHistoryAndTheNewMessageToInference) {
+TEST_P(TurnTest, SendsRecentHistoryAndTheNewMessageToInference) {
   const std::string conversation = "00000000000000000000000000c0f1e1";
   backends_->persistence.Seed("alice", conversation, persistence_pb::ROLE_USER, "one");
   backends_->persistence.Seed("alice", conversation, persistence_pb::ROLE_ASSISTANT, "two");
@@ -199,7 +217,7 @@ TEST_F(TurnTest, SendsRecentHistoryAndTheNewMessageToInference) {
   EXPECT_EQ(requests[0].messages(2).role(), inference_pb::ROLE_USER);
 }
 
-TEST_F(TurnTest, AnUnknownModelIsAnsweredByTheDefaultWhenTheDialectAsksForIt) {
+TEST_P(TurnTest, AnUnknownModelIsAnsweredByTheDefaultWhenTheDialectAsksForIt) {
   SendMessage message = Message("c3", "hi", "", "gpt-4o");
   message.unknown_model = UnknownModel::kUseDefault;
   std::shared_ptr<RecordingSink> sink = RunTurn(std::move(message));
@@ -214,7 +232,7 @@ TEST_F(TurnTest, AnUnknownModelIsAnsweredByTheDefaultWhenTheDialectAsksForIt) {
   EXPECT_EQ(requests[0].model(), "fake-model");
 }
 
-TEST_F(TurnTest, AKnownModelIsKeptWhenUnknownOnesFallBack) {
+TEST_P(TurnTest, AKnownModelIsKeptWhenUnknownOnesFallBack) {
   SendMessage message = Message("c4", "hi", "", "other-model");
   message.unknown_model = UnknownModel::kUseDefault;
   std::shared_ptr<RecordingSink> sink = RunTurn(std::move(message));
@@ -226,7 +244,7 @@ TEST_F(TurnTest, AKnownModelIsKeptWhenUnknownOnesFallBack) {
   EXPECT_EQ(requests[0].model(), "other-model");
 }
 
-TEST_F(TurnTest, InferenceFailingMidStreamStoresThePartialReplyAsInterrupted) {
+TEST_P(TurnTest, InferenceFailingMidStreamStoresThePartialReplyAsInterrupted) {
   backends_->inference.SetScript(
       {.deltas = {"par", "tial"}, .fail_with = absl::UnavailableError("engine crashed")});
   std::shared_ptr<RecordingSink> sink = RunTurn(Message("c3", "Hi"));
@@ -249,7 +267,7 @@ TEST_F(TurnTest, InferenceFailingMidStreamStoresThePartialReplyAsInterrupted) {
   EXPECT_EQ(TurnsWithOutcome("interrupted"), 1);
 }
 
-TEST_F(TurnTest, StorageDownIsAnErrorBeforeAnyAck) {
+TEST_P(TurnTest, StorageDownIsAnErrorBeforeAnyAck) {
   backends_->persistence.FailAppends(absl::UnavailableError("disk on fire"));
   std::shared_ptr<RecordingSink> sink = RunTurn(Message("c4", "Hi"));
   ASSERT_EQ(sink->events.size(), 1u);
@@ -261,7 +279,7 @@ TEST_F(TurnTest, StorageDownIsAnErrorBeforeAnyAck) {
   EXPECT_EQ(TurnsWithOutcome("error"), 1);
 }
 
-TEST_F(TurnTest, SomeoneElsesConversationIsNotFound) {
+TEST_P(TurnTest, SomeoneElsesConversationIsNotFound) {
   backends_->persistence.Seed("bob", "000000000000000000000000000000b0", persistence_pb::ROLE_USER,
                               "secret");
   std::shared_ptr<RecordingSink> sink =
@@ -273,7 +291,7 @@ TEST_F(TurnTest, SomeoneElsesConversationIsNotFound) {
   EXPECT_EQ(backends_->persistence.Messages("000000000000000000000000000000b0").size(), 1u);
 }
 
-TEST_F(TurnTest, ASlowSocketStopsTheTurnPullingTokensUntilItDrains) {
+TEST_P(TurnTest, ASlowSocketStopsTheTurnPullingTokensUntilItDrains) {
   auto sink = std::make_shared<RecordingSink>();
   sink->writable = false;
   StartTurn(Message("c6", "Hi"), sink);
@@ -291,7 +309,7 @@ TEST_F(TurnTest, ASlowSocketStopsTheTurnPullingTokensUntilItDrains) {
   EXPECT_EQ(sink->All<StreamComplete>().size(), 1u);
 }
 
-TEST_F(TurnTest, ADroppedConnectionDoesNotStopTheTurn) {
+TEST_P(TurnTest, ADroppedConnectionDoesNotStopTheTurn) {
   auto sink = std::make_shared<RecordingSink>();
   StartTurn(Message("c7", "Hi"), sink);
   ASSERT_TRUE(RunUntil([&] { return !sink->All<StreamStart>().empty(); }));
@@ -305,7 +323,7 @@ TEST_F(TurnTest, ADroppedConnectionDoesNotStopTheTurn) {
   EXPECT_EQ(stored[1].status(), persistence_pb::MESSAGE_STATUS_COMPLETE);
 }
 
-TEST_F(TurnTest, CancelStoresTheStreamedPrefixAsCancelled) {
+TEST_P(TurnTest, CancelStoresTheStreamedPrefixAsCancelled) {
   auto sink = std::make_shared<RecordingSink>();
   sink->writable = false;  // Holds the turn after its first token.
   StartTurn(Message("c8", "Hi"), sink);
@@ -322,7 +340,7 @@ TEST_F(TurnTest, CancelStoresTheStreamedPrefixAsCancelled) {
   EXPECT_EQ(TurnsWithOutcome("cancelled"), 1);
 }
 
-TEST_F(TurnTest, ACancelFromTheClientIsAnsweredWithTheLastStoredSeq) {
+TEST_P(TurnTest, ACancelFromTheClientIsAnsweredWithTheLastStoredSeq) {
   auto sink = std::make_shared<RecordingSink>();
   sink->writable = false;  // Holds the turn after its first token.
   std::shared_ptr<Turn> turn = StartTurn(Message("c9", "Hi"), sink);
@@ -342,6 +360,52 @@ TEST_F(TurnTest, ACancelFromTheClientIsAnsweredWithTheLastStoredSeq) {
   EXPECT_EQ(stored[1].last_seq(), 1);
   EXPECT_EQ(stored[1].status(), persistence_pb::MESSAGE_STATUS_CANCELLED);
 }
+
+TEST_P(TurnTest, ATurnTakesOnePersistenceCallBeforeTheModelWhenPersistenceCanStartIt) {
+  std::shared_ptr<RecordingSink> sink = RunTurn(Message("c10", "Hi"));
+  ASSERT_EQ(sink->All<StreamComplete>().size(), 1u);
+  const testing::FakePersistence::Calls calls = backends_->persistence.CallsSeen();
+  EXPECT_EQ(calls.append_message, GetParam() ? 1 : 2);
+  EXPECT_EQ(calls.list_messages, GetParam() ? 0 : 1);
+  // Either way the reply is keyed by the message it answers, and answers it once.
+  const std::vector<persistence_pb::Message> stored =
+      backends_->persistence.Messages(sink->All<Ack>().at(0).conversation_id);
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[1].client_message_id(), "reply:" + stored[0].id());
+  EXPECT_EQ(stored[1].model(), "fake-model");
+  const std::vector<inference_pb::GenerateRequest> requests = backends_->inference.Requests();
+  ASSERT_EQ(requests.size(), 1u);
+  ASSERT_EQ(requests[0].messages_size(), 1);
+  EXPECT_EQ(requests[0].messages(0).content(), "Hi");
+}
+
+TEST_P(TurnTest, ATurnWhoseModelIsNotKnownYetStoresListsAndOpensOneCallAtATime) {
+  // An edge that has not learned inference's models yet (its first turn) asks for them after
+  // storing the message, as before; from then on its turns start in one call where they can.
+  InferenceClient cold(*channel_);
+  deps_.inference = &cold;
+  std::shared_ptr<RecordingSink> first = RunTurn(Message("c11", "Hi"));
+  ASSERT_EQ(first->All<StreamComplete>().size(), 1u);
+  EXPECT_EQ(first->All<StreamStart>().at(0).model, "fake-model");
+  EXPECT_EQ(backends_->persistence.CallsSeen().append_message, 2);
+  EXPECT_EQ(backends_->persistence.CallsSeen().list_messages, 1);
+  std::shared_ptr<RecordingSink> second =
+      RunTurn(Message("c12", "again", first->All<Ack>().at(0).conversation_id));
+  ASSERT_EQ(second->All<StreamComplete>().size(), 1u);
+  EXPECT_EQ(backends_->persistence.CallsSeen().append_message, GetParam() ? 3 : 4);
+  EXPECT_EQ(backends_->persistence.CallsSeen().list_messages, GetParam() ? 1 : 2);
+  const std::vector<inference_pb::GenerateRequest> requests = backends_->inference.Requests();
+  ASSERT_EQ(requests.size(), 2u);
+  ASSERT_EQ(requests[1].messages_size(), 3);
+  EXPECT_EQ(requests[1].messages(0).content(), "Hi");
+  EXPECT_EQ(requests[1].messages(1).content(), "Hello there");
+  EXPECT_EQ(requests[1].messages(2).content(), "again");
+}
+
+INSTANTIATE_TEST_SUITE_P(Persistence, TurnTest, ::testing::Bool(),
+                         [](const ::testing::TestParamInfo<bool>& info) {
+                           return info.param ? "StartsTurnsInOneCall" : "PredatesTurnStarts";
+                         });
 
 }  // namespace
 }  // namespace parley::edge

@@ -9,6 +9,7 @@
 #include "absl/status/status.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "boost/json/object.hpp"
@@ -279,6 +280,75 @@ TEST_F(ChatTurnTest, TwoTurnsStreamInOrderAndAreStored) {
   EXPECT_TRUE(absl::StrContains(
       metrics->body, "parley_edge_frames_received_total{dialect=\"native\",type=\"invalid\"} 3"));
   EXPECT_TRUE(absl::StrContains(metrics->body, "parley_edge_grpc_client_handled_total{"));
+}
+
+// How many calls of `method` persistence has seen start, from its /metrics.
+int StartedCalls(ParleyStack& stack, const std::string& method) {
+  absl::StatusOr<HttpResponse> metrics =
+      HttpGet(stack.persistence().WaitForListening("metrics_listen"), "/metrics");
+  if (!metrics.ok()) {
+    return -1;
+  }
+  int started = 0;
+  for (absl::string_view line : absl::StrSplit(metrics->body, '\n')) {
+    if (absl::StartsWith(line, "parley_persistence_grpc_server_started_total{") &&
+        absl::StrContains(line, absl::StrCat("grpc_method=\"", method, "\""))) {
+      started += std::stoi(std::string(line.substr(line.rfind(' ') + 1)));
+    }
+  }
+  return started;
+}
+
+// Once the edge knows inference's models, a turn's start takes one persistence call: the
+// AppendMessage that stores the message also returns its branch and opens its reply.
+TEST_F(ChatTurnTest, ATurnStartsWithOnePersistenceCallThatStoresListsAndOpens) {
+  std::unique_ptr<WsClient> client = Connect("alice");
+  ASSERT_NE(client, nullptr);
+  const TurnResult first = RunTurn(*client, "one-call-1", "First things first.", "");
+  const TurnResult second = RunTurn(*client, "one-call-2", "Second of all.", first.conversation_id);
+  const int appends = StartedCalls(*stack_, "AppendMessage");
+  const int lists = StartedCalls(*stack_, "ListMessages");
+  const int streams = StartedCalls(*stack_, "WriteMessageStream");
+  ASSERT_GT(appends, 0);
+  const TurnResult third = RunTurn(*client, "one-call-3", "And third.", first.conversation_id);
+  EXPECT_EQ(StartedCalls(*stack_, "AppendMessage"), appends + 1);
+  EXPECT_EQ(StartedCalls(*stack_, "ListMessages"), lists);
+  EXPECT_EQ(StartedCalls(*stack_, "WriteMessageStream"), streams + 1);
+
+  // The reply answers its message, is keyed by it, and the model heard the whole branch.
+  auto stub = persistence_pb::ConversationService::NewStub(
+      grpc::CreateChannel(persistence_address_, grpc::InsecureChannelCredentials()));
+  persistence_pb::ListMessagesRequest request;
+  request.set_user_id("alice");
+  request.set_conversation_id(first.conversation_id);
+  persistence_pb::ListMessagesResponse response;
+  grpc::ClientContext context;
+  ASSERT_TRUE(stub->ListMessages(&context, request, &response).ok());
+  ASSERT_EQ(response.messages_size(), 6);
+  const persistence_pb::Message& reply = response.messages(5);
+  EXPECT_EQ(reply.id(), third.assistant_message_id);
+  EXPECT_EQ(reply.parent_id(), third.user_message_id);
+  EXPECT_EQ(reply.client_message_id(), "reply:" + third.user_message_id);
+  EXPECT_EQ(reply.content(), third.text);
+  EXPECT_EQ(reply.status(), persistence_pb::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(response.messages(4).id(), third.user_message_id);
+  EXPECT_EQ(response.messages(4).parent_id(), second.assistant_message_id);
+
+  // A resend of the third message answers with the reply it already has.
+  ASSERT_TRUE(client
+                  ->SendJson({{"type", "message"},
+                              {"id", "one-call-3"},
+                              {"content", "And third."},
+                              {"conversationId", first.conversation_id}})
+                  .ok());
+  absl::StatusOr<json::object> ack = client->ReadJson();
+  ASSERT_TRUE(ack.ok()) << ack.status();
+  EXPECT_EQ(Str(*ack, "type"), "ack");
+  EXPECT_EQ(Str(*ack, "messageId"), third.user_message_id);
+  absl::StatusOr<json::object> start = client->ReadJson();
+  ASSERT_TRUE(start.ok()) << start.status();
+  EXPECT_EQ(Str(*start, "type"), "stream_start");
+  EXPECT_EQ(Str(*start, "messageId"), third.assistant_message_id);
 }
 
 TEST_F(ChatTurnTest, TraceparentOnTheUpgradeFollowsTheTurnIntoEveryServicesLog) {
