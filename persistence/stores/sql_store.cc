@@ -571,6 +571,55 @@ absl::Status MigrateToAppendOnlyText(SqlTransaction& tx) {
   return absl::OkStatus();
 }
 
+// Ends streaming `message_id` in `tx` as `finish` says: seals its text, stores its status,
+// finish reason, usage and checksum, and publishes its ReplyFinished event; `*ended` is the ended
+// message and `*event` that event. NOT_FOUND or FAILED_PRECONDITION (not streaming) before
+// anything is written. The caller notifies the change.
+absl::Status EndStreaming(SqlTransaction& tx, SqlDatabase& database, const std::string& message_id,
+                          const v1::StreamFinish& finish, v1::Message* ended,
+                          v1::ConversationEvent* event) {
+  absl::StatusOr<SqlRows> rows =
+      tx.Query(absl::StrCat("SELECT ", kMessageColumns, " FROM messages m WHERE m.id = $1",
+                            database.ForUpdate()),
+               {message_id});
+  if (!rows.ok()) {
+    return rows.status();
+  }
+  if (rows->empty()) {
+    return absl::NotFoundError("message not found");
+  }
+  v1::Message message = ReadMessage(*rows, 0);
+  if (message.status() != v1::MESSAGE_STATUS_STREAMING) {
+    return absl::FailedPreconditionError("message is not streaming");
+  }
+  if (absl::Status sealed = SealText(tx, message); !sealed.ok()) {
+    return sealed;
+  }
+  const int64_t now = NowMicros();
+  message.set_status(finish.status());
+  message.set_finish_reason(finish.finish_reason());
+  *message.mutable_usage() = finish.usage();
+  SetTime(now, message.mutable_update_time());
+  // Once, here: every later read of the ended message returns this value.
+  message.set_sha256(common::Sha256Hex(message.content()));
+  if (absl::Status updated =
+          tx.Query("UPDATE messages SET status = $1, finish_reason = $2, prompt_tokens = $3,"
+                   " completion_tokens = $4, usage_estimated = $5, update_time = $6,"
+                   " sha256 = $7 WHERE id = $8",
+                   {int64_t{finish.status()}, finish.finish_reason(),
+                    int64_t{finish.usage().prompt_tokens()},
+                    int64_t{finish.usage().completion_tokens()},
+                    int64_t{finish.usage().estimated() ? 1 : 0}, now, message.sha256(), message_id})
+              .status();
+      !updated.ok()) {
+    return updated;
+  }
+  *event = NewEvent(message.conversation_id(), now);
+  *event->mutable_reply_finished() = ReplyFinishedOf(message);
+  *ended = std::move(message);
+  return database.PublishEvent(tx, EncodeEvent(*event));
+}
+
 }  // namespace
 
 const std::string& SqlRows::Text(int row, int column) const {
@@ -1398,50 +1447,12 @@ std::vector<absl::StatusOr<int64_t>> SqlStore::AppendDeltas(const std::vector<De
 
 absl::StatusOr<v1::Message> SqlStore::FinishMessage(const std::string& message_id,
                                                     const v1::StreamFinish& finish) {
-  absl::StatusOr<v1::Message> result;
+  v1::Message result;
   v1::ConversationEvent event;
   absl::Status status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
-    absl::StatusOr<SqlRows> rows =
-        tx.Query(absl::StrCat("SELECT ", kMessageColumns, " FROM messages m WHERE m.id = $1",
-                              database_->ForUpdate()),
-                 {message_id});
-    if (!rows.ok()) {
-      return rows.status();
-    }
-    if (rows->empty()) {
-      return absl::NotFoundError("message not found");
-    }
-    result = ReadMessage(*rows, 0);
-    if (result->status() != v1::MESSAGE_STATUS_STREAMING) {
-      return absl::FailedPreconditionError("message is not streaming");
-    }
-    if (absl::Status sealed = SealText(tx, *result); !sealed.ok()) {
-      return sealed;
-    }
-    const int64_t now = NowMicros();
-    result->set_status(finish.status());
-    result->set_finish_reason(finish.finish_reason());
-    *result->mutable_usage() = finish.usage();
-    SetTime(now, result->mutable_update_time());
-    // Once, here: every later read of the ended message returns this value.
-    result->set_sha256(common::Sha256Hex(result->content()));
-    if (absl::Status updated =
-            tx.Query(
-                  "UPDATE messages SET status = $1, finish_reason = $2, prompt_tokens = $3,"
-                  " completion_tokens = $4, usage_estimated = $5, update_time = $6,"
-                  " sha256 = $7 WHERE id = $8",
-                  {int64_t{finish.status()}, finish.finish_reason(),
-                   int64_t{finish.usage().prompt_tokens()},
-                   int64_t{finish.usage().completion_tokens()},
-                   int64_t{finish.usage().estimated() ? 1 : 0}, now, result->sha256(), message_id})
-                .status();
-        !updated.ok()) {
-      return updated;
-    }
-    event = NewEvent(result->conversation_id(), now);
-    *event.mutable_reply_finished() = ReplyFinishedOf(*result);
-    if (absl::Status published = database_->PublishEvent(tx, EncodeEvent(event)); !published.ok()) {
-      return published;
+    if (absl::Status ended = EndStreaming(tx, *database_, message_id, finish, &result, &event);
+        !ended.ok()) {
+      return ended;
     }
     return database_->NotifyChanged(tx, {message_id});
   });
