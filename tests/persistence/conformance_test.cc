@@ -1612,11 +1612,18 @@ TEST_P(ConformanceTest, AMessageEventCarriesTheOriginOfItsAppend) {
 // its branch history and a streaming reply that a write stream then fills.
 TEST_P(ConformanceTest, ATurnStartStoresTheMessageReturnsItsBranchAndOpensItsReply) {
   const v1::Conversation conversation = Create(alice_);
-  const v1::Message one = Append(alice_, conversation.id(), "one");
-  const v1::Message two = Append(alice_, conversation.id(), "two", one.id());
-  Append(alice_, conversation.id(), "another branch", one.id());
+  // Watching from before the first message: an event committed just before `ready` may still
+  // follow it (PostgreSQL notifies asynchronously).
   ConversationWatch watch(stub_, alice_, conversation.id());
   ASSERT_TRUE(watch.Next().has_ready());
+  const v1::Message one = Append(alice_, conversation.id(), "one");
+  const v1::Message two = Append(alice_, conversation.id(), "two", one.id());
+  const v1::Message other = Append(alice_, conversation.id(), "another branch", one.id());
+  for (const v1::Message* earlier : {&one, &two, &other}) {
+    v1::WatchConversationResponse added = watch.Next();
+    ASSERT_TRUE(added.event().has_message_added()) << added.DebugString();
+    ASSERT_EQ(added.event().message_added().message().id(), earlier->id());
+  }
 
   v1::AppendMessageRequest request;
   request.set_user_id(alice_);
