@@ -204,14 +204,27 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
     delete this;
   }
 
-  void OnCommitted(int deltas, absl::StatusOr<int64_t> durable_seq) override {
+  void OnCommitted(int deltas, absl::StatusOr<int64_t> durable_seq,
+                   std::optional<absl::StatusOr<v1::Message>> finished) override {
     {
       absl::MutexLock lock(&mu_);
-      in_flight_ -= deltas;
-      if (!durable_seq.ok()) {
-        Fail(durable_seq.status());
-      } else {
-        durable_seq_ = std::max(durable_seq_, *durable_seq);
+      if (deltas > 0) {
+        in_flight_ -= deltas;
+        if (!durable_seq.ok()) {
+          Fail(durable_seq.status());
+        } else {
+          durable_seq_ = std::max(durable_seq_, *durable_seq);
+        }
+      }
+      if (finished.has_value()) {
+        --in_flight_;
+        if (!finished->ok()) {
+          Fail(finished->status());
+        } else {
+          store_finished_ = true;
+          sha256_ = (*finished)->sha256();
+          durable_seq_ = std::max(durable_seq_, (*finished)->last_seq());
+        }
       }
     }
     Step();
@@ -341,29 +354,11 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
     Step();
   }
 
-  void FinishMessage(v1::StreamFinish finish) {
-    const absl::Time start = absl::Now();
-    absl::StatusOr<v1::Message> message = deps_.store.FinishMessage(message_id_, finish);
-    deps_.metrics.ObserveOperation("finish_message", absl::Now() - start);
-    {
-      absl::MutexLock lock(&mu_);
-      --in_flight_;
-      if (!message.ok()) {
-        Fail(message.status());
-      } else {
-        store_finished_ = true;
-        sha256_ = message->sha256();
-      }
-    }
-    Step();
-  }
-
   // Decides under the lock what to start next, then starts it without the lock.
   void Step() {
     bool start_read = false;
     bool start_write = false;
     bool start_open = false;
-    std::optional<v1::StreamFinish> start_finish;
     std::optional<grpc::Status> finish_call;
     {
       absl::MutexLock lock(&mu_);
@@ -373,11 +368,12 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
           ++in_flight_;
           start_open = true;
         }
-        if (finish_.has_value() && !finish_started_ && in_flight_ == 0 &&
-            durable_seq_ == accepted_seq_) {
+        if (finish_.has_value() && !finish_started_) {
+          // Committed after every delta accepted so far, in the same transaction as the last of
+          // them when they still wait for one; it fails if any of them did not make it.
           finish_started_ = true;
           ++in_flight_;
-          start_finish = finish_;
+          deps_.committer.SubmitFinish(this, message_id_, accepted_seq_, *finish_);
         }
         if (!writing_) {
           if (store_finished_ && !finished_sent_ && in_flight_ == 0) {
@@ -412,9 +408,6 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
     }
     if (start_open) {
       deps_.pool.Submit([this] { Open(); });
-    }
-    if (start_finish.has_value()) {
-      deps_.pool.Submit([this, finish = *start_finish] { FinishMessage(finish); });
     }
     if (start_write) {
       StartWrite(&response_);

@@ -17,26 +17,41 @@ DeltaCommitter::~DeltaCommitter() {
   thread_.join();
 }
 
+DeltaCommitter::Pending& DeltaCommitter::PendingFor(DeltaSink* sink, const std::string& message_id,
+                                                    int64_t first_seq) {
+  const absl::Time now = absl::Now();
+  if (pending_.empty()) {
+    oldest_ = now;
+  }
+  auto [it, inserted] = index_.try_emplace(sink, pending_.size());
+  if (inserted) {
+    pending_.push_back(Pending{sink, DeltaRun{message_id, first_seq, {}}, now, std::nullopt});
+  }
+  return pending_[it->second];
+}
+
 void DeltaCommitter::Submit(DeltaSink* sink, const std::string& message_id, int64_t first_seq,
                             std::vector<std::string> texts) {
   if (texts.empty()) {
     return;
   }
   absl::MutexLock lock(&mu_);
-  const absl::Time now = absl::Now();
-  if (pending_.empty()) {
-    oldest_ = now;
+  Pending& pending = PendingFor(sink, message_id, first_seq);
+  if (pending.run.texts.empty()) {
+    pending.run.first_seq = first_seq;  // An entry made by nothing but a finish has no deltas.
   }
   pending_deltas_ += static_cast<int>(texts.size());
-  auto [it, inserted] = index_.try_emplace(sink, pending_.size());
-  if (inserted) {
-    pending_.push_back(Pending{sink, DeltaRun{message_id, first_seq, {}}, now});
-  }
-  std::vector<std::string>& run = pending_[it->second].run.texts;
   for (std::string& text : texts) {
     pending_bytes_ += text.size();
-    run.push_back(std::move(text));
+    pending.run.texts.push_back(std::move(text));
   }
+}
+
+void DeltaCommitter::SubmitFinish(DeltaSink* sink, const std::string& message_id, int64_t last_seq,
+                                  v1::StreamFinish finish) {
+  absl::MutexLock lock(&mu_);
+  PendingFor(sink, message_id, last_seq + 1).finish =
+      FinishRun{message_id, last_seq, std::move(finish)};
 }
 
 bool DeltaCommitter::BatchReady() const {
@@ -67,22 +82,44 @@ void DeltaCommitter::Run() {
       pending_deltas_ = 0;
       pending_bytes_ = 0;
     }
+    // Each entry's deltas (when it has any) and finish (when it has one), by index.
+    constexpr size_t kNone = ~size_t{0};
     std::vector<DeltaRun> runs;
+    std::vector<FinishRun> finishes;
+    std::vector<size_t> run_of(batch.size(), kNone);
+    std::vector<size_t> finish_of(batch.size(), kNone);
     runs.reserve(batch.size());
-    for (Pending& pending : batch) {
-      runs.push_back(std::move(pending.run));
+    for (size_t i = 0; i < batch.size(); ++i) {
+      if (!batch[i].run.texts.empty()) {
+        run_of[i] = runs.size();
+        runs.push_back(std::move(batch[i].run));
+      }
+      if (batch[i].finish.has_value()) {
+        finish_of[i] = finishes.size();
+        finishes.push_back(*std::move(batch[i].finish));
+      }
     }
     const absl::Time start = absl::Now();
-    std::vector<absl::StatusOr<int64_t>> results = store_.AppendDeltas(runs);
+    BatchResult results = store_.CommitBatch(runs, finishes);
     const absl::Time done = absl::Now();
     metrics_.ObserveOperation("append_deltas", done - start);
     metrics_.write_batch_size().Observe(batch_deltas);
     for (size_t i = 0; i < batch.size(); ++i) {
-      if (results[i].ok()) {
-        metrics_.deltas().Increment(static_cast<double>(runs[i].texts.size()));
+      int deltas = 0;
+      absl::StatusOr<int64_t> durable_seq = int64_t{0};
+      if (run_of[i] != kNone) {
+        deltas = static_cast<int>(runs[run_of[i]].texts.size());
+        durable_seq = std::move(results.runs[run_of[i]]);
+        if (durable_seq.ok()) {
+          metrics_.deltas().Increment(deltas);
+        }
+        metrics_.durable_lag().Observe(absl::ToDoubleSeconds(done - batch[i].received));
       }
-      metrics_.durable_lag().Observe(absl::ToDoubleSeconds(done - batch[i].received));
-      batch[i].sink->OnCommitted(static_cast<int>(runs[i].texts.size()), std::move(results[i]));
+      std::optional<absl::StatusOr<v1::Message>> finished;
+      if (finish_of[i] != kNone) {
+        finished = std::move(results.finishes[finish_of[i]]);
+      }
+      batch[i].sink->OnCommitted(deltas, std::move(durable_seq), std::move(finished));
     }
   }
 }

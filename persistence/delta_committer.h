@@ -1,6 +1,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <thread>
 #include <unordered_map>
@@ -20,15 +21,19 @@ class DeltaSink {
  public:
   virtual ~DeltaSink() = default;
   // `deltas` of this sink's submissions were committed (or failed) together;
-  // `durable_seq` is the message's highest durable seq afterwards. Runs on the
-  // committer's thread: must not block.
-  virtual void OnCommitted(int deltas, absl::StatusOr<int64_t> durable_seq) = 0;
+  // `durable_seq` is the message's highest durable seq afterwards (when `deltas`
+  // is above 0). `finished` is set when the commit carried the sink's finish:
+  // the ended message, or why it did not end. Runs on the committer's thread:
+  // must not block.
+  virtual void OnCommitted(int deltas, absl::StatusOr<int64_t> durable_seq,
+                           std::optional<absl::StatusOr<v1::Message>> finished) = 0;
 };
 
 // Group commit for every open stream: deltas from all streams wait at most
 // `max_delay` (or until the batch is full) and are written in one transaction,
-// so one fsync makes hundreds of deltas durable. One thread commits batches in
-// order, so a message's deltas never overtake each other.
+// so one fsync makes hundreds of deltas durable, and ends the replies whose
+// finish arrived meanwhile. One thread commits batches in order, so a message's
+// deltas never overtake each other, nor its finish them.
 class DeltaCommitter {
  public:
   struct Options {
@@ -45,13 +50,21 @@ class DeltaCommitter {
   // previous submission. The sink must outlive its OnCommitted call.
   void Submit(DeltaSink* sink, const std::string& message_id, int64_t first_seq,
               std::vector<std::string> texts);
+  // Ends the message after the sink's deltas submitted so far, which must bring it to
+  // `last_seq`; the sink submits nothing after it.
+  void SubmitFinish(DeltaSink* sink, const std::string& message_id, int64_t last_seq,
+                    v1::StreamFinish finish);
 
  private:
   struct Pending {
     DeltaSink* sink;
     DeltaRun run;
     absl::Time received;
+    std::optional<FinishRun> finish;
   };
+  // The sink's entry in `pending_`, added if it has none.
+  Pending& PendingFor(DeltaSink* sink, const std::string& message_id, int64_t first_seq)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);
 
   void Run();
   bool BatchReady() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_);

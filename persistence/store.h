@@ -45,6 +45,21 @@ struct DeltaRun {
   std::vector<std::string> texts;
 };
 
+// The end of a streaming message, committed with a batch of deltas (Store::CommitBatch).
+struct FinishRun {
+  std::string message_id;
+  // The message's highest durable seq once the batch's deltas are in: otherwise (a delta this
+  // finish follows is missing) the finish fails with FAILED_PRECONDITION.
+  int64_t last_seq = 0;
+  v1::StreamFinish finish;
+};
+
+// Per run and per finish of one CommitBatch, in their order.
+struct BatchResult {
+  std::vector<absl::StatusOr<int64_t>> runs;          // as AppendDeltas
+  std::vector<absl::StatusOr<v1::Message>> finishes;  // as FinishMessage
+};
+
 // What a reader of a (possibly still streaming) message has not seen yet.
 struct MessageTail {
   std::string text;      // every delta after the requested seq, concatenated
@@ -118,6 +133,12 @@ class Store {
   // does one for a message that is not streaming. Ownership was checked when
   // the stream opened.
   virtual std::vector<absl::StatusOr<int64_t>> AppendDeltas(const std::vector<DeltaRun>& runs) = 0;
+  // AppendDeltas(runs), then FinishMessage of each of `finishes` (each after its message's run,
+  // if any), in one transaction: one commit ends the replies whose last deltas it makes durable.
+  // A finish that fails on its own (its message not streaming, or not at its `last_seq`) fails
+  // alone, before writing anything.
+  virtual BatchResult CommitBatch(const std::vector<DeltaRun>& runs,
+                                  const std::vector<FinishRun>& finishes) = 0;
   // Ends a streaming message; FAILED_PRECONDITION if it is not streaming.
   virtual absl::StatusOr<v1::Message> FinishMessage(const std::string& message_id,
                                                     const v1::StreamFinish& finish) = 0;

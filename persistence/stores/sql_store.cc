@@ -573,11 +573,12 @@ absl::Status MigrateToAppendOnlyText(SqlTransaction& tx) {
 
 // Ends streaming `message_id` in `tx` as `finish` says: seals its text, stores its status,
 // finish reason, usage and checksum, and publishes its ReplyFinished event; `*ended` is the ended
-// message and `*event` that event. NOT_FOUND or FAILED_PRECONDITION (not streaming) before
-// anything is written. The caller notifies the change.
+// message and `*event` that event. NOT_FOUND or FAILED_PRECONDITION (not streaming, or with
+// `last_seq` set, not at that seq) before anything is written. The caller notifies the change.
 absl::Status EndStreaming(SqlTransaction& tx, SqlDatabase& database, const std::string& message_id,
                           const v1::StreamFinish& finish, v1::Message* ended,
-                          v1::ConversationEvent* event) {
+                          v1::ConversationEvent* event,
+                          std::optional<int64_t> last_seq = std::nullopt) {
   absl::StatusOr<SqlRows> rows =
       tx.Query(absl::StrCat("SELECT ", kMessageColumns, " FROM messages m WHERE m.id = $1",
                             database.ForUpdate()),
@@ -591,6 +592,10 @@ absl::Status EndStreaming(SqlTransaction& tx, SqlDatabase& database, const std::
   v1::Message message = ReadMessage(*rows, 0);
   if (message.status() != v1::MESSAGE_STATUS_STREAMING) {
     return absl::FailedPreconditionError("message is not streaming");
+  }
+  if (last_seq.has_value() && message.last_seq() != *last_seq) {
+    return absl::FailedPreconditionError(absl::StrCat(
+        "finish after seq ", *last_seq, " but the message holds seq 1..", message.last_seq()));
   }
   if (absl::Status sealed = SealText(tx, message); !sealed.ok()) {
     return sealed;
@@ -1330,7 +1335,16 @@ absl::StatusOr<MessagePage> SqlStore::ListMessages(const v1::ListMessagesRequest
 }
 
 std::vector<absl::StatusOr<int64_t>> SqlStore::AppendDeltas(const std::vector<DeltaRun>& runs) {
-  std::vector<absl::StatusOr<int64_t>> results(runs.size());
+  return CommitBatch(runs, {}).runs;
+}
+
+BatchResult SqlStore::CommitBatch(const std::vector<DeltaRun>& runs,
+                                  const std::vector<FinishRun>& finishes) {
+  BatchResult batch;
+  std::vector<absl::StatusOr<int64_t>>& results = batch.runs;
+  results.resize(runs.size());
+  batch.finishes.resize(finishes.size());
+  std::vector<v1::ConversationEvent> events;
   std::vector<std::string> changed;
   // Runs for the same message (two writers racing) go in later rounds so
   // each round reads the state the previous one left.
@@ -1347,6 +1361,7 @@ std::vector<absl::StatusOr<int64_t>> SqlStore::AppendDeltas(const std::vector<De
   }
   absl::Status status = database_->Transact(true, [&](SqlTransaction& tx) -> absl::Status {
     changed.clear();
+    events.clear();
     const int64_t now = NowMicros();
     for (const std::vector<size_t>& round : rounds) {
       // Statements carry many rows each: a batch of a thousand streams costs
@@ -1433,16 +1448,40 @@ std::vector<absl::StatusOr<int64_t>> SqlStore::AppendDeltas(const std::vector<De
         return written;
       }
     }
+    for (size_t i = 0; i < finishes.size(); ++i) {
+      const FinishRun& run = finishes[i];
+      v1::Message ended;
+      v1::ConversationEvent event;
+      absl::Status refused =
+          EndStreaming(tx, *database_, run.message_id, run.finish, &ended, &event, run.last_seq);
+      if (refused.code() == absl::StatusCode::kNotFound ||
+          refused.code() == absl::StatusCode::kFailedPrecondition) {
+        batch.finishes[i] = refused;  // Refused before writing: the rest of the batch goes on.
+        continue;
+      }
+      if (!refused.ok()) {
+        return refused;
+      }
+      batch.finishes[i] = std::move(ended);
+      events.push_back(std::move(event));
+      if (std::find(changed.begin(), changed.end(), run.message_id) == changed.end()) {
+        changed.push_back(run.message_id);
+      }
+    }
     return database_->NotifyChanged(tx, changed);
   });
   if (!status.ok()) {
     for (auto& result : results) {
       result = status;
     }
-    return results;
+    for (auto& result : batch.finishes) {
+      result = status;
+    }
+    return batch;
   }
   Changed(changed);
-  return results;
+  Published(events);
+  return batch;
 }
 
 absl::StatusOr<v1::Message> SqlStore::FinishMessage(const std::string& message_id,

@@ -55,6 +55,8 @@ class SqlStore : public Store {
                                          const std::string& message_id) override;
   absl::StatusOr<MessagePage> ListMessages(const v1::ListMessagesRequest& request) override;
   std::vector<absl::StatusOr<int64_t>> AppendDeltas(const std::vector<DeltaRun>& runs) override;
+  BatchResult CommitBatch(const std::vector<DeltaRun>& runs,
+                          const std::vector<FinishRun>& finishes) override;
   absl::StatusOr<v1::Message> FinishMessage(const std::string& message_id,
                                             const v1::StreamFinish& finish) override;
   absl::StatusOr<MessageTail> ReadTail(const std::string& user_id, const std::string& message_id,

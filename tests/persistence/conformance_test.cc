@@ -1458,6 +1458,108 @@ grpc::Status PublishSignal(v1::ConversationService::Stub* stub, const std::strin
   return stub->PublishSignal(&context, request, &response);
 }
 
+// One group commit makes the last deltas of some replies durable and ends them: a finish goes
+// after its message's deltas, and one that would skip a seq, or ends a message that is not
+// streaming, fails alone without holding back the rest of the batch.
+TEST_P(ConformanceTest, ABatchEndsRepliesAfterTheirLastDeltasAndRefusesAFinishThatWouldSkipOne) {
+  const v1::Conversation conversation = Create(alice_);
+  ConversationWatch watch(stub_, alice_, conversation.id());
+  ASSERT_TRUE(watch.Next().has_ready());
+  const v1::Message question = Append(alice_, conversation.id(), "q");
+  const v1::Message ends =
+      Append(alice_, conversation.id(), "", question.id(), v1::MESSAGE_STATUS_STREAMING);
+  for (const v1::Message* added : {&question, &ends}) {
+    v1::WatchConversationResponse event = watch.Next();
+    ASSERT_TRUE(event.event().has_message_added()) << event.DebugString();
+    ASSERT_EQ(event.event().message_added().message().id(), added->id());
+  }
+  // In conversations of their own.
+  const v1::Message short_one = StartStreaming(alice_);
+  const v1::Message ended = StartStreaming(alice_);
+  ASSERT_TRUE(WriteStream(alice_, ended.id(), {{1, "done"}}, true).status.ok());
+
+  v1::StreamFinish complete;
+  complete.set_status(v1::MESSAGE_STATUS_COMPLETE);
+  complete.set_finish_reason("stop");
+  complete.mutable_usage()->set_completion_tokens(3);
+  const BatchResult batch = store_->CommitBatch(
+      {DeltaRun{ends.id(), 1, {"a", "b", "c"}}, DeltaRun{short_one.id(), 1, {"x"}}},
+      {FinishRun{ends.id(), 3, complete}, FinishRun{short_one.id(), 2, complete},
+       FinishRun{ended.id(), 1, complete},
+       FinishRun{"0123456789abcdef0123456789abcdef", 0, complete}});
+  ASSERT_EQ(batch.runs.size(), 2u);
+  ASSERT_TRUE(batch.runs[0].ok()) << batch.runs[0].status();
+  EXPECT_EQ(*batch.runs[0], 3);
+  ASSERT_TRUE(batch.runs[1].ok()) << batch.runs[1].status();
+  EXPECT_EQ(*batch.runs[1], 1);
+  ASSERT_EQ(batch.finishes.size(), 4u);
+  ASSERT_TRUE(batch.finishes[0].ok()) << batch.finishes[0].status();
+  EXPECT_EQ(batch.finishes[0]->content(), "abc");
+  EXPECT_EQ(batch.finishes[0]->last_seq(), 3);
+  EXPECT_EQ(batch.finishes[0]->status(), v1::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(batch.finishes[0]->sha256(), common::Sha256Hex("abc"));
+  EXPECT_EQ(batch.finishes[1].status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(batch.finishes[2].status().code(), absl::StatusCode::kFailedPrecondition);
+  EXPECT_EQ(batch.finishes[3].status().code(), absl::StatusCode::kNotFound);
+
+  v1::Message stored;
+  ASSERT_TRUE(GetMessage(alice_, ends.id(), &stored).ok());
+  EXPECT_EQ(stored.content(), "abc");
+  EXPECT_EQ(stored.status(), v1::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(stored.usage().completion_tokens(), 3);
+  EXPECT_EQ(stored.sha256(), common::Sha256Hex("abc"));
+  // The refused finish left its message streaming, with the delta its batch stored.
+  ASSERT_TRUE(GetMessage(alice_, short_one.id(), &stored).ok());
+  EXPECT_EQ(stored.content(), "x");
+  EXPECT_EQ(stored.status(), v1::MESSAGE_STATUS_STREAMING);
+  ASSERT_TRUE(GetMessage(alice_, ended.id(), &stored).ok());
+  EXPECT_EQ(stored.content(), "done");
+  // Watchers of the conversation hear the reply ended, as from FinishMessage.
+  v1::WatchConversationResponse finished = watch.Next();
+  ASSERT_TRUE(finished.event().has_reply_finished()) << finished.DebugString();
+  EXPECT_EQ(finished.event().reply_finished().message_id(), ends.id());
+  EXPECT_EQ(finished.event().reply_finished().last_seq(), 3);
+  EXPECT_EQ(finished.event().reply_finished().sha256(), common::Sha256Hex("abc"));
+  // A watch of the message reads it whole and ended, and so does a read from a seq.
+  WatchResult watched;
+  grpc::ClientContext context;
+  v1::WatchMessageRequest request;
+  request.set_user_id(alice_);
+  request.set_message_id(ends.id());
+  request.set_after_seq(1);
+  std::unique_ptr<grpc::ClientReader<v1::WatchMessageResponse>> reader =
+      stub_->WatchMessage(&context, request);
+  ReadWatch(*reader, watched);
+  ASSERT_TRUE(watched.status.ok()) << watched.status.error_message();
+  EXPECT_EQ(watched.text, "bc");
+  EXPECT_TRUE(watched.finished);
+  EXPECT_EQ(watched.finish.last_seq(), 3);
+}
+
+// A writer's finish sent right behind its last deltas ends the reply with all of them, and the
+// stream's last acknowledgement says so.
+TEST_P(ConformanceTest, AFinishRightBehindTheLastDeltasEndsTheReplyWithEveryOne) {
+  for (int round = 0; round < 20; ++round) {
+    const v1::Message message = StartStreaming(alice_);
+    std::vector<std::pair<int64_t, std::string>> deltas;
+    std::string text;
+    for (int seq = 1; seq <= 1 + round % 5; ++seq) {
+      deltas.emplace_back(seq, absl::StrCat("t", seq, " "));
+      text += deltas.back().second;
+    }
+    StreamResult written = WriteStream(alice_, message.id(), deltas, true);
+    ASSERT_TRUE(written.status.ok()) << written.status.error_message();
+    ASSERT_TRUE(written.finished);
+    EXPECT_EQ(written.acks.back(), static_cast<int64_t>(deltas.size()));
+    EXPECT_EQ(written.sha256, common::Sha256Hex(text));
+    v1::Message stored;
+    ASSERT_TRUE(GetMessage(alice_, message.id(), &stored).ok());
+    EXPECT_EQ(stored.content(), text);
+    EXPECT_EQ(stored.last_seq(), static_cast<int64_t>(deltas.size()));
+    EXPECT_EQ(stored.status(), v1::MESSAGE_STATUS_COMPLETE);
+  }
+}
+
 TEST_P(ConformanceTest, AConversationWatchSeesMessagesRepliesAndSignalsInOrder) {
   const v1::Conversation conversation = Create(alice_);
   ConversationWatch watch(stub_, alice_, conversation.id());
