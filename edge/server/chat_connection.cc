@@ -125,6 +125,13 @@ void ChatConnection::Close() {
   expiry_timer_.cancel();
 }
 
+bool ChatConnection::HasRunningTurns() const {
+  return std::any_of(turns_.begin(), turns_.end(), [](const std::weak_ptr<Turn>& weak) {
+    const std::shared_ptr<Turn> turn = weak.lock();
+    return turn != nullptr && !turn->ended();
+  });
+}
+
 void ChatConnection::Reject(ErrorEvent error) {
   metrics_.FrameReceived("invalid").Increment();
   Emit(std::move(error), std::nullopt);

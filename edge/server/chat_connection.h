@@ -60,6 +60,9 @@ class ChatConnection final : public Chat,
   // carry on and are stored.
   void Close();
 
+  // A turn this connection started is still streaming its reply.
+  bool HasRunningTurns() const;
+
   // When the user's token expires (ChatUser::valid_until) and no RenewToken brought a fresh one,
   // tells the client (ErrorCode::kTokenExpired) and calls `close`, which ends the connection
   // with CloseCode::kTokenExpired. Call once, right after construction.

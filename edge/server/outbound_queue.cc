@@ -36,14 +36,14 @@ OutboundQueue::Pushed OutboundQueue::Push(Event event, std::optional<Clock::time
       pushed = Pushed::kMerged;
     } else {
       const size_t bytes = TokenBytes(*token);
-      queued_.push_back(Entry{std::move(*token), EventName(event), arrival, bytes});
+      Queued().push_back(Entry{std::move(*token), EventName(event), arrival, bytes});
       bytes_ += bytes;
     }
   } else {
     EncodeQueuedTokens();
     encoded_.clear();
     encoder_.Encode(event, encoded_);
-    InsertEncoded(queued_.size(), EventName(event), arrival);
+    InsertEncoded(QueuedFrames(), EventName(event), arrival);
   }
   return over_limit ? Pushed::kOverLimit : pushed;
 }
@@ -53,18 +53,29 @@ OutboundQueue::Pushed OutboundQueue::PushFrame(std::string frame, absl::string_v
   EncodeQueuedTokens();
   encoded_.clear();
   encoded_.push_back(std::move(frame));
-  InsertEncoded(queued_.size(), type, std::nullopt);
+  InsertEncoded(QueuedFrames(), type, std::nullopt);
   return over_limit ? Pushed::kOverLimit : Pushed::kQueued;
 }
 
+std::deque<OutboundQueue::Entry>& OutboundQueue::Queued() {
+  if (!queued_.has_value()) {
+    queued_.emplace();
+  }
+  return *queued_;
+}
+
 void OutboundQueue::EncodeQueuedTokens() {
-  size_t index = queued_.size();
-  while (index > 0 && std::holds_alternative<StreamToken>(queued_[index - 1].payload)) {
+  if (!queued_.has_value()) {
+    return;
+  }
+  std::deque<Entry>& queued = *queued_;
+  size_t index = queued.size();
+  while (index > 0 && std::holds_alternative<StreamToken>(queued[index - 1].payload)) {
     --index;
   }
-  while (index < queued_.size()) {
-    Entry entry = std::move(queued_[index]);
-    queued_.erase(queued_.begin() + static_cast<std::ptrdiff_t>(index));
+  while (index < queued.size()) {
+    Entry entry = std::move(queued[index]);
+    queued.erase(queued.begin() + static_cast<std::ptrdiff_t>(index));
     bytes_ -= entry.bytes;
     encoded_.clear();
     encoder_.Encode(Event(std::get<StreamToken>(std::move(entry.payload))), encoded_);
@@ -74,10 +85,11 @@ void OutboundQueue::EncodeQueuedTokens() {
 
 size_t OutboundQueue::InsertEncoded(size_t index, absl::string_view type,
                                     std::optional<Clock::time_point> arrival) {
-  auto at = queued_.begin() + static_cast<std::ptrdiff_t>(index);
+  std::deque<Entry>& queued = Queued();
+  auto at = queued.begin() + static_cast<std::ptrdiff_t>(index);
   for (std::string& frame : encoded_) {
     const size_t bytes = frame.size() + kEntryOverhead;
-    at = queued_.insert(at, Entry{std::move(frame), type, arrival, bytes}) + 1;
+    at = queued.insert(at, Entry{std::move(frame), type, arrival, bytes}) + 1;
     bytes_ += bytes;
     // The data arrived once; the added latency is measured on its first frame.
     arrival.reset();
@@ -86,7 +98,10 @@ size_t OutboundQueue::InsertEncoded(size_t index, absl::string_view type,
 }
 
 OutboundQueue::Entry* OutboundQueue::MergeTarget(const std::string& message_id) {
-  for (auto it = queued_.rbegin(); it != queued_.rend(); ++it) {
+  if (!queued_.has_value()) {
+    return nullptr;
+  }
+  for (auto it = queued_->rbegin(); it != queued_->rend(); ++it) {
     StreamToken* token = std::get_if<StreamToken>(&it->payload);
     if (token == nullptr) {
       return nullptr;
@@ -99,25 +114,26 @@ OutboundQueue::Entry* OutboundQueue::MergeTarget(const std::string& message_id) 
 }
 
 const OutboundQueue::Frame* OutboundQueue::StartWrite() {
-  if (writing_.has_value() || queued_.empty()) {
+  if (writing_.has_value() || QueuedFrames() == 0) {
     return nullptr;
   }
+  std::deque<Entry>& queued = *queued_;
   // A delta is encoded now, with whatever was merged into it; it may become no frame at all.
-  while (!queued_.empty() && std::holds_alternative<StreamToken>(queued_.front().payload)) {
-    Entry entry = std::move(queued_.front());
-    queued_.pop_front();
+  while (!queued.empty() && std::holds_alternative<StreamToken>(queued.front().payload)) {
+    Entry entry = std::move(queued.front());
+    queued.pop_front();
     bytes_ -= entry.bytes;
     encoded_.clear();
     encoder_.Encode(Event(std::get<StreamToken>(std::move(entry.payload))), encoded_);
     InsertEncoded(0, entry.type, entry.arrival);
   }
-  if (queued_.empty()) {
+  if (queued.empty()) {
     return nullptr;
   }
-  Entry& next = queued_.front();
+  Entry& next = queued.front();
   writing_.emplace(Frame{std::move(std::get<std::string>(next.payload)), next.type, next.arrival});
   writing_bytes_ = next.bytes;
-  queued_.pop_front();
+  queued.pop_front();
   return &*writing_;
 }
 
@@ -130,8 +146,17 @@ void OutboundQueue::FinishWrite() {
 }
 
 void OutboundQueue::DropQueued() {
-  queued_.clear();
+  if (queued_.has_value()) {
+    queued_->clear();
+  }
   bytes_ = writing_bytes_;
+}
+
+void OutboundQueue::ReleaseMemory() {
+  if (QueuedFrames() == 0) {
+    queued_.reset();
+  }
+  Frames().swap(encoded_);
 }
 
 bool OutboundQueue::Full() const {

@@ -70,12 +70,17 @@ class OutboundQueue {
   // Drops everything not yet being written: that frame must outlive its async_write.
   void DropQueued();
 
+  // Gives back the memory an empty queue keeps between bursts (its frame list, the encoder's
+  // scratch list); the next push allocates it again. For a connection that has gone idle: calling
+  // it after every write would allocate for every frame.
+  void ReleaseMemory();
+
   // Producers should stop until Drained().
   bool Full() const;
   bool Drained() const;
 
   // Both count the frame being written.
-  size_t frames() const { return queued_.size() + (writing_.has_value() ? 1 : 0); }
+  size_t frames() const { return QueuedFrames() + (writing_.has_value() ? 1 : 0); }
   size_t bytes() const { return bytes_; }
 
  private:
@@ -86,6 +91,10 @@ class OutboundQueue {
     std::optional<Clock::time_point> arrival;
     size_t bytes = 0;
   };
+
+  size_t QueuedFrames() const { return queued_.has_value() ? queued_->size() : 0; }
+  // The frame list, made on first use: an empty std::deque allocates already.
+  std::deque<Entry>& Queued();
 
   // The queued stream_token of `message_id` that a new delta may extend: the last one, with only
   // other replies' tokens queued after it, so no frame is reordered for this reply or overtakes
@@ -101,7 +110,7 @@ class OutboundQueue {
   EventEncoder& encoder_;
   // Reused for every event, so encoding allocates no list.
   Frames encoded_;
-  std::deque<Entry> queued_;
+  std::optional<std::deque<Entry>> queued_;
   std::optional<Frame> writing_;
   size_t writing_bytes_ = 0;
   size_t bytes_ = 0;

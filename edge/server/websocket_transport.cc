@@ -1,12 +1,19 @@
 #include "edge/server/websocket_transport.h"
 
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstdint>
+#include <type_traits>
 #include <utility>
 
 #include "absl/strings/string_view.h"
+#include "boost/asio/bind_allocator.hpp"
 #include "boost/asio/dispatch.hpp"
 #include "boost/beast/core/bind_handler.hpp"
 #include "boost/beast/http/field.hpp"
 #include "boost/beast/websocket/rfc6455.hpp"
+#include "boost/version.hpp"
 #include "common/log.h"
 #include "edge/server/chat_connection.h"
 #include "edge/server/http_session.h"
@@ -27,6 +34,62 @@ websocket::close_reason CloseReason(CloseCode code) {
   return websocket::close_reason(static_cast<websocket::close_code>(code));
 }
 
+// Parking a connection drops its Beast stream between messages and opens a new one on the same
+// socket later, in the state the old one was in: open, server role, no message half read, nothing
+// buffered, no operation pending. Beast has no public way to tell that it buffered nothing nor to
+// open a stream without a handshake, so both go through the stream's state (its `impl_type`,
+// whose members are public), reached through an explicit instantiation (which may name private
+// members). That state is Boost 1.81's: check it again before building with another Boost.
+static_assert(BOOST_VERSION / 100 == 1081,
+              "WebSocketTransport reads Beast's stream state as Boost 1.81 lays it out");
+
+using Stream = WebSocketTransport::Stream;
+
+template <auto kImpl>
+struct StreamImplAccess {
+  friend auto& StreamImpl(Stream& stream) { return *(stream.*kImpl); }
+};
+template struct StreamImplAccess<&Stream::impl_>;
+auto& StreamImpl(Stream& stream);
+
+using StreamStatus = std::remove_cvref_t<decltype(StreamImpl(std::declval<Stream&>()).status_)>;
+
+// Nothing in the stream but what a new one opened on the socket would have.
+bool StreamIsBetweenMessages(Stream& stream) {
+  auto& impl = StreamImpl(stream);
+  return impl.status_ == StreamStatus::open && impl.rd_done && impl.rd_buf.size() == 0 &&
+         !impl.rd_block.is_locked() && !impl.wr_block.is_locked() && !impl.wr_cont &&
+         !impl.op_rd.has_value() && !impl.op_wr.has_value() && !impl.op_ping.has_value() &&
+         !impl.op_idle_ping.has_value() && !impl.op_close.has_value() &&
+         !impl.op_r_rd.has_value() && !impl.op_r_close.has_value();
+}
+
+// The keep-alive tick reads Beast's idle counter, which each read that receives bytes sets to 0
+// (reset_idle), whether or not Beast's own idle timeout is on (it is off here).
+void MarkIdle(Stream& stream) { StreamImpl(stream).idle_counter = 1; }
+bool ReceivedSinceMark(Stream& stream) { return StreamImpl(stream).idle_counter == 0; }
+
+// Allocates the operations an idle connection keeps pending (its wait for readability, its
+// keep-alive timer) at their own size. Through Asio's default allocator, which recycles the
+// block its thread freed last, such an operation would take over whatever that was (often an
+// HTTP or handshake write's, several times larger) for as long as the connection stays idle.
+template <class T>
+struct ExactAllocator {
+  using value_type = T;
+  ExactAllocator() = default;
+  template <class U>
+  ExactAllocator(const ExactAllocator<U>& /*other*/) noexcept {}
+  T* allocate(size_t n) { return static_cast<T*>(::operator new(n * sizeof(T))); }
+  void deallocate(T* p, size_t n) noexcept { ::operator delete(p, n * sizeof(T)); }
+  friend bool operator==(const ExactAllocator&, const ExactAllocator&) { return true; }
+};
+
+// A pong as a client sends it: FIN, opcode 0xA, masked, at most 125 bytes of payload.
+constexpr uint8_t kPongFinOpcode = 0x8A;
+constexpr uint8_t kMaskBit = 0x80;
+constexpr size_t kMaxControlPayload = 125;
+constexpr size_t kMaskedHeaderBytes = 2 + 4;
+
 }  // namespace
 
 WebSocketTransport::WebSocketTransport(net::ip::tcp::socket&& socket, ServerContext& context,
@@ -34,7 +97,8 @@ WebSocketTransport::WebSocketTransport(net::ip::tcp::socket&& socket, ServerCont
                                        std::unique_ptr<DialectSession> session,
                                        ConnectionRequest request, std::string subprotocol,
                                        common::TraceContext trace)
-    : ws_(std::move(socket)),
+    : ws_(std::in_place, std::move(socket)),
+      executor_(ws_->get_executor()),
       context_(context),
       metrics_(metrics),
       session_(std::move(session)),
@@ -42,7 +106,8 @@ WebSocketTransport::WebSocketTransport(net::ip::tcp::socket&& socket, ServerCont
       subprotocol_(std::move(subprotocol)),
       trace_(std::move(trace)),
       queue_(context.limits.outbound, *session_),
-      write_watch_(ws_.get_executor()) {}
+      write_watch_(executor_),
+      keep_alive_(executor_) {}
 
 WebSocketTransport::~WebSocketTransport() {
   if (phase_ != Phase::kUpgrading) {
@@ -61,28 +126,39 @@ void WebSocketTransport::Run(http::request<http::string_body> request) {
   over_connection_limit_ = context_.open_websockets.fetch_add(1) >= context_.limits.max_connections;
   // Pings keep proxies with idle limits from cutting a connection that waits for a slow model;
   // a client that answers nothing for the idle timeout is gone.
-  websocket::stream_base::timeout timeout{};
-  timeout.handshake_timeout = absl::ToChronoMilliseconds(context_.limits.handshake_timeout);
-  timeout.idle_timeout = absl::ToChronoMilliseconds(context_.limits.idle_timeout);
-  timeout.keep_alive_pings = true;
-  ws_.set_option(timeout);
-  ws_.set_option(websocket::stream_base::decorator(
+  // (Kept here rather than by Beast, so that they go on while the connection is parked: see
+  // OnKeepAliveTick.)
+  SetOpenOptions();
+  ws_->set_option(websocket::stream_base::decorator(
       [subprotocol = subprotocol_](websocket::response_type& response) {
         response.set(http::field::server, "parley-edge");
         if (!subprotocol.empty()) {
           response.set(http::field::sec_websocket_protocol, subprotocol);
         }
       }));
-  ws_.read_message_max(context_.limits.max_frame_bytes);
-  ws_.text(true);
   std::weak_ptr<WebSocketTransport> weak = weak_from_this();
   registry_key_ = context_.connections.Add([weak] {
     if (auto self = weak.lock()) {
       self->Shutdown(CloseCode::kGoingAway);
     }
   });
-  ws_.async_accept(request,
-                   beast::bind_front_handler(&WebSocketTransport::OnAccept, shared_from_this()));
+  ws_->async_accept(request,
+                    beast::bind_front_handler(&WebSocketTransport::OnAccept, shared_from_this()));
+}
+
+void WebSocketTransport::SetOpenOptions() {
+  websocket::stream_base::timeout timeout{};
+  // Also the close handshake's limit.
+  timeout.handshake_timeout = absl::ToChronoMilliseconds(context_.limits.handshake_timeout);
+  timeout.idle_timeout = websocket::stream_base::none();
+  timeout.keep_alive_pings = false;
+  ws_->set_option(timeout);
+  ws_->read_message_max(context_.limits.max_frame_bytes);
+  ws_->text(true);
+}
+
+net::ip::tcp::socket& WebSocketTransport::Socket() {
+  return ws_.has_value() ? ws_->next_layer() : *parked_;
 }
 
 void WebSocketTransport::OnAccept(beast::error_code ec) {
@@ -102,21 +178,22 @@ void WebSocketTransport::OnAccept(beast::error_code ec) {
     counted_ = false;
     context_.open_websockets.fetch_sub(1);
     phase_ = Phase::kClosed;
-    ws_.async_close(CloseReason(CloseCode::kTryAgainLater),
-                    [self = shared_from_this()](beast::error_code) {});
+    ws_->async_close(CloseReason(CloseCode::kTryAgainLater),
+                     [self = shared_from_this()](beast::error_code) {});
     return;
   }
   if (context_.draining.load()) {
     // The upgrade was asked for before shutdown began (or while it drained): the client learns
     // at once, the way every open socket does, to reconnect elsewhere.
     phase_ = Phase::kClosed;
-    ws_.async_close(CloseReason(CloseCode::kGoingAway),
-                    [self = shared_from_this()](beast::error_code) {});
+    ws_->async_close(CloseReason(CloseCode::kGoingAway),
+                     [self = shared_from_this()](beast::error_code) {});
     return;
   }
   phase_ = Phase::kOpen;
   session_->Open(*this);
   DoRead();
+  MaybePark();
 }
 
 absl::StatusOr<ChatUser> WebSocketTransport::Authenticate(std::string_view token,
@@ -125,7 +202,7 @@ absl::StatusOr<ChatUser> WebSocketTransport::Authenticate(std::string_view token
 }
 
 Chat& WebSocketTransport::OpenChat(ChatUser user, ChatOptions options) {
-  chat_ = std::make_shared<ChatConnection>(context_, metrics_, ws_.get_executor(), std::move(user),
+  chat_ = std::make_shared<ChatConnection>(context_, metrics_, executor_, std::move(user),
                                            std::move(options), weak_from_this(), trace_);
   chat_->CloseWhenTokenExpires([weak = weak_from_this()] {
     if (std::shared_ptr<WebSocketTransport> self = weak.lock()) {
@@ -138,12 +215,181 @@ Chat& WebSocketTransport::OpenChat(ChatUser user, ChatOptions options) {
 Chat* WebSocketTransport::chat() { return chat_.get(); }
 
 void WebSocketTransport::DoRead() {
-  if (reading_ || phase_ != Phase::kOpen) {
+  if (reading_ || waiting_readable_ || phase_ != Phase::kOpen) {
     return;
   }
+  // Where Beast's read would start, so does the idle period, as Beast counts it.
+  RestartKeepAlive();
+  if (ws_.has_value() && StreamImpl(*ws_).rd_buf.size() > 0) {
+    // The next message (or part of it) came with the last one.
+    return StartRead();
+  }
+  WaitReadable();
+}
+
+void WebSocketTransport::WaitReadable() {
+  // A pending read would reserve its buffer up front; waiting costs nothing.
+  waiting_readable_ = true;
+  Socket().async_wait(net::ip::tcp::socket::wait_read,
+                      net::bind_allocator(ExactAllocator<void>(),
+                                          beast::bind_front_handler(&WebSocketTransport::OnReadable,
+                                                                    shared_from_this())));
+}
+
+void WebSocketTransport::OnReadable(beast::error_code ec) {
+  waiting_readable_ = false;
+  if (ec) {
+    // The socket was closed (idle timeout, shutdown, a slow client cut off).
+    return EnterClosed();
+  }
+  // Bytes (or the end of the stream) arrived: the client is there.
+  idle_ticks_ = 0;
+  if (phase_ == Phase::kClosed || reading_) {
+    return;
+  }
+  if (phase_ == Phase::kOpen && TakePongs()) {
+    // Still between messages: as in Beast, a pong only shows the client is there.
+    return WaitReadable();
+  }
+  if (!ws_.has_value()) {
+    Unpark();
+  }
+  StartRead();
+}
+
+bool WebSocketTransport::TakePongs() {
+  const int fd = Socket().native_handle();
+  for (;;) {
+    uint8_t frame[kMaskedHeaderBytes + kMaxControlPayload];
+    const ssize_t peeked = ::recv(fd, frame, sizeof(frame), MSG_PEEK | MSG_DONTWAIT);
+    if (peeked < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+      return true;
+    }
+    // The end of the stream, an error, or anything but a whole pong: the stream reads it.
+    if (peeked < 2 || frame[0] != kPongFinOpcode || (frame[1] & kMaskBit) == 0) {
+      return false;
+    }
+    const size_t length = frame[1] & ~kMaskBit;
+    if (length > kMaxControlPayload || static_cast<size_t>(peeked) < kMaskedHeaderBytes + length) {
+      return false;
+    }
+    if (::recv(fd, frame, kMaskedHeaderBytes + length, MSG_DONTWAIT) !=
+        static_cast<ssize_t>(kMaskedHeaderBytes + length)) {
+      // Cannot happen (the bytes were there); the stream would be out of step.
+      beast::error_code ignored;
+      Socket().close(ignored);
+      return true;
+    }
+  }
+}
+
+void WebSocketTransport::StartRead() {
   reading_ = true;
-  ws_.async_read(buffer_,
-                 beast::bind_front_handler(&WebSocketTransport::OnRead, shared_from_this()));
+  ws_->async_read(buffer_,
+                  beast::bind_front_handler(&WebSocketTransport::OnRead, shared_from_this()));
+}
+
+bool WebSocketTransport::Parkable() {
+  if (phase_ != Phase::kOpen || !ws_.has_value() || reading_ || pinging_ || queue_.frames() > 0 ||
+      !waiting_for_writable_.empty()) {
+    return false;
+  }
+  // A reply streaming to this client would reopen the stream for every token.
+  if (chat_ != nullptr && chat_->HasRunningTurns()) {
+    return false;
+  }
+  return StreamIsBetweenMessages(*ws_);
+}
+
+void WebSocketTransport::MaybePark() {
+  if (!Parkable()) {
+    return;
+  }
+  if (ReceivedSinceMark(*ws_)) {
+    idle_ticks_ = 0;
+  }
+  // A wait for readability pending on the socket moves with it.
+  parked_.emplace(std::move(ws_->next_layer()));
+  ws_.reset();
+  queue_.ReleaseMemory();
+  buffer_ = beast::flat_buffer();
+  waiting_for_writable_.shrink_to_fit();
+}
+
+void WebSocketTransport::Unpark() {
+  ws_.emplace(std::move(*parked_));
+  parked_.reset();
+  SetOpenOptions();
+  // What async_accept leaves once the handshake is answered.
+  StreamImpl(*ws_).open(beast::role_type::server);
+  MarkIdle(*ws_);
+}
+
+void WebSocketTransport::RestartKeepAlive() {
+  if (ws_.has_value()) {
+    MarkIdle(*ws_);
+  }
+  idle_ticks_ = 0;
+  ArmKeepAlive();
+}
+
+void WebSocketTransport::ArmKeepAlive() {
+  const absl::Duration idle = context_.limits.idle_timeout;
+  if (idle <= absl::ZeroDuration() || idle == absl::InfiniteDuration()) {
+    return;
+  }
+  keep_alive_.expires_after(absl::ToChronoNanoseconds(idle / 2));
+  keep_alive_.async_wait(
+      net::bind_allocator(ExactAllocator<void>(), [weak = weak_from_this()](beast::error_code ec) {
+        if (std::shared_ptr<WebSocketTransport> self = weak.lock()) {
+          self->OnKeepAliveTick(ec);
+        }
+      }));
+}
+
+void WebSocketTransport::OnKeepAliveTick(beast::error_code ec) {
+  // As Beast's idle timer: half an idle timeout after the last read began, and every half idle
+  // timeout after that, a ping if the client sent anything since the last one (or none went out
+  // yet), else the connection is cut off.
+  if (ec || phase_ == Phase::kClosed) {
+    return;
+  }
+  if (ws_.has_value()) {
+    if (ReceivedSinceMark(*ws_)) {
+      idle_ticks_ = 0;
+    }
+    MarkIdle(*ws_);
+    if (StreamImpl(*ws_).status_ == StreamStatus::closing) {
+      // The client's close frame was answered and it has not ended the connection since.
+      beast::error_code ignored;
+      Socket().close(ignored);
+      return;
+    }
+  }
+  if (idle_ticks_ >= 1) {
+    common::LogInfo("connection closed", {{"reason", "idle timeout"}});
+    beast::error_code ignored;
+    Socket().close(ignored);
+    return;
+  }
+  ++idle_ticks_;
+  SendKeepAlivePing();
+  ArmKeepAlive();
+}
+
+void WebSocketTransport::SendKeepAlivePing() {
+  if (pinging_) {
+    return;
+  }
+  if (!ws_.has_value()) {
+    // Opened for the ping; parked again once it is written.
+    Unpark();
+  }
+  pinging_ = true;
+  ws_->async_ping({}, [self = shared_from_this()](beast::error_code) {
+    self->pinging_ = false;
+    self->MaybePark();
+  });
 }
 
 void WebSocketTransport::OnRead(beast::error_code ec, size_t /*bytes*/) {
@@ -162,12 +408,17 @@ void WebSocketTransport::OnRead(beast::error_code ec, size_t /*bytes*/) {
   }
   const net::const_buffer data = buffer_.data();
   session_->OnFrame(std::string_view(static_cast<const char*>(data.data()), data.size()),
-                    ws_.got_text() ? FrameType::kText : FrameType::kBinary);
+                    ws_->got_text() ? FrameType::kText : FrameType::kBinary);
   buffer_.consume(buffer_.size());
+  if (ws_.has_value() && StreamImpl(*ws_).rd_buf.size() == 0) {
+    // No more of the client's bytes are here: the buffer is allocated again for the next message.
+    buffer_.shrink_to_fit();
+  }
   // Reading pauses while the client is not taking what it asked for.
   if (!queue_.Full()) {
     DoRead();
   }
+  MaybePark();
 }
 
 void WebSocketTransport::Emit(Event event, std::optional<Clock::time_point> arrival) {
@@ -244,9 +495,12 @@ void WebSocketTransport::DoWrite() {
     watching_writes_ = true;
     WatchWriteProgress(absl::ToChronoNanoseconds(context_.limits.slow_client_timeout));
   }
-  ws_.text(frame->type != kBinaryFrame);
-  ws_.async_write(net::buffer(frame->data),
-                  beast::bind_front_handler(&WebSocketTransport::OnWrite, shared_from_this()));
+  if (!ws_.has_value()) {
+    Unpark();
+  }
+  ws_->text(frame->type != kBinaryFrame);
+  ws_->async_write(net::buffer(frame->data),
+                   beast::bind_front_handler(&WebSocketTransport::OnWrite, shared_from_this()));
 }
 
 void WebSocketTransport::OnWrite(beast::error_code ec, size_t /*bytes*/) {
@@ -259,6 +513,7 @@ void WebSocketTransport::OnWrite(beast::error_code ec, size_t /*bytes*/) {
     DoRead();
   }
   DoWrite();
+  MaybePark();
 }
 
 void WebSocketTransport::WatchWriteProgress(Clock::duration wait) {
@@ -299,7 +554,8 @@ void WebSocketTransport::CloseSlowClient(absl::string_view reason) {
   write_watch_.expires_after(absl::ToChronoNanoseconds(grace));
   write_watch_.async_wait([self = shared_from_this()](beast::error_code ec) {
     if (!ec) {
-      beast::get_lowest_layer(self->ws_).close();
+      beast::error_code ignored;
+      self->Socket().close(ignored);
     }
   });
 }
@@ -315,7 +571,7 @@ void WebSocketTransport::ReleaseWaiters() {
 }
 
 void WebSocketTransport::Shutdown(CloseCode code) {
-  net::dispatch(ws_.get_executor(), [self = shared_from_this(), code] { self->CloseNow(code); });
+  net::dispatch(executor_, [self = shared_from_this(), code] { self->CloseNow(code); });
 }
 
 void WebSocketTransport::Close(CloseCode code) {
@@ -336,7 +592,10 @@ void WebSocketTransport::CloseNow(CloseCode code) {
     return;
   }
   EnterClosed();
-  ws_.async_close(CloseReason(code), [self = shared_from_this()](beast::error_code) {});
+  if (!ws_.has_value()) {
+    Unpark();
+  }
+  ws_->async_close(CloseReason(code), [self = shared_from_this()](beast::error_code) {});
 }
 
 void WebSocketTransport::EnterClosed() {
@@ -346,6 +605,7 @@ void WebSocketTransport::EnterClosed() {
   phase_ = Phase::kClosed;
   queue_.DropQueued();
   write_watch_.cancel();
+  keep_alive_.cancel();
   if (chat_ != nullptr) {
     chat_->Close();
   }

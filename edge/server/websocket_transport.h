@@ -11,7 +11,6 @@
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
-#include "boost/beast/core/tcp_stream.hpp"
 #include "boost/beast/http/message.hpp"
 #include "boost/beast/http/string_body.hpp"
 #include "boost/beast/websocket/stream.hpp"
@@ -33,6 +32,15 @@ struct ServerContext;
 // (see EventSink). A client whose writes make no progress for
 // ConnectionLimits::slow_client_timeout, or that lets more than its byte cap pile up, is closed
 // with 1008. The chat itself (turns, rooms, limits) is the ChatConnection the session opens.
+//
+// An idle connection holds little more than its socket: nothing is read until the socket is
+// readable (a pending read would hold its buffer), the read buffer is given back after a
+// message when no more bytes are buffered, and while nothing is being read or written and no turn
+// is streaming the Beast stream itself (its frame buffers and state, ~2.5 KiB) is dropped: the
+// connection is "parked" on its bare socket and a new stream is opened on it, in the state the
+// old one had between messages, when a frame arrives or something is to be sent. Pongs (answers
+// to the keep-alive pings) are taken while parked without opening it. The keep-alive pings and
+// the idle timeout are kept here, with Beast's semantics, across both states.
 class WebSocketTransport final : public DialectHost,
                                  public EventSink,
                                  public std::enable_shared_from_this<WebSocketTransport> {
@@ -55,9 +63,11 @@ class WebSocketTransport final : public DialectHost,
   // Closes the connection with `code` now, dropping what is queued. Any thread.
   void Shutdown(CloseCode code);
 
+  using Stream = boost::beast::websocket::stream<boost::asio::ip::tcp::socket>;
+
   // DialectHost
   const ConnectionRequest& request() const override { return request_; }
-  boost::asio::any_io_executor executor() override { return ws_.get_executor(); }
+  boost::asio::any_io_executor executor() override { return executor_; }
   absl::StatusOr<ChatUser> Authenticate(std::string_view token,
                                         std::string_view development_user_id) override;
   Chat& OpenChat(ChatUser user, ChatOptions options) override;
@@ -80,8 +90,30 @@ class WebSocketTransport final : public DialectHost,
   };
 
   void OnAccept(boost::beast::error_code ec);
+  // Waits for the socket to be readable, then reads the next message (at once when the stream
+  // holds some of it already).
   void DoRead();
+  void WaitReadable();
+  void OnReadable(boost::beast::error_code ec);
+  void StartRead();
   void OnRead(boost::beast::error_code ec, size_t bytes);
+  // The socket under the stream, parked or not.
+  boost::asio::ip::tcp::socket& Socket();
+  // Applies the options every stream on this connection has once open.
+  void SetOpenOptions();
+  // Drops the stream when nothing needs it; reopens it on the socket.
+  bool Parkable();
+  void MaybePark();
+  void Unpark();
+  // While parked (or with no read pending): consumes the pongs at the front of what the client
+  // sent. False when something else is there, for the stream to read.
+  bool TakePongs();
+  // Keep-alive pings and the idle timeout (ConnectionLimits::idle_timeout), as Beast keeps them:
+  // the idle period restarts where a read starts.
+  void RestartKeepAlive();
+  void ArmKeepAlive();
+  void OnKeepAliveTick(boost::beast::error_code ec);
+  void SendKeepAlivePing();
   void Queue(OutboundQueue::Pushed pushed);
   void DoWrite();
   void OnWrite(boost::beast::error_code ec, size_t bytes);
@@ -94,7 +126,10 @@ class WebSocketTransport final : public DialectHost,
   void EnterClosed();
   void ReleaseWaiters();
 
-  boost::beast::websocket::stream<boost::beast::tcp_stream> ws_;
+  // The stream while the connection is active; empty while it is parked on `parked_`.
+  std::optional<Stream> ws_;
+  std::optional<boost::asio::ip::tcp::socket> parked_;
+  const boost::asio::any_io_executor executor_;
   ServerContext& context_;
   DialectMetrics& metrics_;
   const std::unique_ptr<DialectSession> session_;
@@ -116,8 +151,14 @@ class WebSocketTransport final : public DialectHost,
   Clock::time_point write_started_;
   // A client that falls behind is logged once, not at every pause.
   bool reported_behind_ = false;
-  bool reading_ = false;
+  bool reading_ = false;           // A stream read is pending.
+  bool waiting_readable_ = false;  // A wait for readability is pending.
   std::vector<std::function<void()>> waiting_for_writable_;
+  // Keep-alive: fires every idle_timeout / 2; a client that sent nothing for two ticks in a row
+  // (one ping unanswered) is cut off.
+  boost::asio::steady_timer keep_alive_;
+  int idle_ticks_ = 0;
+  bool pinging_ = false;
 };
 
 }  // namespace parley::edge

@@ -61,6 +61,29 @@ TEST_F(OutboundQueueTest, KeepsEveryDeltaAsItsOwnFrameUpToTheLowWaterMark) {
   EXPECT_EQ(WriteAll(), (std::vector<std::string>{"token m 1 a", "token m 2 b"}));
 }
 
+TEST_F(OutboundQueueTest, WorksTheSameAfterGivingBackItsMemory) {
+  // Before anything was queued, between bursts, and with only the frame being written left.
+  queue_.ReleaseMemory();
+  EXPECT_EQ(queue_.frames(), 0u);
+  EXPECT_EQ(queue_.StartWrite(), nullptr);
+  PushToken("m", 1, "a");
+  queue_.Push(StreamComplete{"m", 1, "stop"}, std::nullopt);
+  EXPECT_EQ(WriteAll(), (std::vector<std::string>{"token m 1 a", "stream_complete"}));
+  queue_.ReleaseMemory();
+  EXPECT_EQ(queue_.bytes(), 0u);
+  PushToken("n", 1, "b");
+  PushToken("n", 2, "c");
+  const OutboundQueue::Frame* writing = queue_.StartWrite();
+  ASSERT_NE(writing, nullptr);
+  queue_.ReleaseMemory();
+  EXPECT_EQ(writing->data, "token n 1 b");
+  EXPECT_EQ(queue_.frames(), 2u);
+  queue_.FinishWrite();
+  EXPECT_EQ(WriteAll(), (std::vector<std::string>{"token n 2 c"}));
+  EXPECT_EQ(queue_.frames(), 0u);
+  EXPECT_EQ(queue_.bytes(), 0u);
+}
+
 TEST_F(OutboundQueueTest, MergesDeltasAboveTheLowWaterMarkIntoOneFrameWithTheLastSeq) {
   PushToken("m", 1, "a");
   PushToken("m", 2, "b");

@@ -235,6 +235,57 @@ TEST_P(WebSocketConformanceTest, AnUnmaskedClientFrameIsAProtocolError) {
   ExpectClose(EncodeFrame(op::kText, R"({"type":"ping"})", {.masked = false}), 1002);
 }
 
+TEST_P(WebSocketConformanceTest, AnIdleConnectionAnswersPingsAndReadsWhatArrivesTogether) {
+  // Between messages the edge keeps an idle connection on its bare socket, taking pongs there and
+  // opening a stream for anything else (see WebSocketTransport): whatever arrives, alone or
+  // together, is read as one stream would read it.
+  std::unique_ptr<RawSocket> socket = Open();
+  ASSERT_NE(socket, nullptr);
+  ASSERT_TRUE(socket->Write(EncodeFrame(op::kPong, "unsolicited")).ok());
+  ASSERT_TRUE(
+      socket->Write(EncodeFrame(op::kPong, "") + EncodeFrame(op::kPing, "after idle")).ok());
+  // The pong comes after whatever the dialect says first (a greeting, an agent's stream).
+  std::string ponged;
+  for (int frames = 0; frames < 50 && ponged.empty(); ++frames) {
+    absl::StatusOr<WsFrame> frame = ReadFrame(*socket);
+    ASSERT_TRUE(frame.ok()) << frame.status();
+    ASSERT_NE(frame->opcode, op::kClose) << frame->payload;
+    if (frame->opcode == op::kPong) {
+      ponged = frame->payload;
+    }
+  }
+  EXPECT_EQ(ponged, "after idle");
+  if (GetParam().name == "echo") {
+    // A pong, a message as large as allowed and a small one in one write, each echoed intact.
+    const std::string large(kMaxFrameBytes, 'L');
+    ASSERT_TRUE(socket
+                    ->Write(EncodeFrame(op::kPong, "p") + EncodeFrame(op::kText, large) +
+                            EncodeFrame(op::kText, "second"))
+                    .ok());
+    absl::StatusOr<WsFrame> first = ReadMessage(*socket);
+    ASSERT_TRUE(first.ok()) << first.status();
+    EXPECT_EQ(first->payload, large);
+    absl::StatusOr<WsFrame> second = ReadMessage(*socket);
+    ASSERT_TRUE(second.ok()) << second.status();
+    EXPECT_EQ(second->payload, "second");
+    // A message whose fragments come apart, with the connection idle in between.
+    ASSERT_TRUE(socket->Write(EncodeFrame(op::kText, "first half ", {.fin = false})).ok());
+    ASSERT_TRUE(socket->Write(EncodeFrame(op::kPing, "mid")).ok());
+    absl::StatusOr<WsFrame> mid = ReadFrame(*socket);
+    ASSERT_TRUE(mid.ok()) << mid.status();
+    EXPECT_EQ(mid->opcode, op::kPong);
+    EXPECT_EQ(mid->payload, "mid");
+    ASSERT_TRUE(socket->Write(EncodeFrame(op::kContinuation, "second half")).ok());
+    absl::StatusOr<WsFrame> joined = ReadMessage(*socket);
+    ASSERT_TRUE(joined.ok()) << joined.status();
+    EXPECT_EQ(joined->payload, "first half second half");
+  }
+  ASSERT_TRUE(socket->Write(EncodeFrame(op::kClose, ClosePayload(1000))).ok());
+  absl::StatusOr<int> closed = ReadCloseCode(*socket);
+  ASSERT_TRUE(closed.ok()) << closed.status();
+  EXPECT_EQ(*closed, 1000);
+}
+
 INSTANTIATE_TEST_SUITE_P(EveryPath, WebSocketConformanceTest, ::testing::ValuesIn(Paths()),
                          [](const ::testing::TestParamInfo<WsPath>& info) {
                            return info.param.name;
