@@ -35,7 +35,6 @@ ChatConnection::ChatConnection(ServerContext& context, DialectMetrics& metrics,
                                std::weak_ptr<EventSink> out, common::TraceContext trace)
     : context_(context),
       metrics_(metrics),
-      turn_deps_(context.turn_deps),
       executor_(std::move(executor)),
       user_(std::move(user)),
       options_(std::move(options)),
@@ -46,10 +45,7 @@ ChatConnection::ChatConnection(ServerContext& context, DialectMetrics& metrics,
                       options_.message_burst.value_or(context.limits.message_burst), absl::Now()),
       // A few back-to-back keystroke events, then the steady rate.
       typing_bucket_(context.limits.typing_per_minute, /*burst=*/10, absl::Now()),
-      valid_until_(user_.valid_until),
-      expiry_timer_(executor_) {
-  turn_deps_.metrics = &metrics_;
-}
+      valid_until_(user_.valid_until) {}
 
 ChatConnection::~ChatConnection() { Close(); }
 
@@ -73,8 +69,11 @@ void ChatConnection::WatchTokenExpiry() {
   }
   // A day at most per wait: a token valid for centuries must not overflow the timer, and the
   // check repeats anyway.
-  expiry_timer_.expires_after(absl::ToChronoNanoseconds(std::min(left, absl::Hours(24))));
-  expiry_timer_.async_wait([weak = weak_from_this()](boost::system::error_code ec) {
+  if (expiry_timer_ == nullptr) {
+    expiry_timer_ = std::make_unique<net::steady_timer>(executor_);
+  }
+  expiry_timer_->expires_after(absl::ToChronoNanoseconds(std::min(left, absl::Hours(24))));
+  expiry_timer_->async_wait([weak = weak_from_this()](boost::system::error_code ec) {
     if (std::shared_ptr<ChatConnection> self = weak.lock(); self != nullptr && !ec) {
       self->WatchTokenExpiry();
     }
@@ -122,7 +121,9 @@ void ChatConnection::Close() {
   }
   joined_.clear();
   closed_ = true;
-  expiry_timer_.cancel();
+  if (expiry_timer_ != nullptr) {
+    expiry_timer_->cancel();
+  }
 }
 
 bool ChatConnection::HasRunningTurns() const {
@@ -211,9 +212,11 @@ void ChatConnection::StartTurn(SendMessage message) {
     std::shared_ptr<Turn> running = turn.lock();
     return running == nullptr || running->ended();
   });
-  turns_.push_back(Turn::Start(turn_deps_, executor_, weak_from_this(), user_.id,
-                               std::move(message), Clock::now(), *std::move(slot),
-                               common::ChildOf(trace_), room_key_));
+  // The server's, with this dialect's metrics.
+  TurnDeps deps = context_.turn_deps;
+  deps.metrics = &metrics_;
+  turns_.push_back(Turn::Start(deps, executor_, weak_from_this(), user_.id, std::move(message),
+                               Clock::now(), *std::move(slot), common::ChildOf(trace_), room_key_));
 }
 
 ReadAnswer ChatConnection::Answer() {

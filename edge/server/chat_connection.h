@@ -85,8 +85,6 @@ class ChatConnection final : public Chat,
 
   ServerContext& context_;
   DialectMetrics& metrics_;
-  // The server's, with this dialect's metrics.
-  TurnDeps turn_deps_;
   boost::asio::any_io_executor executor_;
   const ChatUser user_;
   const ChatOptions options_;
@@ -104,7 +102,8 @@ class ChatConnection final : public Chat,
   std::vector<std::weak_ptr<Turn>> turns_;
   bool closed_ = false;
   absl::Time valid_until_;
-  boost::asio::steady_timer expiry_timer_;
+  // Made for a token that expires (most connections' never does).
+  std::unique_ptr<boost::asio::steady_timer> expiry_timer_;
   std::function<void()> close_expired_;
 };
 

@@ -58,14 +58,14 @@ OutboundQueue::Pushed OutboundQueue::PushFrame(std::string frame, absl::string_v
 }
 
 std::deque<OutboundQueue::Entry>& OutboundQueue::Queued() {
-  if (!queued_.has_value()) {
-    queued_.emplace();
+  if (queued_ == nullptr) {
+    queued_ = std::make_unique<std::deque<Entry>>();
   }
   return *queued_;
 }
 
 void OutboundQueue::EncodeQueuedTokens() {
-  if (!queued_.has_value()) {
+  if (queued_ == nullptr) {
     return;
   }
   std::deque<Entry>& queued = *queued_;
@@ -98,7 +98,7 @@ size_t OutboundQueue::InsertEncoded(size_t index, absl::string_view type,
 }
 
 OutboundQueue::Entry* OutboundQueue::MergeTarget(const std::string& message_id) {
-  if (!queued_.has_value()) {
+  if (queued_ == nullptr) {
     return nullptr;
   }
   for (auto it = queued_->rbegin(); it != queued_->rend(); ++it) {
@@ -146,7 +146,7 @@ void OutboundQueue::FinishWrite() {
 }
 
 void OutboundQueue::DropQueued() {
-  if (queued_.has_value()) {
+  if (queued_ != nullptr) {
     queued_->clear();
   }
   bytes_ = writing_bytes_;

@@ -3,6 +3,7 @@
 #include <chrono>
 #include <cstddef>
 #include <deque>
+#include <memory>
 #include <optional>
 #include <string>
 #include <variant>
@@ -92,7 +93,7 @@ class OutboundQueue {
     size_t bytes = 0;
   };
 
-  size_t QueuedFrames() const { return queued_.has_value() ? queued_->size() : 0; }
+  size_t QueuedFrames() const { return queued_ != nullptr ? queued_->size() : 0; }
   // The frame list, made on first use: an empty std::deque allocates already.
   std::deque<Entry>& Queued();
 
@@ -110,7 +111,7 @@ class OutboundQueue {
   EventEncoder& encoder_;
   // Reused for every event, so encoding allocates no list.
   Frames encoded_;
-  std::optional<std::deque<Entry>> queued_;
+  std::unique_ptr<std::deque<Entry>> queued_;
   std::optional<Frame> writing_;
   size_t writing_bytes_ = 0;
   size_t bytes_ = 0;

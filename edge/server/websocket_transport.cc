@@ -84,6 +84,11 @@ struct ExactAllocator {
   friend bool operator==(const ExactAllocator&, const ExactAllocator&) { return true; }
 };
 
+// Every socket the edge accepts runs on its io_context (EdgeServer::io_), on a strand of it.
+net::io_context& IoContextOf(const net::any_io_executor& executor) {
+  return static_cast<net::io_context&>(net::query(executor, net::execution::context));
+}
+
 // A pong as a client sends it: FIN, opcode 0xA, masked, at most 125 bytes of payload.
 constexpr uint8_t kPongFinOpcode = 0x8A;
 constexpr uint8_t kMaskBit = 0x80;
@@ -106,8 +111,7 @@ WebSocketTransport::WebSocketTransport(net::ip::tcp::socket&& socket, ServerCont
       subprotocol_(std::move(subprotocol)),
       trace_(std::move(trace)),
       queue_(context.limits.outbound, *session_),
-      write_watch_(executor_),
-      keep_alive_(executor_) {}
+      keep_alive_(IoContextOf(executor_)) {}
 
 WebSocketTransport::~WebSocketTransport() {
   if (phase_ != Phase::kUpgrading) {
@@ -155,6 +159,13 @@ void WebSocketTransport::SetOpenOptions() {
   ws_->set_option(timeout);
   ws_->read_message_max(context_.limits.max_frame_bytes);
   ws_->text(true);
+}
+
+net::steady_timer& WebSocketTransport::WriteWatch() {
+  if (write_watch_ == nullptr) {
+    write_watch_ = std::make_unique<net::steady_timer>(executor_);
+  }
+  return *write_watch_;
 }
 
 net::ip::tcp::socket& WebSocketTransport::Socket() {
@@ -312,6 +323,9 @@ void WebSocketTransport::MaybePark() {
   parked_.emplace(std::move(ws_->next_layer()));
   ws_.reset();
   queue_.ReleaseMemory();
+  if (!watching_writes_) {
+    write_watch_.reset();
+  }
   buffer_ = beast::flat_buffer();
   waiting_for_writable_.shrink_to_fit();
 }
@@ -341,17 +355,21 @@ void WebSocketTransport::ArmKeepAlive() {
   keep_alive_.expires_after(absl::ToChronoNanoseconds(idle / 2));
   keep_alive_.async_wait(
       net::bind_allocator(ExactAllocator<void>(), [weak = weak_from_this()](beast::error_code ec) {
+        if (ec) {
+          return;
+        }
         if (std::shared_ptr<WebSocketTransport> self = weak.lock()) {
-          self->OnKeepAliveTick(ec);
+          net::dispatch(self->executor_, [self] { self->OnKeepAliveTick(); });
         }
       }));
 }
 
-void WebSocketTransport::OnKeepAliveTick(beast::error_code ec) {
+void WebSocketTransport::OnKeepAliveTick() {
   // As Beast's idle timer: half an idle timeout after the last read began, and every half idle
   // timeout after that, a ping if the client sent anything since the last one (or none went out
   // yet), else the connection is cut off.
-  if (ec || phase_ == Phase::kClosed) {
+  // A wait that ended as the timer was set again (a read began) is not a tick.
+  if (phase_ == Phase::kClosed || KeepAliveTimer::clock_type::now() < keep_alive_.expiry()) {
     return;
   }
   if (ws_.has_value()) {
@@ -519,8 +537,8 @@ void WebSocketTransport::OnWrite(beast::error_code ec, size_t /*bytes*/) {
 void WebSocketTransport::WatchWriteProgress(Clock::duration wait) {
   // One timer per connection rather than one per write: it only checks, when it fires, how long
   // the current write has been going.
-  write_watch_.expires_after(wait);
-  write_watch_.async_wait([self = shared_from_this()](beast::error_code ec) {
+  WriteWatch().expires_after(wait);
+  WriteWatch().async_wait([self = shared_from_this()](beast::error_code ec) {
     if (ec || self->phase_ == Phase::kClosed || !self->queue_.writing()) {
       self->watching_writes_ = false;
       return;
@@ -551,8 +569,8 @@ void WebSocketTransport::CloseSlowClient(absl::string_view reason) {
   const absl::Duration grace = context_.limits.slow_client_timeout > absl::ZeroDuration()
                                    ? context_.limits.slow_client_timeout
                                    : kSlowCloseGrace;
-  write_watch_.expires_after(absl::ToChronoNanoseconds(grace));
-  write_watch_.async_wait([self = shared_from_this()](beast::error_code ec) {
+  WriteWatch().expires_after(absl::ToChronoNanoseconds(grace));
+  WriteWatch().async_wait([self = shared_from_this()](beast::error_code ec) {
     if (!ec) {
       beast::error_code ignored;
       self->Socket().close(ignored);
@@ -604,7 +622,9 @@ void WebSocketTransport::EnterClosed() {
   }
   phase_ = Phase::kClosed;
   queue_.DropQueued();
-  write_watch_.cancel();
+  if (write_watch_ != nullptr) {
+    write_watch_->cancel();
+  }
   keep_alive_.cancel();
   if (chat_ != nullptr) {
     chat_->Close();

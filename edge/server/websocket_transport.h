@@ -8,6 +8,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "boost/asio/io_context.hpp"
 #include "boost/asio/ip/tcp.hpp"
 #include "boost/asio/steady_timer.hpp"
 #include "boost/beast/core/flat_buffer.hpp"
@@ -112,7 +113,8 @@ class WebSocketTransport final : public DialectHost,
   // the idle period restarts where a read starts.
   void RestartKeepAlive();
   void ArmKeepAlive();
-  void OnKeepAliveTick(boost::beast::error_code ec);
+  void OnKeepAliveTick();
+  boost::asio::steady_timer& WriteWatch();
   void SendKeepAlivePing();
   void Queue(OutboundQueue::Pushed pushed);
   void DoWrite();
@@ -145,8 +147,9 @@ class WebSocketTransport final : public DialectHost,
   bool over_connection_limit_ = false;  // Closed with 1013 once accepted.
   boost::beast::flat_buffer buffer_;
   OutboundQueue queue_;
-  // Fires while a write is in progress, to find clients that stopped reading.
-  boost::asio::steady_timer write_watch_;
+  // Fires while a write is in progress, to find clients that stopped reading. Made for the first
+  // write after the connection was parked.
+  std::unique_ptr<boost::asio::steady_timer> write_watch_;
   bool watching_writes_ = false;
   Clock::time_point write_started_;
   // A client that falls behind is logged once, not at every pause.
@@ -155,8 +158,13 @@ class WebSocketTransport final : public DialectHost,
   bool waiting_readable_ = false;  // A wait for readability is pending.
   std::vector<std::function<void()>> waiting_for_writable_;
   // Keep-alive: fires every idle_timeout / 2; a client that sent nothing for two ticks in a row
-  // (one ping unanswered) is cut off.
-  boost::asio::steady_timer keep_alive_;
+  // (one ping unanswered) is cut off. On the io_context rather than the strand, so that the wait
+  // every idle connection keeps pending is small; its handler goes to the strand.
+  using KeepAliveTimer =
+      boost::asio::basic_waitable_timer<std::chrono::steady_clock,
+                                        boost::asio::wait_traits<std::chrono::steady_clock>,
+                                        boost::asio::io_context::executor_type>;
+  KeepAliveTimer keep_alive_;
   int idle_ticks_ = 0;
   bool pinging_ = false;
 };
