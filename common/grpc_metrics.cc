@@ -3,6 +3,7 @@
 #include <atomic>
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <utility>
 #include <vector>
@@ -10,6 +11,7 @@
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
 #include "common/log.h"
+#include "common/metrics_registry.h"
 #include "common/trace_context.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
@@ -98,63 +100,113 @@ const char* TypeName(int type) {
 }
 
 // The metric families of one side (server or client) of one service.
+struct MethodMetrics;
+
 struct Families {
-  Families(prometheus::Registry& registry, const std::string& prefix, const std::string& side)
-      : started(prometheus::BuildCounter()
+  Families(std::shared_ptr<prometheus::Registry> registry_in, const std::string& prefix,
+           const std::string& side)
+      : registry(std::move(registry_in)),
+        started(prometheus::BuildCounter()
                     .Name(absl::StrCat(prefix, "_started_total"))
                     .Help(absl::StrCat("RPCs started on the ", side, " side."))
-                    .Register(registry)),
+                    .Register(*registry)),
         handled(
             prometheus::BuildCounter()
                 .Name(absl::StrCat(prefix, "_handled_total"))
                 .Help(absl::StrCat("RPCs completed on the ", side, " side, by gRPC status code."))
-                .Register(registry)),
+                .Register(*registry)),
         handling(prometheus::BuildHistogram()
                      .Name(absl::StrCat(prefix, "_handling_seconds"))
                      .Help(absl::StrCat("Time from the start of an RPC to its status on the ", side,
                                         " side, in seconds (whole streams included)."))
-                     .Register(registry)),
+                     .Register(*registry)),
         in_flight(prometheus::BuildGauge()
                       .Name(absl::StrCat(prefix, "_streams_in_flight"))
                       .Help(absl::StrCat("Streaming RPCs currently open on the ", side, " side."))
-                      .Register(registry)),
+                      .Register(*registry)),
         received(prometheus::BuildCounter()
                      .Name(absl::StrCat(prefix, "_msg_received_total"))
                      .Help(absl::StrCat("Messages received on the ", side, " side."))
-                     .Register(registry)),
+                     .Register(*registry)),
         sent(prometheus::BuildCounter()
                  .Name(absl::StrCat(prefix, "_msg_sent_total"))
                  .Help(absl::StrCat("Messages sent on the ", side, " side."))
-                 .Register(registry)) {}
+                 .Register(*registry)) {}
 
+  // The metrics of the method `full_method` (of `type`): made on its first call, then found
+  // without a lock.
+  MethodMetrics& Method(const char* full_method, int type);
+
+  // First: every family below lives in it.
+  std::shared_ptr<prometheus::Registry> registry;
   prometheus::Family<prometheus::Counter>& started;
   prometheus::Family<prometheus::Counter>& handled;
   prometheus::Family<prometheus::Histogram>& handling;
   prometheus::Family<prometheus::Gauge>& in_flight;
   prometheus::Family<prometheus::Counter>& received;
   prometheus::Family<prometheus::Counter>& sent;
+
+ private:
+  MetricCache<MethodMetrics> methods_;
+  absl::Mutex mutex_;
+  std::vector<std::unique_ptr<MethodMetrics>> owned_ ABSL_GUARDED_BY(mutex_);
 };
 
-// Per-RPC bookkeeping shared by the server and client interceptors. Resolves
-// the per-method metrics once at the start of the call, so the hot path of a
-// stream (one hook per message) touches only atomics.
+// The series of one method on one side.
+struct MethodMetrics {
+  MethodMetrics(Families& families, const char* full_method, int type)
+      : names(SplitMethod(full_method)),
+        labels{{"grpc_service", names.first}, {"grpc_method", names.second}},
+        started(families.started.Add({{"grpc_service", names.first},
+                                      {"grpc_method", names.second},
+                                      {"grpc_type", TypeName(type)}})),
+        handling(*families.registry, families.handling.Add(labels, LatencyBuckets()),
+                 LatencyBuckets()),
+        received(families.received.Add(labels)),
+        sent(families.sent.Add(labels)),
+        in_flight(type != 0 ? &families.in_flight.Add(labels) : nullptr),
+        handled_family(families.handled) {}
+
+  prometheus::Counter& Handled(grpc::StatusCode code) {
+    const char key = static_cast<char>(code);
+    return handled.Get(absl::string_view(&key, 1), [&]() -> prometheus::Counter& {
+      return handled_family.Add({{"grpc_service", names.first},
+                                 {"grpc_method", names.second},
+                                 {"grpc_code", CodeName(code)}});
+    });
+  }
+
+  const std::pair<std::string, std::string> names;  // service, method
+  const prometheus::Labels labels;
+  prometheus::Counter& started;
+  Histogram handling;
+  prometheus::Counter& received;
+  prometheus::Counter& sent;
+  prometheus::Gauge* const in_flight;  // Streaming methods only.
+  prometheus::Family<prometheus::Counter>& handled_family;
+  MetricCache<prometheus::Counter> handled;  // By code.
+};
+
+MethodMetrics& Families::Method(const char* full_method, int type) {
+  return methods_.Get(full_method == nullptr ? "" : full_method, [&]() -> MethodMetrics& {
+    absl::MutexLock lock(&mutex_);
+    owned_.push_back(std::make_unique<MethodMetrics>(*this, full_method, type));
+    return *owned_.back();
+  });
+}
+
+// Per-RPC bookkeeping shared by the server and client interceptors. Finds the method's metrics
+// once at the start of the call (without a lock after the method's first call), so the hot path
+// of a stream (one hook per message) touches only atomics.
 class CallMetrics {
  public:
   CallMetrics(std::shared_ptr<Families> families, const char* full_method, int type)
-      : families_(std::move(families)), streaming_(type != 0), start_(Clock::now()) {
-    auto [service, method] = SplitMethod(full_method);
-    service_ = std::move(service);
-    method_ = std::move(method);
-    const prometheus::Labels labels{{"grpc_service", service_}, {"grpc_method", method_}};
-    families_->started
-        .Add({{"grpc_service", service_}, {"grpc_method", method_}, {"grpc_type", TypeName(type)}})
-        .Increment();
-    handling_ = &families_->handling.Add(labels, LatencyBuckets());
-    received_ = &families_->received.Add(labels);
-    sent_ = &families_->sent.Add(labels);
-    if (streaming_) {
-      in_flight_ = &families_->in_flight.Add(labels);
-      in_flight_->Increment();
+      : families_(std::move(families)),
+        metrics_(families_->Method(full_method, type)),
+        start_(Clock::now()) {
+    metrics_.started.Increment();
+    if (metrics_.in_flight != nullptr) {
+      metrics_.in_flight->Increment();
     }
   }
 
@@ -163,8 +215,8 @@ class CallMetrics {
     Finish(grpc::StatusCode::CANCELLED);
   }
 
-  void MessageReceived() { received_->Increment(); }
-  void MessageSent() { sent_->Increment(); }
+  void MessageReceived() { metrics_.received.Increment(); }
+  void MessageSent() { metrics_.sent.Increment(); }
 
   // Records the outcome once; later calls are ignored.
   void Finish(grpc::StatusCode code) {
@@ -172,25 +224,17 @@ class CallMetrics {
       return;
     }
     const std::chrono::duration<double> elapsed = Clock::now() - start_;
-    handling_->Observe(elapsed.count());
-    families_->handled
-        .Add({{"grpc_service", service_}, {"grpc_method", method_}, {"grpc_code", CodeName(code)}})
-        .Increment();
-    if (in_flight_ != nullptr) {
-      in_flight_->Decrement();
+    metrics_.handling.Observe(elapsed.count());
+    metrics_.Handled(code).Increment();
+    if (metrics_.in_flight != nullptr) {
+      metrics_.in_flight->Decrement();
     }
   }
 
  private:
-  std::shared_ptr<Families> families_;
-  bool streaming_;
+  std::shared_ptr<Families> families_;  // Keeps metrics_ alive.
+  MethodMetrics& metrics_;
   Clock::time_point start_;
-  std::string service_;
-  std::string method_;
-  prometheus::Histogram* handling_ = nullptr;
-  prometheus::Counter* received_ = nullptr;
-  prometheus::Counter* sent_ = nullptr;
-  prometheus::Gauge* in_flight_ = nullptr;
   std::atomic<bool> finished_{false};
 };
 
@@ -319,7 +363,7 @@ class ServerFactory : public grpc::experimental::ServerInterceptorFactoryInterfa
   ServerFactory(std::shared_ptr<prometheus::Registry> registry, const std::string& service)
       : registry_(std::move(registry)),
         families_(std::make_shared<Families>(
-            *registry_, absl::StrCat("parley_", service, "_grpc_server"), "server")) {}
+            registry_, absl::StrCat("parley_", service, "_grpc_server"), "server")) {}
 
   Interceptor* CreateServerInterceptor(ServerRpcInfo* info) override {
     return new ServerMetricsInterceptor(families_, info);
@@ -335,7 +379,7 @@ class ClientFactory : public grpc::experimental::ClientInterceptorFactoryInterfa
   ClientFactory(std::shared_ptr<prometheus::Registry> registry, const std::string& service)
       : registry_(std::move(registry)),
         families_(std::make_shared<Families>(
-            *registry_, absl::StrCat("parley_", service, "_grpc_client"), "client")) {}
+            registry_, absl::StrCat("parley_", service, "_grpc_client"), "client")) {}
 
   Interceptor* CreateClientInterceptor(ClientRpcInfo* info) override {
     return new ClientMetricsInterceptor(families_, info);

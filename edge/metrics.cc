@@ -25,7 +25,8 @@ Family<Histogram>& LatencyFamily(prometheus::Registry& registry, const std::stri
 
 struct DialectMetrics::Families {
   explicit Families(prometheus::Registry& registry)
-      : connections(prometheus::BuildGauge()
+      : registry(registry),
+        connections(prometheus::BuildGauge()
                         .Name("parley_edge_connections")
                         .Help("Open client connections, by dialect.")
                         .Register(registry)),
@@ -58,6 +59,7 @@ struct DialectMetrics::Families {
                             "Chat turns finished, by dialect and outcome (complete, cancelled, "
                             "interrupted, error).")) {}
 
+  prometheus::Registry& registry;
   Family<Gauge>& connections;
   Family<Counter>& connections_total;
   Family<Counter>& tokens_total;
@@ -79,24 +81,38 @@ DialectMetrics::DialectMetrics(Families& families, const std::string& dialect)
       coalesced_deltas_total(families.coalesced_deltas_total.Add({{"dialect", dialect}})),
       slow_client_closes_total(families.slow_client_closes_total.Add({{"dialect", dialect}})),
       time_to_first_token(
-          families.time_to_first_token.Add({{"dialect", dialect}}, common::LatencyBuckets())),
+          families.registry,
+          families.time_to_first_token.Add({{"dialect", dialect}}, common::LatencyBuckets()),
+          common::LatencyBuckets()),
       inter_token_gap(
-          families.inter_token_gap.Add({{"dialect", dialect}}, common::LatencyBuckets())),
-      added_latency(families.added_latency.Add({{"dialect", dialect}}, common::LatencyBuckets())),
-      turn_duration(families.turn_duration.Add({{"dialect", dialect}}, common::LatencyBuckets())),
+          families.registry,
+          families.inter_token_gap.Add({{"dialect", dialect}}, common::LatencyBuckets()),
+          common::LatencyBuckets()),
+      added_latency(families.registry,
+                    families.added_latency.Add({{"dialect", dialect}}, common::LatencyBuckets()),
+                    common::LatencyBuckets()),
+      turn_duration(families.registry,
+                    families.turn_duration.Add({{"dialect", dialect}}, common::LatencyBuckets()),
+                    common::LatencyBuckets()),
       families_(families),
       dialect_(dialect) {}
 
 Counter& DialectMetrics::FrameReceived(absl::string_view type) {
-  return families_.frames_received.Add({{"dialect", dialect_}, {"type", std::string(type)}});
+  return frames_received_.Get(type, [&]() -> Counter& {
+    return families_.frames_received.Add({{"dialect", dialect_}, {"type", std::string(type)}});
+  });
 }
 
 Counter& DialectMetrics::FrameSent(absl::string_view type) {
-  return families_.frames_sent.Add({{"dialect", dialect_}, {"type", std::string(type)}});
+  return frames_sent_.Get(type, [&]() -> Counter& {
+    return families_.frames_sent.Add({{"dialect", dialect_}, {"type", std::string(type)}});
+  });
 }
 
 Counter& DialectMetrics::Turn(absl::string_view outcome) {
-  return families_.turns.Add({{"dialect", dialect_}, {"outcome", std::string(outcome)}});
+  return turns_.Get(outcome, [&]() -> Counter& {
+    return families_.turns.Add({{"dialect", dialect_}, {"outcome", std::string(outcome)}});
+  });
 }
 
 EdgeMetrics::EdgeMetrics()

@@ -7,6 +7,7 @@
 #include "absl/base/thread_annotations.h"
 #include "absl/strings/string_view.h"
 #include "absl/synchronization/mutex.h"
+#include "common/metrics_registry.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -17,7 +18,8 @@ namespace parley::edge {
 
 // The connection, frame and turn metrics of one client dialect: every series carries the label
 // `dialect` (native, copilot, ai_chat, agent, socketio), so each dialect is watched alike.
-// Created by EdgeMetrics::Dialect; thread-safe, like every prometheus-cpp metric.
+// Created by EdgeMetrics::Dialect; thread-safe, and lock-free on the per-token path (its
+// histograms are common::Histograms, its counters by type are cached).
 class DialectMetrics {
  public:
   struct Families;
@@ -32,21 +34,25 @@ class DialectMetrics {
   prometheus::Counter& tokens_total;
   prometheus::Counter& coalesced_deltas_total;
   prometheus::Counter& slow_client_closes_total;
-  prometheus::Histogram& time_to_first_token;
-  prometheus::Histogram& inter_token_gap;
-  prometheus::Histogram& added_latency;
-  prometheus::Histogram& turn_duration;
+  common::Histogram time_to_first_token;
+  common::Histogram inter_token_gap;
+  common::Histogram added_latency;
+  common::Histogram turn_duration;
 
  private:
   Families& families_;
   const std::string dialect_;
+  // By frame type or outcome: a frame sent takes no lock shared with other connections.
+  common::MetricCache<prometheus::Counter> frames_received_;
+  common::MetricCache<prometheus::Counter> frames_sent_;
+  common::MetricCache<prometheus::Counter> turns_;
 };
 
 // Every edge metric, registered once at start and shared by all sessions and
 // turns. prometheus-cpp metrics are thread-safe, so callers use them directly.
 class EdgeMetrics {
   // Declared first: every member below registers into it while being initialised.
-  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<prometheus::Registry>();
+  std::shared_ptr<prometheus::Registry> registry_ = std::make_shared<common::MetricsRegistry>();
 
  public:
   EdgeMetrics();

@@ -10,6 +10,7 @@
 #include "common/host_port.h"
 #include "common/log.h"
 #include "common/metrics_endpoint.h"
+#include "common/metrics_registry.h"
 #include "common/release_mode.h"
 #include "common/shutdown_signal.h"
 #include "inference/engines/openai_engine.h"
@@ -112,7 +113,7 @@ int Run() {
     Die("bad --listen", listen.status());
   }
 
-  auto registry = std::make_shared<prometheus::Registry>();
+  auto registry = std::make_shared<parley::common::MetricsRegistry>();
   InferenceMetrics metrics(*registry);
   IoThreads io(absl::GetFlag(FLAGS_io_threads));
   EngineDeps deps;

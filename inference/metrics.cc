@@ -1,5 +1,7 @@
 #include "inference/metrics.h"
 
+#include "absl/strings/str_cat.h"
+
 namespace parley::inference {
 namespace {
 
@@ -33,27 +35,35 @@ InferenceMetrics::InferenceMetrics(prometheus::Registry& registry)
                   .Name("parley_inference_tokens_total")
                   .Help("Text and reasoning deltas sent to clients")
                   .Register(registry)),
-      time_to_first_token_(prometheus::BuildHistogram()
+      time_to_first_token_(registry,
+                           prometheus::BuildHistogram()
                                .Name("parley_inference_time_to_first_token_seconds")
                                .Help("Time from request to the first delta sent")
-                               .Register(registry)),
-      generation_duration_(prometheus::BuildHistogram()
+                               .Register(registry),
+                           LatencyBuckets()),
+      generation_duration_(registry,
+                           prometheus::BuildHistogram()
                                .Name("parley_inference_generation_duration_seconds")
                                .Help("Time from request to the end of the stream")
-                               .Register(registry)),
+                               .Register(registry),
+                           DurationBuckets()),
       upstream_requests_(prometheus::BuildCounter()
                              .Name("parley_inference_upstream_requests_total")
                              .Help("Upstream HTTP requests by model and outcome")
                              .Register(registry)),
       upstream_time_to_first_token_(
+          registry,
           prometheus::BuildHistogram()
               .Name("parley_inference_upstream_time_to_first_token_seconds")
               .Help("Time from sending the upstream request to its first delta")
-              .Register(registry)),
-      upstream_inter_chunk_gap_(prometheus::BuildHistogram()
+              .Register(registry),
+          LatencyBuckets()),
+      upstream_inter_chunk_gap_(registry,
+                                prometheus::BuildHistogram()
                                     .Name("parley_inference_upstream_inter_chunk_gap_seconds")
                                     .Help("Silence between consecutive upstream SSE events")
-                                    .Register(registry)),
+                                    .Register(registry),
+                                LatencyBuckets()),
       upstream_active_streams_family_(prometheus::BuildGauge()
                                           .Name("parley_inference_upstream_active_streams")
                                           .Help("Upstream requests currently in flight")
@@ -66,36 +76,47 @@ InferenceMetrics::InferenceMetrics(prometheus::Registry& registry)
 
 prometheus::Counter& InferenceMetrics::Generations(const std::string& model,
                                                    const std::string& outcome) {
-  return generations_.Add({{"model", model}, {"outcome", outcome}});
+  return generations_by_key_.Get(absl::StrCat(model, "\n", outcome), [&]() -> prometheus::Counter& {
+    return generations_.Add({{"model", model}, {"outcome", outcome}});
+  });
 }
 
 prometheus::Counter& InferenceMetrics::Tokens(const std::string& model) {
-  return tokens_.Add({{"model", model}});
+  return tokens_by_model_.Get(model, [&]() -> prometheus::Counter& {
+    return tokens_.Add({{"model", model}});
+  });
 }
 
-prometheus::Histogram& InferenceMetrics::TimeToFirstToken(const std::string& model) {
-  return time_to_first_token_.Add({{"model", model}}, LatencyBuckets());
+common::Histogram& InferenceMetrics::TimeToFirstToken(const std::string& model) {
+  return time_to_first_token_.Get(model, [&] { return prometheus::Labels{{"model", model}}; });
 }
 
-prometheus::Histogram& InferenceMetrics::GenerationDuration(const std::string& model) {
-  return generation_duration_.Add({{"model", model}}, DurationBuckets());
+common::Histogram& InferenceMetrics::GenerationDuration(const std::string& model) {
+  return generation_duration_.Get(model, [&] { return prometheus::Labels{{"model", model}}; });
 }
 
 prometheus::Counter& InferenceMetrics::UpstreamRequests(const std::string& model,
                                                         const std::string& outcome) {
-  return upstream_requests_.Add({{"model", model}, {"outcome", outcome}});
+  return upstream_requests_by_key_.Get(
+      absl::StrCat(model, "\n", outcome), [&]() -> prometheus::Counter& {
+        return upstream_requests_.Add({{"model", model}, {"outcome", outcome}});
+      });
 }
 
-prometheus::Histogram& InferenceMetrics::UpstreamTimeToFirstToken(const std::string& model) {
-  return upstream_time_to_first_token_.Add({{"model", model}}, LatencyBuckets());
+common::Histogram& InferenceMetrics::UpstreamTimeToFirstToken(const std::string& model) {
+  return upstream_time_to_first_token_.Get(model, [&] {
+    return prometheus::Labels{{"model", model}};
+  });
 }
 
-prometheus::Histogram& InferenceMetrics::UpstreamInterChunkGap(const std::string& model) {
-  return upstream_inter_chunk_gap_.Add({{"model", model}}, LatencyBuckets());
+common::Histogram& InferenceMetrics::UpstreamInterChunkGap(const std::string& model) {
+  return upstream_inter_chunk_gap_.Get(model, [&] { return prometheus::Labels{{"model", model}}; });
 }
 
 prometheus::Counter& InferenceMetrics::UpstreamRetries(const std::string& model) {
-  return upstream_retries_.Add({{"model", model}});
+  return upstream_retries_by_model_.Get(model, [&]() -> prometheus::Counter& {
+    return upstream_retries_.Add({{"model", model}});
+  });
 }
 
 }  // namespace parley::inference

@@ -15,6 +15,7 @@
 #include "common/host_port.h"
 #include "common/log.h"
 #include "common/metrics_endpoint.h"
+#include "common/metrics_registry.h"
 #include "common/release_mode.h"
 #include "common/shutdown_signal.h"
 #include "persistence/conversation_service.h"
@@ -92,7 +93,7 @@ int main(int argc, char** argv) {
   if (!store.ok()) {
     return Fail(store.status().ToString());
   }
-  auto registry = std::make_shared<prometheus::Registry>();
+  auto registry = std::make_shared<parley::common::MetricsRegistry>();
   parley::persistence::ConversationService::Options options;
   options.store_threads = absl::GetFlag(FLAGS_store_threads);
   options.store_queue_limit =

@@ -4,6 +4,7 @@
 
 #include "absl/strings/string_view.h"
 #include "absl/time/time.h"
+#include "common/metrics_registry.h"
 #include "prometheus/counter.h"
 #include "prometheus/family.h"
 #include "prometheus/gauge.h"
@@ -12,7 +13,8 @@
 
 namespace parley::persistence {
 
-// The service's Prometheus metrics (`parley_persistence_*`), registered once.
+// The service's Prometheus metrics (`parley_persistence_*`), registered once. Lock-free on the
+// per-delta and per-call paths (see common::MetricsRegistry).
 class PersistenceMetrics {
  public:
   PersistenceMetrics(prometheus::Registry& registry, absl::string_view store_kind);
@@ -22,8 +24,8 @@ class PersistenceMetrics {
   // A call refused with RESOURCE_EXHAUSTED because the store queue was full.
   void Overloaded(absl::string_view operation);
 
-  prometheus::Histogram& write_batch_size() { return write_batch_size_; }
-  prometheus::Histogram& durable_lag() { return durable_lag_; }
+  common::Histogram& write_batch_size() { return write_batch_size_; }
+  common::Histogram& durable_lag() { return durable_lag_; }
   prometheus::Gauge& watchers() { return watchers_; }
   prometheus::Counter& deltas() { return deltas_; }
   prometheus::Gauge& streams_active() { return streams_active_; }
@@ -35,9 +37,11 @@ class PersistenceMetrics {
  private:
   std::string store_kind_;
   prometheus::Family<prometheus::Histogram>& operation_duration_;
-  prometheus::Histogram& write_batch_size_;
-  prometheus::Histogram& durable_lag_;
+  common::HistogramsByKey operation_durations_;
+  common::Histogram write_batch_size_;
+  common::Histogram durable_lag_;
   prometheus::Family<prometheus::Counter>& overloaded_;
+  common::MetricCache<prometheus::Counter> overloaded_by_operation_;
   prometheus::Gauge& watchers_;
   prometheus::Counter& deltas_;
   prometheus::Gauge& streams_active_;

@@ -1,44 +1,59 @@
 #include "persistence/watch_hub.h"
 
+#include <functional>
+
 #include "absl/strings/str_cat.h"
 
 namespace parley::persistence {
 
 WatchHub::~WatchHub() {
+  for (MessageShard& shard : message_shards_) {
+    absl::MutexLock lock(&shard.mu);
+    shard.watchers.clear();
+  }
   absl::MutexLock lock(&mu_);
-  watchers_.clear();
   conversation_watchers_.clear();
 }
 
+WatchHub::MessageShard& WatchHub::ShardOf(const std::string& message_id) {
+  return message_shards_[std::hash<std::string>{}(message_id) % kMessageShards];
+}
+
 void WatchHub::Subscribe(const std::string& message_id, MessageWatcher* watcher) {
-  absl::MutexLock lock(&mu_);
-  watchers_[message_id].insert(watcher);
+  MessageShard& shard = ShardOf(message_id);
+  absl::MutexLock lock(&shard.mu);
+  shard.watchers[message_id].insert(watcher);
 }
 
 void WatchHub::Unsubscribe(const std::string& message_id, MessageWatcher* watcher) {
-  absl::MutexLock lock(&mu_);
-  auto it = watchers_.find(message_id);
-  if (it == watchers_.end()) {
+  MessageShard& shard = ShardOf(message_id);
+  absl::MutexLock lock(&shard.mu);
+  auto it = shard.watchers.find(message_id);
+  if (it == shard.watchers.end()) {
     return;
   }
   it->second.erase(watcher);
   if (it->second.empty()) {
-    watchers_.erase(it);
+    shard.watchers.erase(it);
   }
 }
 
 void WatchHub::Notify(const std::string& message_id) {
-  absl::MutexLock lock(&mu_);
   if (message_id.empty()) {
-    for (auto& [id, watchers] : watchers_) {
-      for (MessageWatcher* watcher : watchers) {
-        watcher->OnMessageChanged();
+    for (MessageShard& shard : message_shards_) {
+      absl::MutexLock lock(&shard.mu);
+      for (auto& [id, watchers] : shard.watchers) {
+        for (MessageWatcher* watcher : watchers) {
+          watcher->OnMessageChanged();
+        }
       }
     }
     return;
   }
-  auto it = watchers_.find(message_id);
-  if (it == watchers_.end()) {
+  MessageShard& shard = ShardOf(message_id);
+  absl::MutexLock lock(&shard.mu);
+  auto it = shard.watchers.find(message_id);
+  if (it == shard.watchers.end()) {
     return;
   }
   for (MessageWatcher* watcher : it->second) {

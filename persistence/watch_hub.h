@@ -1,5 +1,6 @@
 #pragma once
 
+#include <array>
 #include <string>
 #include <unordered_map>
 #include <unordered_set>
@@ -14,7 +15,7 @@ namespace parley::persistence {
 class MessageWatcher {
  public:
   virtual ~MessageWatcher() = default;
-  // Runs with the hub's lock held: must not block or call back into the hub.
+  // Runs with a lock of the hub held: must not block or call back into the hub.
   virtual void OnMessageChanged() = 0;
 };
 
@@ -29,11 +30,13 @@ class ConversationWatcher {
 };
 
 // In-process fan-out of "message X changed" (from local commits and, with
-// PostgreSQL, from other replicas) to the watchers of X.
+// PostgreSQL, from other replicas) to the watchers of X. Every commit of a streaming reply
+// notifies, so message watchers are kept in shards by message id, each with its own lock: one
+// reply's commit does not wait for another's.
 class WatchHub {
  public:
   WatchHub() = default;
-  // Takes the lock once: the last Unsubscribe may come from a reactor's OnDone on a gRPC thread,
+  // Takes the locks once: the last Unsubscribe may come from a reactor's OnDone on a gRPC thread,
   // and gRPC orders that before the server's shutdown returns only through its own atomics,
   // which ThreadSanitizer cannot see in Debian's (uninstrumented) gRPC. The lock makes the order
   // the hub relies on its own.
@@ -61,9 +64,17 @@ class WatchHub {
   void PublishGap();
 
  private:
+  struct MessageShard {
+    absl::Mutex mu;
+    std::unordered_map<std::string, std::unordered_set<MessageWatcher*>> watchers
+        ABSL_GUARDED_BY(mu);
+  };
+  static constexpr size_t kMessageShards = 32;
+  MessageShard& ShardOf(const std::string& message_id);
+
+  std::array<MessageShard, kMessageShards> message_shards_;
+
   absl::Mutex mu_;
-  std::unordered_map<std::string, std::unordered_set<MessageWatcher*>> watchers_
-      ABSL_GUARDED_BY(mu_);
   // Keyed by conversation id, or by NameKey() for watchers of a client name.
   std::unordered_map<std::string, std::unordered_set<ConversationWatcher*>> conversation_watchers_
       ABSL_GUARDED_BY(mu_);
