@@ -5,6 +5,7 @@
 #include <functional>
 #include <iterator>
 #include <limits>
+#include <optional>
 #include <unordered_map>
 #include <utility>
 
@@ -384,20 +385,23 @@ absl::StatusOr<v1::Message> LoadMessage(SqlTransaction& tx, const std::string& u
   return message;
 }
 
-// Root first. Empty when `leaf_id` is not in the conversation.
+// Root first. Empty when `leaf_id` is not in the conversation. With `newest`, only the last
+// that many messages of the path (the walk from the leaf stops there): a long conversation's
+// history costs what is returned, not the whole branch.
 absl::StatusOr<std::vector<v1::Message>> LoadPath(SqlTransaction& tx,
                                                   const std::string& conversation_id,
-                                                  const std::string& leaf_id) {
+                                                  const std::string& leaf_id,
+                                                  std::optional<int64_t> newest = std::nullopt) {
   absl::StatusOr<SqlRows> rows = tx.Query(
       absl::StrCat("WITH RECURSIVE path (id, depth) AS ("
                    " SELECT id, 0 FROM messages WHERE id = $1 AND conversation_id = $2"
                    " UNION ALL"
                    " SELECT m.parent_id, path.depth + 1 FROM messages m JOIN path ON m.id = path.id"
-                   " WHERE m.parent_id IS NOT NULL)"
+                   " WHERE m.parent_id IS NOT NULL AND path.depth + 1 < CAST($3 AS BIGINT))"
                    " SELECT ",
                    kMessageColumns, " FROM path JOIN messages m ON m.id = path.id",
                    " ORDER BY path.depth DESC"),
-      {leaf_id, conversation_id});
+      {leaf_id, conversation_id, newest.value_or(std::numeric_limits<int64_t>::max())});
   if (!rows.ok()) {
     return rows.status();
   }
@@ -1217,13 +1221,12 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
           !published.ok()) {
         return published;
       }
-      absl::StatusOr<std::vector<v1::Message>> path = LoadPath(tx, conversation_id, message.id());
+      absl::StatusOr<std::vector<v1::Message>> path =
+          LoadPath(tx, conversation_id, message.id(), turn.history_page_size());
       if (!path.ok()) {
         return path.status();
       }
-      const size_t begin =
-          path->size() - std::min(path->size(), static_cast<size_t>(turn.history_page_size()));
-      result.history.assign(std::make_move_iterator(path->begin() + begin),
+      result.history.assign(std::make_move_iterator(path->begin()),
                             std::make_move_iterator(path->end()));
       return absl::OkStatus();
     });
@@ -1278,7 +1281,8 @@ absl::StatusOr<MessagePage> SqlStore::ListMessages(const v1::ListMessagesRequest
     }
     if (!request.leaf_message_id().empty()) {
       absl::StatusOr<std::vector<v1::Message>> path =
-          LoadPath(tx, request.conversation_id(), request.leaf_message_id());
+          LoadPath(tx, request.conversation_id(), request.leaf_message_id(),
+                   newest ? std::optional<int64_t>(page_size) : std::nullopt);
       if (!path.ok()) {
         return path.status();
       }

@@ -607,6 +607,18 @@ TEST_P(ConformanceTest, TreePathsAndFork) {
   ASSERT_TRUE(ListMessages(path, &second).ok());
   EXPECT_THAT(Contents(second), ElementsAre("b2"));
   EXPECT_EQ(second.next_page_token(), "");
+  // The newest of a path: its last messages, oldest first, however many the page holds.
+  path.clear_page_token();
+  path.set_newest(true);
+  for (const auto& [size, contents] : std::vector<std::pair<int, std::vector<std::string>>>{
+           {1, {"b2"}}, {2, {"b", "b2"}}, {3, {"root", "b", "b2"}}, {10, {"root", "b", "b2"}}}) {
+    path.set_page_size(size);
+    v1::ListMessagesResponse newest;
+    ASSERT_TRUE(ListMessages(path, &newest).ok());
+    EXPECT_EQ(Contents(newest), contents) << size;
+    EXPECT_EQ(newest.next_page_token(), "");
+  }
+  path.set_newest(false);
 
   grpc::ClientContext fork_context;
   v1::ForkConversationRequest fork;
