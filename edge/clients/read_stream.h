@@ -108,6 +108,13 @@ class ReadStream final : public grpc::ClientReadReactor<Response>,
   }
 
   void OnReadDone(bool ok) override {
+    // The message leaves `response_` before `read_pending_` clears: from then on a ReadNext() on
+    // another thread (a consumer resuming after back-pressure) may start the next read into it.
+    Response message;
+    if (ok) {
+      message = std::move(response_);
+      response_.Clear();
+    }
     bool release = false;
     {
       absl::MutexLock lock(&mutex_);
@@ -125,8 +132,6 @@ class ReadStream final : public grpc::ClientReadReactor<Response>,
     if (!ok || release) {
       return;
     }
-    Response message = std::move(response_);
-    response_.Clear();
     callbacks_.on_message(std::move(message));
   }
 
