@@ -372,6 +372,15 @@ class EdgeBackpressureTest : public ::testing::Test {
   std::unique_ptr<persistence_pb::ConversationService::Stub> stub_;
 };
 
+// Under ThreadSanitizer (scripts/test --sanitize=thread) the edge keeps 4 bytes of shadow for
+// each byte it touches, so the same buffers take five times the resident memory; buffering all
+// 40 MB offered would still be far past the bound.
+#if defined(__SANITIZE_THREAD__)
+constexpr int64_t kSanitizerMemoryFactor = 5;
+#else
+constexpr int64_t kSanitizerMemoryFactor = 1;
+#endif
+
 TEST_F(EdgeBackpressureTest, AClientThatNeverReadsNeitherGrowsTheEdgeNorSlowsAnother) {
   constexpr int kReplies = 40;
   ASSERT_NO_FATAL_FAILURE(StartStack(kReplies, {"--slow_client_timeout_ms=0"}));
@@ -404,7 +413,7 @@ TEST_F(EdgeBackpressureTest, AClientThatNeverReadsNeitherGrowsTheEdgeNorSlowsAno
   const int64_t peak_growth = MemoryOf(edge, "VmHWM") - rss_before;
   std::printf("edge peak RSS growth: %.1f MiB for %.1f MB offered\n", peak_growth / 1048576.0,
               kReplies * BigReplyText().size() / 1e6);
-  EXPECT_LT(peak_growth, 16 * 1024 * 1024);
+  EXPECT_LT(peak_growth, kSanitizerMemoryFactor * 16 * 1024 * 1024);
 }
 
 TEST_F(EdgeBackpressureTest, AStalledClientIsClosedWhileItsRepliesCompleteAndAreStored) {
