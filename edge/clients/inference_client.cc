@@ -44,11 +44,14 @@ void InferenceClient::ResolveModel(std::string requested, UnknownModel unknown,
     if (!models.ok()) {
       return done(models.status());
     }
-    if (!requested.empty() && absl::c_linear_search(models->names, requested)) {
-      return done(std::move(requested));
-    }
-    done(std::move(models->default_model));
+    done(Choose(*models, requested));
   });
+}
+
+std::string InferenceClient::Choose(const Models& models, const std::string& requested) {
+  return !requested.empty() && absl::c_linear_search(models.names, requested)
+             ? requested
+             : models.default_model;
 }
 
 std::optional<std::string> InferenceClient::KnownModel(const std::string& requested,
@@ -60,10 +63,7 @@ std::optional<std::string> InferenceClient::KnownModel(const std::string& reques
   if (!models_.has_value()) {
     return std::nullopt;
   }
-  if (!requested.empty() && absl::c_linear_search(models_->names, requested)) {
-    return requested;
-  }
-  return models_->default_model;
+  return Choose(*models_, requested);
 }
 
 void InferenceClient::ListModels(

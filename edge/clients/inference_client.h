@@ -67,6 +67,9 @@ class InferenceClient {
   // Calls `done` with the service's models, learned once: they do not change while it runs.
   void LoadModels(std::function<void(absl::StatusOr<Models>)> done);
   void CallListModels(std::function<void(absl::StatusOr<Models>)> done);
+  // The model that answers `requested` among `models`: itself, or the default for an empty or
+  // unknown name.
+  static std::string Choose(const Models& models, const std::string& requested);
 
   // Empty until learned from ListModels.
   std::optional<Models> models_ ABSL_GUARDED_BY(mutex_);

@@ -298,15 +298,10 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
 
 void Turn::OnTurnStarted(persistence_pb::AppendMessageResponse stored) {
   // What OnUserMessageStored, LoadHistory and OpenAssistantMessage do, from one answer.
-  const persistence_pb::Message& message = stored.message();
-  Emit(Ack{message_.id, conversation_id_, user_message_id_, ToHistoryMessage(message).created_at});
-  ShowViewers(MessageAdded{conversation_id_, ToHistoryMessage(message)});
+  Acknowledge(stored.message());
   history_.assign(std::make_move_iterator(stored.mutable_history()->begin()),
                   std::make_move_iterator(stored.mutable_history()->end()));
-  const persistence_pb::Message& reply = stored.reply();
-  assistant_message_id_ = reply.id();
-  Emit(StreamStart{conversation_id_, assistant_message_id_, reply.model(),
-                   ToHistoryMessage(reply).created_at});
+  AnnounceReply(stored.reply());
   // A turn cancelled meanwhile still has a reply stored, opened: StartStreams stops the model at
   // once, and the reply ends cancelled, empty, as it does when cancelled before the first token.
   StartStreams();
@@ -335,10 +330,21 @@ void Turn::StoreConversationMetadata(const persistence_pb::Message& stored) {
 }
 
 void Turn::OnUserMessageStored(const persistence_pb::Message& stored) {
-  // Acknowledged once everything the message brought is stored.
-  Emit(Ack{message_.id, conversation_id_, user_message_id_, ToHistoryMessage(stored).created_at});
-  ShowViewers(MessageAdded{conversation_id_, ToHistoryMessage(stored)});
+  Acknowledge(stored);
   LoadHistory();
+}
+
+void Turn::Acknowledge(const persistence_pb::Message& stored) {
+  // Acknowledged once everything the message brought is stored.
+  HistoryMessage message = ToHistoryMessage(stored);
+  Emit(Ack{message_.id, conversation_id_, user_message_id_, message.created_at});
+  ShowViewers(MessageAdded{conversation_id_, std::move(message)});
+}
+
+void Turn::AnnounceReply(const persistence_pb::Message& reply) {
+  assistant_message_id_ = reply.id();
+  Emit(StreamStart{conversation_id_, assistant_message_id_, reply.model(),
+                   ToHistoryMessage(reply).created_at});
 }
 
 void Turn::FindExistingReply() {
@@ -358,9 +364,7 @@ void Turn::FindExistingReply() {
         for (const persistence_pb::Message& stored : response->messages()) {
           if (stored.parent_id() == self->user_message_id_ &&
               stored.role() == persistence_pb::ROLE_ASSISTANT) {
-            self->assistant_message_id_ = stored.id();
-            self->Emit(StreamStart{self->conversation_id_, stored.id(), stored.model(),
-                                   ToHistoryMessage(stored).created_at});
+            self->AnnounceReply(stored);
             return self->FollowExistingReply();
           }
         }
@@ -403,8 +407,9 @@ void Turn::LoadHistory() {
 }
 
 void Turn::ResolveModel() {
-  if (!message_.model.empty() && message_.unknown_model == UnknownModel::kRefuse) {
-    model_ = message_.model;
+  if (std::optional<std::string> known =
+          deps_.inference->KnownModel(message_.model, message_.unknown_model)) {
+    model_ = *std::move(known);
     return OpenAssistantMessage();
   }
   // The stored message and stream_start name the model that actually answers.
@@ -450,10 +455,7 @@ void Turn::OpenAssistantMessage() {
                      absl::StrCat("cannot store the reply: ", response.status().message()));
           return;
         }
-        self->assistant_message_id_ = response->message().id();
-        self->Emit(StreamStart{self->conversation_id_, self->assistant_message_id_,
-                               response->message().model(),
-                               ToHistoryMessage(response->message()).created_at});
+        self->AnnounceReply(response->message());
         if (!response->created()) {
           return self->FollowExistingReply();
         }

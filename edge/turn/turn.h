@@ -90,6 +90,10 @@ class Turn : public std::enable_shared_from_this<Turn> {
   // A new conversation's metadata (SendMessage::conversation_metadata), before the ack.
   void StoreConversationMetadata(const persistence_pb::Message& stored);
   void OnUserMessageStored(const persistence_pb::Message& stored);
+  // Acks the stored user message and shows it to the conversation's other viewers.
+  void Acknowledge(const persistence_pb::Message& stored);
+  // The reply this turn streams (or follows) is `reply`: stream_start names it.
+  void AnnounceReply(const persistence_pb::Message& reply);
   // Persistence stored the message, listed its branch and opened its reply in one call.
   void OnTurnStarted(persistence_pb::AppendMessageResponse stored);
   void FindExistingReply();
