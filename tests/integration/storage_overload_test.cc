@@ -14,7 +14,6 @@
 
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
-#include "absl/strings/str_split.h"
 #include "absl/synchronization/mutex.h"
 #include "absl/synchronization/notification.h"
 #include "absl/time/clock.h"
@@ -159,23 +158,6 @@ TEST(StorageOverloadTest, TheCallPastTheQueueIsRefusedClearlyAndNothingAcknowled
   EXPECT_TRUE(absl::StrContains(metrics->body, "parley_persistence_overloaded_total{"));
 }
 
-// How many calls of `method` persistence has seen start, from its /metrics.
-int StartedCalls(ParleyStack& stack, const std::string& method) {
-  absl::StatusOr<testing::HttpResponse> metrics =
-      HttpGet(stack.persistence().WaitForListening("metrics_listen"), "/metrics");
-  if (!metrics.ok()) {
-    return -1;
-  }
-  int started = 0;
-  for (absl::string_view line : absl::StrSplit(metrics->body, '\n')) {
-    if (absl::StartsWith(line, "parley_persistence_grpc_server_started_total{") &&
-        absl::StrContains(line, absl::StrCat("grpc_method=\"", method, "\""))) {
-      started += std::stoi(std::string(line.substr(line.rfind(' ') + 1)));
-    }
-  }
-  return started;
-}
-
 TEST(StorageOverloadTest, ACallContinuingAcceptedWorkWaitsWhereANewOneIsRefused) {
   StackOptions options;
   options.persistence_flags = {"--store_threads=1", "--store_queue_limit=1"};
@@ -228,7 +210,7 @@ TEST(StorageOverloadTest, ACallContinuingAcceptedWorkWaitsWhereANewOneIsRefused)
     FAIL() << "the store queue never filled";
   }
 
-  const int started_before = StartedCalls(*stack, "GetMessage");
+  const int started_before = stack->PersistenceCallsStarted("GetMessage");
   grpc::Status continuing_status;
   std::thread continuing([&] {
     persistence_pb::GetMessageRequest request;
@@ -242,7 +224,7 @@ TEST(StorageOverloadTest, ACallContinuingAcceptedWorkWaitsWhereANewOneIsRefused)
   });
   // Once persistence has the continuing call, the queue is still full for a new one.
   for (const absl::Time give_up = absl::Now() + absl::Seconds(4);
-       StartedCalls(*stack, "GetMessage") <= started_before;) {
+       stack->PersistenceCallsStarted("GetMessage") <= started_before;) {
     ASSERT_LT(absl::Now(), give_up) << "persistence never saw the continuing call";
   }
   EXPECT_EQ(list_conversations(false).error_code(), grpc::StatusCode::RESOURCE_EXHAUSTED);

@@ -2,8 +2,11 @@
 
 #include <utility>
 
+#include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
+#include "absl/strings/str_split.h"
 #include "gtest/gtest.h"
+#include "tests/support/ws_client.h"
 
 namespace parley::testing {
 namespace {
@@ -60,6 +63,22 @@ std::unique_ptr<ChildProcess> ParleyStack::StartEdge(
     ADD_FAILURE() << "cannot start parley-edge";
   }
   return edge;
+}
+
+int ParleyStack::PersistenceCallsStarted(const std::string& method) {
+  absl::StatusOr<HttpResponse> metrics =
+      HttpGet(persistence_->WaitForListening("metrics_listen"), "/metrics");
+  if (!metrics.ok()) {
+    return -1;
+  }
+  int started = 0;
+  for (absl::string_view line : absl::StrSplit(metrics->body, '\n')) {
+    if (absl::StartsWith(line, "parley_persistence_grpc_server_started_total{") &&
+        absl::StrContains(line, absl::StrCat("grpc_method=\"", method, "\""))) {
+      started += std::stoi(std::string(line.substr(line.rfind(' ') + 1)));
+    }
+  }
+  return started;
 }
 
 }  // namespace parley::testing

@@ -37,6 +37,9 @@ class ParleyStack {
   const std::string& persistence_address() const { return persistence_address_; }
   // The SQLite database persistence stores into.
   std::string database_path() const { return data_dir_ + "/parley.db"; }
+  // How many calls of `method` (e.g. "AppendMessage") persistence has seen start, from its
+  // /metrics; -1 if they cannot be read.
+  int PersistenceCallsStarted(const std::string& method);
 
  private:
   ParleyStack() = default;
