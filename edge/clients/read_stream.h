@@ -65,9 +65,15 @@ class ReadStream final : public grpc::ClientReadReactor<Response>,
     });
   }
 
+  // Any thread. Asked while a message is being handed over, the read starts once `on_message`
+  // has returned, so messages reach the consumer one at a time and in order.
   void ReadNext() {
     {
       absl::MutexLock lock(&mutex_);
+      if (handing_over_) {
+        next_asked_ = true;
+        return;
+      }
       if (cancelled_ || hold_released_ || read_pending_) {
         return;
       }
@@ -108,22 +114,19 @@ class ReadStream final : public grpc::ClientReadReactor<Response>,
   }
 
   void OnReadDone(bool ok) override {
-    // The message leaves `response_` before `read_pending_` clears: from then on a ReadNext() on
-    // another thread (a consumer resuming after back-pressure) may start the next read into it.
-    Response message;
-    if (ok) {
-      message = std::move(response_);
-      response_.Clear();
-    }
     bool release = false;
     {
       absl::MutexLock lock(&mutex_);
-      read_pending_ = false;
       // The end of the stream, or a message that raced with Cancel() (nobody
       // will ask for the next one): either way the hold goes now.
       if ((!ok || cancelled_) && !hold_released_) {
         hold_released_ = true;
         release = true;
+      }
+      if (!ok || release) {
+        read_pending_ = false;
+      } else {
+        handing_over_ = true;
       }
     }
     if (release) {
@@ -132,7 +135,29 @@ class ReadStream final : public grpc::ClientReadReactor<Response>,
     if (!ok || release) {
       return;
     }
-    callbacks_.on_message(std::move(message));
+    // No read starts into `response_` until the hand-over ends (see ReadNext).
+    callbacks_.on_message(std::move(response_));
+    response_.Clear();
+    bool start_read = false;
+    {
+      absl::MutexLock lock(&mutex_);
+      handing_over_ = false;
+      read_pending_ = false;
+      if (cancelled_) {
+        // Cancel() left the hold to this read, which it saw pending.
+        release = !hold_released_;
+        hold_released_ = true;
+      } else if (next_asked_) {
+        read_pending_ = true;
+        start_read = true;
+      }
+      next_asked_ = false;
+    }
+    if (release) {
+      this->RemoveHold();
+    } else if (start_read) {
+      this->StartRead(&response_);
+    }
   }
 
   void OnDone(const grpc::Status& status) override {
@@ -152,7 +177,11 @@ class ReadStream final : public grpc::ClientReadReactor<Response>,
   Response response_;
 
   absl::Mutex mutex_;
+  // A read is pending, or its message is being handed over.
   bool read_pending_ ABSL_GUARDED_BY(mutex_) = false;
+  // `on_message` is running; a ReadNext() meanwhile sets `next_asked_`.
+  bool handing_over_ ABSL_GUARDED_BY(mutex_) = false;
+  bool next_asked_ ABSL_GUARDED_BY(mutex_) = false;
   bool cancelled_ ABSL_GUARDED_BY(mutex_) = false;
   // The hold keeps OnDone away between a message and the consumer's ReadNext().
   bool hold_released_ ABSL_GUARDED_BY(mutex_) = false;
