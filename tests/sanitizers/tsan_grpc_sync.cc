@@ -9,9 +9,10 @@
 //   prepared on the starting thread are then used or reused on the thread that runs the
 //   completion (OnWriteDone, OnReadDone, ...). The core passes them through atomics TSan cannot
 //   see, so each reuse would be reported as a race with the thread that started the operation.
-// - A server call's last reaction comes before its OnDone, which gRPC may hand to another
-//   thread (ServerCallbackCall::ScheduleOnDone); and every OnDone comes before Server::Shutdown
-//   returns (the server counts its calls down with its own atomics).
+// - A server call's last reaction (OnCancel included, which gRPC runs on an executor) comes
+//   before its OnDone, which gRPC may hand to another thread (ServerCallbackCall::ScheduleOnDone);
+//   and every OnDone comes before Server::Shutdown returns (the server counts its calls down with
+//   its own atomics).
 // - An alarm's callback comes before the callback is destroyed (a grpc::Alarm frees it on
 //   whichever thread lets go of it last, again through an uninstrumented reference count).
 //
@@ -122,6 +123,27 @@ __attribute__((no_sanitize_thread)) void MakeCompletionAcquire(
   }
 }
 
+// A reactor's OnCancel, then a release of what it did: CallOnCancel runs OnCancel on an executor
+// and then drops its reference to the call in gRPC's own code, which TSan does not see, so the
+// OnDone that reference may let run acquires this release instead (ScheduleOnDone). gRPC does not
+// touch the reactor it was given once its OnCancel has returned.
+class ReleasingCancelReactor final : public grpc::internal::ServerReactor {
+ public:
+  ReleasingCancelReactor(grpc::internal::ServerReactor* reactor, void* released)
+      : reactor_(reactor), released_(released) {}
+  void OnCancel() override {
+    reactor_->OnCancel();
+    __tsan_release(released_);
+    delete this;
+  }
+  void OnDone() override {}  // Never called: OnDone goes to the call's own reactor.
+  bool InternalInlineable() override { return reactor_->InternalInlineable(); }
+
+ private:
+  grpc::internal::ServerReactor* const reactor_;
+  void* const released_;
+};
+
 // An alarm callback that releases when it has run and acquires before it is destroyed.
 class OrderedAlarmCallback {
  public:
@@ -208,6 +230,12 @@ void ServerCallbackCall::ScheduleOnDone(bool inline_ondone) {
   }
   __tsan_release(this);
   real(new OrderedOnDone(this), false);
+}
+
+void ServerCallbackCall::CallOnCancel(ServerReactor* reactor) {
+  PARLEY_REAL(void (*)(ServerCallbackCall*, ServerReactor*),
+              "_ZN4grpc8internal18ServerCallbackCall12CallOnCancelEPNS0_13ServerReactorE");
+  real(this, new ReleasingCancelReactor(reactor, &callbacks_outstanding_));
 }
 
 }  // namespace internal
