@@ -60,9 +60,9 @@ class BackendFaultTest : public ::testing::Test {
 
   void SetUp() override {
     data_dir_ = testing::MakeTempDir();
-    StartPersistence("127.0.0.1:0");
+    StartPersistence(testing::RestartableListenAddress());
     ASSERT_FALSE(persistence_address_.empty());
-    StartInference("127.0.0.1:0");
+    StartInference(testing::RestartableListenAddress());
     ASSERT_FALSE(inference_address_.empty());
   }
 

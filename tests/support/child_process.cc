@@ -1,13 +1,18 @@
 #include "tests/support/child_process.h"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
 #include <stdlib.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
+#include <fstream>
+#include <random>
 
 #include "boost/json/parse.hpp"
 #include "boost/json/value.hpp"
@@ -167,6 +172,34 @@ std::string MakeTempDir() {
     std::abort();
   }
   return pattern;
+}
+
+std::string RestartableListenAddress() {
+  int ephemeral_first = 32768;
+  std::ifstream("/proc/sys/net/ipv4/ip_local_port_range") >> ephemeral_first;
+  // Below the ephemeral range and above the well-known ports; random, so parallel tests rarely
+  // try the same one, and bound once to check that it is free.
+  std::mt19937 random(std::random_device{}());
+  std::uniform_int_distribution<int> port_of(10000, std::max(10001, ephemeral_first - 1));
+  for (int attempt = 0; attempt < 1000; ++attempt) {
+    const int port = port_of(random);
+    const int fd = socket(AF_INET, SOCK_STREAM, 0);
+    if (fd < 0) {
+      break;
+    }
+    const int on = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof(on));
+    sockaddr_in address{};
+    address.sin_family = AF_INET;
+    address.sin_port = htons(static_cast<uint16_t>(port));
+    address.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool free = bind(fd, reinterpret_cast<sockaddr*>(&address), sizeof(address)) == 0;
+    close(fd);
+    if (free) {
+      return "127.0.0.1:" + std::to_string(port);
+    }
+  }
+  std::abort();
 }
 
 }  // namespace parley::testing

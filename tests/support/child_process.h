@@ -68,4 +68,9 @@ std::string BinaryPath(const std::string& name);
 // A new empty directory under $TMPDIR (or /tmp).
 std::string MakeTempDir();
 
+// "127.0.0.1:PORT" for a server a test stops and starts again on the same address. PORT is free
+// now and outside the kernel's ephemeral range (net.ipv4.ip_local_port_range), so while the server
+// is down no outgoing connection, of this test or any other, can be given it as its own port.
+std::string RestartableListenAddress();
+
 }  // namespace parley::testing
