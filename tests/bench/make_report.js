@@ -176,8 +176,38 @@ if (idleRuns.length > 0) {
 }
 
 // --- targets -------------------------------------------------------------------------
+// The per-token cost targets first (each a ratio or a bound within this one run), then the
+// latency targets at the largest concurrency measured.
 const targetRows = [];
 {
+  const ds = saturation('direct'); const ps = saturation('parley'); const ns = saturation('node');
+  if (ds && ps) {
+    const share = ps.tokens_per_second / ds.tokens_per_second;
+    targetRows.push(['Saturation tokens/s ≥ 40 % of the floor\'s', `${f(share * 100, 0)} %`, share >= 0.4]);
+  }
+  if (ps && ns) {
+    const x = get(ps, 'cpu_seconds_per_1000_tokens', 'edge') / get(ns, 'cpu_seconds_per_1000_tokens', 'edge');
+    targetRows.push(['Edge CPU per token ≤ 1/5 of the Node edge\'s (saturation)', `${f(x)}×`, x <= 0.2]);
+  }
+  if (ps) {
+    const cpu = get(ps, 'cpu_seconds_per_1000_tokens', 'servers');
+    targetRows.push(['All three services ≤ 0.030 CPU s / 1k tokens (saturation)', `${f(cpu, 4)} s`, cpu <= 0.03]);
+  }
+  const sp = sustain('parley');
+  if (sp) {
+    const c = sp.last_passed_concurrency || 0;
+    targetRows.push(['Streams sustained ≥ 2,000', int(c), c >= 2000]);
+  }
+  const d100 = latency('direct', 100); const p100 = latency('parley', 100);
+  if (d100 && p100) {
+    const ttft = get(p100, 'ttft_ms', 'p99') - get(d100, 'ttft_ms', 'p99');
+    targetRows.push(['Added TTFT p99 < 5 ms at 100 streams', `${f(ttft)} ms`, ttft < 5]);
+  }
+  const idle10k = idleRuns.find((x) => x.side === 'parley' && x.n === 10000);
+  if (idle10k) {
+    const kib = get(idle10k.r, 'processes', 'edge', 'rss_per_connection_kib');
+    targetRows.push(['Edge RSS < 3 KiB per idle connection at 10,000', `${f(kib)} KiB`, kib < 3]);
+  }
   const c = concurrencies.includes(1000) ? 1000 : concurrencies[concurrencies.length - 1];
   const d = latency('direct', c); const p = latency('parley', c);
   if (d && p) {
@@ -186,15 +216,9 @@ const targetRows = [];
     targetRows.push([`Added TTFT p99 < 1 ms at ${int(c)} streams`, `${f(ttft)} ms`, ttft < 1]);
     targetRows.push([`Added inter-token p99 < 1 ms at ${int(c)} streams`, `${f(itl)} ms`, itl < 1]);
   }
-  const ps = saturation('parley'); const ns = saturation('node');
   if (ps && ns) {
     const x = ps.tokens_per_second / ns.tokens_per_second;
     targetRows.push(['Saturation throughput ≥ 5× Node reference', `${f(x)}×`, x >= 5]);
-  }
-  const idle10k = idleRuns.find((x) => x.side === 'parley' && x.n === 10000);
-  if (idle10k) {
-    const kib = get(idle10k.r, 'processes', 'edge', 'rss_per_connection_kib');
-    targetRows.push(['Edge RSS < 3 KiB per idle connection at 10,000', `${f(kib)} KiB`, kib < 3]);
   }
 }
 if (targetRows.length > 0) {
