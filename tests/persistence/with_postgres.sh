@@ -44,8 +44,11 @@ chmod 600 "$dir/pwfile"
   { cat "$dir/initdb.log" >&2; exit 1; }
 
 started=""
+# Below the ephemeral range: a test that restarts the server (PARLEY_TEST_POSTGRES_RESTART) needs
+# its port again, and while the server is down an outgoing connection could take an ephemeral one.
+read -r ephemeral_first _ </proc/sys/net/ipv4/ip_local_port_range || ephemeral_first=32768
 for _ in 1 2 3 4 5 6 7 8; do
-  port=$((20000 + RANDOM % 40000))
+  port=$((10000 + RANDOM % (ephemeral_first > 10001 ? ephemeral_first - 10000 : 1)))
   options="-p $port -k $dir -c listen_addresses=127.0.0.1 -c max_connections=200"
   if "${as_owner[@]}" "$pg_bin/pg_ctl" -D "$dir/data" -o "$options" -l "$dir/server.log" -w \
       -t 60 start >/dev/null 2>&1; then
