@@ -68,7 +68,9 @@ void Histogram::Fold() {
     any = any || count != 0;
   }
   const double sum = sum_.exchange(0, std::memory_order_relaxed);
-  if (any) {
+  // An observation racing this fold can leave its count for the next fold and its value in
+  // this one's sum: the sum is folded even when no count is, or that value would be lost.
+  if (any || sum != 0) {
     exposed_.ObserveMultiple(increments, sum);
   }
 }
