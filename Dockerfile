@@ -41,7 +41,6 @@ RUN apt-get update \
       libsqlite3-0 \
       libssl3 \
       libstdc++6 \
-      libtcmalloc-minimal4 \
       zlib1g \
  && rm -rf /var/lib/apt/lists/*
 # A fixed numeric id so Kubernetes can enforce runAsNonRoot without a name lookup.
