@@ -386,20 +386,38 @@ constexpr int64_t kSanitizerMemoryFactor = 5;
 // becomes 46), so the bound is five times as large; buffering the 40 MB offered would take far
 // more than that.
 constexpr int64_t kSanitizerMemoryFactor = 5;
-void QuarantineOff() {
-  const char* options = std::getenv("ASAN_OPTIONS");
-  setenv("ASAN_OPTIONS",
-         absl::StrCat(options != nullptr ? options : "", ":quarantine_size_mb=0").c_str(), 1);
-}
 #else
 constexpr int64_t kSanitizerMemoryFactor = 1;
 #endif
 
+// The services a test starts while this is alive run without AddressSanitizer's quarantine (see
+// above); the test binary's later tests get the options they had. Nothing to do without ASan.
+class QuarantineOff {
+ public:
+#if defined(__SANITIZE_ADDRESS__)
+  QuarantineOff() {
+    const char* options = std::getenv("ASAN_OPTIONS");
+    had_options_ = options != nullptr;
+    saved_ = had_options_ ? options : "";
+    setenv("ASAN_OPTIONS", absl::StrCat(saved_, ":quarantine_size_mb=0").c_str(), 1);
+  }
+  ~QuarantineOff() {
+    if (had_options_) {
+      setenv("ASAN_OPTIONS", saved_.c_str(), 1);
+    } else {
+      unsetenv("ASAN_OPTIONS");
+    }
+  }
+
+ private:
+  bool had_options_ = false;
+  std::string saved_;
+#endif
+};
+
 TEST_F(EdgeBackpressureTest, AClientThatNeverReadsNeitherGrowsTheEdgeNorSlowsAnother) {
   constexpr int kReplies = 40;
-#if defined(__SANITIZE_ADDRESS__)
-  QuarantineOff();
-#endif
+  [[maybe_unused]] const QuarantineOff quarantine_off;
   ASSERT_NO_FATAL_FAILURE(StartStack(kReplies, {"--slow_client_timeout_ms=0"}));
   absl::StatusOr<std::unique_ptr<WsClient>> reader =
       WsClient::Connect(stack_->edge_address(), "/ws/chat?userId=reader", {"parley.v1"});
