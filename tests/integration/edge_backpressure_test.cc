@@ -444,11 +444,13 @@ TEST_F(EdgeBackpressureTest, AClientThatNeverReadsNeitherGrowsTheEdgeNorSlowsAno
 
   // The upstream offered 40 MB for the stalled client; the edge took only what its bounds allow:
   // what the kernel buffers for the socket (~3 MB, which the replies' own text also holds), the
-  // outbound queue, and one gRPC stream window per reply.
+  // outbound queue, and one gRPC stream window per reply. That came to 12 to 17 MiB over runs
+  // of a release build (the windows gRPC grows by its own estimate vary from run to run), so the
+  // bound is 24 MiB: buffering the 40 MB offered would still be far past it.
   const int64_t peak_growth = MemoryOf(edge, "VmHWM") - rss_before;
   std::printf("edge peak RSS growth: %.1f MiB for %.1f MB offered\n", peak_growth / 1048576.0,
               kReplies * BigReplyText().size() / 1e6);
-  EXPECT_LT(peak_growth, kSanitizerMemoryFactor * 16 * 1024 * 1024);
+  EXPECT_LT(peak_growth, kSanitizerMemoryFactor * 24 * 1024 * 1024);
 }
 
 TEST_F(EdgeBackpressureTest, AStalledClientIsClosedWhileItsRepliesCompleteAndAreStored) {
