@@ -14,6 +14,7 @@
 #include "absl/synchronization/mutex.h"
 #include "persistence/stores/sql_database.h"
 #include "persistence/stores/sql_store.h"
+#include "persistence/stores/sqlite_database.h"
 
 namespace parley::persistence {
 namespace {
@@ -46,11 +47,13 @@ absl::Status SqliteError(sqlite3* db, int code, absl::string_view what) {
   }
 }
 
+}  // namespace
+
 // One sqlite3 handle and its prepared statements; used by one thread at a time.
-class Connection : public SqlTransaction {
+class SqliteConnection : public SqlTransaction {
  public:
-  explicit Connection(sqlite3* db) : db_(db) {}
-  ~Connection() override {
+  explicit SqliteConnection(sqlite3* db) : db_(db) {}
+  ~SqliteConnection() override {
     for (auto& [sql, statement] : statements_) {
       sqlite3_finalize(statement);
     }
@@ -129,108 +132,83 @@ class Connection : public SqlTransaction {
   std::unordered_map<std::string, sqlite3_stmt*> statements_;
 };
 
-class SqliteDatabase : public SqlDatabase {
- public:
-  static absl::StatusOr<std::unique_ptr<SqliteDatabase>> Open(const std::string& path) {
-    auto database = std::unique_ptr<SqliteDatabase>(new SqliteDatabase());
-    absl::StatusOr<std::unique_ptr<Connection>> writer = Connect(path);
-    if (!writer.ok()) {
-      return writer.status();
-    }
-    database->writer_ = *std::move(writer);
-    for (int i = 0; i < kReaderConnections; ++i) {
-      absl::StatusOr<std::unique_ptr<Connection>> reader = Connect(path);
-      if (!reader.ok()) {
-        return reader.status();
-      }
-      database->free_readers_.push_back(reader->get());
-      database->readers_.push_back(*std::move(reader));
-    }
-    return database;
+absl::StatusOr<std::unique_ptr<SqliteDatabase>> SqliteDatabase::Open(const std::string& path) {
+  auto database = std::unique_ptr<SqliteDatabase>(new SqliteDatabase());
+  absl::StatusOr<std::unique_ptr<SqliteConnection>> writer = Connect(path);
+  if (!writer.ok()) {
+    return writer.status();
   }
-
-  absl::string_view kind() const override { return "sqlite"; }
-  const char* ForUpdate() const override { return ""; }
-
-  absl::Status Transact(bool write, const Body& body) override {
-    if (write) {
-      absl::MutexLock lock(&writer_mu_);
-      return RunIn(*writer_, "BEGIN IMMEDIATE", body);
+  database->writer_ = *std::move(writer);
+  for (int i = 0; i < kReaderConnections; ++i) {
+    absl::StatusOr<std::unique_ptr<SqliteConnection>> reader = Connect(path);
+    if (!reader.ok()) {
+      return reader.status();
     }
-    Connection* reader = nullptr;
-    {
-      absl::MutexLock lock(&readers_mu_);
-      readers_mu_.Await(absl::Condition(
-          +[](std::vector<Connection*>* free) { return !free->empty(); }, &free_readers_));
-      reader = free_readers_.back();
-      free_readers_.pop_back();
-    }
-    absl::Status status = RunIn(*reader, "BEGIN", body);
+    database->free_readers_.push_back(reader->get());
+    database->readers_.push_back(*std::move(reader));
+  }
+  return database;
+}
+
+SqliteDatabase::~SqliteDatabase() = default;
+
+absl::Status SqliteDatabase::Transact(bool write, const Body& body) {
+  if (write) {
+    absl::MutexLock lock(&writer_mu_);
+    return RunIn(*writer_, "BEGIN IMMEDIATE", body);
+  }
+  SqliteConnection* reader = nullptr;
+  {
     absl::MutexLock lock(&readers_mu_);
-    free_readers_.push_back(reader);
+    readers_mu_.Await(absl::Condition(
+        +[](std::vector<SqliteConnection*>* free) { return !free->empty(); }, &free_readers_));
+    reader = free_readers_.back();
+    free_readers_.pop_back();
+  }
+  absl::Status status = RunIn(*reader, "BEGIN", body);
+  absl::MutexLock lock(&readers_mu_);
+  free_readers_.push_back(reader);
+  return status;
+}
+
+absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteDatabase::Connect(const std::string& path) {
+  sqlite3* db = nullptr;
+  const int code = sqlite3_open_v2(
+      path.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
+  if (code != SQLITE_OK) {
+    absl::Status status =
+        absl::UnavailableError(absl::StrCat("cannot open SQLite database ", path, ": ",
+                                            db != nullptr ? sqlite3_errmsg(db) : "out of memory"));
+    sqlite3_close_v2(db);
     return status;
   }
-
-  absl::Status NotifyChanged(SqlTransaction&, const std::vector<std::string>&) override {
-    return absl::OkStatus();
-  }
-  bool DeliversOwnEvents() const override { return false; }
-  absl::Status PublishEvent(SqlTransaction&, const std::string&) override {
-    return absl::OkStatus();
-  }
-  void SetRemoteListeners(std::function<void(const std::string&)>,
-                          std::function<void(const std::string&)>) override {}
-
- private:
-  SqliteDatabase() = default;
-
-  static absl::StatusOr<std::unique_ptr<Connection>> Connect(const std::string& path) {
-    sqlite3* db = nullptr;
-    const int code =
-        sqlite3_open_v2(path.c_str(), &db,
-                        SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX, nullptr);
-    if (code != SQLITE_OK) {
-      absl::Status status = absl::UnavailableError(
-          absl::StrCat("cannot open SQLite database ", path, ": ",
-                       db != nullptr ? sqlite3_errmsg(db) : "out of memory"));
-      sqlite3_close_v2(db);
+  auto connection = std::make_unique<SqliteConnection>(db);
+  // Another process (a restarting replica) may hold the write lock briefly.
+  sqlite3_busy_timeout(db, 5000);
+  // FULL syncs the WAL on every commit: acknowledged means on disk.
+  for (const char* pragma :
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+    if (absl::Status status = connection->Exec(pragma); !status.ok()) {
       return status;
     }
-    auto connection = std::make_unique<Connection>(db);
-    // Another process (a restarting replica) may hold the write lock briefly.
-    sqlite3_busy_timeout(db, 5000);
-    // FULL syncs the WAL on every commit: acknowledged means on disk.
-    for (const char* pragma :
-         {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
-      if (absl::Status status = connection->Exec(pragma); !status.ok()) {
-        return status;
-      }
-    }
-    return connection;
   }
+  return connection;
+}
 
-  static absl::Status RunIn(Connection& connection, const char* begin, const Body& body) {
-    if (absl::Status status = connection.Exec(begin); !status.ok()) {
-      return status;
-    }
-    absl::Status status = body(connection);
-    if (status.ok()) {
-      status = connection.Exec("COMMIT");
-    }
-    if (!status.ok()) {
-      connection.Exec("ROLLBACK").IgnoreError();
-    }
+absl::Status SqliteDatabase::RunIn(SqliteConnection& connection, const char* begin,
+                                   const Body& body) {
+  if (absl::Status status = connection.Exec(begin); !status.ok()) {
     return status;
   }
-
-  absl::Mutex writer_mu_;
-  std::unique_ptr<Connection> writer_ ABSL_GUARDED_BY(writer_mu_);
-  absl::Mutex readers_mu_;
-  std::vector<std::unique_ptr<Connection>> readers_;
-  std::vector<Connection*> free_readers_ ABSL_GUARDED_BY(readers_mu_);
-};
-
-}  // namespace
+  absl::Status status = body(connection);
+  if (status.ok()) {
+    status = connection.Exec("COMMIT");
+  }
+  if (!status.ok()) {
+    connection.Exec("ROLLBACK").IgnoreError();
+  }
+  return status;
+}
 
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {
   const std::filesystem::path parent = std::filesystem::path(path).parent_path();
