@@ -111,6 +111,9 @@ class SqliteConnection : public SqlTransaction {
     return absl::OkStatus();
   }
 
+  // False once SQLite rolled the transaction back by itself (a full disk, an I/O error).
+  bool InTransaction() const { return sqlite3_get_autocommit(db_) == 0; }
+
  private:
   absl::StatusOr<sqlite3_stmt*> Prepare(const std::string& sql) {
     auto it = statements_.find(sql);
@@ -154,8 +157,7 @@ SqliteDatabase::~SqliteDatabase() = default;
 
 absl::Status SqliteDatabase::Transact(bool write, const Body& body) {
   if (write) {
-    absl::MutexLock lock(&writer_mu_);
-    return RunIn(*writer_, "BEGIN IMMEDIATE", body);
+    return writes_.Run(body);
   }
   SqliteConnection* reader = nullptr;
   {
@@ -187,7 +189,8 @@ absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteDatabase::Connect(const 
   sqlite3_busy_timeout(db, 5000);
   // FULL syncs the WAL on every commit: acknowledged means on disk.
   for (const char* pragma :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON"}) {
+       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
+        "PRAGMA temp_store=MEMORY"}) {
     if (absl::Status status = connection->Exec(pragma); !status.ok()) {
       return status;
     }
@@ -208,6 +211,62 @@ absl::Status SqliteDatabase::RunIn(SqliteConnection& connection, const char* beg
     connection.Exec("ROLLBACK").IgnoreError();
   }
   return status;
+}
+
+std::vector<absl::Status> SqliteDatabase::CommitBatch(const std::vector<const Body*>& bodies) {
+  absl::MutexLock lock(&writer_mu_);
+  SqliteConnection& connection = *writer_;
+  if (bodies.size() == 1) {
+    return {RunIn(connection, "BEGIN IMMEDIATE", *bodies.front())};
+  }
+  std::vector<absl::Status> statuses(bodies.size());
+  size_t next = 0;
+  while (next < bodies.size()) {
+    const size_t first = next;  // The writes from here on share this transaction.
+    // The writes of this transaction that succeeded so far fail with it.
+    auto lose_transaction = [&](const absl::Status& why) {
+      for (size_t i = first; i < next; ++i) {
+        if (statuses[i].ok()) {
+          statuses[i] = why;
+        }
+      }
+    };
+    if (absl::Status begun = connection.Exec("BEGIN IMMEDIATE"); !begun.ok()) {
+      for (; next < bodies.size(); ++next) {
+        statuses[next] = begun;
+      }
+      return statuses;
+    }
+    bool lost = false;
+    while (next < bodies.size() && !lost) {
+      absl::Status status = connection.Exec("SAVEPOINT batched_write");
+      if (status.ok()) {
+        status = (*bodies[next])(connection);
+        status = status.ok() ? connection.Exec("RELEASE batched_write") : status;
+      }
+      if (!status.ok() && connection.InTransaction()) {
+        // Undoes this write only; the others of the transaction stay.
+        if (absl::Status undone = connection.Exec("ROLLBACK TO batched_write"); undone.ok()) {
+          connection.Exec("RELEASE batched_write").IgnoreError();
+        } else {
+          connection.Exec("ROLLBACK").IgnoreError();  // What this write did cannot be told apart.
+        }
+      }
+      lost = !connection.InTransaction();
+      statuses[next++] = std::move(status);
+      if (lost) {
+        lose_transaction(absl::UnavailableError(
+            absl::StrCat("the transaction was rolled back: ", statuses[next - 1].message())));
+      }
+    }
+    if (!lost) {
+      if (absl::Status committed = connection.Exec("COMMIT"); !committed.ok()) {
+        connection.Exec("ROLLBACK").IgnoreError();
+        lose_transaction(committed);
+      }
+    }
+  }
+  return statuses;
 }
 
 absl::StatusOr<std::unique_ptr<Store>> OpenSqliteStore(const std::string& path) {

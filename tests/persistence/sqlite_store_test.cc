@@ -2,9 +2,13 @@
 
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
+#include "absl/synchronization/notification.h"
+#include "absl/time/clock.h"
 #include "gtest/gtest.h"
+#include "persistence/stores/sqlite_database.h"
 #include "tests/persistence/test_stores.h"
 
 namespace parley::persistence {
@@ -115,6 +119,93 @@ TEST_F(SqliteStoreTest, LargeBatchesAndRepeatedMessagesCommitInOrder) {
   }
   ASSERT_TRUE(results[70].ok());
   EXPECT_EQ(*results[70], 3);
+}
+
+// Writes that queue while another commits share the next commit; each keeps its own outcome.
+TEST(SqliteDatabaseTest, WritesQueuedDuringACommitShareTheNextAndAFailedOneIsUndoneAlone) {
+  const std::string dir = MakeTempDir();
+  absl::StatusOr<std::unique_ptr<SqliteDatabase>> opened = SqliteDatabase::Open(dir + "/g.db");
+  ASSERT_TRUE(opened.ok()) << opened.status();
+  SqliteDatabase& database = **opened;
+  auto insert = [](SqlTransaction& tx, const std::string& key) {
+    return tx.Query("INSERT INTO t (k) VALUES ($1)", {key}).status();
+  };
+  ASSERT_TRUE(database
+                  .Transact(true,
+                            [](SqlTransaction& tx) {
+                              return tx.Query("CREATE TABLE t (k TEXT PRIMARY KEY)").status();
+                            })
+                  .ok());
+
+  absl::Notification entered;
+  absl::Notification release;
+  std::thread first([&] {
+    EXPECT_TRUE(database
+                    .Transact(true,
+                              [&](SqlTransaction& tx) {
+                                absl::Status status = insert(tx, "first");
+                                entered.Notify();
+                                release.WaitForNotification();
+                                return status;
+                              })
+                    .ok());
+  });
+  entered.WaitForNotification();
+  const uint64_t commits_before = database.write_commits();
+
+  // w0 and w3 store; w1 stores a row and then fails, w2 repeats a key, w4 fails at once.
+  constexpr int kQueued = 5;
+  std::vector<absl::Status> statuses(kQueued);
+  std::vector<std::thread> writers;
+  for (int i = 0; i < kQueued; ++i) {
+    writers.emplace_back([&, i] {
+      statuses[i] = database.Transact(true, [&, i](SqlTransaction& tx) -> absl::Status {
+        const std::string key = "w" + std::to_string(i);
+        switch (i) {
+          case 1:
+            if (absl::Status status = insert(tx, key); !status.ok()) {
+              return status;
+            }
+            return absl::FailedPreconditionError("changed its mind");
+          case 2:
+            return insert(tx, "first");
+          case 4:
+            return absl::InvalidArgumentError("refused");
+          default:
+            return insert(tx, key);
+        }
+      });
+    });
+  }
+  while (database.queued_writes() < static_cast<size_t>(kQueued)) {
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  release.Notify();
+  first.join();
+  for (std::thread& writer : writers) {
+    writer.join();
+  }
+
+  EXPECT_EQ(database.write_commits(), commits_before + 2) << "one for the first, one for the rest";
+  EXPECT_TRUE(statuses[0].ok()) << statuses[0];
+  EXPECT_EQ(statuses[1].code(), absl::StatusCode::kFailedPrecondition) << statuses[1];
+  EXPECT_EQ(statuses[2].code(), absl::StatusCode::kAlreadyExists) << statuses[2];
+  EXPECT_TRUE(statuses[3].ok()) << statuses[3];
+  EXPECT_EQ(statuses[4].code(), absl::StatusCode::kInvalidArgument) << statuses[4];
+  std::vector<std::string> stored;
+  ASSERT_TRUE(database
+                  .Transact(false,
+                            [&](SqlTransaction& tx) {
+                              absl::StatusOr<SqlRows> rows = tx.Query("SELECT k FROM t ORDER BY k");
+                              for (int r = 0; rows.ok() && r < rows->size(); ++r) {
+                                stored.push_back(rows->Text(r, 0));
+                              }
+                              return rows.status();
+                            })
+                  .ok());
+  EXPECT_EQ(stored, (std::vector<std::string>{"first", "w0", "w3"}));
+  opened->reset();
+  RemoveDir(dir);
 }
 
 }  // namespace
