@@ -188,9 +188,8 @@ absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteDatabase::Connect(const 
   // Another process (a restarting replica) may hold the write lock briefly.
   sqlite3_busy_timeout(db, 5000);
   // FULL syncs the WAL on every commit: acknowledged means on disk.
-  for (const char* pragma :
-       {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL", "PRAGMA foreign_keys=ON",
-        "PRAGMA temp_store=MEMORY"}) {
+  for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
+                             "PRAGMA foreign_keys=ON", "PRAGMA temp_store=MEMORY"}) {
     if (absl::Status status = connection->Exec(pragma); !status.ok()) {
       return status;
     }
