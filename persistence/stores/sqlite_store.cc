@@ -187,7 +187,8 @@ absl::StatusOr<std::unique_ptr<SqliteConnection>> SqliteDatabase::Connect(const 
   auto connection = std::make_unique<SqliteConnection>(db);
   // Another process (a restarting replica) may hold the write lock briefly.
   sqlite3_busy_timeout(db, 5000);
-  // FULL syncs the WAL on every commit: acknowledged means on disk.
+  // FULL syncs the WAL on every commit: acknowledged means on disk. The savepoints of a group
+  // commit keep their undo pages in memory, not in a temporary file.
   for (const char* pragma : {"PRAGMA journal_mode=WAL", "PRAGMA synchronous=FULL",
                              "PRAGMA foreign_keys=ON", "PRAGMA temp_store=MEMORY"}) {
     if (absl::Status status = connection->Exec(pragma); !status.ok()) {
