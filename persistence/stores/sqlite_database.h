@@ -45,9 +45,8 @@ class SqliteDatabase final : public SqlDatabase {
 
   // Write transactions waiting for the commit in progress.
   size_t queued_writes() const { return writes_.queued(); }
-  // Commits of write transactions so far, and the transactions they carried.
+  // Commits of write transactions so far.
   uint64_t write_commits() const { return writes_.commits(); }
-  uint64_t writes() const { return writes_.writes(); }
 
  private:
   SqliteDatabase() = default;
