@@ -819,6 +819,9 @@ ConversationService::ConversationService(Store& store,
     }
     hub_.Publish(event);
   });
+  store_.SetCommitListener([this](size_t transactions) {
+    metrics_.transactions_per_commit().Observe(static_cast<double>(transactions));
+  });
   store_.SetChangeListener([this](const std::string& message_id) {
     hub_.Notify(message_id);
     if (message_id.empty()) {
@@ -828,6 +831,7 @@ ConversationService::ConversationService(Store& store,
 }
 
 ConversationService::~ConversationService() {
+  store_.SetCommitListener(nullptr);
   store_.SetChangeListener(nullptr);
   store_.SetEventListener(nullptr);
 }

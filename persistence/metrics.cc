@@ -31,6 +31,14 @@ PersistenceMetrics::PersistenceMetrics(prometheus::Registry& registry, absl::str
                             .Register(registry)
                             .Add({}, BatchSizeBuckets()),
                         BatchSizeBuckets()),
+      transactions_per_commit_(
+          registry,
+          prometheus::BuildHistogram()
+              .Name("parley_persistence_transactions_per_commit")
+              .Help("Write transactions committed together (SQLite's group commit).")
+              .Register(registry)
+              .Add({}, BatchSizeBuckets()),
+          BatchSizeBuckets()),
       durable_lag_(registry,
                    prometheus::BuildHistogram()
                        .Name("parley_persistence_durable_lag_seconds")

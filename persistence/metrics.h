@@ -25,6 +25,8 @@ class PersistenceMetrics {
   void Overloaded(absl::string_view operation);
 
   common::Histogram& write_batch_size() { return write_batch_size_; }
+  // Write transactions committed together (SQLite's group commit).
+  common::Histogram& transactions_per_commit() { return transactions_per_commit_; }
   common::Histogram& durable_lag() { return durable_lag_; }
   prometheus::Gauge& watchers() { return watchers_; }
   prometheus::Counter& deltas() { return deltas_; }
@@ -39,6 +41,7 @@ class PersistenceMetrics {
   prometheus::Family<prometheus::Histogram>& operation_duration_;
   common::HistogramsByKey operation_durations_;
   common::Histogram write_batch_size_;
+  common::Histogram transactions_per_commit_;
   common::Histogram durable_lag_;
   prometheus::Family<prometheus::Counter>& overloaded_;
   common::MetricCache<prometheus::Counter> overloaded_by_operation_;

@@ -164,7 +164,12 @@ class Store {
   // interrupted ("lease_expired") with the text it holds; returns how many.
   virtual absl::StatusOr<int> ExpireLeases(absl::Time now) = 0;
 
+  // Told how many write transactions each commit carried, where the store commits them in
+  // groups (SQLite); never called otherwise. Runs on the committing thread; must not block.
+  using CommitListener = std::function<void(size_t transactions)>;
+
   // Set once, before serving.
+  virtual void SetCommitListener(CommitListener /*listener*/) {}
   virtual void SetChangeListener(ChangeListener listener) = 0;
   virtual void SetEventListener(EventListener listener) = 0;
 };

@@ -44,6 +44,12 @@ class GroupCommit {
     return waiter.status;
   }
 
+  // Told the number of writes of each batch once it is committed, with the queue's lock held.
+  void SetObserver(std::function<void(size_t writes)> observer) {
+    absl::MutexLock lock(&mu_);
+    observer_ = std::move(observer);
+  }
+
   // Writes waiting for the commit in progress to end.
   size_t queued() const {
     absl::MutexLock lock(&mu_);
@@ -94,6 +100,9 @@ class GroupCommit {
     ++commits_;
     writes_ += batch.size();
     committing_ = false;
+    if (observer_) {
+      observer_(batch.size());
+    }
   }
 
   const size_t max_batch_;
@@ -101,6 +110,7 @@ class GroupCommit {
   mutable absl::Mutex mu_;
   std::vector<Waiter*> queue_ ABSL_GUARDED_BY(mu_);
   bool committing_ ABSL_GUARDED_BY(mu_) = false;
+  std::function<void(size_t)> observer_ ABSL_GUARDED_BY(mu_);
   uint64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
   uint64_t writes_ ABSL_GUARDED_BY(mu_) = 0;
 };

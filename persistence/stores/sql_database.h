@@ -69,6 +69,8 @@ class SqlDatabase {
   // Sends an encoded conversation event to every process on the database
   // (this one included); delivered after commit. A no-op for an embedded database.
   virtual absl::Status PublishEvent(SqlTransaction& transaction, const std::string& payload) = 0;
+  // See Store::SetCommitListener; a database that commits each transaction alone never calls it.
+  virtual void SetCommitListener(std::function<void(size_t transactions)> /*listener*/) {}
   // Receives other processes' NotifyChanged ids and everyone's PublishEvent
   // payloads (never called for SQLite).
   virtual void SetRemoteListeners(std::function<void(const std::string&)> change_listener,

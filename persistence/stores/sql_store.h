@@ -67,6 +67,9 @@ class SqlStore : public Store {
   absl::Status RenewLeases(const std::vector<std::string>& message_ids,
                            absl::Time expire_time) override;
   absl::StatusOr<int> ExpireLeases(absl::Time now) override;
+  void SetCommitListener(CommitListener listener) override {
+    database_->SetCommitListener(std::move(listener));
+  }
   void SetChangeListener(ChangeListener listener) override;
   void SetEventListener(EventListener listener) override;
 

@@ -40,6 +40,9 @@ class SqliteDatabase final : public SqlDatabase {
   absl::Status PublishEvent(SqlTransaction&, const std::string&) override {
     return absl::OkStatus();
   }
+  void SetCommitListener(std::function<void(size_t transactions)> listener) override {
+    writes_.SetObserver(std::move(listener));
+  }
   void SetRemoteListeners(std::function<void(const std::string&)>,
                           std::function<void(const std::string&)>) override {}
 

@@ -199,8 +199,9 @@ TEST_P(ProcessTest, ServesMetricsAndStopsCleanlyOnSigterm) {
   const std::string metrics = FetchMetrics(server.process->WaitForListening("metrics_listen"));
   for (const char* name :
        {"parley_persistence_operation_duration_seconds", "parley_persistence_write_batch_size",
-        "parley_persistence_durable_lag_seconds", "parley_persistence_watchers",
-        "parley_persistence_deltas_total", "parley_persistence_streams_active"}) {
+        "parley_persistence_transactions_per_commit", "parley_persistence_durable_lag_seconds",
+        "parley_persistence_watchers", "parley_persistence_deltas_total",
+        "parley_persistence_streams_active"}) {
     EXPECT_NE(metrics.find(name), std::string::npos) << name;
   }
   EXPECT_NE(metrics.find("operation=\"append_message\""), std::string::npos);

@@ -137,6 +137,8 @@ TEST(SqliteDatabaseTest, WritesQueuedDuringACommitShareTheNextAndAFailedOneIsUnd
                             })
                   .ok());
 
+  std::vector<size_t> committed;  // Transactions per commit, as the metric sees them.
+  database.SetCommitListener([&](size_t transactions) { committed.push_back(transactions); });
   absl::Notification entered;
   absl::Notification release;
   std::thread first([&] {
@@ -187,6 +189,7 @@ TEST(SqliteDatabaseTest, WritesQueuedDuringACommitShareTheNextAndAFailedOneIsUnd
   }
 
   EXPECT_EQ(database.write_commits(), commits_before + 2) << "one for the first, one for the rest";
+  EXPECT_EQ(committed, (std::vector<size_t>{1, kQueued}));
   EXPECT_TRUE(statuses[0].ok()) << statuses[0];
   EXPECT_EQ(statuses[1].code(), absl::StatusCode::kFailedPrecondition) << statuses[1];
   EXPECT_EQ(statuses[2].code(), absl::StatusCode::kAlreadyExists) << statuses[2];
