@@ -2,7 +2,6 @@
 
 #include <algorithm>
 #include <cstddef>
-#include <cstdint>
 #include <functional>
 #include <utility>
 #include <vector>
@@ -56,16 +55,6 @@ class GroupCommit {
     return queue_.size();
   }
 
-  // Batches committed so far, and the writes in them.
-  uint64_t commits() const {
-    absl::MutexLock lock(&mu_);
-    return commits_;
-  }
-  uint64_t writes() const {
-    absl::MutexLock lock(&mu_);
-    return writes_;
-  }
-
  private:
   struct Waiter {
     const Write* write;
@@ -97,8 +86,6 @@ class GroupCommit {
                                              : absl::InternalError("write left out of its batch");
       batch[i]->done = true;
     }
-    ++commits_;
-    writes_ += batch.size();
     committing_ = false;
     if (observer_) {
       observer_(batch.size());
@@ -111,8 +98,6 @@ class GroupCommit {
   std::vector<Waiter*> queue_ ABSL_GUARDED_BY(mu_);
   bool committing_ ABSL_GUARDED_BY(mu_) = false;
   std::function<void(size_t)> observer_ ABSL_GUARDED_BY(mu_);
-  uint64_t commits_ ABSL_GUARDED_BY(mu_) = 0;
-  uint64_t writes_ ABSL_GUARDED_BY(mu_) = 0;
 };
 
 }  // namespace parley::persistence

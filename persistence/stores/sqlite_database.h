@@ -1,7 +1,6 @@
 #pragma once
 
 #include <cstddef>
-#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -48,8 +47,6 @@ class SqliteDatabase final : public SqlDatabase {
 
   // Write transactions waiting for the commit in progress.
   size_t queued_writes() const { return writes_.queued(); }
-  // Commits of write transactions so far.
-  uint64_t write_commits() const { return writes_.commits(); }
 
  private:
   SqliteDatabase() = default;
