@@ -15,8 +15,12 @@ WatchHub::~WatchHub() {
   conversation_watchers_.clear();
 }
 
+size_t WatchHub::ShardIndexOf(const std::string& message_id) {
+  return std::hash<std::string>{}(message_id) % kMessageShards;
+}
+
 WatchHub::MessageShard& WatchHub::ShardOf(const std::string& message_id) {
-  return message_shards_[std::hash<std::string>{}(message_id) % kMessageShards];
+  return message_shards_[ShardIndexOf(message_id)];
 }
 
 void WatchHub::Subscribe(const std::string& message_id, MessageWatcher* watcher) {

@@ -63,6 +63,10 @@ class WatchHub {
   // Tells every conversation watcher that events may have been lost.
   void PublishGap();
 
+  // Which of the message shards holds `message_id`'s watchers: two ids in different shards never
+  // wait for each other.
+  static size_t ShardIndexOf(const std::string& message_id);
+
  private:
   struct MessageShard {
     absl::Mutex mu;
