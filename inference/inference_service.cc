@@ -1,8 +1,6 @@
 #include "inference/inference_service.h"
 
-#include <algorithm>
 #include <chrono>
-#include <deque>
 #include <optional>
 #include <string>
 
@@ -11,6 +9,7 @@
 #include "absl/time/clock.h"
 #include "absl/time/time.h"
 #include "common/log.h"
+#include "inference/pending_chunks.h"
 
 namespace parley::inference {
 namespace {
@@ -48,45 +47,9 @@ class RefusedReactor final : public grpc::ServerWriteReactor<v1::GenerateRespons
   void OnDone() override { delete this; }
 };
 
-// Chunks waiting behind a write in flight are merged up to this many bytes of text; past it
-// the engine is not asked for more until the write completes, so a slow reader still slows the
-// engine down.
-constexpr size_t kMaxMergedBytes = 64 << 10;
-// No merged chunk grows past this, so one never exceeds what a consumer stores as one delta.
-constexpr size_t kMaxMergedChunkBytes = 16 << 10;
-
-// Appends `chunk` to the chunks waiting to be written, merging consecutive deltas of one kind
-// into one chunk (the engine's token count travels in its usage chunk, never in the number of
-// chunks, so merging changes no count).
-void Merge(std::deque<v1::GenerateResponse>& waiting, v1::GenerateResponse chunk) {
-  if (!waiting.empty()) {
-    v1::GenerateResponse& last = waiting.back();
-    if (last.has_text_delta() && chunk.has_text_delta() &&
-        last.text_delta().text().size() + chunk.text_delta().text().size() <=
-            kMaxMergedChunkBytes) {
-      last.mutable_text_delta()->mutable_text()->append(chunk.text_delta().text());
-      return;
-    }
-    if (last.has_reasoning_delta() && chunk.has_reasoning_delta() &&
-        last.reasoning_delta().text().size() + chunk.reasoning_delta().text().size() <=
-            kMaxMergedChunkBytes) {
-      last.mutable_reasoning_delta()->mutable_text()->append(chunk.reasoning_delta().text());
-      return;
-    }
-  }
-  waiting.push_back(std::move(chunk));
-}
-
-size_t TextBytes(const v1::GenerateResponse& chunk) {
-  if (chunk.has_text_delta()) {
-    return chunk.text_delta().text().size();
-  }
-  return chunk.has_reasoning_delta() ? chunk.reasoning_delta().text().size() : 0;
-}
-
 // One Generate call. A chunk is written as soon as it arrives when no write is in flight; the
 // chunks that arrive during a write go out merged in the next one. The engine keeps being asked
-// for chunks during a write until kMaxMergedBytes wait, so a fast engine costs fewer messages and
+// for chunks during a write while PendingChunks has room, so a fast engine costs fewer messages and
 // a slow reader still holds the engine back. The call finishes only once neither an engine
 // Next() nor a write is outstanding, so the reactor is never deleted while the engine still
 // holds its callback. The mutex is this call's own: no two calls share it.
@@ -111,8 +74,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       writing_ = false;
       if (!ok) {
         // The call is gone (cancelled or the transport broke): stop the engine.
-        waiting_.clear();
-        waiting_bytes_ = 0;
+        waiting_.Clear();
         if (!end_.has_value()) {
           end_ = absl::CancelledError("stream closed by the client");
           actions.cancel = true;
@@ -171,8 +133,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
                 absl::ToDoubleSeconds(absl::Now() - started_));
           }
         }
-        waiting_bytes_ += TextBytes(*step.chunk);
-        Merge(waiting_, std::move(*step.chunk));
+        waiting_.Push(std::move(*step.chunk));
       }
       actions = Decide(actions);
     }
@@ -185,13 +146,10 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       return actions;
     }
     if (!writing_ && !waiting_.empty()) {
-      response_ = std::move(waiting_.front());
-      waiting_.pop_front();
-      waiting_bytes_ -= std::min(waiting_bytes_, TextBytes(response_));
+      response_ = waiting_.Pop();
       writing_ = actions.write = true;
     }
-    if (!end_.has_value() && !requesting_ && waiting_bytes_ < kMaxMergedBytes &&
-        waiting_.size() < 4) {
+    if (!end_.has_value() && !requesting_ && waiting_.HasRoom()) {
       requesting_ = actions.next = true;
     }
     if (end_.has_value() && !requesting_ && !writing_ && waiting_.empty()) {
@@ -233,8 +191,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
   absl::Mutex mutex_;
   // Owned by the write in flight.
   v1::GenerateResponse response_;
-  std::deque<v1::GenerateResponse> waiting_ ABSL_GUARDED_BY(mutex_);
-  size_t waiting_bytes_ ABSL_GUARDED_BY(mutex_) = 0;
+  PendingChunks waiting_ ABSL_GUARDED_BY(mutex_);
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
   bool requesting_ ABSL_GUARDED_BY(mutex_) = false;
   bool finishing_ ABSL_GUARDED_BY(mutex_) = false;

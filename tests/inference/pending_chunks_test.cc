@@ -1,0 +1,95 @@
+#include "inference/pending_chunks.h"
+
+#include <string>
+
+#include "gtest/gtest.h"
+
+namespace parley::inference {
+namespace {
+
+v1::GenerateResponse Text(const std::string& text) {
+  v1::GenerateResponse chunk;
+  chunk.mutable_text_delta()->set_text(text);
+  return chunk;
+}
+
+v1::GenerateResponse Reasoning(const std::string& text) {
+  v1::GenerateResponse chunk;
+  chunk.mutable_reasoning_delta()->set_text(text);
+  return chunk;
+}
+
+v1::GenerateResponse Usage(int completion_tokens) {
+  v1::GenerateResponse chunk;
+  chunk.mutable_usage()->set_completion_tokens(completion_tokens);
+  return chunk;
+}
+
+TEST(PendingChunksTest, DeltasOfOneKindArrivingTogetherGoOutAsOneChunkInOrder) {
+  PendingChunks pending;
+  pending.Push(Text("Hel"));
+  pending.Push(Text("lo, "));
+  pending.Push(Text("world"));
+  ASSERT_EQ(pending.size(), 1u);
+  EXPECT_EQ(pending.Pop().text_delta().text(), "Hello, world");
+  EXPECT_TRUE(pending.empty());
+}
+
+TEST(PendingChunksTest, AChangeOfKindOrAChunkThatIsNoDeltaStartsANewChunk) {
+  PendingChunks pending;
+  pending.Push(Reasoning("think "));
+  pending.Push(Reasoning("hard"));
+  pending.Push(Text("A"));
+  pending.Push(Text("B"));
+  pending.Push(Usage(7));
+  pending.Push(Text("late"));
+  ASSERT_EQ(pending.size(), 4u);
+  EXPECT_EQ(pending.Pop().reasoning_delta().text(), "think hard");
+  EXPECT_EQ(pending.Pop().text_delta().text(), "AB");
+  EXPECT_EQ(pending.Pop().usage().completion_tokens(), 7);
+  EXPECT_EQ(pending.Pop().text_delta().text(), "late");
+}
+
+TEST(PendingChunksTest, NoMergedChunkGrowsPastTheLimitAndNoTextIsLost) {
+  PendingChunks pending;
+  const std::string piece(1000, 'x');
+  const int pieces = 40;  // 40,000 bytes: more than two merged chunks' worth.
+  for (int i = 0; i < pieces; ++i) {
+    pending.Push(Text(piece));
+  }
+  size_t total = 0;
+  int chunks = 0;
+  while (!pending.empty()) {
+    const std::string text = pending.Pop().text_delta().text();
+    EXPECT_LE(text.size(), PendingChunks::kMaxMergedChunkBytes);
+    total += text.size();
+    ++chunks;
+  }
+  EXPECT_EQ(total, piece.size() * pieces);
+  EXPECT_EQ(chunks, 3);
+}
+
+TEST(PendingChunksTest, TheEngineIsHeldBackOnceEnoughTextOrEnoughChunksWait) {
+  // One long chunk (an engine may send text in any size) fills the byte budget alone.
+  PendingChunks by_bytes;
+  by_bytes.Push(Text(std::string(PendingChunks::kMaxBytes - 1, 'x')));
+  EXPECT_TRUE(by_bytes.HasRoom());
+  by_bytes.Push(Reasoning("y"));
+  EXPECT_FALSE(by_bytes.HasRoom());
+  // A write completing makes room again.
+  by_bytes.Pop();
+  EXPECT_TRUE(by_bytes.HasRoom());
+  by_bytes.Clear();
+  EXPECT_TRUE(by_bytes.empty());
+  EXPECT_TRUE(by_bytes.HasRoom());
+
+  PendingChunks by_count;
+  for (size_t i = 0; i < PendingChunks::kMaxChunks; ++i) {
+    EXPECT_TRUE(by_count.HasRoom());
+    by_count.Push(i % 2 == 0 ? Text("t") : Reasoning("r"));
+  }
+  EXPECT_FALSE(by_count.HasRoom());
+}
+
+}  // namespace
+}  // namespace parley::inference
