@@ -36,7 +36,7 @@ absl::Status CheckClientConversationId(absl::string_view name, absl::string_view
 class ConversationService final : public v1::ConversationService::CallbackService {
  public:
   struct Options {
-    int store_threads = 8;
+    int store_threads = 64;
     // New calls that may wait for a store thread; the next one is answered RESOURCE_EXHAUSTED.
     // 0: no bound.
     size_t store_queue_limit = 1024;

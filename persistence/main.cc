@@ -28,7 +28,9 @@ ABSL_FLAG(std::string, store, "sqlite:data/parley.db",
           "sqlite:PATH or postgresql://USER@HOST:PORT/DB");
 ABSL_FLAG(std::string, store_password_file, "",
           "File holding the PostgreSQL password (else PARLEY_STORE_PASSWORD)");
-ABSL_FLAG(int, store_threads, 8, "Threads running blocking store calls");
+// Most of these threads wait, not work: a store call blocks for its commit, and SQLite's group
+// commit can only join the writes whose threads are waiting, so the count bounds the batch.
+ABSL_FLAG(int, store_threads, 64, "Threads running blocking store calls");
 ABSL_FLAG(int, store_queue_limit, 1024,
           "Calls that may wait for a store thread; one more is answered RESOURCE_EXHAUSTED "
           "(the edge tells its client storage_unavailable); 0: no bound");
