@@ -22,8 +22,8 @@ class SqliteConnection;
 // connections beside it (WAL).
 class SqliteDatabase final : public SqlDatabase {
  public:
-  // Most write transactions committed together: more than the store threads and the delta
-  // committer can queue at once.
+  // Most write transactions committed together, about as many as the store threads (64 by
+  // default) can queue at once; a larger burst takes one more commit.
   static constexpr size_t kMaxWritesPerCommit = 64;
 
   static absl::StatusOr<std::unique_ptr<SqliteDatabase>> Open(const std::string& path);
