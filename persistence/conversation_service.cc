@@ -122,6 +122,79 @@ std::optional<char32_t> NextCodePoint(absl::string_view text, size_t* i) {
   return code_point;
 }
 
+// Checks an AppendMessage request (or a write stream's `start`) and fills in its defaults.
+absl::Status CheckAppend(v1::AppendMessageRequest& append) {
+  for (const absl::Status& status :
+       {CheckId(append.user_id(), "user_id"),
+        CheckOptionalId(append.conversation_id(), "conversation_id"),
+        CheckOptionalId(append.parent_id(), "parent_id"),
+        CheckOptionalId(append.client_message_id(), "client_message_id"),
+        CheckOptionalId(append.model(), "model"), CheckOptionalId(append.origin(), "origin"),
+        CheckText(append.content(), kMaxContentBytes, "content"),
+        CheckText(append.conversation_title(), kMaxTitleBytes, "conversation_title")}) {
+    if (!status.ok()) {
+      return status;
+    }
+  }
+  if (!append.client_conversation_id().empty()) {
+    if (!append.conversation_id().empty()) {
+      return absl::InvalidArgumentError("set conversation_id or client_conversation_id, not both");
+    }
+    if (absl::Status status =
+            CheckClientConversationId(append.client_conversation_id(), "client_conversation_id");
+        !status.ok()) {
+      return status;
+    }
+  }
+  if (append.role() == v1::ROLE_UNSPECIFIED || !v1::Role_IsValid(append.role())) {
+    return absl::InvalidArgumentError("role is required");
+  }
+  if (append.status() == v1::MESSAGE_STATUS_UNSPECIFIED) {
+    append.set_status(v1::MESSAGE_STATUS_COMPLETE);
+  }
+  if (!v1::MessageStatus_IsValid(append.status())) {
+    return absl::InvalidArgumentError("unknown status");
+  }
+  if (append.status() == v1::MESSAGE_STATUS_STREAMING && append.role() != v1::ROLE_ASSISTANT) {
+    return absl::InvalidArgumentError("only assistant messages can stream");
+  }
+  if (!append.has_turn()) {
+    return absl::OkStatus();
+  }
+  if (append.role() != v1::ROLE_USER || append.status() != v1::MESSAGE_STATUS_COMPLETE) {
+    return absl::InvalidArgumentError("turn needs a complete message of role user");
+  }
+  v1::TurnStart& turn = *append.mutable_turn();
+  // The reply's client message id is the prefix and a message id of 32 hex digits.
+  constexpr size_t kIdDigits = 32;
+  for (const absl::Status& status :
+       {CheckOptionalId(turn.reply_model(), "turn.reply_model"),
+        CheckText(turn.reply_client_message_id_prefix(), kMaxIdBytes - kIdDigits,
+                  "turn.reply_client_message_id_prefix")}) {
+    if (!status.ok()) {
+      return status;
+    }
+  }
+  absl::StatusOr<int> history_size = PageSize(turn.history_page_size(), 100, 1000);
+  if (!history_size.ok()) {
+    return absl::InvalidArgumentError(
+        absl::StrCat("turn.history_", history_size.status().message()));
+  }
+  turn.set_history_page_size(*history_size);
+  return absl::OkStatus();
+}
+
+void ToResponse(AppendResult result, v1::AppendMessageResponse& response) {
+  *response.mutable_message() = std::move(result.message);
+  response.set_created(result.created);
+  for (v1::Message& message : result.history) {
+    *response.add_history() = std::move(message);
+  }
+  if (result.reply.has_value()) {
+    *response.mutable_reply() = *std::move(result.reply);
+  }
+}
+
 bool IsTerminal(v1::MessageStatus status) {
   return status == v1::MESSAGE_STATUS_COMPLETE || status == v1::MESSAGE_STATUS_CANCELLED ||
          status == v1::MESSAGE_STATUS_INTERRUPTED || status == v1::MESSAGE_STATUS_ERROR;
@@ -141,7 +214,9 @@ bool IsStale(const v1::ConversationEvent& event, absl::Duration max_age) {
 
 // WriteMessageStream: `open`, then `delta`s handed to the group committer,
 // then `finish`. Acknowledgements carry the highest durable seq; the first one
-// (right after `open`) tells a resuming writer where the store stands.
+// (right after `open`) tells a resuming writer where the store stands. A turn's
+// `start` instead of `open` is an AppendMessage on the pool, answered by the
+// first acknowledgement (`started`), after which the stream is open on its reply.
 //
 // All state is under `mu_`; gRPC operations are started after releasing it
 // (Step()), and Finish() waits until no store work or commit is outstanding,
@@ -176,7 +251,7 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
       writing_ = false;
       if (!ok) {
         Fail(absl::CancelledError("client went away"));
-      } else if (finished_sent_) {
+      } else if (last_sent_) {
         Fail(absl::OkStatus());
       }
     }
@@ -242,8 +317,23 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
 
   void HandleFrame() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
     if (phase_ == Phase::kWaitOpen) {
+      if (request_.has_start()) {
+        start_ = std::move(*request_.mutable_start());
+        if (absl::Status status = CheckAppend(start_); !status.ok()) {
+          Fail(status);
+          return;
+        }
+        if (!start_.has_turn()) {
+          Fail(absl::InvalidArgumentError("start needs turn: the stream streams its reply"));
+          return;
+        }
+        user_id_ = start_.user_id();
+        phase_ = Phase::kOpening;
+        start_requested_ = true;
+        return;
+      }
       if (!request_.has_open()) {
-        Fail(absl::InvalidArgumentError("the first frame must be open"));
+        Fail(absl::InvalidArgumentError("the first frame must be open or start"));
         return;
       }
       user_id_ = request_.open().user_id();
@@ -288,8 +378,9 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
       finish_ = request_.finish();
       return;
     }
-    Fail(absl::InvalidArgumentError(request_.has_open() ? "the stream is already open"
-                                                        : "empty frame"));
+    Fail(absl::InvalidArgumentError(request_.has_open() || request_.has_start()
+                                        ? "the stream is already open"
+                                        : "empty frame"));
   }
 
   // Hands the deltas after `accepted_seq_` to the committer, in one submission; a seq already
@@ -354,11 +445,36 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
     Step();
   }
 
+  // The turn's start: stores the user message and opens the reply, as AppendMessage does.
+  void StartTurn() {
+    const absl::Time began = absl::Now();
+    absl::StatusOr<AppendResult> result = deps_.store.AppendMessage(start_);
+    deps_.metrics.ObserveOperation("append_message", absl::Now() - began);
+    {
+      absl::MutexLock lock(&mu_);
+      --in_flight_;
+      if (!result.ok()) {
+        Fail(result.status());
+      } else {
+        if (result->reply.has_value()) {
+          message_id_ = result->reply->id();
+          phase_ = Phase::kStreaming;
+          deps_.leases.Hold(message_id_);
+          holds_lease_ = true;
+        }
+        ToResponse(*std::move(result), started_);
+        answer_start_ = true;
+      }
+    }
+    Step();
+  }
+
   // Decides under the lock what to start next, then starts it without the lock.
   void Step() {
     bool start_read = false;
     bool start_write = false;
     bool start_open = false;
+    bool start_turn = false;
     std::optional<grpc::Status> finish_call;
     {
       absl::MutexLock lock(&mu_);
@@ -368,6 +484,11 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
           ++in_flight_;
           start_open = true;
         }
+        if (start_requested_) {
+          start_requested_ = false;
+          ++in_flight_;
+          start_turn = true;
+        }
         if (finish_.has_value() && !finish_started_) {
           // Committed after every delta accepted so far, in the same transaction as the last of
           // them when they still wait for one; it fails if any of them did not make it.
@@ -376,14 +497,22 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
           deps_.committer.SubmitFinish(this, message_id_, accepted_seq_, *finish_);
         }
         if (!writing_) {
-          if (store_finished_ && !finished_sent_ && in_flight_ == 0) {
+          if (answer_start_) {
+            response_.Clear();
+            *response_.mutable_started() = std::move(started_);
+            answer_start_ = false;
+            // Without a reply there is nothing to stream: the answer is the last response.
+            last_sent_ = phase_ != Phase::kStreaming;
+            writing_ = start_write = true;
+          } else if (store_finished_ && !last_sent_ && in_flight_ == 0) {
+            response_.Clear();
             response_.set_durable_seq(durable_seq_);
             response_.set_finished(true);
             response_.set_sha256(sha256_);
-            finished_sent_ = writing_ = start_write = true;
+            last_sent_ = writing_ = start_write = true;
           } else if (!store_finished_ && (durable_seq_ > acked_seq_ || ack_open_)) {
+            response_.Clear();
             response_.set_durable_seq(durable_seq_);
-            response_.set_finished(false);
             acked_seq_ = durable_seq_;
             ack_open_ = false;
             writing_ = start_write = true;
@@ -409,6 +538,8 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
     if (start_open) {
       deps_.pool.Submit([this] { Open(); });
     }
+    // A start is new work, shed like an AppendMessage when too many store calls wait.
+    const bool start_refused = start_turn && !deps_.pool.TrySubmit([this] { StartTurn(); });
     if (start_write) {
       StartWrite(&response_);
     }
@@ -417,6 +548,16 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
     }
     if (finish_call.has_value()) {
       Finish(*finish_call);
+    }
+    if (start_refused) {
+      deps_.metrics.Overloaded("append_message");
+      {
+        absl::MutexLock lock(&mu_);
+        --in_flight_;
+        Fail(absl::ResourceExhaustedError(
+            "persistence is overloaded: too many store calls are waiting; retry later"));
+      }
+      Step();
     }
   }
 
@@ -427,6 +568,11 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
   Phase phase_ ABSL_GUARDED_BY(mu_) = Phase::kWaitOpen;
   std::string user_id_;
   std::string message_id_;
+  // The `start` frame: set before its store call is queued, read by it.
+  v1::AppendMessageRequest start_;
+  bool start_requested_ ABSL_GUARDED_BY(mu_) = false;
+  v1::AppendMessageResponse started_ ABSL_GUARDED_BY(mu_);  // its answer, until written
+  bool answer_start_ ABSL_GUARDED_BY(mu_) = false;
   bool open_requested_ ABSL_GUARDED_BY(mu_) = false;
   bool ack_open_ ABSL_GUARDED_BY(mu_) = false;
   int64_t accepted_seq_ ABSL_GUARDED_BY(mu_) = 0;  // last seq handed to the committer
@@ -437,8 +583,8 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
   std::optional<v1::StreamFinish> finish_ ABSL_GUARDED_BY(mu_);
   bool finish_started_ ABSL_GUARDED_BY(mu_) = false;
   bool store_finished_ ABSL_GUARDED_BY(mu_) = false;
-  bool finished_sent_ ABSL_GUARDED_BY(mu_) = false;
-  std::string sha256_ ABSL_GUARDED_BY(mu_);  // of the stored text, once finished
+  bool last_sent_ ABSL_GUARDED_BY(mu_) = false;  // the response in flight ends the stream
+  std::string sha256_ ABSL_GUARDED_BY(mu_);      // of the stored text, once finished
   bool holds_lease_ ABSL_GUARDED_BY(mu_) = false;
   bool reading_ ABSL_GUARDED_BY(mu_) = false;
   bool read_closed_ ABSL_GUARDED_BY(mu_) = false;
@@ -1028,76 +1174,14 @@ grpc::ServerUnaryReactor* ConversationService::ForkConversation(
 grpc::ServerUnaryReactor* ConversationService::AppendMessage(
     grpc::CallbackServerContext* context, const v1::AppendMessageRequest* request,
     v1::AppendMessageResponse* response) {
-  for (const absl::Status& status :
-       {CheckId(request->user_id(), "user_id"),
-        CheckOptionalId(request->conversation_id(), "conversation_id"),
-        CheckOptionalId(request->parent_id(), "parent_id"),
-        CheckOptionalId(request->client_message_id(), "client_message_id"),
-        CheckOptionalId(request->model(), "model"), CheckOptionalId(request->origin(), "origin"),
-        CheckText(request->content(), kMaxContentBytes, "content"),
-        CheckText(request->conversation_title(), kMaxTitleBytes, "conversation_title")}) {
-    if (!status.ok()) {
-      return Refuse(context, status);
-    }
-  }
-  if (!request->client_conversation_id().empty()) {
-    if (!request->conversation_id().empty()) {
-      return Refuse(context, absl::InvalidArgumentError(
-                                 "set conversation_id or client_conversation_id, not both"));
-    }
-    if (absl::Status status =
-            CheckClientConversationId(request->client_conversation_id(), "client_conversation_id");
-        !status.ok()) {
-      return Refuse(context, status);
-    }
-  }
-  if (request->role() == v1::ROLE_UNSPECIFIED || !v1::Role_IsValid(request->role())) {
-    return Refuse(context, absl::InvalidArgumentError("role is required"));
-  }
   auto append = std::make_shared<v1::AppendMessageRequest>(*request);
-  if (append->status() == v1::MESSAGE_STATUS_UNSPECIFIED) {
-    append->set_status(v1::MESSAGE_STATUS_COMPLETE);
-  }
-  if (!v1::MessageStatus_IsValid(append->status())) {
-    return Refuse(context, absl::InvalidArgumentError("unknown status"));
-  }
-  if (append->status() == v1::MESSAGE_STATUS_STREAMING && append->role() != v1::ROLE_ASSISTANT) {
-    return Refuse(context, absl::InvalidArgumentError("only assistant messages can stream"));
-  }
-  if (append->has_turn()) {
-    if (append->role() != v1::ROLE_USER || append->status() != v1::MESSAGE_STATUS_COMPLETE) {
-      return Refuse(context,
-                    absl::InvalidArgumentError("turn needs a complete message of role user"));
-    }
-    v1::TurnStart& turn = *append->mutable_turn();
-    // The reply's client message id is the prefix and a message id of 32 hex digits.
-    constexpr size_t kIdDigits = 32;
-    for (const absl::Status& status :
-         {CheckOptionalId(turn.reply_model(), "turn.reply_model"),
-          CheckText(turn.reply_client_message_id_prefix(), kMaxIdBytes - kIdDigits,
-                    "turn.reply_client_message_id_prefix")}) {
-      if (!status.ok()) {
-        return Refuse(context, status);
-      }
-    }
-    absl::StatusOr<int> history_size = PageSize(turn.history_page_size(), 100, 1000);
-    if (!history_size.ok()) {
-      return Refuse(context, absl::InvalidArgumentError(
-                                 absl::StrCat("turn.history_", history_size.status().message())));
-    }
-    turn.set_history_page_size(*history_size);
+  if (absl::Status status = CheckAppend(*append); !status.ok()) {
+    return Refuse(context, status);
   }
   return RunOnPool(context, "append_message", [this, append, response] {
     absl::StatusOr<AppendResult> result = store_.AppendMessage(*append);
     if (result.ok()) {
-      *response->mutable_message() = std::move(result->message);
-      response->set_created(result->created);
-      for (v1::Message& message : result->history) {
-        *response->add_history() = std::move(message);
-      }
-      if (result->reply.has_value()) {
-        *response->mutable_reply() = *std::move(result->reply);
-      }
+      ToResponse(*std::move(result), *response);
     }
     return result.status();
   });

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <cstdlib>
 #include <filesystem>
+#include <functional>
 #include <latch>
 #include <map>
 #include <memory>
@@ -1947,6 +1948,138 @@ TEST_P(ConformanceTest, ATurnStartIsRefusedForAnythingButAUserMessageAndStoresNo
 
 // A client's name of a conversation not stored yet: its watch is ready at once and follows the
 // conversation from the message that creates it; another user's same name is not it.
+TEST_P(ConformanceTest, ATurnStartedOnAWriteStreamStreamsItsReplyInTheSameCall) {
+  const v1::Conversation conversation = Create(alice_);
+  const v1::Message one = Append(alice_, conversation.id(), "one");
+  auto start_frame = [&](const std::string& client_message_id) {
+    v1::WriteMessageStreamRequest frame;
+    v1::AppendMessageRequest& start = *frame.mutable_start();
+    start.set_user_id(alice_);
+    start.set_conversation_id(conversation.id());
+    start.set_role(v1::ROLE_USER);
+    start.set_content("two");
+    start.set_client_message_id(client_message_id);
+    start.mutable_turn()->set_history_page_size(10);
+    start.mutable_turn()->set_reply_model("sim-1");
+    start.mutable_turn()->set_reply_client_message_id_prefix("reply:");
+    return frame;
+  };
+
+  grpc::ClientContext context;
+  auto stream = stub_->WriteMessageStream(&context);
+  ASSERT_TRUE(stream->Write(start_frame("c-2")));
+  // The first acknowledgement is the AppendMessage's answer: the message, its branch, the reply.
+  v1::WriteMessageStreamResponse answer;
+  ASSERT_TRUE(stream->Read(&answer));
+  ASSERT_TRUE(answer.has_started()) << answer.DebugString();
+  EXPECT_EQ(answer.durable_seq(), 0);
+  const v1::AppendMessageResponse& started = answer.started();
+  ASSERT_TRUE(started.created());
+  EXPECT_EQ(started.message().content(), "two");
+  EXPECT_EQ(started.message().parent_id(), one.id());
+  ASSERT_EQ(started.history_size(), 2);
+  EXPECT_EQ(started.history(0).id(), one.id());
+  EXPECT_EQ(started.history(1).id(), started.message().id());
+  ASSERT_TRUE(started.has_reply());
+  const v1::Message reply = started.reply();
+  EXPECT_EQ(reply.parent_id(), started.message().id());
+  EXPECT_EQ(reply.status(), v1::MESSAGE_STATUS_STREAMING);
+  EXPECT_EQ(reply.client_message_id(), "reply:" + started.message().id());
+
+  // The same stream goes on as if opened on the reply.
+  v1::WriteMessageStreamRequest frame;
+  frame.mutable_delta()->set_seq(1);
+  frame.mutable_delta()->set_text("Two ");
+  ASSERT_TRUE(stream->Write(frame));
+  frame.mutable_delta()->set_seq(2);
+  frame.mutable_delta()->set_text("it is");
+  ASSERT_TRUE(stream->Write(frame));
+  frame.mutable_finish()->set_status(v1::MESSAGE_STATUS_COMPLETE);
+  frame.mutable_finish()->set_finish_reason("stop");
+  ASSERT_TRUE(stream->Write(frame));
+  StreamResult written = EndStream(*stream);
+  ASSERT_TRUE(written.status.ok()) << written.status.error_message();
+  EXPECT_TRUE(written.finished);
+  EXPECT_EQ(written.acks.back(), 2);
+  v1::Message stored;
+  ASSERT_TRUE(GetMessage(alice_, reply.id(), &stored).ok());
+  EXPECT_EQ(stored.content(), "Two it is");
+  EXPECT_EQ(stored.status(), v1::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(stored.sha256(), written.sha256);
+  EXPECT_THAT(ContentsOf(alice_, conversation.id()), ElementsAre("one", "two", "Two it is"));
+
+  // The start again (a retry): the stored message alone, no reply, and the stream ends.
+  grpc::ClientContext again_context;
+  auto again = stub_->WriteMessageStream(&again_context);
+  ASSERT_TRUE(again->Write(start_frame("c-2")));
+  ASSERT_TRUE(again->Read(&answer));
+  ASSERT_TRUE(answer.has_started());
+  EXPECT_FALSE(answer.started().created());
+  EXPECT_EQ(answer.started().message().id(), started.message().id());
+  EXPECT_FALSE(answer.started().has_reply());
+  EXPECT_FALSE(again->Read(&answer));
+  EXPECT_TRUE(again->Finish().ok());
+  EXPECT_THAT(ContentsOf(alice_, conversation.id()), ElementsAre("one", "two", "Two it is"));
+}
+
+TEST_P(ConformanceTest, AReplyStartedOnAWriteStreamThatBrokeOffIsReopenedByItsId) {
+  const v1::Conversation conversation = Create(alice_);
+  grpc::ClientContext context;
+  auto stream = stub_->WriteMessageStream(&context);
+  v1::WriteMessageStreamRequest frame;
+  v1::AppendMessageRequest& start = *frame.mutable_start();
+  start.set_user_id(alice_);
+  start.set_conversation_id(conversation.id());
+  start.set_role(v1::ROLE_USER);
+  start.set_content("hello");
+  start.mutable_turn()->set_reply_model("sim-1");
+  ASSERT_TRUE(stream->Write(frame));
+  v1::WriteMessageStreamResponse answer;
+  ASSERT_TRUE(stream->Read(&answer));
+  ASSERT_TRUE(answer.started().has_reply());
+  const std::string reply_id = answer.started().reply().id();
+  frame.mutable_delta()->set_seq(1);
+  frame.mutable_delta()->set_text("Hel");
+  ASSERT_TRUE(stream->Write(frame));
+  // Half-closed without `finish`: the reply stays streaming, its first delta durable.
+  StreamResult broken = EndStream(*stream);
+  ASSERT_TRUE(broken.status.ok()) << broken.status.error_message();
+  EXPECT_EQ(broken.acks.back(), 1);
+
+  StreamResult rest = WriteStream(alice_, reply_id, {{1, "Hel"}, {2, "lo"}}, true);
+  ASSERT_TRUE(rest.status.ok()) << rest.status.error_message();
+  EXPECT_EQ(rest.acks.front(), 1);  // where the store stood when it opened
+  EXPECT_TRUE(rest.finished);
+  EXPECT_THAT(ContentsOf(alice_, conversation.id()), ElementsAre("hello", "Hello"));
+}
+
+TEST_P(ConformanceTest, AWriteStreamStartIsRefusedWithoutATurnOrForAnythingButAUserMessage) {
+  const v1::Conversation conversation = Create(alice_);
+  auto refused = [&](const std::function<void(v1::AppendMessageRequest&)>& change) {
+    grpc::ClientContext context;
+    auto stream = stub_->WriteMessageStream(&context);
+    v1::WriteMessageStreamRequest frame;
+    v1::AppendMessageRequest& start = *frame.mutable_start();
+    start.set_user_id(alice_);
+    start.set_conversation_id(conversation.id());
+    start.set_role(v1::ROLE_USER);
+    start.set_content("x");
+    start.mutable_turn()->set_reply_model("sim-1");
+    change(start);
+    stream->Write(frame);
+    return EndStream(*stream).status.error_code();
+  };
+  EXPECT_EQ(refused([](v1::AppendMessageRequest& start) { start.clear_turn(); }),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(refused([](v1::AppendMessageRequest& start) { start.set_role(v1::ROLE_ASSISTANT); }),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(refused([](v1::AppendMessageRequest& start) { start.clear_user_id(); }),
+            grpc::StatusCode::INVALID_ARGUMENT);
+  EXPECT_EQ(refused([&](v1::AppendMessageRequest& start) { start.set_user_id(bob_); }),
+            grpc::StatusCode::NOT_FOUND);
+  EXPECT_TRUE(ContentsOf(alice_, conversation.id()).empty());
+}
+
 TEST_P(ConformanceTest, AWatchOfANameNotStoredYetFollowsItFromItsFirstMessage) {
   ConversationWatch watch(stub_, alice_, "conv-watched", /*by_name=*/true);
   v1::WatchConversationResponse ready = watch.Next();
