@@ -72,17 +72,23 @@ class MessageWriter::Attempt final
                                      persistence_pb::WriteMessageStreamResponse>,
       public std::enable_shared_from_this<MessageWriter::Attempt> {
  public:
-  // `frames` start with `open`; Send() may add more before Start().
+  // `frames` start with `open` (or `start`); Send() may add more before Start().
   Attempt(std::shared_ptr<MessageWriter> writer,
           std::deque<persistence_pb::WriteMessageStreamRequest> frames)
       : writer_(std::move(writer)), queue_(std::move(frames)) {
     finish_queued_ = !queue_.empty() && queue_.back().has_finish();
+    starts_turn_ = !queue_.empty() && queue_.front().has_start();
   }
 
   void Start(persistence_pb::ConversationService::Stub* stub, absl::Time deadline,
              const common::TraceContext& trace) {
     self_ = shared_from_this();
     context_.set_deadline(absl::ToChronoTime(deadline));
+    if (starts_turn_) {
+      // A start is not resent if the stream breaks: like a unary call, it waits out a
+      // reconnect instead.
+      context_.set_wait_for_ready(true);
+    }
     common::AttachTraceContext(context_, trace);
     stub->async()->WriteMessageStream(&context_, this);
     AddHold();
@@ -222,6 +228,7 @@ class MessageWriter::Attempt final
   }
 
   std::shared_ptr<MessageWriter> writer_;
+  bool starts_turn_ = false;
   grpc::ClientContext context_;
   persistence_pb::WriteMessageStreamResponse response_;
 
@@ -243,6 +250,19 @@ MessageWriter::MessageWriter(persistence_pb::ConversationService::Stub* stub,
                              BackendReadiness* readiness, Window window, DoneCallback done)
     : stub_(stub), readiness_(readiness), window_(window), done_(std::move(done)) {}
 
+void MessageWriter::StartTurn(persistence_pb::AppendMessageRequest start, StartedCallback started,
+                              absl::Duration deadline, const common::TraceContext& trace) {
+  persistence_pb::StreamOpen open;
+  open.set_user_id(start.user_id());  // The reply's id comes with the answer.
+  {
+    absl::MutexLock lock(&mutex_);
+    start_ = std::move(start);
+    started_ = std::move(started);
+    starting_ = true;
+  }
+  Start(std::move(open), deadline, trace);
+}
+
 void MessageWriter::Start(persistence_pb::StreamOpen open, absl::Duration deadline,
                           const common::TraceContext& trace) {
   trace_ = trace;
@@ -262,7 +282,7 @@ absl::Duration MessageWriter::StallTimeout() const {
 }
 
 bool MessageWriter::WaitingLocked() const {
-  return !unacked_.empty() || (finish_.has_value() && !finished_);
+  return starting_ || !unacked_.empty() || (finish_.has_value() && !finished_);
 }
 
 void MessageWriter::ArmStallCheck(absl::Time at) {
@@ -315,7 +335,12 @@ void MessageWriter::OnReady(absl::Status ready) {
     if (!cancelled_) {
       // Everything not yet durable goes again; persistence skips what it had already stored.
       std::deque<persistence_pb::WriteMessageStreamRequest> frames;
-      *frames.emplace_back().mutable_open() = open_;
+      if (start_.has_value()) {
+        *frames.emplace_back().mutable_start() = *std::move(start_);
+        start_.reset();
+      } else {
+        *frames.emplace_back().mutable_open() = open_;
+      }
       for (const persistence_pb::StreamDelta& delta : unacked_) {
         *frames.emplace_back().mutable_delta() = delta;
       }
@@ -423,12 +448,25 @@ bool MessageWriter::WhenRoom(std::function<void()> resume) {
 }
 
 void MessageWriter::OnAck(const Attempt* attempt,
-                          const persistence_pb::WriteMessageStreamResponse& response) {
+                          persistence_pb::WriteMessageStreamResponse& response) {
   std::function<void()> resume;
+  StartedCallback started;
+  persistence_pb::AppendMessageResponse answer;
   {
     absl::MutexLock lock(&mutex_);
     if (attempt != attempt_.get()) {
       return;
+    }
+    if (response.has_started() && starting_) {
+      starting_ = false;
+      started = std::move(started_);
+      started_ = nullptr;
+      answer = std::move(*response.mutable_started());
+      if (answer.has_reply()) {
+        open_.set_message_id(answer.reply().id());
+      } else {
+        done_ = nullptr;  // Nothing to stream: the stream ends, and the writer with it, quietly.
+      }
     }
     // The stream works: a later break gets the whole readiness timeout again.
     give_up_at_.reset();
@@ -446,6 +484,9 @@ void MessageWriter::OnAck(const Attempt* attempt,
       resume = std::move(resume_);
       resume_ = nullptr;
     }
+  }
+  if (started) {
+    started(std::move(answer));
   }
   if (resume) {
     resume();
@@ -475,7 +516,8 @@ void MessageWriter::OnAttemptDone(const Attempt* attempt, absl::Status status) {
     // is opened again; a refusal, a finished stream or a cancel is the end.
     const bool broken = status.code() == absl::StatusCode::kUnavailable ||
                         (status.code() == absl::StatusCode::kCancelled && !cancelled_);
-    if (broken && !finished_ && !cancelled_) {
+    // Until the start is answered, the turn decides what a broken stream means.
+    if (broken && !finished_ && !cancelled_ && !starting_) {
       const absl::Time now = absl::Now();
       if (!give_up_at_.has_value()) {
         give_up_at_ = now + readiness_->timeout();
@@ -529,10 +571,18 @@ void MessageWriter::CheckFinished(absl::Status refusal) {
 void MessageWriter::Done(absl::Status status) {
   Result result;
   DoneCallback done;
+  StartedCallback started;
   std::function<void()> resume;
   std::shared_ptr<MessageWriter> self;
   {
     absl::MutexLock lock(&mutex_);
+    // A start never answered is reported to whoever waits for the answer, and only to them.
+    started = std::move(started_);
+    started_ = nullptr;
+    starting_ = false;
+    if (started) {
+      done_ = nullptr;
+    }
     resume = std::move(resume_);
     resume_ = nullptr;
     result.status = std::move(status);
@@ -546,6 +596,11 @@ void MessageWriter::Done(absl::Status status) {
     done_ = nullptr;
     done_reported_ = true;
     self = std::move(self_);
+  }
+  if (started) {
+    started(result.status.ok() ? absl::InternalError("persistence ended the turn's stream without "
+                                                     "answering its start")
+                               : std::move(result.status));
   }
   if (done) {
     done(std::move(result));
@@ -717,6 +772,21 @@ std::shared_ptr<MessageWriter> PersistenceClient::OpenWriter(const std::string& 
   // A reply streams for as long as the model talks; the deadline only bounds a stuck stream.
   writer->Start(std::move(open), absl::Hours(1), trace);
   return writer;
+}
+
+std::shared_ptr<MessageWriter> PersistenceClient::StartTurn(
+    persistence_pb::AppendMessageRequest request, const common::TraceContext& trace,
+    MessageWriter::StartedCallback started, MessageWriter::DoneCallback done) {
+  auto writer =
+      std::make_shared<MessageWriter>(stub_.get(), readiness_.get(), window_, std::move(done));
+  writer->StartTurn(std::move(request), std::move(started), absl::Hours(1), trace);
+  return writer;
+}
+
+bool PersistenceClient::IsStartRefused(const absl::Status& status) {
+  // What a persistence that predates `start` answers it with.
+  return status.code() == absl::StatusCode::kInvalidArgument &&
+         status.message() == "the first frame must be open";
 }
 
 }  // namespace parley::edge

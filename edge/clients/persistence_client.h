@@ -55,6 +55,9 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
     std::string sha256;       // With `finished`: the stored text's checksum.
   };
   using DoneCallback = std::function<void(Result)>;
+  // Persistence's answer to a turn's start (see PersistenceClient::StartTurn), or why none came.
+  using StartedCallback =
+      std::function<void(absl::StatusOr<persistence_pb::AppendMessageResponse>)>;
 
   // How much of a reply may wait for persistence's durable acknowledgement before the writer is
   // full (HasRoom() false): a bound on what the edge holds of a reply while persistence is slow.
@@ -87,6 +90,9 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
 
   void Start(persistence_pb::StreamOpen open, absl::Duration deadline,
              const common::TraceContext& trace);
+  // Opens the stream with the turn's start instead (`start`, an AppendMessage with `turn`).
+  void StartTurn(persistence_pb::AppendMessageRequest start, StartedCallback started,
+                 absl::Duration deadline, const common::TraceContext& trace);
 
  private:
   class Attempt;  // One WriteMessageStream call.
@@ -94,7 +100,7 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
   // Opens a stream once the channel is connected.
   void Connect();
   void OnReady(absl::Status ready);
-  void OnAck(const Attempt* attempt, const persistence_pb::WriteMessageStreamResponse& response);
+  void OnAck(const Attempt* attempt, persistence_pb::WriteMessageStreamResponse& response);
   void OnAttemptDone(const Attempt* attempt, absl::Status status);
   // After `refusal` of a stream opened again: ends as finished if persistence holds the message
   // ended as this writer's `finish` asked, with every delta, and with `refusal` otherwise.
@@ -118,6 +124,12 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
   mutable absl::Mutex mutex_;
   DoneCallback done_ ABSL_GUARDED_BY(mutex_);
   persistence_pb::StreamOpen open_ ABSL_GUARDED_BY(mutex_);
+  // With StartTurn: the start, sent by the first stream instead of `open_`, and who hears its
+  // answer. Until the answer, a broken stream is the end (the turn decides what next), and once
+  // the answer brings no reply the writer ends without reporting to `done_`.
+  std::optional<persistence_pb::AppendMessageRequest> start_ ABSL_GUARDED_BY(mutex_);
+  StartedCallback started_ ABSL_GUARDED_BY(mutex_);
+  bool starting_ ABSL_GUARDED_BY(mutex_) = false;
   // Every delta after `durable_seq_`, in order: what a new stream resends.
   std::deque<persistence_pb::StreamDelta> unacked_ ABSL_GUARDED_BY(mutex_);
   size_t unacked_bytes_ ABSL_GUARDED_BY(mutex_) = 0;      // of their text
@@ -216,6 +228,19 @@ class PersistenceClient {
                                             const std::string& message_id,
                                             const common::TraceContext& trace,
                                             MessageWriter::DoneCallback done);
+
+  // A chat turn's start and its reply's stream in one WriteMessageStream call: `request` is the
+  // AppendMessage (with `turn`) that stores the user message and opens the reply. `started`
+  // runs once, on a gRPC thread, with persistence's answer. When the answer has a `reply`, the
+  // writer streams it from there on (Append, Finish) and `done` reports its end; otherwise, or
+  // when `started` gets an error instead, the writer has ended and `done` never runs. A
+  // persistence that predates the start refuses it: IsStartRefused(status) says so, and the
+  // caller uses AppendMessage and OpenWriter instead.
+  std::shared_ptr<MessageWriter> StartTurn(persistence_pb::AppendMessageRequest request,
+                                           const common::TraceContext& trace,
+                                           MessageWriter::StartedCallback started,
+                                           MessageWriter::DoneCallback done);
+  static bool IsStartRefused(const absl::Status& status);
 
   const std::shared_ptr<grpc::Channel>& channel() const { return channel_; }
   // How long a call waits for persistence to be connected.

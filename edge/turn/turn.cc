@@ -263,37 +263,61 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
     turn.set_reply_model(model_);
     turn.set_reply_client_message_id_prefix(std::string(kReplyKeyPrefix));
   }
+  if (!request.has_turn()) {
+    return AppendUserMessage(std::move(request));
+  }
+  // The turn's start and its reply's stream take one call; a persistence that predates that is
+  // asked the older way.
+  persistence_pb::AppendMessageRequest unstarted = request;
+  writer_ = deps_.persistence->StartTurn(
+      std::move(request), trace_,
+      OnExecutor(
+          [unstarted = std::move(unstarted)](
+              Turn* self, absl::StatusOr<persistence_pb::AppendMessageResponse> response) mutable {
+            if (!response.ok() || !response->has_reply()) {
+              self->writer_.reset();  // It has ended.
+            }
+            if (!response.ok() && PersistenceClient::IsStartRefused(response.status())) {
+              return self->AppendUserMessage(std::move(unstarted));
+            }
+            self->OnUserMessageAnswer(std::move(response));
+          }),
+      OnExecutor([](Turn* self, MessageWriter::Result result) { self->OnWriterDone(result); }));
+}
+
+void Turn::AppendUserMessage(persistence_pb::AppendMessageRequest request) {
   deps_.persistence->AppendMessage(
       std::move(request), trace_,
       OnExecutor([](Turn* self, absl::StatusOr<persistence_pb::AppendMessageResponse> response) {
-        if (!response.ok()) {
-          self->Fail(StorageErrorCode(response.status()),
-                     absl::StrCat("cannot store the message: ", response.status().message()));
-          return;
-        }
-        self->conversation_id_ = response->message().conversation_id();
-        self->user_message_id_ = response->message().id();
-        if (IsClientConversationName(self->message_.conversation_id) &&
-            self->deps_.rooms != nullptr) {
-          // Connections that joined the name before the conversation existed see this turn.
-          self->deps_.rooms->Named(self->user_id_, self->message_.conversation_id,
-                                   self->conversation_id_);
-        }
-        if (!response->created()) {
-          self->Emit(Ack{self->message_.id, self->conversation_id_, self->user_message_id_});
-          // The client sent this message before (a retry after a reconnect): answer with the
-          // reply it already has instead of generating another.
-          return self->FindExistingReply();
-        }
-        const bool new_conversation = self->message_.conversation_id.empty();
-        if (new_conversation && !self->message_.conversation_metadata.empty()) {
-          return self->StoreConversationMetadata(response->message());
-        }
-        if (response->has_reply()) {
-          return self->OnTurnStarted(*std::move(response));
-        }
-        self->OnUserMessageStored(response->message());
+        self->OnUserMessageAnswer(std::move(response));
       }));
+}
+
+void Turn::OnUserMessageAnswer(absl::StatusOr<persistence_pb::AppendMessageResponse> response) {
+  if (!response.ok()) {
+    return Fail(StorageErrorCode(response.status()),
+                absl::StrCat("cannot store the message: ", response.status().message()));
+  }
+  conversation_id_ = response->message().conversation_id();
+  user_message_id_ = response->message().id();
+  if (IsClientConversationName(message_.conversation_id) && deps_.rooms != nullptr) {
+    // Connections that joined the name before the conversation existed see this turn.
+    deps_.rooms->Named(user_id_, message_.conversation_id, conversation_id_);
+  }
+  if (!response->created()) {
+    Emit(Ack{message_.id, conversation_id_, user_message_id_});
+    // The client sent this message before (a retry after a reconnect): answer with the reply it
+    // already has instead of generating another.
+    return FindExistingReply();
+  }
+  const bool new_conversation = message_.conversation_id.empty();
+  if (new_conversation && !message_.conversation_metadata.empty()) {
+    return StoreConversationMetadata(response->message());
+  }
+  if (response->has_reply()) {
+    return OnTurnStarted(*std::move(response));
+  }
+  OnUserMessageStored(response->message());
 }
 
 void Turn::OnTurnStarted(persistence_pb::AppendMessageResponse stored) {
@@ -505,9 +529,11 @@ void Turn::StartStreams() {
   }
   history_.clear();
 
-  writer_ = deps_.persistence->OpenWriter(
-      user_id_, assistant_message_id_, trace_,
-      OnExecutor([](Turn* self, MessageWriter::Result result) { self->OnWriterDone(result); }));
+  if (writer_ == nullptr) {  // Else the turn's start opened it.
+    writer_ = deps_.persistence->OpenWriter(
+        user_id_, assistant_message_id_, trace_,
+        OnExecutor([](Turn* self, MessageWriter::Result result) { self->OnWriterDone(result); }));
+  }
   // A client's deadline counts from its message's arrival; inference gets what is left of it as
   // the call's deadline and cuts the engine's upstream request when it passes.
   absl::Duration deadline = deps_.generate_deadline;

@@ -88,6 +88,9 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void StoreUserMessage(const std::string& conversation_id, const std::string& parent_id,
                         bool no_parent);
   // A new conversation's metadata (SendMessage::conversation_metadata), before the ack.
+  // Stores the user message with AppendMessage (the start of a turn persistence cannot start).
+  void AppendUserMessage(persistence_pb::AppendMessageRequest request);
+  void OnUserMessageAnswer(absl::StatusOr<persistence_pb::AppendMessageResponse> response);
   void StoreConversationMetadata(const persistence_pb::Message& stored);
   void OnUserMessageStored(const persistence_pb::Message& stored);
   // Acks the stored user message and shows it to the conversation's other viewers.

@@ -84,48 +84,62 @@ grpc::ServerUnaryReactor* FakePersistence::AppendMessage(
     persistence_pb::AppendMessageResponse* response) {
   grpc::ServerUnaryReactor* reactor = context->DefaultReactor();
   absl::MutexLock lock(&mutex_);
+  reactor->Finish(Append(*request, response));
+  return reactor;
+}
+
+grpc::Status FakePersistence::Start(const persistence_pb::AppendMessageRequest& request,
+                                    persistence_pb::AppendMessageResponse* response) {
+  absl::MutexLock lock(&mutex_);
+  if (!start_turns_) {
+    return grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "the first frame must be open");
+  }
+  ++calls_.write_starts;
+  return Append(request, response);
+}
+
+grpc::Status FakePersistence::Append(const persistence_pb::AppendMessageRequest& request,
+                                     persistence_pb::AppendMessageResponse* response) {
   ++calls_.append_message;
   if (!append_status_.ok()) {
-    reactor->Finish(ToGrpc(append_status_));
-    return reactor;
+    return ToGrpc(append_status_);
   }
-  std::string conversation_id = request->conversation_id();
+  std::string conversation_id = request.conversation_id();
   if (conversation_id.empty()) {
     // Parley's form of id: 32 lowercase hex digits.
     conversation_id = absl::StrFormat("%032x", next_id_++);
   } else {
     const bool owned = std::any_of(messages_.begin(), messages_.end(), [&](const Stored& s) {
-      return s.message.conversation_id() == conversation_id && s.user_id == request->user_id();
+      return s.message.conversation_id() == conversation_id && s.user_id == request.user_id();
     });
     if (!owned) {
-      reactor->Finish(grpc::Status(grpc::StatusCode::NOT_FOUND, "no such conversation"));
-      return reactor;
+      return grpc::Status(grpc::StatusCode::NOT_FOUND, "no such conversation");
     }
   }
-  Stored stored{request->user_id(), {}};
+  Stored stored{request.user_id(), {}};
   persistence_pb::Message& message = stored.message;
   message.set_id(absl::StrCat("m", next_id_++));
   message.set_conversation_id(conversation_id);
-  message.set_parent_id(request->parent_id());
-  message.set_role(request->role());
-  message.set_content(request->content());
-  message.set_model(request->model());
-  message.set_client_message_id(request->client_message_id());
-  message.set_status(request->status() == persistence_pb::MESSAGE_STATUS_UNSPECIFIED
+  message.set_parent_id(request.parent_id());
+  message.set_role(request.role());
+  message.set_content(request.content());
+  message.set_model(request.model());
+  message.set_client_message_id(request.client_message_id());
+  message.set_status(request.status() == persistence_pb::MESSAGE_STATUS_UNSPECIFIED
                          ? persistence_pb::MESSAGE_STATUS_COMPLETE
-                         : request->status());
+                         : request.status());
   messages_.push_back(stored);
   *response->mutable_message() = message;
   response->set_created(true);
-  if (start_turns_ && request->has_turn()) {
-    Stored reply{request->user_id(), {}};
+  if (start_turns_ && request.has_turn()) {
+    Stored reply{request.user_id(), {}};
     reply.message.set_id(absl::StrCat("m", next_id_++));
     reply.message.set_conversation_id(conversation_id);
     reply.message.set_parent_id(message.id());
     reply.message.set_role(persistence_pb::ROLE_ASSISTANT);
-    reply.message.set_model(request->turn().reply_model());
+    reply.message.set_model(request.turn().reply_model());
     reply.message.set_client_message_id(
-        absl::StrCat(request->turn().reply_client_message_id_prefix(), message.id()));
+        absl::StrCat(request.turn().reply_client_message_id_prefix(), message.id()));
     reply.message.set_status(persistence_pb::MESSAGE_STATUS_STREAMING);
     // The conversation's newest messages, this one last (the fake keeps no branches).
     std::vector<const persistence_pb::Message*> history;
@@ -135,15 +149,14 @@ grpc::ServerUnaryReactor* FakePersistence::AppendMessage(
       }
     }
     const size_t page =
-        request->turn().history_page_size() > 0 ? request->turn().history_page_size() : 100;
+        request.turn().history_page_size() > 0 ? request.turn().history_page_size() : 100;
     for (size_t i = history.size() > page ? history.size() - page : 0; i < history.size(); ++i) {
       *response->add_history() = *history[i];
     }
     messages_.push_back(reply);
     *response->mutable_reply() = reply.message;
   }
-  reactor->Finish(grpc::Status::OK);
-  return reactor;
+  return grpc::Status::OK;
 }
 
 grpc::ServerUnaryReactor* FakePersistence::ListMessages(
@@ -223,7 +236,25 @@ class WriteReactor final
       MaybeFinishLocked();
       return;
     }
-    if (request_.has_open()) {
+    if (request_.has_start()) {
+      persistence_pb::WriteMessageStreamResponse answer;
+      const grpc::Status status = owner_->Start(request_.start(), answer.mutable_started());
+      absl::MutexLock lock(&mutex_);
+      if (!status.ok() || !answer.started().has_reply()) {
+        // Refused, or nothing to stream: the stream ends (after the answer, if any).
+        ending_ = status;
+        reads_done_ = true;
+        if (status.ok()) {
+          acks_.push_back(std::move(answer));
+        }
+        WriteNextLocked();
+        return;
+      }
+      user_id_ = request_.start().user_id();
+      message_id_ = answer.started().reply().id();
+      acks_.push_back(std::move(answer));
+      WriteNextLocked();
+    } else if (request_.has_open()) {
       user_id_ = request_.open().user_id();
       message_id_ = request_.open().message_id();
     } else {
@@ -261,7 +292,7 @@ class WriteReactor final
   void MaybeFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (reads_done_ && !writing_ && acks_.empty() && !finished_) {
       finished_ = true;
-      Finish(grpc::Status::OK);
+      Finish(ending_);
     }
   }
 
@@ -274,6 +305,7 @@ class WriteReactor final
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
   bool reads_done_ ABSL_GUARDED_BY(mutex_) = false;
   bool finished_ ABSL_GUARDED_BY(mutex_) = false;
+  grpc::Status ending_ ABSL_GUARDED_BY(mutex_);  // how the stream ends
 };
 
 grpc::ServerBidiReactor<persistence_pb::WriteMessageStreamRequest,

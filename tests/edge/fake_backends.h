@@ -25,13 +25,16 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
   void Reset();
   // Every AppendMessage fails with this status while it is not OK.
   void FailAppends(absl::Status status);
-  // Whether AppendMessage honours `turn` (opens the reply, returns the history) as a current
-  // persistence does; off (after Reset too), it ignores it, as one that predates it.
+  // Whether AppendMessage honours `turn` (opens the reply, returns the history) and a write
+  // stream its `start`, as a current persistence does; off (after Reset too), AppendMessage
+  // ignores `turn` and a stream refuses `start`, as a persistence that predates them.
   void StartTurns(bool start);
-  // How many AppendMessage and ListMessages calls arrived since Reset.
+  // How many AppendMessage and ListMessages calls arrived since Reset; a write stream's `start`
+  // counts as an AppendMessage (and in `write_starts`).
   struct Calls {
     int append_message = 0;
     int list_messages = 0;
+    int write_starts = 0;
   };
   Calls CallsSeen();
   // Stores a message as if a previous turn had.
@@ -56,6 +59,13 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
 
  private:
   friend class WriteReactor;
+  // AppendMessage's work, for the call and for a stream's `start`.
+  grpc::Status Append(const persistence_pb::AppendMessageRequest& request,
+                      persistence_pb::AppendMessageResponse* response)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  // A write stream's `start`: refused unless StartTurns.
+  grpc::Status Start(const persistence_pb::AppendMessageRequest& request,
+                     persistence_pb::AppendMessageResponse* response);
   struct Stored {
     std::string user_id;
     persistence_pb::Message message;

@@ -367,6 +367,9 @@ TEST_P(TurnTest, ATurnTakesOnePersistenceCallBeforeTheModelWhenPersistenceCanSta
   const testing::FakePersistence::Calls calls = backends_->persistence.CallsSeen();
   EXPECT_EQ(calls.append_message, GetParam() ? 1 : 2);
   EXPECT_EQ(calls.list_messages, GetParam() ? 0 : 1);
+  // That call is the reply's write stream, opened by the turn's start; one that predates it
+  // refuses the start, and the turn goes on the older way.
+  EXPECT_EQ(calls.write_starts, GetParam() ? 1 : 0);
   // Either way the reply is keyed by the message it answers, and answers it once.
   const std::vector<persistence_pb::Message> stored =
       backends_->persistence.Messages(sink->All<Ack>().at(0).conversation_id);
