@@ -170,7 +170,8 @@ absl::Status CheckAppend(v1::AppendMessageRequest& append) {
   for (const absl::Status& status :
        {CheckOptionalId(turn.reply_model(), "turn.reply_model"),
         CheckText(turn.reply_client_message_id_prefix(), kMaxIdBytes - kIdDigits,
-                  "turn.reply_client_message_id_prefix")}) {
+                  "turn.reply_client_message_id_prefix"),
+        CheckOptionalId(turn.known_branch_leaf_id(), "turn.known_branch_leaf_id")}) {
     if (!status.ok()) {
       return status;
     }
@@ -193,6 +194,7 @@ void ToResponse(AppendResult result, v1::AppendMessageResponse& response) {
   if (result.reply.has_value()) {
     *response.mutable_reply() = *std::move(result.reply);
   }
+  response.set_history_continues(result.history_continues);
 }
 
 bool IsTerminal(v1::MessageStatus status) {

@@ -35,6 +35,9 @@ struct AppendResult {
   // With the request's `turn`, when `created`: the branch history ending with `message` and the
   // streaming reply opened to it (see v1::TurnStart).
   std::vector<v1::Message> history;
+  // `history` is the new message alone, to follow the branch the caller holds
+  // (v1::TurnStart::known_branch_leaf_id).
+  bool history_continues = false;
   std::optional<v1::Message> reply;
 };
 

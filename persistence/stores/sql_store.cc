@@ -1089,6 +1089,7 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
       const int64_t now = NowMicros();
       created_named = false;
       result.history.clear();
+      result.history_continues = false;
       result.reply.reset();
       std::string conversation_id = request.conversation_id();
       if (conversation_id.empty() && !client_name.empty()) {
@@ -1220,6 +1221,12 @@ absl::StatusOr<AppendResult> SqlStore::AppendMessage(const v1::AppendMessageRequ
       if (absl::Status published = database_->PublishEvent(tx, EncodeEvent(reply_event));
           !published.ok()) {
         return published;
+      }
+      if (!turn.known_branch_leaf_id().empty() && turn.known_branch_leaf_id() == parent_id) {
+        // The caller holds the branch up to the parent: the new message is all it lacks.
+        result.history.push_back(message);
+        result.history_continues = true;
+        return absl::OkStatus();
       }
       absl::StatusOr<std::vector<v1::Message>> path =
           LoadPath(tx, conversation_id, message.id(), turn.history_page_size());

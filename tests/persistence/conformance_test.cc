@@ -1973,7 +1973,7 @@ TEST_P(ConformanceTest, ATurnStartedOnAWriteStreamStreamsItsReplyInTheSameCall) 
   ASSERT_TRUE(stream->Read(&answer));
   ASSERT_TRUE(answer.has_started()) << answer.DebugString();
   EXPECT_EQ(answer.durable_seq(), 0);
-  const v1::AppendMessageResponse& started = answer.started();
+  const v1::AppendMessageResponse started = answer.started();
   ASSERT_TRUE(started.created());
   EXPECT_EQ(started.message().content(), "two");
   EXPECT_EQ(started.message().parent_id(), one.id());
@@ -2078,6 +2078,45 @@ TEST_P(ConformanceTest, AWriteStreamStartIsRefusedWithoutATurnOrForAnythingButAU
   EXPECT_EQ(refused([&](v1::AppendMessageRequest& start) { start.set_user_id(bob_); }),
             grpc::StatusCode::NOT_FOUND);
   EXPECT_TRUE(ContentsOf(alice_, conversation.id()).empty());
+}
+
+TEST_P(ConformanceTest, ATurnThatGoesOnWhereItsCallerLeftTheBranchGetsItsNewMessageAlone) {
+  const v1::Conversation conversation = Create(alice_);
+  const v1::Message one = Append(alice_, conversation.id(), "one");
+  const v1::Message two = Append(alice_, conversation.id(), "two", one.id());
+  auto start = [&](const std::string& content, const std::string& known_leaf) {
+    v1::AppendMessageRequest request;
+    request.set_user_id(alice_);
+    request.set_conversation_id(conversation.id());
+    request.set_role(v1::ROLE_USER);
+    request.set_content(content);
+    request.mutable_turn()->set_reply_model("sim-1");
+    request.mutable_turn()->set_known_branch_leaf_id(known_leaf);
+    v1::AppendMessageResponse response;
+    EXPECT_TRUE(Append(request, &response).ok());
+    return response;
+  };
+  // The caller holds the branch up to `two`, the parent of the new message.
+  const v1::AppendMessageResponse three = start("three", two.id());
+  ASSERT_TRUE(three.created());
+  EXPECT_TRUE(three.history_continues());
+  ASSERT_EQ(three.history_size(), 1);
+  EXPECT_EQ(three.history(0).id(), three.message().id());
+  EXPECT_EQ(three.history(0).content(), "three");
+  ASSERT_TRUE(three.has_reply());
+
+  // A branch that moved on since (the reply to three came after `two`) is sent whole.
+  const v1::AppendMessageResponse four = start("four", two.id());
+  EXPECT_FALSE(four.history_continues());
+  std::vector<std::string> history;
+  for (const v1::Message& message : four.history()) {
+    history.push_back(message.content());
+  }
+  EXPECT_THAT(history, ElementsAre("one", "two", "three", "", "four"));
+  EXPECT_EQ(four.history(3).id(), three.reply().id());
+
+  // A leaf that is no message of the conversation is only a branch that moved on.
+  EXPECT_FALSE(start("five", "0123456789abcdef0123456789abcdef").history_continues());
 }
 
 TEST_P(ConformanceTest, AWatchOfANameNotStoredYetFollowsItFromItsFirstMessage) {
