@@ -215,6 +215,10 @@ void ChatConnection::StartTurn(SendMessage message) {
   // The server's, with this dialect's metrics.
   TurnDeps deps = context_.turn_deps;
   deps.metrics = &metrics_;
+  if (held_branch_ == nullptr) {
+    held_branch_ = std::make_shared<HeldBranch>();  // Not before: an idle connection holds none.
+  }
+  deps.held_branch = held_branch_;
   turns_.push_back(Turn::Start(deps, executor_, weak_from_this(), user_.id, std::move(message),
                                Clock::now(), *std::move(slot), common::ChildOf(trace_), room_key_));
 }

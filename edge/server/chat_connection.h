@@ -100,6 +100,7 @@ class ChatConnection final : public Chat,
   std::map<std::string, std::string> joined_;
   // Turns this connection started that may still run, so `cancel` can find them.
   std::vector<std::weak_ptr<Turn>> turns_;
+  std::shared_ptr<HeldBranch> held_branch_;
   bool closed_ = false;
   absl::Time valid_until_;
   // Made for a token that expires (most connections' never does).

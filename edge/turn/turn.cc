@@ -262,6 +262,14 @@ void Turn::StoreUserMessage(const std::string& conversation_id, const std::strin
     turn.set_history_page_size(deps_.history_messages);
     turn.set_reply_model(model_);
     turn.set_reply_client_message_id_prefix(std::string(kReplyKeyPrefix));
+    HeldBranch* held = deps_.held_branch.get();
+    if (held != nullptr && !held->messages.empty() && held->conversation_id == conversation_id &&
+        parent_id.empty() && !no_parent) {
+      // Taken, so that a turn beside this one reads its branch from persistence.
+      branch_ = std::move(held->messages);
+      held->messages.clear();
+      turn.set_known_branch_leaf_id(branch_.back().id());
+    }
   }
   if (!request.has_turn()) {
     return AppendUserMessage(std::move(request));
@@ -323,8 +331,16 @@ void Turn::OnUserMessageAnswer(absl::StatusOr<persistence_pb::AppendMessageRespo
 void Turn::OnTurnStarted(persistence_pb::AppendMessageResponse stored) {
   // What OnUserMessageStored, LoadHistory and OpenAssistantMessage do, from one answer.
   Acknowledge(stored.message());
-  history_.assign(std::make_move_iterator(stored.mutable_history()->begin()),
+  if (stored.history_continues()) {
+    history_ = std::move(branch_);
+  }
+  history_.insert(history_.end(), std::make_move_iterator(stored.mutable_history()->begin()),
                   std::make_move_iterator(stored.mutable_history()->end()));
+  const size_t page = static_cast<size_t>(deps_.history_messages);
+  if (history_.size() > page) {
+    history_.erase(history_.begin(), history_.end() - static_cast<ptrdiff_t>(page));
+  }
+  branch_.clear();
   AnnounceReply(stored.reply());
   // A turn cancelled meanwhile still has a reply stored, opened: StartStreams stops the model at
   // once, and the reply ends cancelled, empty, as it does when cancelled before the first token.
@@ -522,6 +538,11 @@ void Turn::StartStreams() {
     out->set_content(stored.content());
     has_new_message = has_new_message || stored.id() == user_message_id_;
   }
+  // Kept only while it can become the connection's held branch: when it ends with this message.
+  if (deps_.held_branch != nullptr && !history_.empty() &&
+      history_.back().id() == user_message_id_) {
+    branch_ = std::move(history_);
+  }
   if (!has_new_message && !message_.content.empty()) {
     inference_pb::ChatMessage* out = request.add_messages();
     out->set_role(inference_pb::ROLE_USER);
@@ -717,9 +738,34 @@ void Turn::MaybeFinish() {
                        {{"message_id", assistant_message_id_}, {"trace_id", trace_.trace_id}});
     return End("interrupted");
   }
+  HoldBranch();
   Emit(StreamComplete{assistant_message_id_, seq_, finish_reason_.empty() ? "stop" : finish_reason_,
                       prompt_tokens_, completion_tokens_, model_, writer_result_.sha256});
   End("complete");
+}
+
+void Turn::HoldBranch() {
+  if (branch_.empty()) {
+    return;
+  }
+  // The reply as persistence now stores it: every delta, ended complete.
+  persistence_pb::Message& reply = branch_.emplace_back();
+  reply.set_id(assistant_message_id_);
+  reply.set_conversation_id(conversation_id_);
+  reply.set_parent_id(user_message_id_);
+  reply.set_role(persistence_pb::ROLE_ASSISTANT);
+  reply.set_status(persistence_pb::MESSAGE_STATUS_COMPLETE);
+  reply.set_content(text_);
+  reply.set_last_seq(seq_);
+  reply.set_model(model_);
+  const size_t page = static_cast<size_t>(deps_.history_messages);
+  if (branch_.size() > page) {
+    branch_.erase(branch_.begin(), branch_.end() - static_cast<ptrdiff_t>(page));
+  }
+  deps_.held_branch->conversation_id =
+      message_.conversation_id.empty() ? conversation_id_ : message_.conversation_id;
+  deps_.held_branch->messages = std::move(branch_);
+  branch_.clear();
 }
 
 bool Turn::PastClientDeadline() const {

@@ -30,6 +30,16 @@ std::string ConversationTitle(absl::string_view first_message);
 inline constexpr int kRepliesSearched = 200;
 
 // What every turn needs; owned by the server, outliving every turn.
+// The branch a connection's last turn left, as persistence stores it: the conversation, and the
+// newest messages (at most TurnDeps::history_messages) of the path from its root to that turn's
+// reply. The connection's next turn there asks persistence for its new message alone
+// (TurnStart.known_branch_leaf_id) instead of reading the branch again; persistence answers with
+// the whole page when the branch moved on meanwhile. Used on the connection's strand only.
+struct HeldBranch {
+  std::string conversation_id;  // As the client names it: a Parley id, or its own name.
+  std::vector<persistence_pb::Message> messages;  // Oldest first; empty: none held.
+};
+
 struct TurnDeps {
   PersistenceClient* persistence = nullptr;
   InferenceClient* inference = nullptr;
@@ -40,6 +50,8 @@ struct TurnDeps {
   ConversationRooms* rooms = nullptr;
   // Most recent stored messages sent to inference as context.
   int history_messages = 20;
+  // The connection's; may be null.
+  std::shared_ptr<HeldBranch> held_branch;
   absl::Duration generate_deadline = absl::Minutes(5);
   // Caps a client's deadline (SendMessage::deadline_ms).
   absl::Duration max_client_deadline = absl::Minutes(5);
@@ -113,6 +125,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void OnGenerateDone(absl::Status status);
   void OnWriterDone(MessageWriter::Result result);
   void MaybeFinish();
+  // Leaves the branch this turn completed to the connection's next turn.
+  void HoldBranch();
   // The reply ended because the client's deadline passed.
   bool PastClientDeadline() const;
   void Fail(ErrorCode code, absl::string_view message);
@@ -148,6 +162,9 @@ class Turn : public std::enable_shared_from_this<Turn> {
   std::string assistant_message_id_;
   std::string model_;
   std::vector<persistence_pb::Message> history_;
+  // The held branch this turn took (until persistence answers), then the history it sent to
+  // inference, which its reply, once complete, continues as the connection's held branch.
+  std::vector<persistence_pb::Message> branch_;
 
   std::unique_ptr<boost::asio::steady_timer> heartbeat_;
   std::shared_ptr<GenerateStream> generate_;

@@ -148,6 +148,14 @@ grpc::Status FakePersistence::Append(const persistence_pb::AppendMessageRequest&
         history.push_back(&earlier.message);
       }
     }
+    // A caller that holds the branch up to the message before this one gets this one alone.
+    const std::string& known_leaf = request.turn().known_branch_leaf_id();
+    if (!known_leaf.empty() && request.parent_id().empty() && history.size() >= 2 &&
+        history[history.size() - 2]->id() == known_leaf) {
+      ++calls_.history_continued;
+      response->set_history_continues(true);
+      history.erase(history.begin(), history.end() - 1);
+    }
     const size_t page =
         request.turn().history_page_size() > 0 ? request.turn().history_page_size() : 100;
     for (size_t i = history.size() > page ? history.size() - page : 0; i < history.size(); ++i) {

@@ -35,6 +35,7 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
     int append_message = 0;
     int list_messages = 0;
     int write_starts = 0;
+    int history_continued = 0;  // turns answered with their new message alone
   };
   Calls CallsSeen();
   // Stores a message as if a previous turn had.

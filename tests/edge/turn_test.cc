@@ -2,6 +2,7 @@
 
 #include <memory>
 #include <string>
+#include <utility>
 #include <variant>
 #include <vector>
 
@@ -9,6 +10,7 @@
 #include "absl/time/clock.h"
 #include "boost/asio/executor_work_guard.hpp"
 #include "boost/asio/io_context.hpp"
+#include "gmock/gmock.h"
 #include "grpcpp/create_channel.h"
 #include "grpcpp/security/credentials.h"
 #include "gtest/gtest.h"
@@ -380,6 +382,47 @@ TEST_P(TurnTest, ATurnTakesOnePersistenceCallBeforeTheModelWhenPersistenceCanSta
   ASSERT_EQ(requests.size(), 1u);
   ASSERT_EQ(requests[0].messages_size(), 1);
   EXPECT_EQ(requests[0].messages(0).content(), "Hi");
+}
+
+TEST_P(TurnTest, AConnectionsNextTurnContinuesTheBranchItHoldsAndHearsWhatOthersAdded) {
+  deps_.held_branch = std::make_shared<HeldBranch>();
+  deps_.history_messages = 4;
+  std::shared_ptr<RecordingSink> first = RunTurn(Message("c20", "one"));
+  ASSERT_EQ(first->All<StreamComplete>().size(), 1u);
+  const std::string conversation = first->All<Ack>().at(0).conversation_id;
+  std::shared_ptr<RecordingSink> second = RunTurn(Message("c21", "two", conversation));
+  ASSERT_EQ(second->All<StreamComplete>().size(), 1u);
+  // Another connection (no held branch) goes on in the conversation meanwhile.
+  std::shared_ptr<HeldBranch> held = std::exchange(deps_.held_branch, nullptr);
+  ASSERT_EQ(RunTurn(Message("c22", "three", conversation))->All<StreamComplete>().size(), 1u);
+  deps_.held_branch = held;
+  std::shared_ptr<RecordingSink> fourth = RunTurn(Message("c23", "four", conversation));
+  ASSERT_EQ(fourth->All<StreamComplete>().size(), 1u);
+  std::shared_ptr<RecordingSink> fifth = RunTurn(Message("c24", "five", conversation));
+  ASSERT_EQ(fifth->All<StreamComplete>().size(), 1u);
+
+  // The second and fifth turns went on where this connection had left: persistence sent their
+  // new message alone. The fourth had to hear the third from it.
+  EXPECT_EQ(backends_->persistence.CallsSeen().history_continued, GetParam() ? 2 : 0);
+  // Either way the model heard the newest four messages of the branch, as stored.
+  const std::vector<inference_pb::GenerateRequest> requests = backends_->inference.Requests();
+  ASSERT_EQ(requests.size(), 5u);
+  auto heard = [&](size_t turn) {
+    std::vector<std::string> contents;
+    for (const inference_pb::ChatMessage& message : requests[turn].messages()) {
+      contents.push_back(message.content());
+    }
+    return contents;
+  };
+  EXPECT_THAT(heard(1), ::testing::ElementsAre("one", "Hello there", "two"));
+  EXPECT_THAT(heard(3), ::testing::ElementsAre("Hello there", "three", "Hello there", "four"));
+  EXPECT_THAT(heard(4), ::testing::ElementsAre("Hello there", "four", "Hello there", "five"));
+  EXPECT_EQ(held->conversation_id, conversation);
+  ASSERT_EQ(held->messages.size(), 4u);
+  EXPECT_EQ(held->messages.back().id(), fifth->All<StreamComplete>().at(0).message_id);
+  const std::vector<persistence_pb::Message> stored = backends_->persistence.Messages(conversation);
+  ASSERT_EQ(stored.size(), 10u);
+  EXPECT_EQ(held->messages.back().content(), stored.back().content());
 }
 
 TEST_P(TurnTest, ATurnWhoseModelIsNotKnownYetStoresListsAndOpensOneCallAtATime) {
