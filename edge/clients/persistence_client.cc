@@ -251,7 +251,8 @@ MessageWriter::MessageWriter(persistence_pb::ConversationService::Stub* stub,
     : stub_(stub), readiness_(readiness), window_(window), done_(std::move(done)) {}
 
 void MessageWriter::StartTurn(persistence_pb::AppendMessageRequest start, StartedCallback started,
-                              absl::Duration deadline, const common::TraceContext& trace) {
+                              absl::Duration answer_deadline, absl::Duration deadline,
+                              const common::TraceContext& trace) {
   persistence_pb::StreamOpen open;
   open.set_user_id(start.user_id());  // The reply's id comes with the answer.
   {
@@ -259,6 +260,7 @@ void MessageWriter::StartTurn(persistence_pb::AppendMessageRequest start, Starte
     start_ = std::move(start);
     started_ = std::move(started);
     starting_ = true;
+    answer_deadline_ = answer_deadline;
   }
   Start(std::move(open), deadline, trace);
 }
@@ -271,9 +273,14 @@ void MessageWriter::Start(persistence_pb::StreamOpen open, absl::Duration deadli
     absl::MutexLock lock(&mutex_);
     self_ = shared_from_this();
     open_ = std::move(open);
-    ArmStallCheck(absl::Now() + StallTimeout());
+    ArmStallCheck(absl::Now() + std::min(CheckTimeoutLocked(), StallTimeout()));
   }
   Connect();
+}
+
+absl::Duration MessageWriter::CheckTimeoutLocked() const {
+  // Until the start is answered the stream stands for an AppendMessage, bounded as one is.
+  return starting_ ? answer_deadline_ : StallTimeout();
 }
 
 absl::Duration MessageWriter::StallTimeout() const {
@@ -305,13 +312,17 @@ void MessageWriter::OnStallCheck() {
       return;
     }
     const absl::Time now = absl::Now();
-    const absl::Duration timeout = StallTimeout();
+    const absl::Duration timeout = CheckTimeoutLocked();
     if (attempt_ != nullptr && WaitingLocked() && now - waiting_since_ >= timeout) {
       stalled = attempt_;
       stalled_ = stalled.get();
     }
-    ArmStallCheck(WaitingLocked() && waiting_since_ > now - timeout ? waiting_since_ + timeout
-                                                                    : now + timeout);
+    // Checked at least every StallTimeout(), so a start answered meanwhile does not delay the
+    // next check of its reply's frames.
+    const absl::Duration period = std::min(timeout, StallTimeout());
+    ArmStallCheck(WaitingLocked() && waiting_since_ > now - timeout
+                      ? std::min(waiting_since_ + timeout, now + period)
+                      : now + period);
   }
   // Its end (cancelled, not by this writer's owner) is a broken stream: opened again, or given
   // up on past the readiness timeout.
@@ -504,9 +515,12 @@ void MessageWriter::OnAttemptDone(const Attempt* attempt, absl::Status status) {
     attempt_.reset();
     if (attempt == stalled_) {
       stalled_ = nullptr;
-      status =
-          absl::UnavailableError(absl::StrCat("persistence acknowledged nothing for ",
-                                              absl::ToInt64Milliseconds(StallTimeout()), " ms"));
+      status = starting_ ? absl::DeadlineExceededError(
+                               absl::StrCat("persistence did not answer within ",
+                                            absl::ToInt64Milliseconds(answer_deadline_), " ms"))
+                         : absl::UnavailableError(
+                               absl::StrCat("persistence acknowledged nothing for ",
+                                            absl::ToInt64Milliseconds(StallTimeout()), " ms"));
     }
     // The message is no longer streaming when it is opened again: the `finish` a broken stream
     // carried may have been stored before its acknowledgement was lost.
@@ -779,7 +793,7 @@ std::shared_ptr<MessageWriter> PersistenceClient::StartTurn(
     MessageWriter::StartedCallback started, MessageWriter::DoneCallback done) {
   auto writer =
       std::make_shared<MessageWriter>(stub_.get(), readiness_.get(), window_, std::move(done));
-  writer->StartTurn(std::move(request), std::move(started), absl::Hours(1), trace);
+  writer->StartTurn(std::move(request), std::move(started), deadline_, absl::Hours(1), trace);
   return writer;
 }
 

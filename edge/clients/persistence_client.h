@@ -91,8 +91,10 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
   void Start(persistence_pb::StreamOpen open, absl::Duration deadline,
              const common::TraceContext& trace);
   // Opens the stream with the turn's start instead (`start`, an AppendMessage with `turn`).
+  // `answer_deadline` bounds the wait for its answer, as a unary call's deadline does.
   void StartTurn(persistence_pb::AppendMessageRequest start, StartedCallback started,
-                 absl::Duration deadline, const common::TraceContext& trace);
+                 absl::Duration answer_deadline, absl::Duration deadline,
+                 const common::TraceContext& trace);
 
  private:
   class Attempt;  // One WriteMessageStream call.
@@ -113,6 +115,8 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
   void OnStallCheck();
   bool WaitingLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   absl::Duration StallTimeout() const;
+  // How long frames may wait for an answer: StallTimeout(), or the start's deadline.
+  absl::Duration CheckTimeoutLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   bool HasRoomLocked() const ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
 
   persistence_pb::ConversationService::Stub* const stub_;
@@ -130,6 +134,7 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
   std::optional<persistence_pb::AppendMessageRequest> start_ ABSL_GUARDED_BY(mutex_);
   StartedCallback started_ ABSL_GUARDED_BY(mutex_);
   bool starting_ ABSL_GUARDED_BY(mutex_) = false;
+  absl::Duration answer_deadline_ ABSL_GUARDED_BY(mutex_);
   // Every delta after `durable_seq_`, in order: what a new stream resends.
   std::deque<persistence_pb::StreamDelta> unacked_ ABSL_GUARDED_BY(mutex_);
   size_t unacked_bytes_ ABSL_GUARDED_BY(mutex_) = 0;      // of their text
