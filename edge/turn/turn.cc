@@ -61,6 +61,14 @@ double Seconds(Turn::Clock::duration duration) {
   return std::chrono::duration<double>(duration).count();
 }
 
+// Drops all but the newest `count` messages of a branch (oldest first).
+void KeepNewest(std::vector<persistence_pb::Message>& branch, int count) {
+  const size_t keep = static_cast<size_t>(count);
+  if (branch.size() > keep) {
+    branch.erase(branch.begin(), branch.end() - static_cast<ptrdiff_t>(keep));
+  }
+}
+
 }  // namespace
 
 std::string ConversationTitle(absl::string_view first_message) {
@@ -336,10 +344,7 @@ void Turn::OnTurnStarted(persistence_pb::AppendMessageResponse stored) {
   }
   history_.insert(history_.end(), std::make_move_iterator(stored.mutable_history()->begin()),
                   std::make_move_iterator(stored.mutable_history()->end()));
-  const size_t page = static_cast<size_t>(deps_.history_messages);
-  if (history_.size() > page) {
-    history_.erase(history_.begin(), history_.end() - static_cast<ptrdiff_t>(page));
-  }
+  KeepNewest(history_, deps_.history_messages);
   branch_.clear();
   AnnounceReply(stored.reply());
   // A turn cancelled meanwhile still has a reply stored, opened: StartStreams stops the model at
@@ -758,10 +763,7 @@ void Turn::HoldBranch() {
   reply.set_content(text_);
   reply.set_last_seq(seq_);
   reply.set_model(model_);
-  const size_t page = static_cast<size_t>(deps_.history_messages);
-  if (branch_.size() > page) {
-    branch_.erase(branch_.begin(), branch_.end() - static_cast<ptrdiff_t>(page));
-  }
+  KeepNewest(branch_, deps_.history_messages);
   deps_.held_branch->conversation_id =
       message_.conversation_id.empty() ? conversation_id_ : message_.conversation_id;
   deps_.held_branch->messages = std::move(branch_);
