@@ -187,6 +187,20 @@ class ConformanceTest : public ::testing::TestWithParam<std::string> {
     return EndStream(*stream);
   }
 
+  // A write stream's first frame that starts a turn: `content` from `user`, answered by sim-1.
+  static v1::WriteMessageStreamRequest StartFrame(const std::string& user,
+                                                  const std::string& conversation_id,
+                                                  const std::string& content) {
+    v1::WriteMessageStreamRequest frame;
+    v1::AppendMessageRequest& start = *frame.mutable_start();
+    start.set_user_id(user);
+    start.set_conversation_id(conversation_id);
+    start.set_role(v1::ROLE_USER);
+    start.set_content(content);
+    start.mutable_turn()->set_reply_model("sim-1");
+    return frame;
+  }
+
   // Half-closes a write stream and collects its acknowledgements and status.
   static StreamResult EndStream(grpc::ClientReaderWriter<v1::WriteMessageStreamRequest,
                                                          v1::WriteMessageStreamResponse>& stream) {
@@ -1952,16 +1966,10 @@ TEST_P(ConformanceTest, ATurnStartedOnAWriteStreamStreamsItsReplyInTheSameCall) 
   const v1::Conversation conversation = Create(alice_);
   const v1::Message one = Append(alice_, conversation.id(), "one");
   auto start_frame = [&](const std::string& client_message_id) {
-    v1::WriteMessageStreamRequest frame;
-    v1::AppendMessageRequest& start = *frame.mutable_start();
-    start.set_user_id(alice_);
-    start.set_conversation_id(conversation.id());
-    start.set_role(v1::ROLE_USER);
-    start.set_content("two");
-    start.set_client_message_id(client_message_id);
-    start.mutable_turn()->set_history_page_size(10);
-    start.mutable_turn()->set_reply_model("sim-1");
-    start.mutable_turn()->set_reply_client_message_id_prefix("reply:");
+    v1::WriteMessageStreamRequest frame = StartFrame(alice_, conversation.id(), "two");
+    frame.mutable_start()->set_client_message_id(client_message_id);
+    frame.mutable_start()->mutable_turn()->set_history_page_size(10);
+    frame.mutable_start()->mutable_turn()->set_reply_client_message_id_prefix("reply:");
     return frame;
   };
 
@@ -2026,13 +2034,7 @@ TEST_P(ConformanceTest, AReplyStartedOnAWriteStreamThatBrokeOffIsReopenedByItsId
   const v1::Conversation conversation = Create(alice_);
   grpc::ClientContext context;
   auto stream = stub_->WriteMessageStream(&context);
-  v1::WriteMessageStreamRequest frame;
-  v1::AppendMessageRequest& start = *frame.mutable_start();
-  start.set_user_id(alice_);
-  start.set_conversation_id(conversation.id());
-  start.set_role(v1::ROLE_USER);
-  start.set_content("hello");
-  start.mutable_turn()->set_reply_model("sim-1");
+  v1::WriteMessageStreamRequest frame = StartFrame(alice_, conversation.id(), "hello");
   ASSERT_TRUE(stream->Write(frame));
   v1::WriteMessageStreamResponse answer;
   ASSERT_TRUE(stream->Read(&answer));
@@ -2058,14 +2060,8 @@ TEST_P(ConformanceTest, AWriteStreamStartIsRefusedWithoutATurnOrForAnythingButAU
   auto refused = [&](const std::function<void(v1::AppendMessageRequest&)>& change) {
     grpc::ClientContext context;
     auto stream = stub_->WriteMessageStream(&context);
-    v1::WriteMessageStreamRequest frame;
-    v1::AppendMessageRequest& start = *frame.mutable_start();
-    start.set_user_id(alice_);
-    start.set_conversation_id(conversation.id());
-    start.set_role(v1::ROLE_USER);
-    start.set_content("x");
-    start.mutable_turn()->set_reply_model("sim-1");
-    change(start);
+    v1::WriteMessageStreamRequest frame = StartFrame(alice_, conversation.id(), "x");
+    change(*frame.mutable_start());
     stream->Write(frame);
     return EndStream(*stream).status.error_code();
   };
