@@ -197,6 +197,12 @@ void ToResponse(AppendResult result, v1::AppendMessageResponse& response) {
   response.set_history_continues(result.history_continues);
 }
 
+// What a call is told when the pool refuses its store work (ThreadPool::TrySubmit).
+absl::Status OverloadedError() {
+  return absl::ResourceExhaustedError(
+      "persistence is overloaded: too many store calls are waiting; retry later");
+}
+
 bool IsTerminal(v1::MessageStatus status) {
   return status == v1::MESSAGE_STATUS_COMPLETE || status == v1::MESSAGE_STATUS_CANCELLED ||
          status == v1::MESSAGE_STATUS_INTERRUPTED || status == v1::MESSAGE_STATUS_ERROR;
@@ -436,15 +442,20 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
       } else if (message->status() != v1::MESSAGE_STATUS_STREAMING) {
         Fail(absl::FailedPreconditionError("message is not streaming"));
       } else {
-        phase_ = Phase::kStreaming;
-        deps_.leases.Hold(message_id_);
-        holds_lease_ = true;
-        accepted_seq_ = durable_seq_ = message->last_seq();
-        streamed_bytes_ = message->content().size();
+        StreamOnLocked(message->last_seq(), message->content().size());
         ack_open_ = true;
       }
     }
     Step();
+  }
+
+  // The stream is open on `message_id_`, which holds `last_seq` deltas and `bytes` of text.
+  void StreamOnLocked(int64_t last_seq, size_t bytes) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    phase_ = Phase::kStreaming;
+    deps_.leases.Hold(message_id_);
+    holds_lease_ = true;
+    accepted_seq_ = durable_seq_ = last_seq;
+    streamed_bytes_ = bytes;
   }
 
   // The turn's start: stores the user message and opens the reply, as AppendMessage does.
@@ -460,9 +471,7 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
       } else {
         if (result->reply.has_value()) {
           message_id_ = result->reply->id();
-          phase_ = Phase::kStreaming;
-          deps_.leases.Hold(message_id_);
-          holds_lease_ = true;
+          StreamOnLocked(/*last_seq=*/0, /*bytes=*/0);
         }
         ToResponse(*std::move(result), started_);
         answer_start_ = true;
@@ -556,8 +565,7 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
       {
         absl::MutexLock lock(&mu_);
         --in_flight_;
-        Fail(absl::ResourceExhaustedError(
-            "persistence is overloaded: too many store calls are waiting; retry later"));
+        Fail(OverloadedError());
       }
       Step();
     }
@@ -1005,8 +1013,7 @@ grpc::ServerUnaryReactor* ConversationService::RunOnPool(grpc::CallbackServerCon
   const bool queued = pool_.TrySubmit(std::move(task));
   if (!queued) {
     metrics_.Overloaded(operation);
-    reactor->Finish(ToGrpcStatus(absl::ResourceExhaustedError(
-        "persistence is overloaded: too many store calls are waiting; retry later")));
+    reactor->Finish(ToGrpcStatus(OverloadedError()));
   }
   return reactor;
 }
