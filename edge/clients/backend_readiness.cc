@@ -74,7 +74,19 @@ void BackendReadiness::WatchLocked(grpc_connectivity_state observed) {
 void BackendReadiness::Run() {
   void* tag = nullptr;
   bool changed = false;
-  while (queue_.Next(&tag, &changed)) {
+  while (true) {
+    {
+      // With gRPC's epoll poller every thread blocked in a polling queue's Next() takes turns
+      // serving the whole process's gRPC sockets, handing each completion on to gRPC's callback
+      // threads: an idle readiness thread there added a thread hop to most messages of every
+      // call. So it waits on the queue only while a watch is pending.
+      absl::MutexLock lock(&mutex_);
+      mutex_.Await(absl::Condition(
+          +[](BackendReadiness* self) { return self->watching_ || self->stopping_; }, this));
+    }
+    if (!queue_.Next(&tag, &changed)) {
+      break;
+    }
     const grpc_connectivity_state state = channel_->GetState(/*try_to_connect=*/true);
     std::vector<Waiter> ready;
     std::vector<Waiter> expired;
