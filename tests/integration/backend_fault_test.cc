@@ -3,8 +3,6 @@
 #include <signal.h>
 
 #include <cstdlib>
-#include <filesystem>
-#include <fstream>
 #include <memory>
 #include <optional>
 #include <string>
@@ -106,29 +104,8 @@ class BackendFaultTest : public ::testing::Test {
     ASSERT_FALSE(edge_address_.empty());
   }
 
-  // Stops a backend (SIGSTOP) and returns once every thread of it is stopped: the signal alone
-  // returns while the process may still be serving what it has in hand for a moment.
   static void Stop(ChildProcess& process) {
-    process.Signal(SIGSTOP);
-    const std::filesystem::path tasks = absl::StrCat("/proc/", process.pid(), "/task");
-    for (const absl::Time give_up = absl::Now() + absl::Seconds(10);;) {
-      bool stopped = true;
-      std::error_code error;
-      for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
-        std::ifstream stat(task.path() / "stat");
-        std::string line;
-        std::getline(stat, line);
-        // "TID (COMMAND) STATE ...": the state follows the command's closing parenthesis.
-        const size_t close = line.rfind(')');
-        stopped = stopped && close != std::string::npos && close + 2 < line.size() &&
-                  (line[close + 2] == 'T' || line[close + 2] == 't');
-      }
-      if (stopped && !error) {
-        return;
-      }
-      ASSERT_LT(absl::Now(), give_up) << "the process did not stop";
-      absl::SleepFor(absl::Milliseconds(1));
-    }
+    ASSERT_TRUE(process.Stop()) << "the process did not stop";
   }
 
   // Kills persistence and starts it again on the same address and database.

@@ -444,7 +444,7 @@ TEST_F(ScaleOutTest, ATypingSignalFromAPersistenceOutageIsNeverDeliveredLate) {
 
   // Both replicas hang: the laptop's typing cannot be published while it is fresh.
   for (auto& replica : persistence_) {
-    replica->Signal(SIGSTOP);
+    ASSERT_TRUE(replica->Stop()) << "a replica did not stop";
   }
   Type(*laptop, conversation_id, true);
   const bool expired = Eventually([&] {

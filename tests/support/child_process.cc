@@ -11,9 +11,12 @@
 #include <unistd.h>
 
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <random>
 
+#include "absl/strings/str_cat.h"
+#include "absl/time/clock.h"
 #include "boost/json/parse.hpp"
 #include "boost/json/value.hpp"
 
@@ -133,6 +136,31 @@ std::string ChildProcess::WaitForListening(std::string_view field) {
 void ChildProcess::Signal(int signal) {
   if (!reaped_) {
     kill(pid_, signal);
+  }
+}
+
+bool ChildProcess::Stop(absl::Duration timeout) {
+  Signal(SIGSTOP);
+  const std::filesystem::path tasks = absl::StrCat("/proc/", pid_, "/task");
+  for (const absl::Time give_up = absl::Now() + timeout;;) {
+    bool stopped = true;
+    std::error_code error;
+    for (const auto& task : std::filesystem::directory_iterator(tasks, error)) {
+      std::ifstream stat(task.path() / "stat");
+      std::string line;
+      std::getline(stat, line);
+      // "TID (COMMAND) STATE ...": the state follows the command's closing parenthesis.
+      const size_t close = line.rfind(')');
+      stopped = stopped && close != std::string::npos && close + 2 < line.size() &&
+                (line[close + 2] == 'T' || line[close + 2] == 't');
+    }
+    if (stopped && !error) {
+      return true;
+    }
+    if (absl::Now() >= give_up) {
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
   }
 }
 

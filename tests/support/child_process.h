@@ -38,6 +38,10 @@ class ChildProcess {
   std::string WaitForListening(std::string_view field = "listen");
 
   void Signal(int signal);
+  // SIGSTOP, then returns once every thread is stopped: the signal alone returns while the
+  // process may still be serving what it has in hand for a moment. False if it did not stop
+  // within `timeout`.
+  bool Stop(absl::Duration timeout = absl::Seconds(10));
 
   // Waits for exit and for the rest of its output; returns the exit code, or 128 + signal
   // number if killed.

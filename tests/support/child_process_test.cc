@@ -3,6 +3,9 @@
 #include <signal.h>
 #include <stdlib.h>
 
+#include <fstream>
+#include <string>
+
 #include "gtest/gtest.h"
 
 namespace parley::testing {
@@ -33,6 +36,21 @@ TEST_F(ChildProcessTest, ReportsExitCodeAndEveryLine) {
   EXPECT_EQ(child->Wait(), 3);
   EXPECT_EQ(child->WaitForLine("nothing like this"), "");
   EXPECT_EQ(child->Lines(), (std::vector<std::string>{"one", "two"}));
+}
+
+TEST_F(ChildProcessTest, StopReturnsOnceTheProcessIsStoppedAndItGoesOnAfterSigcont) {
+  auto child = ChildProcess::Start("sh", {"-c", "while :; do :; done"});
+  ASSERT_NE(child, nullptr);
+  ASSERT_TRUE(child->Stop());
+  std::ifstream stat("/proc/" + std::to_string(child->pid()) + "/stat");
+  std::string line;
+  std::getline(stat, line);
+  const size_t close = line.rfind(')');
+  ASSERT_NE(close, std::string::npos);
+  EXPECT_EQ(line.substr(close + 2, 1), "T") << line;
+  child->Signal(SIGCONT);
+  child->Signal(SIGTERM);
+  EXPECT_EQ(child->Wait(), 128 + SIGTERM);
 }
 
 TEST_F(ChildProcessTest, PassesEnvironment) {
