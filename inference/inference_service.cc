@@ -57,7 +57,10 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
  public:
   GenerateReactor(const ModelRoute& route, const v1::GenerateRequest& request, absl::Time deadline,
                   InferenceMetrics& metrics)
-      : model_(route.info.name()), metrics_(metrics), started_(absl::Now()) {
+      : model_(route.info.name()),
+        metrics_(metrics),
+        started_(absl::Now()),
+        folds_end_(request.accepts_end()) {
     metrics_.streams_active().Increment();
     generation_ = route.engine->Start(request, deadline);
     {
@@ -110,6 +113,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     bool cancel = false;
     bool next = false;
     bool write = false;
+    // With `write`: the write is the call's last and carries its status.
     bool finish = false;
   };
 
@@ -124,6 +128,10 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
       requesting_ = false;
       if (!step.chunk) {
         if (!end_.has_value()) {
+          if (held_end_.has_value()) {  // A failed stream's usage, which no finish followed.
+            waiting_.PushEnd(*std::move(held_end_));
+            held_end_.reset();
+          }
           end_ = std::move(step.status);
         }
       } else if (!end_.has_value()) {
@@ -133,18 +141,35 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
                 absl::ToDoubleSeconds(absl::Now() - started_));
           }
         }
-        waiting_.Push(std::move(*step.chunk));
+        Queue(std::move(*step.chunk));
       }
       actions = Decide(actions);
     }
     Act(actions);
   }
 
-  // Picks the next write, engine request and the finish, under the lock.
+  // A caller that reads `end` gets usage and finish in one message, on the last delta when that
+  // still waits: usage is held for the finish that follows it, never a token.
+  void Queue(v1::GenerateResponse chunk) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (folds_end_ && chunk.has_usage()) {
+      *held_end_.emplace().mutable_usage() = std::move(*chunk.mutable_usage());
+    } else if (folds_end_ && chunk.has_finish()) {
+      v1::StreamEnd end = held_end_.value_or(v1::StreamEnd());
+      held_end_.reset();
+      *end.mutable_finish() = std::move(*chunk.mutable_finish());
+      waiting_.PushEnd(std::move(end));
+    } else {
+      waiting_.Push(std::move(chunk));
+    }
+  }
+
+  // Picks the next write, engine request and the finish, under the lock. When the engine has
+  // ended and one chunk is left, it goes out with the status in one step.
   Actions Decide(Actions actions) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
     if (finishing_) {
       return actions;
     }
+    const bool ended = end_.has_value() && !requesting_;
     if (!writing_ && !waiting_.empty()) {
       response_ = waiting_.Pop();
       writing_ = actions.write = true;
@@ -152,7 +177,7 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     if (!end_.has_value() && !requesting_ && waiting_.HasRoom()) {
       requesting_ = actions.next = true;
     }
-    if (end_.has_value() && !requesting_ && !writing_ && waiting_.empty()) {
+    if (ended && waiting_.empty() && (!writing_ || actions.write)) {
       finishing_ = actions.finish = true;
       final_status_ = *end_;
     }
@@ -163,35 +188,44 @@ class GenerateReactor final : public grpc::ServerWriteReactor<v1::GenerateRespon
     if (actions.cancel) {
       generation_->Cancel();
     }
+    if (actions.finish) {
+      LogFailure();
+      if (actions.write) {
+        // No OnWriteDone follows this write: OnDone does.
+        StartWriteAndFinish(&response_, grpc::WriteOptions(), ToGrpcStatus(final_status_));
+      } else {
+        Finish(ToGrpcStatus(final_status_));
+      }
+      return;
+    }
     if (actions.write) {
       StartWrite(&response_);
     }
     if (actions.next) {
       RequestNext();
     }
-    if (actions.finish) {
-      Conclude();
-    }
   }
 
-  void Conclude() {
+  void LogFailure() {
     if (!final_status_.ok() && final_status_.code() != absl::StatusCode::kCancelled) {
       common::LogWarning("generation failed",
                          {{"model", model_},
                           {"code", absl::StatusCodeToString(final_status_.code())},
                           {"error", std::string(final_status_.message())}});
     }
-    Finish(ToGrpcStatus(final_status_));
   }
 
   const std::string model_;
   InferenceMetrics& metrics_;
   const absl::Time started_;
+  const bool folds_end_;
   std::shared_ptr<Generation> generation_;
   absl::Mutex mutex_;
   // Owned by the write in flight.
   v1::GenerateResponse response_;
   PendingChunks waiting_ ABSL_GUARDED_BY(mutex_);
+  // The usage that waits for its finish, for a caller that reads `end`.
+  std::optional<v1::StreamEnd> held_end_ ABSL_GUARDED_BY(mutex_);
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
   bool requesting_ ABSL_GUARDED_BY(mutex_) = false;
   bool finishing_ ABSL_GUARDED_BY(mutex_) = false;

@@ -17,7 +17,7 @@ size_t TextBytes(const v1::GenerateResponse& chunk) {
 
 void PendingChunks::Push(v1::GenerateResponse chunk) {
   bytes_ += TextBytes(chunk);
-  if (!chunks_.empty()) {
+  if (!chunks_.empty() && !chunks_.back().has_end()) {
     v1::GenerateResponse& last = chunks_.back();
     if (last.has_text_delta() && chunk.has_text_delta() &&
         last.text_delta().text().size() + chunk.text_delta().text().size() <=
@@ -33,6 +33,13 @@ void PendingChunks::Push(v1::GenerateResponse chunk) {
     }
   }
   chunks_.push_back(std::move(chunk));
+}
+
+void PendingChunks::PushEnd(v1::StreamEnd end) {
+  if (chunks_.empty() || chunks_.back().has_end()) {
+    chunks_.emplace_back();
+  }
+  *chunks_.back().mutable_end() = std::move(end);
 }
 
 v1::GenerateResponse PendingChunks::Pop() {

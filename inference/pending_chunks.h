@@ -18,11 +18,14 @@ class PendingChunks {
   static constexpr size_t kMaxBytes = 64 << 10;
   // No merged chunk grows past this, so one never exceeds what a consumer stores as one delta.
   static constexpr size_t kMaxMergedChunkBytes = 16 << 10;
-  // Chunks that cannot merge (usage, finish, a change between text and reasoning) also hold the
-  // engine back once this many wait.
+  // Chunks that cannot merge (usage, finish, a change between text and reasoning, a delta after
+  // the end) also hold the engine back once this many wait.
   static constexpr size_t kMaxChunks = 4;
 
   void Push(v1::GenerateResponse chunk);
+  // Puts the stream's end on the last chunk waiting, or on a chunk of its own when none waits:
+  // what ends the stream then costs no message of its own whenever a delta is still waiting.
+  void PushEnd(v1::StreamEnd end);
   // The oldest chunk. Requires !empty().
   v1::GenerateResponse Pop();
   void Clear();

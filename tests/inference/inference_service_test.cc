@@ -2,9 +2,12 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "absl/strings/str_split.h"
 #include "absl/synchronization/notification.h"
+#include "boost/asio/io_context.hpp"
+#include "boost/asio/post.hpp"
 #include "common/grpc_server.h"
 #include "grpcpp/client_context.h"
 #include "grpcpp/create_channel.h"
@@ -50,6 +53,51 @@ class CancelObservingEngine : public Engine {
   std::shared_ptr<absl::Notification> cancelled_ = std::make_shared<absl::Notification>();
 };
 
+// Plays a fixed list of steps, each delivered on the io context as an engine must.
+class ScriptedEngine : public Engine {
+ public:
+  ScriptedEngine(boost::asio::io_context& io, std::vector<Step> steps)
+      : io_(io), steps_(std::move(steps)) {}
+
+  std::shared_ptr<Generation> Start(const v1::GenerateRequest& /*request*/,
+                                    absl::Time /*deadline*/) override {
+    return std::make_shared<Played>(io_, steps_);
+  }
+
+ private:
+  class Played : public Generation {
+   public:
+    Played(boost::asio::io_context& io, std::vector<Step> steps)
+        : io_(io), steps_(std::move(steps)) {}
+    void Next(StepCallback callback) override {
+      boost::asio::post(io_, [this, callback = std::move(callback)] {
+        callback(next_ < steps_.size() ? steps_[next_++] : Step::End(absl::OkStatus()));
+      });
+    }
+    void Cancel() override {}
+
+   private:
+    boost::asio::io_context& io_;
+    const std::vector<Step> steps_;
+    size_t next_ = 0;
+  };
+
+  boost::asio::io_context& io_;
+  const std::vector<Step> steps_;
+};
+
+v1::GenerateResponse TextChunk(const std::string& text) {
+  v1::GenerateResponse chunk;
+  chunk.mutable_text_delta()->set_text(text);
+  return chunk;
+}
+
+v1::GenerateResponse UsageChunk(int completion_tokens) {
+  v1::GenerateResponse chunk;
+  chunk.mutable_usage()->set_completion_tokens(completion_tokens);
+  return chunk;
+}
+
 v1::Model ModelInfo(const std::string& name, bool is_default = false) {
   v1::Model model;
   model.set_name(name);
@@ -77,6 +125,12 @@ class InferenceServiceTest : public ::testing::Test {
     SimulatedEngine::Options stalled = fast;
     stalled.time_to_first_token = absl::Hours(1);
     models_.Add(ModelInfo("stalled"), std::make_shared<SimulatedEngine>(io_.context(), stalled));
+
+    models_.Add(ModelInfo("failing"),
+                std::make_shared<ScriptedEngine>(
+                    io_.context(),
+                    std::vector<Step>{Step::Chunk(TextChunk("par")), Step::Chunk(UsageChunk(1)),
+                                      Step::End(absl::UnavailableError("gone"))}));
 
     service_ = std::make_unique<InferenceService>(models_, metrics_);
     common::GrpcServerOptions options;
@@ -144,6 +198,59 @@ TEST_F(InferenceServiceTest, StreamsTokensInOrderThenUsageAndFinish) {
   EXPECT_EQ(chunks.back().finish().reason(), v1::FINISH_REASON_STOP);
 }
 
+TEST_F(InferenceServiceTest, ACallerThatAcceptsTheEndGetsUsageAndFinishOnTheLastMessage) {
+  grpc::ClientContext context;
+  v1::GenerateRequest request = Prompt("simulated", "What is a river?");
+  request.set_accepts_end(true);
+  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
+      stub_->Generate(&context, request);
+  std::vector<v1::GenerateResponse> chunks;
+  v1::GenerateResponse chunk;
+  while (reader->Read(&chunk)) {
+    chunks.push_back(chunk);
+  }
+  const grpc::Status status = reader->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  ASSERT_FALSE(chunks.empty());
+  std::string text;
+  for (size_t i = 0; i < chunks.size(); ++i) {
+    EXPECT_FALSE(chunks[i].has_usage() || chunks[i].has_finish()) << i;
+    EXPECT_EQ(chunks[i].has_end(), i + 1 == chunks.size()) << i;
+    text += chunks[i].text_delta().text();
+  }
+  EXPECT_EQ(text, SimulatedEngine::NaturalReply(request));
+  const v1::StreamEnd& end = chunks.back().end();
+  const std::vector<absl::string_view> words =
+      absl::StrSplit(text, absl::ByAnyChar(" \t\r\n"), absl::SkipEmpty());
+  EXPECT_EQ(end.usage().completion_tokens(), static_cast<int>(words.size()));
+  EXPECT_EQ(end.finish().reason(), v1::FINISH_REASON_STOP);
+}
+
+TEST_F(InferenceServiceTest, AFailedStreamEndsWithItsUsageThenTheErrorInEitherForm) {
+  for (const bool accepts_end : {false, true}) {
+    grpc::ClientContext context;
+    v1::GenerateRequest request = Prompt("failing", "hi");
+    request.set_accepts_end(accepts_end);
+    auto reader = stub_->Generate(&context, request);
+    std::string text;
+    int completion_tokens = -1;
+    v1::GenerateResponse chunk;
+    while (reader->Read(&chunk)) {
+      text += chunk.text_delta().text();
+      EXPECT_FALSE(chunk.has_finish() || chunk.end().has_finish()) << accepts_end;
+      EXPECT_EQ(chunk.has_end(), accepts_end && chunk.end().has_usage());
+      if (chunk.has_usage()) {
+        completion_tokens = chunk.usage().completion_tokens();
+      } else if (chunk.end().has_usage()) {
+        completion_tokens = chunk.end().usage().completion_tokens();
+      }
+    }
+    EXPECT_EQ(reader->Finish().error_code(), grpc::StatusCode::UNAVAILABLE) << accepts_end;
+    EXPECT_EQ(text, "par") << accepts_end;
+    EXPECT_EQ(completion_tokens, 1) << accepts_end;
+  }
+}
+
 TEST_F(InferenceServiceTest, EmptyModelSelectsTheDefault) {
   grpc::ClientContext context;
   auto reader = stub_->Generate(&context, Prompt("", "hi"));
@@ -201,13 +308,14 @@ TEST_F(InferenceServiceTest, ListModelsNamesEveryModelAndTheDefault) {
   grpc::ClientContext context;
   v1::ListModelsResponse response;
   ASSERT_TRUE(stub_->ListModels(&context, {}, &response).ok());
-  ASSERT_EQ(response.models_size(), 3);
+  ASSERT_EQ(response.models_size(), 4);
   EXPECT_EQ(response.models(0).name(), "simulated");
   EXPECT_TRUE(response.models(0).is_default());
   EXPECT_EQ(response.models(0).engine(), "simulated");
   EXPECT_EQ(response.models(1).name(), "trickle");
   EXPECT_FALSE(response.models(1).is_default());
   EXPECT_EQ(response.models(2).name(), "stalled");
+  EXPECT_EQ(response.models(3).name(), "failing");
 }
 
 }  // namespace

@@ -50,6 +50,39 @@ TEST(PendingChunksTest, AChangeOfKindOrAChunkThatIsNoDeltaStartsANewChunk) {
   EXPECT_EQ(pending.Pop().text_delta().text(), "late");
 }
 
+v1::StreamEnd End(int completion_tokens) {
+  v1::StreamEnd end;
+  end.mutable_usage()->set_completion_tokens(completion_tokens);
+  end.mutable_finish()->set_reason(v1::FINISH_REASON_STOP);
+  return end;
+}
+
+TEST(PendingChunksTest, TheEndRidesOnTheLastWaitingDeltaAndNothingMergesAfterIt) {
+  PendingChunks pending;
+  pending.Push(Text("Hel"));
+  pending.Push(Text("lo"));
+  pending.PushEnd(End(2));
+  // Nothing follows a finish from a well-behaved engine; a delta that did would stay after it.
+  pending.Push(Text("!"));
+  ASSERT_EQ(pending.size(), 2u);
+  const v1::GenerateResponse last = pending.Pop();
+  EXPECT_EQ(last.text_delta().text(), "Hello");
+  EXPECT_EQ(last.end().usage().completion_tokens(), 2);
+  EXPECT_EQ(last.end().finish().reason(), v1::FINISH_REASON_STOP);
+  const v1::GenerateResponse late = pending.Pop();
+  EXPECT_EQ(late.text_delta().text(), "!");
+  EXPECT_FALSE(late.has_end());
+}
+
+TEST(PendingChunksTest, TheEndGoesAloneWhenNoDeltaWaits) {
+  PendingChunks pending;
+  pending.PushEnd(End(3));
+  ASSERT_EQ(pending.size(), 1u);
+  const v1::GenerateResponse end = pending.Pop();
+  EXPECT_EQ(end.chunk_case(), v1::GenerateResponse::CHUNK_NOT_SET);
+  EXPECT_EQ(end.end().usage().completion_tokens(), 3);
+}
+
 TEST(PendingChunksTest, NoMergedChunkGrowsPastTheLimitAndNoTextIsLost) {
   PendingChunks pending;
   const std::string piece(1000, 'x');
