@@ -18,6 +18,8 @@ std::shared_ptr<GenerateStream> InferenceClient::Generate(inference_pb::Generate
                                                           absl::Duration deadline,
                                                           const common::TraceContext& trace,
                                                           GenerateStream::Callbacks callbacks) {
+  // Usage and finish then come on the reply's last message rather than two of their own.
+  request.set_accepts_end(true);
   auto* async = stub_->async();
   auto stream = std::make_shared<GenerateStream>(
       [async](grpc::ClientContext* context, const inference_pb::GenerateRequest* request,

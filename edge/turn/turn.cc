@@ -630,12 +630,12 @@ void Turn::OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arriv
            arrival);
       break;
     }
+    // An inference service that predates `end` sends these as chunks of their own.
     case inference_pb::GenerateResponse::kUsage:
-      prompt_tokens_ = chunk.usage().prompt_tokens();
-      completion_tokens_ = chunk.usage().completion_tokens();
+      OnUsage(chunk.usage());
       break;
     case inference_pb::GenerateResponse::kFinish:
-      finish_reason_ = FinishReasonName(chunk.finish().reason());
+      OnFinish(chunk.finish());
       break;
     case inference_pb::GenerateResponse::kReasoningDelta:
       if (!chunk.reasoning_delta().text().empty()) {
@@ -647,7 +647,24 @@ void Turn::OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arriv
     default:
       break;
   }
+  if (chunk.has_end()) {
+    if (chunk.end().has_usage()) {
+      OnUsage(chunk.end().usage());
+    }
+    if (chunk.end().has_finish()) {
+      OnFinish(chunk.end().finish());
+    }
+  }
   PullNext();
+}
+
+void Turn::OnUsage(const inference_pb::Usage& usage) {
+  prompt_tokens_ = usage.prompt_tokens();
+  completion_tokens_ = usage.completion_tokens();
+}
+
+void Turn::OnFinish(const inference_pb::Finish& finish) {
+  finish_reason_ = FinishReasonName(finish.reason());
 }
 
 void Turn::PullNext() {

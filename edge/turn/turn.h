@@ -120,6 +120,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   void StartStreams();
   void ScheduleHeartbeat();
   void OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arrival);
+  void OnUsage(const inference_pb::Usage& usage);
+  void OnFinish(const inference_pb::Finish& finish);
   // Asks inference for the next chunk once the client's socket and persistence have room.
   void PullNext();
   void OnGenerateDone(absl::Status status);

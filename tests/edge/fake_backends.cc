@@ -341,15 +341,26 @@ std::vector<inference_pb::GenerateRequest> FakeInference::Requests() {
 // Writes the scripted chunks one after another, then finishes.
 class GenerateReactor final : public grpc::ServerWriteReactor<inference_pb::GenerateResponse> {
  public:
-  explicit GenerateReactor(const FakeInference::Script& script) : status_(script.fail_with) {
+  GenerateReactor(const FakeInference::Script& script, bool accepts_end)
+      : status_(script.fail_with) {
     for (const std::string& delta : script.deltas) {
       chunks_.emplace_back().mutable_text_delta()->set_text(delta);
     }
     if (status_.ok()) {
-      inference_pb::Usage* usage = chunks_.emplace_back().mutable_usage();
-      usage->set_prompt_tokens(5);
-      usage->set_completion_tokens(static_cast<int32_t>(script.deltas.size()));
-      chunks_.emplace_back().mutable_finish()->set_reason(inference_pb::FINISH_REASON_STOP);
+      inference_pb::Usage usage;
+      usage.set_prompt_tokens(5);
+      usage.set_completion_tokens(static_cast<int32_t>(script.deltas.size()));
+      inference_pb::Finish finish;
+      finish.set_reason(inference_pb::FINISH_REASON_STOP);
+      if (accepts_end && !script.predates_end) {
+        inference_pb::GenerateResponse& last =
+            chunks_.empty() ? chunks_.emplace_back() : chunks_.back();
+        *last.mutable_end()->mutable_usage() = usage;
+        *last.mutable_end()->mutable_finish() = finish;
+      } else {
+        *chunks_.emplace_back().mutable_usage() = usage;
+        *chunks_.emplace_back().mutable_finish() = finish;
+      }
     }
     WriteNext();
   }
@@ -382,7 +393,7 @@ grpc::ServerWriteReactor<inference_pb::GenerateResponse>* FakeInference::Generat
     grpc::CallbackServerContext* /*context*/, const inference_pb::GenerateRequest* request) {
   absl::MutexLock lock(&mutex_);
   requests_.push_back(*request);
-  return new GenerateReactor(script_);
+  return new GenerateReactor(script_, request->accepts_end());
 }
 
 grpc::ServerUnaryReactor* FakeInference::ListModels(grpc::CallbackServerContext* context,

@@ -86,12 +86,15 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
 };
 
 // An InferenceService that replies with a scripted list of text deltas, then
-// usage and finish, or fails after them with `fail_with`.
+// usage and finish, or fails after them with `fail_with`. Like the real one, it puts usage and
+// finish in `end` on the last delta for a caller that accepts it.
 class FakeInference final : public inference_pb::InferenceService::CallbackService {
  public:
   struct Script {
     std::vector<std::string> deltas = {"Hel", "lo", " there"};
     absl::Status fail_with;  // OK: finish normally.
+    // Answers as a service that predates `end`: usage and finish as chunks of their own.
+    bool predates_end = false;
   };
   void SetScript(Script script);
   // Back to the default script, with no requests seen.

@@ -195,6 +195,26 @@ TEST_P(TurnTest, StreamsTheReplyAndStoresExactlyWhatWasStreamed) {
   EXPECT_EQ(metrics_.Dialect("native").tokens_total.Value(), 3);
 }
 
+TEST_P(TurnTest, AnInferenceServiceThatPredatesTheFoldedEndIsReadAlike) {
+  backends_->inference.SetScript({.predates_end = true});
+  std::shared_ptr<RecordingSink> sink = RunTurn(Message("c1", "Hi"));
+
+  ASSERT_EQ(backends_->inference.Requests().size(), 1u);
+  EXPECT_TRUE(backends_->inference.Requests()[0].accepts_end());
+  ASSERT_EQ(sink->All<StreamToken>().size(), 3u);
+  const std::vector<StreamComplete> complete = sink->All<StreamComplete>();
+  ASSERT_EQ(complete.size(), 1u);
+  EXPECT_EQ(complete[0].last_seq, 3);
+  EXPECT_EQ(complete[0].finish_reason, "stop");
+  EXPECT_EQ(complete[0].prompt_tokens, 5);
+  EXPECT_EQ(complete[0].completion_tokens, 3);
+  const std::vector<persistence_pb::Message> stored =
+      backends_->persistence.Messages(sink->All<Ack>().at(0).conversation_id);
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[1].content(), "Hello there");
+  EXPECT_EQ(stored[1].usage().completion_tokens(), 3);
+}
+
 TEST_P(TurnTest, SendsRecentHistoryAndTheNewMessageToInference) {
   const std::string conversation = "00000000000000000000000000c0f1e1";
   backends_->persistence.Seed("alice", conversation, persistence_pb::ROLE_USER, "one");
