@@ -486,6 +486,7 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
     bool start_write = false;
     bool start_open = false;
     bool start_turn = false;
+    bool end_with_write = false;
     std::optional<grpc::Status> finish_call;
     {
       absl::MutexLock lock(&mu_);
@@ -541,6 +542,10 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
           Fail(absl::OkStatus());
         }
       }
+      if (start_write && last_sent_ && in_flight_ == 0 && !start_open && !start_turn) {
+        Fail(absl::OkStatus());
+        finish_called_ = end_with_write = true;
+      }
       if (final_status_.has_value() && !finish_called_ && !writing_ && in_flight_ == 0) {
         finish_called_ = true;
         finish_call = final_status_;
@@ -551,7 +556,10 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
     }
     // A start is new work, shed like an AppendMessage when too many store calls wait.
     const bool start_refused = start_turn && !deps_.pool.TrySubmit([this] { StartTurn(); });
-    if (start_write) {
+    if (start_write && end_with_write) {
+      // The last response and the status go out together; OnDone follows, no OnWriteDone.
+      StartWriteAndFinish(&response_, grpc::WriteOptions(), grpc::Status::OK);
+    } else if (start_write) {
       StartWrite(&response_);
     }
     if (start_read) {
