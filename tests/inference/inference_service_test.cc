@@ -158,6 +158,21 @@ class InferenceServiceTest : public ::testing::Test {
     return request;
   }
 
+  // Every message of a stream that must end OK.
+  std::vector<v1::GenerateResponse> GenerateAll(const v1::GenerateRequest& request) {
+    grpc::ClientContext context;
+    std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
+        stub_->Generate(&context, request);
+    std::vector<v1::GenerateResponse> chunks;
+    v1::GenerateResponse chunk;
+    while (reader->Read(&chunk)) {
+      chunks.push_back(chunk);
+    }
+    const grpc::Status status = reader->Finish();
+    EXPECT_TRUE(status.ok()) << status.error_message();
+    return chunks;
+  }
+
   IoThreads io_{2};
   prometheus::Registry registry_;
   InferenceMetrics metrics_{registry_};
@@ -169,17 +184,8 @@ class InferenceServiceTest : public ::testing::Test {
 };
 
 TEST_F(InferenceServiceTest, StreamsTokensInOrderThenUsageAndFinish) {
-  grpc::ClientContext context;
   const v1::GenerateRequest request = Prompt("simulated", "What is a river?");
-  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
-      stub_->Generate(&context, request);
-  std::vector<v1::GenerateResponse> chunks;
-  v1::GenerateResponse chunk;
-  while (reader->Read(&chunk)) {
-    chunks.push_back(chunk);
-  }
-  const grpc::Status status = reader->Finish();
-  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::vector<v1::GenerateResponse> chunks = GenerateAll(request);
   ASSERT_GE(chunks.size(), 3u);
   std::string text;
   for (size_t i = 0; i + 2 < chunks.size(); ++i) {
@@ -199,18 +205,9 @@ TEST_F(InferenceServiceTest, StreamsTokensInOrderThenUsageAndFinish) {
 }
 
 TEST_F(InferenceServiceTest, ACallerThatAcceptsTheEndGetsUsageAndFinishOnTheLastMessage) {
-  grpc::ClientContext context;
   v1::GenerateRequest request = Prompt("simulated", "What is a river?");
   request.set_accepts_end(true);
-  std::unique_ptr<grpc::ClientReader<v1::GenerateResponse>> reader =
-      stub_->Generate(&context, request);
-  std::vector<v1::GenerateResponse> chunks;
-  v1::GenerateResponse chunk;
-  while (reader->Read(&chunk)) {
-    chunks.push_back(chunk);
-  }
-  const grpc::Status status = reader->Finish();
-  ASSERT_TRUE(status.ok()) << status.error_message();
+  const std::vector<v1::GenerateResponse> chunks = GenerateAll(request);
   ASSERT_FALSE(chunks.empty());
   std::string text;
   for (size_t i = 0; i < chunks.size(); ++i) {
