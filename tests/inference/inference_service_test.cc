@@ -15,6 +15,7 @@
 #include "gtest/gtest.h"
 #include "inference/engines/simulated_engine.h"
 #include "inference/io_threads.h"
+#include "tests/inference/chunks.h"
 
 namespace parley::inference {
 namespace {
@@ -86,17 +87,8 @@ class ScriptedEngine : public Engine {
   const std::vector<Step> steps_;
 };
 
-v1::GenerateResponse TextChunk(const std::string& text) {
-  v1::GenerateResponse chunk;
-  chunk.mutable_text_delta()->set_text(text);
-  return chunk;
-}
-
-v1::GenerateResponse UsageChunk(int completion_tokens) {
-  v1::GenerateResponse chunk;
-  chunk.mutable_usage()->set_completion_tokens(completion_tokens);
-  return chunk;
-}
+using testing::TextChunk;
+using testing::UsageChunk;
 
 v1::Model ModelInfo(const std::string& name, bool is_default = false) {
   v1::Model model;

@@ -3,33 +3,20 @@
 #include <string>
 
 #include "gtest/gtest.h"
+#include "tests/inference/chunks.h"
 
 namespace parley::inference {
 namespace {
 
-v1::GenerateResponse Text(const std::string& text) {
-  v1::GenerateResponse chunk;
-  chunk.mutable_text_delta()->set_text(text);
-  return chunk;
-}
-
-v1::GenerateResponse Reasoning(const std::string& text) {
-  v1::GenerateResponse chunk;
-  chunk.mutable_reasoning_delta()->set_text(text);
-  return chunk;
-}
-
-v1::GenerateResponse Usage(int completion_tokens) {
-  v1::GenerateResponse chunk;
-  chunk.mutable_usage()->set_completion_tokens(completion_tokens);
-  return chunk;
-}
+using testing::ReasoningChunk;
+using testing::TextChunk;
+using testing::UsageChunk;
 
 TEST(PendingChunksTest, DeltasOfOneKindArrivingTogetherGoOutAsOneChunkInOrder) {
   PendingChunks pending;
-  pending.Push(Text("Hel"));
-  pending.Push(Text("lo, "));
-  pending.Push(Text("world"));
+  pending.Push(TextChunk("Hel"));
+  pending.Push(TextChunk("lo, "));
+  pending.Push(TextChunk("world"));
   ASSERT_EQ(pending.size(), 1u);
   EXPECT_EQ(pending.Pop().text_delta().text(), "Hello, world");
   EXPECT_TRUE(pending.empty());
@@ -37,12 +24,12 @@ TEST(PendingChunksTest, DeltasOfOneKindArrivingTogetherGoOutAsOneChunkInOrder) {
 
 TEST(PendingChunksTest, AChangeOfKindOrAChunkThatIsNoDeltaStartsANewChunk) {
   PendingChunks pending;
-  pending.Push(Reasoning("think "));
-  pending.Push(Reasoning("hard"));
-  pending.Push(Text("A"));
-  pending.Push(Text("B"));
-  pending.Push(Usage(7));
-  pending.Push(Text("late"));
+  pending.Push(ReasoningChunk("think "));
+  pending.Push(ReasoningChunk("hard"));
+  pending.Push(TextChunk("A"));
+  pending.Push(TextChunk("B"));
+  pending.Push(UsageChunk(7));
+  pending.Push(TextChunk("late"));
   ASSERT_EQ(pending.size(), 4u);
   EXPECT_EQ(pending.Pop().reasoning_delta().text(), "think hard");
   EXPECT_EQ(pending.Pop().text_delta().text(), "AB");
@@ -59,11 +46,11 @@ v1::StreamEnd End(int completion_tokens) {
 
 TEST(PendingChunksTest, TheEndRidesOnTheLastWaitingDeltaAndNothingMergesAfterIt) {
   PendingChunks pending;
-  pending.Push(Text("Hel"));
-  pending.Push(Text("lo"));
+  pending.Push(TextChunk("Hel"));
+  pending.Push(TextChunk("lo"));
   pending.PushEnd(End(2));
   // Nothing follows a finish from a well-behaved engine; a delta that did would stay after it.
-  pending.Push(Text("!"));
+  pending.Push(TextChunk("!"));
   ASSERT_EQ(pending.size(), 2u);
   const v1::GenerateResponse last = pending.Pop();
   EXPECT_EQ(last.text_delta().text(), "Hello");
@@ -88,7 +75,7 @@ TEST(PendingChunksTest, NoMergedChunkGrowsPastTheLimitAndNoTextIsLost) {
   const std::string piece(1000, 'x');
   const int pieces = 40;  // 40,000 bytes: more than two merged chunks' worth.
   for (int i = 0; i < pieces; ++i) {
-    pending.Push(Text(piece));
+    pending.Push(TextChunk(piece));
   }
   size_t total = 0;
   int chunks = 0;
@@ -105,9 +92,9 @@ TEST(PendingChunksTest, NoMergedChunkGrowsPastTheLimitAndNoTextIsLost) {
 TEST(PendingChunksTest, TheEngineIsHeldBackOnceEnoughTextOrEnoughChunksWait) {
   // One long chunk (an engine may send text in any size) fills the byte budget alone.
   PendingChunks by_bytes;
-  by_bytes.Push(Text(std::string(PendingChunks::kMaxBytes - 1, 'x')));
+  by_bytes.Push(TextChunk(std::string(PendingChunks::kMaxBytes - 1, 'x')));
   EXPECT_TRUE(by_bytes.HasRoom());
-  by_bytes.Push(Reasoning("y"));
+  by_bytes.Push(ReasoningChunk("y"));
   EXPECT_FALSE(by_bytes.HasRoom());
   // A write completing makes room again.
   by_bytes.Pop();
@@ -119,7 +106,7 @@ TEST(PendingChunksTest, TheEngineIsHeldBackOnceEnoughTextOrEnoughChunksWait) {
   PendingChunks by_count;
   for (size_t i = 0; i < PendingChunks::kMaxChunks; ++i) {
     EXPECT_TRUE(by_count.HasRoom());
-    by_count.Push(i % 2 == 0 ? Text("t") : Reasoning("r"));
+    by_count.Push(i % 2 == 0 ? TextChunk("t") : ReasoningChunk("r"));
   }
   EXPECT_FALSE(by_count.HasRoom());
 }
