@@ -542,7 +542,8 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
           Fail(absl::OkStatus());
         }
       }
-      if (start_write && last_sent_ && in_flight_ == 0 && !start_open && !start_turn) {
+      // in_flight_ == 0: no store call, whose completion would find the reactor gone, is pending.
+      if (start_write && last_sent_ && in_flight_ == 0) {
         Fail(absl::OkStatus());
         finish_called_ = end_with_write = true;
       }
