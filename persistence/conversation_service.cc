@@ -363,32 +363,48 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
       return;
     }
     if (request_.has_deltas()) {
-      std::vector<v1::StreamDelta*> deltas;
-      deltas.reserve(request_.deltas().deltas_size());
-      for (v1::StreamDelta& delta : *request_.mutable_deltas()->mutable_deltas()) {
-        deltas.push_back(&delta);
-      }
-      AcceptDeltas(deltas);
+      AcceptDeltas(Pointers(*request_.mutable_deltas()->mutable_deltas()));
       return;
     }
     if (request_.has_finish()) {
-      if (!IsTerminal(request_.finish().status())) {
-        Fail(absl::InvalidArgumentError(
-            "finish.status must be complete, cancelled, interrupted or error"));
-        return;
+      AcceptFinish(request_.finish());
+      return;
+    }
+    if (request_.has_last()) {
+      AcceptDeltas(Pointers(*request_.mutable_last()->mutable_deltas()));
+      if (!final_status_.has_value()) {
+        AcceptFinish(request_.last().finish());
       }
-      if (absl::Status status =
-              CheckText(request_.finish().finish_reason(), kMaxIdBytes, "finish.finish_reason");
-          !status.ok()) {
-        Fail(status);
-        return;
-      }
-      finish_ = request_.finish();
       return;
     }
     Fail(absl::InvalidArgumentError(request_.has_open() || request_.has_start()
                                         ? "the stream is already open"
                                         : "empty frame"));
+  }
+
+  static std::vector<v1::StreamDelta*> Pointers(
+      google::protobuf::RepeatedPtrField<v1::StreamDelta>& deltas) {
+    std::vector<v1::StreamDelta*> pointers;
+    pointers.reserve(deltas.size());
+    for (v1::StreamDelta& delta : deltas) {
+      pointers.push_back(&delta);
+    }
+    return pointers;
+  }
+
+  void AcceptFinish(const v1::StreamFinish& finish) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    if (!IsTerminal(finish.status())) {
+      Fail(absl::InvalidArgumentError(
+          "finish.status must be complete, cancelled, interrupted or error"));
+      return;
+    }
+    if (absl::Status status =
+            CheckText(finish.finish_reason(), kMaxIdBytes, "finish.finish_reason");
+        !status.ok()) {
+      Fail(status);
+      return;
+    }
+    finish_ = finish;
   }
 
   // Hands the deltas after `accepted_seq_` to the committer, in one submission; a seq already
@@ -480,6 +496,12 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
     Step();
   }
 
+  // Every acknowledgement says which frames this persistence takes.
+  void ClearResponse() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mu_) {
+    response_.Clear();
+    response_.set_takes_last(true);
+  }
+
   // Decides under the lock what to start next, then starts it without the lock.
   void Step() {
     bool start_read = false;
@@ -510,20 +532,20 @@ class WriteStreamReactor final : public grpc::ServerBidiReactor<WriteRequest, Wr
         }
         if (!writing_) {
           if (answer_start_) {
-            response_.Clear();
+            ClearResponse();
             *response_.mutable_started() = std::move(started_);
             answer_start_ = false;
             // Without a reply there is nothing to stream: the answer is the last response.
             last_sent_ = phase_ != Phase::kStreaming;
             writing_ = start_write = true;
           } else if (store_finished_ && !last_sent_ && in_flight_ == 0) {
-            response_.Clear();
+            ClearResponse();
             response_.set_durable_seq(durable_seq_);
             response_.set_finished(true);
             response_.set_sha256(sha256_);
             last_sent_ = writing_ = start_write = true;
           } else if (!store_finished_ && (durable_seq_ > acked_seq_ || ack_open_)) {
-            response_.Clear();
+            ClearResponse();
             response_.set_durable_seq(durable_seq_);
             acked_seq_ = durable_seq_;
             ack_open_ = false;

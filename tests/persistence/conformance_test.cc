@@ -1587,6 +1587,80 @@ TEST_P(ConformanceTest, AFinishRightBehindTheLastDeltasEndsTheReplyWithEveryOne)
   }
 }
 
+// A `last` frame is the reply's final deltas and its finish at once: stored as the two frames
+// would be, every acknowledgement says the frame is taken, and a gap in it ends nothing.
+TEST_P(ConformanceTest, AReplysLastDeltasAndFinishInOneFrameEndItAsTwoFramesWould) {
+  const v1::Message message = StartStreaming(alice_);
+  grpc::ClientContext context;
+  auto stream = stub_->WriteMessageStream(&context);
+  v1::WriteMessageStreamRequest frame;
+  frame.mutable_open()->set_user_id(alice_);
+  frame.mutable_open()->set_message_id(message.id());
+  ASSERT_TRUE(stream->Write(frame));
+  frame.mutable_delta()->set_seq(1);
+  frame.mutable_delta()->set_text("One, ");
+  ASSERT_TRUE(stream->Write(frame));
+  v1::WriteMessageStreamResponse ack;
+  ASSERT_TRUE(stream->Read(&ack));
+  EXPECT_TRUE(ack.takes_last()) << ack.DebugString();
+
+  v1::StreamLast& last = *frame.mutable_last();
+  for (int seq = 1; seq <= 3; ++seq) {  // seq 1 again: a retry, skipped
+    v1::StreamDelta& delta = *last.add_deltas();
+    delta.set_seq(seq);
+    delta.set_text(seq == 1 ? "One, " : seq == 2 ? "two, " : "three.");
+  }
+  last.mutable_finish()->set_status(v1::MESSAGE_STATUS_COMPLETE);
+  last.mutable_finish()->set_finish_reason("length");
+  last.mutable_finish()->mutable_usage()->set_completion_tokens(3);
+  ASSERT_TRUE(stream->Write(frame, grpc::WriteOptions().set_last_message()));
+  bool finished = false;
+  std::string sha256;
+  int64_t durable = 0;
+  while (stream->Read(&ack)) {
+    EXPECT_TRUE(ack.takes_last());
+    durable = ack.durable_seq();
+    if (ack.finished()) {
+      finished = true;
+      sha256 = ack.sha256();
+    }
+  }
+  const grpc::Status status = stream->Finish();
+  ASSERT_TRUE(status.ok()) << status.error_message();
+  EXPECT_TRUE(finished);
+  EXPECT_EQ(durable, 3);
+  EXPECT_EQ(sha256, common::Sha256Hex("One, two, three."));
+  v1::Message stored;
+  ASSERT_TRUE(GetMessage(alice_, message.id(), &stored).ok());
+  EXPECT_EQ(stored.content(), "One, two, three.");
+  EXPECT_EQ(stored.last_seq(), 3);
+  EXPECT_EQ(stored.status(), v1::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(stored.finish_reason(), "length");
+  EXPECT_EQ(stored.usage().completion_tokens(), 3);
+
+  // A gap refuses the frame: its finish is not applied, the message stays streaming.
+  const v1::Message gapped = StartStreaming(alice_);
+  grpc::ClientContext gap_context;
+  auto gap_stream = stub_->WriteMessageStream(&gap_context);
+  v1::WriteMessageStreamRequest open;
+  open.mutable_open()->set_user_id(alice_);
+  open.mutable_open()->set_message_id(gapped.id());
+  ASSERT_TRUE(gap_stream->Write(open));
+  v1::WriteMessageStreamRequest skip;
+  v1::StreamDelta& two = *skip.mutable_last()->add_deltas();
+  two.set_seq(2);
+  two.set_text("two");
+  skip.mutable_last()->mutable_finish()->set_status(v1::MESSAGE_STATUS_COMPLETE);
+  gap_stream->Write(skip, grpc::WriteOptions().set_last_message());
+  while (gap_stream->Read(&ack)) {
+    EXPECT_FALSE(ack.finished());
+  }
+  EXPECT_EQ(gap_stream->Finish().error_code(), grpc::StatusCode::FAILED_PRECONDITION);
+  ASSERT_TRUE(GetMessage(alice_, gapped.id(), &stored).ok());
+  EXPECT_EQ(stored.status(), v1::MESSAGE_STATUS_STREAMING);
+  EXPECT_EQ(stored.content(), "");
+}
+
 TEST_P(ConformanceTest, AConversationWatchSeesMessagesRepliesAndSignalsInOrder) {
   const v1::Conversation conversation = Create(alice_);
   ConversationWatch watch(stub_, alice_, conversation.id());
