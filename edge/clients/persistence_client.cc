@@ -66,7 +66,8 @@ void CallUnary(BackendReadiness& readiness, Method method, Request request, absl
 }  // namespace
 
 // One WriteMessageStream call of a MessageWriter: writes the frames it is given in order,
-// reports every acknowledgement and its end to the writer, and half-closes after `finish`.
+// reports every acknowledgement and its end to the writer, and half-closes with `finish` (or
+// `last`), the stream's last write.
 class MessageWriter::Attempt final
     : public grpc::ClientBidiReactor<persistence_pb::WriteMessageStreamRequest,
                                      persistence_pb::WriteMessageStreamResponse>,
@@ -101,7 +102,9 @@ class MessageWriter::Attempt final
     StartCall();
   }
 
-  void Send(persistence_pb::WriteMessageStreamRequest frame) {
+  // Queues `frame`; unless `more_follows`, starts writing what is queued. Frames sent together
+  // may go out in one message.
+  void Send(persistence_pb::WriteMessageStreamRequest frame, bool more_follows = false) {
     bool release = false;
     {
       absl::MutexLock lock(&mutex_);
@@ -110,6 +113,9 @@ class MessageWriter::Attempt final
       }
       finish_queued_ = frame.has_finish();
       queue_.push_back(std::move(frame));
+      if (more_follows) {
+        return;
+      }
       release = WriteNextLocked();
     }
     if (release) {
@@ -129,23 +135,41 @@ class MessageWriter::Attempt final
       hold_released_ = true;
       return true;
     }
-    if (queue_.empty()) {
-      if (finish_queued_) {
-        // Everything including `finish` is written: half-close and let the
-        // final acknowledgement and status arrive.
-        writing_ = true;
-        StartWritesDone();
-      }
+    if (queue_.empty() || last_written_) {
       return false;
     }
     in_flight_ = std::move(queue_.front());
     queue_.pop_front();
     if (in_flight_.has_delta()) {
       MergeQueuedDeltasLocked();
+      FoldQueuedFinishLocked();
     }
     writing_ = true;
-    StartWrite(&in_flight_);
+    if (in_flight_.has_finish() || in_flight_.has_last()) {
+      // The half-close goes with it: the final acknowledgement and status are all that is left.
+      last_written_ = true;
+      StartWriteLast(&in_flight_, grpc::WriteOptions());
+    } else {
+      StartWrite(&in_flight_);
+    }
     return false;
+  }
+
+  // A `finish` queued right behind the deltas in `in_flight_` goes out with them (a `last`
+  // frame), to a persistence that takes it.
+  void FoldQueuedFinishLocked() ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_) {
+    if (!takes_last_ || queue_.empty() || !queue_.front().has_finish()) {
+      return;
+    }
+    persistence_pb::StreamLast last;
+    if (in_flight_.has_delta()) {
+      *last.add_deltas() = std::move(*in_flight_.mutable_delta());
+    } else {
+      *last.mutable_deltas() = std::move(*in_flight_.mutable_deltas()->mutable_deltas());
+    }
+    *last.mutable_finish() = std::move(*queue_.front().mutable_finish());
+    queue_.pop_front();
+    *in_flight_.mutable_last() = std::move(last);
   }
 
   // The deltas that queued up behind the previous write go out with `in_flight_`'s in one
@@ -196,25 +220,25 @@ class MessageWriter::Attempt final
     {
       absl::MutexLock lock(&mutex_);
       writing_ = false;
-      release = WriteNextLocked();
+      if (last_written_ && !hold_released_) {
+        hold_released_ = release = true;
+      } else {
+        release = WriteNextLocked();
+      }
     }
     if (release) {
       RemoveHold();
     }
   }
 
-  void OnWritesDoneDone(bool /*ok*/) override {
-    {
-      absl::MutexLock lock(&mutex_);
-      hold_released_ = true;
-    }
-    RemoveHold();
-  }
-
   void OnReadDone(bool ok) override {
     if (!ok) {
       // The server ended the stream; stop writing and let OnDone report why.
       return Break(/*write_done=*/false);
+    }
+    if (response_.takes_last()) {
+      absl::MutexLock lock(&mutex_);
+      takes_last_ = true;
     }
     writer_->OnAck(this, response_);
     StartRead(&response_);
@@ -239,6 +263,10 @@ class MessageWriter::Attempt final
   bool started_ ABSL_GUARDED_BY(mutex_) = false;
   bool writing_ ABSL_GUARDED_BY(mutex_) = false;
   bool finish_queued_ ABSL_GUARDED_BY(mutex_) = false;
+  // The write of `finish` or `last`, with the half-close, has started.
+  bool last_written_ ABSL_GUARDED_BY(mutex_) = false;
+  // The acknowledgements say persistence takes a `last` frame.
+  bool takes_last_ ABSL_GUARDED_BY(mutex_) = false;
   bool broken_ ABSL_GUARDED_BY(mutex_) = false;
   // The hold keeps OnDone away while frames may still be written.
   bool hold_released_ ABSL_GUARDED_BY(mutex_) = false;
@@ -370,55 +398,95 @@ void MessageWriter::OnReady(absl::Status ready) {
 }
 
 void MessageWriter::Append(int64_t seq, std::string text) {
-  persistence_pb::WriteMessageStreamRequest frame;
+  std::optional<persistence_pb::WriteMessageStreamRequest> frame;
   std::shared_ptr<Attempt> attempt;
   {
     absl::MutexLock lock(&mutex_);
     if (finish_.has_value() || self_ == nullptr) {
       return;
     }
-    last_seq_ = seq;
-    if (!WaitingLocked()) {
-      waiting_since_ = absl::Now();
-    }
-    unacked_bytes_ += text.size();
-    persistence_pb::StreamDelta& delta = unacked_.emplace_back();
-    delta.set_seq(seq);
-    delta.set_text(std::move(text));
+    frame = AddDeltaLocked(seq, std::move(text));
     attempt = attempt_;
-    if (attempt == nullptr) {
-      return;  // The next stream sends it.
-    }
-    *frame.mutable_delta() = delta;
   }
   // Appends come one at a time (from the turn's executor), so frames reach the stream in order.
-  attempt->Send(std::move(frame));
+  if (frame.has_value()) {
+    attempt->Send(*std::move(frame));
+  }
 }
 
 void MessageWriter::Finish(persistence_pb::MessageStatus status, std::string finish_reason,
                            int32_t prompt_tokens, int32_t completion_tokens) {
-  persistence_pb::WriteMessageStreamRequest frame;
+  std::optional<persistence_pb::WriteMessageStreamRequest> frame;
   std::shared_ptr<Attempt> attempt;
   {
     absl::MutexLock lock(&mutex_);
     if (finish_.has_value() || self_ == nullptr) {
       return;
     }
-    if (!WaitingLocked()) {
-      waiting_since_ = absl::Now();
-    }
-    persistence_pb::StreamFinish& finish = finish_.emplace();
-    finish.set_status(status);
-    finish.set_finish_reason(std::move(finish_reason));
-    finish.mutable_usage()->set_prompt_tokens(prompt_tokens);
-    finish.mutable_usage()->set_completion_tokens(completion_tokens);
+    frame = AddFinishLocked(status, std::move(finish_reason), prompt_tokens, completion_tokens);
     attempt = attempt_;
-    if (attempt == nullptr) {
+  }
+  if (frame.has_value()) {
+    attempt->Send(*std::move(frame));
+  }
+}
+
+void MessageWriter::AppendLast(int64_t seq, std::string text, persistence_pb::MessageStatus status,
+                               std::string finish_reason, int32_t prompt_tokens,
+                               int32_t completion_tokens) {
+  std::optional<persistence_pb::WriteMessageStreamRequest> delta;
+  std::optional<persistence_pb::WriteMessageStreamRequest> finish;
+  std::shared_ptr<Attempt> attempt;
+  {
+    absl::MutexLock lock(&mutex_);
+    if (finish_.has_value() || self_ == nullptr) {
       return;
     }
-    *frame.mutable_finish() = finish;
+    delta = AddDeltaLocked(seq, std::move(text));
+    finish = AddFinishLocked(status, std::move(finish_reason), prompt_tokens, completion_tokens);
+    attempt = attempt_;
   }
-  attempt->Send(std::move(frame));
+  if (delta.has_value()) {
+    attempt->Send(*std::move(delta), /*more_follows=*/true);
+    attempt->Send(*std::move(finish));
+  }
+}
+
+std::optional<persistence_pb::WriteMessageStreamRequest> MessageWriter::AddDeltaLocked(
+    int64_t seq, std::string text) {
+  last_seq_ = seq;
+  if (!WaitingLocked()) {
+    waiting_since_ = absl::Now();
+  }
+  unacked_bytes_ += text.size();
+  persistence_pb::StreamDelta& delta = unacked_.emplace_back();
+  delta.set_seq(seq);
+  delta.set_text(std::move(text));
+  if (attempt_ == nullptr) {
+    return std::nullopt;  // The next stream sends it.
+  }
+  persistence_pb::WriteMessageStreamRequest frame;
+  *frame.mutable_delta() = delta;
+  return frame;
+}
+
+std::optional<persistence_pb::WriteMessageStreamRequest> MessageWriter::AddFinishLocked(
+    persistence_pb::MessageStatus status, std::string finish_reason, int32_t prompt_tokens,
+    int32_t completion_tokens) {
+  if (!WaitingLocked()) {
+    waiting_since_ = absl::Now();
+  }
+  persistence_pb::StreamFinish& finish = finish_.emplace();
+  finish.set_status(status);
+  finish.set_finish_reason(std::move(finish_reason));
+  finish.mutable_usage()->set_prompt_tokens(prompt_tokens);
+  finish.mutable_usage()->set_completion_tokens(completion_tokens);
+  if (attempt_ == nullptr) {
+    return std::nullopt;
+  }
+  persistence_pb::WriteMessageStreamRequest frame;
+  *frame.mutable_finish() = finish;
+  return frame;
 }
 
 void MessageWriter::Cancel() {

@@ -74,6 +74,10 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
   // Queues the last frame; the stream ends once it is acknowledged.
   void Finish(persistence_pb::MessageStatus status, std::string finish_reason,
               int32_t prompt_tokens, int32_t completion_tokens);
+  // Append then Finish, for a reply whose end came with its last text: to a persistence that
+  // takes it, both go in one message (a `last` frame).
+  void AppendLast(int64_t seq, std::string text, persistence_pb::MessageStatus status,
+                  std::string finish_reason, int32_t prompt_tokens, int32_t completion_tokens);
   // Abandons the stream (the stored message keeps its durable prefix).
   void Cancel();
 
@@ -99,6 +103,14 @@ class MessageWriter final : public std::enable_shared_from_this<MessageWriter> {
  private:
   class Attempt;  // One WriteMessageStream call.
 
+  // Record a delta and the finish; each returns the frame to send on `attempt_`, if there is
+  // one (else the next stream sends what they recorded).
+  std::optional<persistence_pb::WriteMessageStreamRequest> AddDeltaLocked(int64_t seq,
+                                                                          std::string text)
+      ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  std::optional<persistence_pb::WriteMessageStreamRequest> AddFinishLocked(
+      persistence_pb::MessageStatus status, std::string finish_reason, int32_t prompt_tokens,
+      int32_t completion_tokens) ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
   // Opens a stream once the channel is connected.
   void Connect();
   void OnReady(absl::Status ready);

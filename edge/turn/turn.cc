@@ -142,8 +142,8 @@ Turn::Turn(const TurnDeps& deps, net::any_io_executor executor, std::weak_ptr<Ev
 void Turn::Cancel(bool notify) {
   net::post(executor_, [self = shared_from_this(), notify] {
     self->notify_cancel_ = self->notify_cancel_ || notify;
-    if (self->ended_ || self->cancelled_) {
-      return;
+    if (self->ended_ || self->cancelled_ || self->engine_finished_) {
+      return;  // An ended or whole reply has nothing left to cancel.
     }
     self->cancelled_ = true;
     if (self->generate_ != nullptr) {
@@ -607,6 +607,7 @@ void Turn::ScheduleHeartbeat() {
 }
 
 void Turn::OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arrival) {
+  std::optional<std::string> stored;  // This chunk's delta, for persistence.
   switch (chunk.chunk_case()) {
     case inference_pb::GenerateResponse::kTextDelta: {
       if (chunk.text_delta().text().empty()) {
@@ -623,7 +624,7 @@ void Turn::OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arriv
       }
       last_chunk_ = arrival;
       deps_.metrics->tokens_total.Increment();
-      writer_->Append(seq_, chunk.text_delta().text());
+      stored = chunk.text_delta().text();
       text_ += chunk.text_delta().text();
       Emit(StreamToken{assistant_message_id_, seq_,
                        std::move(*chunk.mutable_text_delta()->mutable_text())},
@@ -655,6 +656,19 @@ void Turn::OnChunk(inference_pb::GenerateResponse chunk, Clock::time_point arriv
       OnFinish(chunk.end().finish());
     }
   }
+  if (engine_finished_ && !writer_done_) {
+    // The reply's end is known with its last text: both are stored in one message.
+    const std::string reason = finish_reason_.empty() ? "stop" : finish_reason_;
+    if (stored.has_value()) {
+      writer_->AppendLast(seq_, *std::move(stored), persistence_pb::MESSAGE_STATUS_COMPLETE, reason,
+                          prompt_tokens_, completion_tokens_);
+    } else {
+      writer_->Finish(persistence_pb::MESSAGE_STATUS_COMPLETE, reason, prompt_tokens_,
+                      completion_tokens_);
+    }
+  } else if (stored.has_value()) {
+    writer_->Append(seq_, *std::move(stored));
+  }
   PullNext();
 }
 
@@ -665,6 +679,7 @@ void Turn::OnUsage(const inference_pb::Usage& usage) {
 
 void Turn::OnFinish(const inference_pb::Finish& finish) {
   finish_reason_ = FinishReasonName(finish.reason());
+  engine_finished_ = true;
 }
 
 void Turn::PullNext() {
@@ -691,8 +706,9 @@ void Turn::PullNext() {
 
 void Turn::OnGenerateDone(absl::Status status) {
   generate_done_ = true;
-  inference_status_ = status;
-  if (writer_done_) {
+  // After the finish, a cancel or deadline came too late to cut the reply: it is stored whole.
+  inference_status_ = engine_finished_ ? absl::OkStatus() : status;
+  if (writer_done_ || engine_finished_) {
     return MaybeFinish();
   }
   if (status.ok()) {
@@ -720,8 +736,10 @@ void Turn::OnWriterDone(MessageWriter::Result result) {
   writer_done_ = true;
   writer_result_ = std::move(result);
   if (!generate_done_) {
-    // Persistence gave up mid-stream: a reply that cannot be stored is not worth generating.
-    generate_->Cancel();
+    if (!engine_finished_) {
+      // Persistence gave up mid-stream: a reply that cannot be stored is not worth generating.
+      generate_->Cancel();
+    }
     return;
   }
   MaybeFinish();

@@ -172,6 +172,8 @@ class Turn : public std::enable_shared_from_this<Turn> {
   std::shared_ptr<GenerateStream> generate_;
   std::shared_ptr<MessageWriter> writer_;
   bool generate_done_ = false;
+  // The engine's finish arrived: the reply is whole, whatever ends the call after it.
+  bool engine_finished_ = false;
   bool writer_done_ = false;
   bool cancelled_ = false;
   bool notify_cancel_ = false;

@@ -22,14 +22,31 @@ void FakePersistence::Reset() {
   absl::MutexLock lock(&mutex_);
   messages_.clear();
   deltas_per_frame_.clear();
+  frame_kinds_.clear();
   append_status_ = absl::OkStatus();
   start_turns_ = false;
+  take_last_ = false;
   calls_ = {};
 }
 
 void FakePersistence::StartTurns(bool start) {
   absl::MutexLock lock(&mutex_);
   start_turns_ = start;
+}
+
+void FakePersistence::TakeLast(bool take) {
+  absl::MutexLock lock(&mutex_);
+  take_last_ = take;
+}
+
+bool FakePersistence::TakesLast() {
+  absl::MutexLock lock(&mutex_);
+  return take_last_;
+}
+
+std::vector<std::string> FakePersistence::FrameKinds() {
+  absl::MutexLock lock(&mutex_);
+  return frame_kinds_;
 }
 
 FakePersistence::Calls FakePersistence::CallsSeen() {
@@ -198,6 +215,12 @@ persistence_pb::WriteMessageStreamResponse FakePersistence::Apply(
     const persistence_pb::WriteMessageStreamRequest& frame) {
   absl::MutexLock lock(&mutex_);
   persistence_pb::WriteMessageStreamResponse ack;
+  ack.set_takes_last(take_last_);
+  frame_kinds_.push_back(frame.has_delta()    ? "delta"
+                         : frame.has_deltas() ? "deltas"
+                         : frame.has_finish() ? "finish"
+                         : frame.has_last()   ? "last"
+                                              : "other");
   for (Stored& stored : messages_) {
     if (stored.message.id() != message_id || stored.user_id != user_id) {
       continue;
@@ -219,10 +242,19 @@ persistence_pb::WriteMessageStreamResponse FakePersistence::Apply(
         apply(delta);
       }
     }
-    if (frame.has_finish()) {
-      message.set_status(frame.finish().status());
-      message.set_finish_reason(frame.finish().finish_reason());
-      *message.mutable_usage() = frame.finish().usage();
+    if (frame.has_last()) {
+      deltas_per_frame_.push_back(frame.last().deltas_size());
+      for (const persistence_pb::StreamDelta& delta : frame.last().deltas()) {
+        apply(delta);
+      }
+    }
+    const persistence_pb::StreamFinish* finish = frame.has_finish() ? &frame.finish()
+                                                 : frame.has_last() ? &frame.last().finish()
+                                                                    : nullptr;
+    if (finish != nullptr) {
+      message.set_status(finish->status());
+      message.set_finish_reason(finish->finish_reason());
+      *message.mutable_usage() = finish->usage();
       ack.set_finished(true);
     }
     ack.set_durable_seq(message.last_seq());
@@ -244,8 +276,17 @@ class WriteReactor final
       MaybeFinishLocked();
       return;
     }
+    if (request_.has_last() && !owner_->TakesLast()) {
+      // What a persistence that predates the frame sees: a frame of no kind it knows.
+      absl::MutexLock lock(&mutex_);
+      ending_ = grpc::Status(grpc::StatusCode::INVALID_ARGUMENT, "empty frame");
+      reads_done_ = true;
+      WriteNextLocked();
+      return;
+    }
     if (request_.has_start()) {
       persistence_pb::WriteMessageStreamResponse answer;
+      answer.set_takes_last(owner_->TakesLast());
       const grpc::Status status = owner_->Start(request_.start(), answer.mutable_started());
       absl::MutexLock lock(&mutex_);
       if (!status.ok() || !answer.started().has_reply()) {

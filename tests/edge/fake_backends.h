@@ -29,6 +29,9 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
   // stream its `start`, as a current persistence does; off (after Reset too), AppendMessage
   // ignores `turn` and a stream refuses `start`, as a persistence that predates them.
   void StartTurns(bool start);
+  // Whether a write stream takes a `last` frame and its acknowledgements say so, as a current
+  // persistence does; off (after Reset too), as one that predates it, which refuses the frame.
+  void TakeLast(bool take);
   // How many AppendMessage and ListMessages calls arrived since Reset; a write stream's `start`
   // counts as an AppendMessage (and in `write_starts`).
   struct Calls {
@@ -47,6 +50,9 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
   std::vector<int> DeltasPerFrame();
   // Waits up to `timeout` until `count` frames carrying text have arrived.
   bool AwaitDeltaFrames(size_t count, absl::Duration timeout);
+  // Every write stream frame after the first, by kind ("delta", "deltas", "finish", "last"), in
+  // arrival order.
+  std::vector<std::string> FrameKinds();
 
   grpc::ServerUnaryReactor* AppendMessage(grpc::CallbackServerContext* context,
                                           const persistence_pb::AppendMessageRequest* request,
@@ -64,6 +70,7 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
   grpc::Status Append(const persistence_pb::AppendMessageRequest& request,
                       persistence_pb::AppendMessageResponse* response)
       ABSL_EXCLUSIVE_LOCKS_REQUIRED(mutex_);
+  bool TakesLast();
   // A write stream's `start`: refused unless StartTurns.
   grpc::Status Start(const persistence_pb::AppendMessageRequest& request,
                      persistence_pb::AppendMessageResponse* response);
@@ -81,6 +88,8 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
   std::vector<int> deltas_per_frame_ ABSL_GUARDED_BY(mutex_);
   absl::Status append_status_ ABSL_GUARDED_BY(mutex_);
   bool start_turns_ ABSL_GUARDED_BY(mutex_) = false;
+  bool take_last_ ABSL_GUARDED_BY(mutex_) = false;
+  std::vector<std::string> frame_kinds_ ABSL_GUARDED_BY(mutex_);
   Calls calls_ ABSL_GUARDED_BY(mutex_);
   int next_id_ ABSL_GUARDED_BY(mutex_) = 1;
 };

@@ -100,5 +100,55 @@ TEST_F(MessageWriterTest, DeltasQueuedBehindAWriteGoOutInOneMessageAndALoneOneAt
   EXPECT_EQ(stored[0].last_seq(), 51);
 }
 
+// Waits until persistence has acknowledged every delta appended so far.
+bool AwaitAcked(const MessageWriter& writer) {
+  const absl::Time until = absl::Now() + absl::Seconds(30);
+  while (writer.pending() > 0) {
+    if (absl::Now() > until) {
+      return false;
+    }
+    absl::SleepFor(absl::Milliseconds(1));
+  }
+  return true;
+}
+
+// The reply's last delta and its finish: one `last` frame where persistence takes it (its
+// acknowledgements say so), a `delta` and a `finish` where it predates the frame.
+TEST_F(MessageWriterTest, AReplysLastDeltaAndItsFinishGoInOneMessageWherePersistenceTakesIt) {
+  Listen();
+  for (const bool takes_last : {true, false}) {
+    SCOPED_TRACE(takes_last ? "a persistence that takes `last`" : "one that predates it");
+    persistence_.Reset();
+    persistence_.TakeLast(takes_last);
+    const std::string id =
+        persistence_.Seed("alice", "c1", persistence_pb::ROLE_ASSISTANT, /*content=*/"");
+    absl::Notification done;
+    MessageWriter::Result result;
+    std::shared_ptr<MessageWriter> writer =
+        client_->OpenWriter("alice", id, common::NewTraceContext(), [&](MessageWriter::Result r) {
+          result = std::move(r);
+          done.Notify();
+        });
+    writer->Append(1, "Hello, ");
+    ASSERT_TRUE(AwaitAcked(*writer));
+    writer->AppendLast(2, "world.", persistence_pb::MESSAGE_STATUS_COMPLETE, "stop", 3, 2);
+    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    EXPECT_TRUE(result.status.ok()) << result.status;
+    EXPECT_TRUE(result.finished);
+    EXPECT_EQ(result.durable_seq, 2);
+    if (takes_last) {
+      EXPECT_THAT(persistence_.FrameKinds(), ElementsAre("delta", "last"));
+    } else {
+      EXPECT_THAT(persistence_.FrameKinds(), ElementsAre("delta", "delta", "finish"));
+    }
+    std::vector<persistence_pb::Message> stored = persistence_.Messages("c1");
+    ASSERT_EQ(stored.size(), 1u);
+    EXPECT_EQ(stored[0].content(), "Hello, world.");
+    EXPECT_EQ(stored[0].last_seq(), 2);
+    EXPECT_EQ(stored[0].status(), persistence_pb::MESSAGE_STATUS_COMPLETE);
+    EXPECT_EQ(stored[0].usage().completion_tokens(), 2);
+  }
+}
+
 }  // namespace
 }  // namespace parley::edge
