@@ -6,6 +6,7 @@
 
 #include "absl/strings/str_cat.h"
 #include "boost/json/array.hpp"
+#include "boost/json/monotonic_resource.hpp"
 #include "boost/json/object.hpp"
 #include "boost/json/parse.hpp"
 #include "boost/json/serialize.hpp"
@@ -181,8 +182,11 @@ std::variant<Command, ErrorEvent> DecodeMessage(const json::object& object, std:
   return message;
 }
 
-json::object WithType(json::string_view type) {
-  json::object object;
+// Room for every field of the frames built on it, so that none grows its table.
+constexpr size_t kFrameFields = 8;
+
+json::object WithType(json::string_view type, const json::storage_ptr& storage) {
+  json::object object(kFrameFields, storage);
   object["type"] = type;
   return object;
 }
@@ -198,8 +202,9 @@ json::array MessagesJson(const std::vector<HistoryMessage>& messages) {
   return out;
 }
 
-json::object ConversationIdEvent(json::string_view type, const std::string& conversation_id) {
-  json::object o = WithType(type);
+json::object ConversationIdEvent(json::string_view type, const std::string& conversation_id,
+                                 const json::storage_ptr& storage) {
+  json::object o = WithType(type, storage);
   o["conversationId"] = View(conversation_id);
   return o;
 }
@@ -326,35 +331,39 @@ std::string NativeCodec::Encode(const Event& event) const {
     // The native protocol does not say who else views a conversation: no frame.
     return "";
   }
+  // A frame is built in this buffer (and on the heap only past it): its text is all it allocates.
+  unsigned char buffer[2048];
+  json::monotonic_resource resource(buffer, sizeof(buffer));
+  const json::storage_ptr storage(&resource);
   json::object out = std::visit(
       Overloaded{
-          [](const Ack& ack) {
-            json::object o = WithType("ack");
+          [&storage](const Ack& ack) {
+            json::object o = WithType("ack", storage);
             o["id"] = View(ack.id);
             o["conversationId"] = View(ack.conversation_id);
             o["messageId"] = View(ack.message_id);
             return o;
           },
-          [](const StreamStart& start) {
-            json::object o = WithType("stream_start");
+          [&storage](const StreamStart& start) {
+            json::object o = WithType("stream_start", storage);
             o["conversationId"] = View(start.conversation_id);
             o["messageId"] = View(start.message_id);
             o["model"] = View(start.model);
             return o;
           },
-          [](const StreamToken& token) {
-            json::object o = WithType("stream_token");
+          [&storage](const StreamToken& token) {
+            json::object o = WithType("stream_token", storage);
             o["messageId"] = View(token.message_id);
             o["seq"] = token.seq;
             o["token"] = View(token.token);
             return o;
           },
-          [](const StreamComplete& complete) {
-            json::object o = WithType("stream_complete");
+          [&storage](const StreamComplete& complete) {
+            json::object o = WithType("stream_complete", storage);
             o["messageId"] = View(complete.message_id);
             o["lastSeq"] = complete.last_seq;
             o["finishReason"] = View(complete.finish_reason);
-            json::object usage;
+            json::object usage(storage);
             usage["promptTokens"] = complete.prompt_tokens;
             usage["completionTokens"] = complete.completion_tokens;
             o["usage"] = std::move(usage);
@@ -363,8 +372,8 @@ std::string NativeCodec::Encode(const Event& event) const {
             }
             return o;
           },
-          [](const ErrorEvent& error) {
-            json::object o = WithType("error");
+          [&storage](const ErrorEvent& error) {
+            json::object o = WithType("error", storage);
             const absl::string_view code = ErrorCodeName(error.code);
             o["code"] = json::string_view(code.data(), code.size());
             o["message"] = View(error.message);
@@ -376,14 +385,14 @@ std::string NativeCodec::Encode(const Event& event) const {
             }
             return o;
           },
-          [](const Pong&) { return WithType("pong"); },
-          [](const TokenRenewed& renewed) {
-            json::object o = WithType("authenticated");
+          [&storage](const Pong&) { return WithType("pong", storage); },
+          [&storage](const TokenRenewed& renewed) {
+            json::object o = WithType("authenticated", storage);
             o["expiresAt"] = View(renewed.expires_at);
             return o;
           },
-          [](const StreamCancelled& cancelled) {
-            json::object o = WithType("stream_cancelled");
+          [&storage](const StreamCancelled& cancelled) {
+            json::object o = WithType("stream_cancelled", storage);
             o["messageId"] = View(cancelled.message_id);
             o["lastSeq"] = cancelled.last_seq;
             if (!cancelled.sha256.empty()) {
@@ -391,19 +400,19 @@ std::string NativeCodec::Encode(const Event& event) const {
             }
             return o;
           },
-          [](const Heartbeat& heartbeat) {
-            json::object o = WithType("heartbeat");
+          [&storage](const Heartbeat& heartbeat) {
+            json::object o = WithType("heartbeat", storage);
             o["messageId"] = View(heartbeat.message_id);
             return o;
           },
-          [](const Resumed& resumed) {
-            json::object o = WithType("resumed");
+          [&storage](const Resumed& resumed) {
+            json::object o = WithType("resumed", storage);
             o["messageId"] = View(resumed.message_id);
             o["recovered"] = resumed.recovered;
             return o;
           },
-          [](const StreamInterrupted& interrupted) {
-            json::object o = WithType("stream_interrupted");
+          [&storage](const StreamInterrupted& interrupted) {
+            json::object o = WithType("stream_interrupted", storage);
             o["messageId"] = View(interrupted.message_id);
             o["lastSeq"] = interrupted.last_seq;
             o["error"] = View(interrupted.error);
@@ -414,22 +423,22 @@ std::string NativeCodec::Encode(const Event& event) const {
             }
             return o;
           },
-          [](const History& history) {
-            json::object o = WithType("history");
+          [&storage](const History& history) {
+            json::object o = WithType("history", storage);
             o["conversationId"] = View(history.conversation_id);
             o["messages"] = MessagesJson(history.messages);
             return o;
           },
-          [](const MessagePage& page) {
-            json::object o = WithType("messages");
+          [&storage](const MessagePage& page) {
+            json::object o = WithType("messages", storage);
             o["conversationId"] = View(page.conversation_id);
             o["messages"] = MessagesJson(page.messages);
             o["nextPageToken"] = View(page.next_page_token);
             return o;
           },
-          [](const ConversationPage& page) {
-            json::object o = WithType("history");
-            json::array conversations;
+          [&storage](const ConversationPage& page) {
+            json::object o = WithType("history", storage);
+            json::array conversations(storage);
             conversations.reserve(page.conversations.size());
             for (const ConversationSummary& c : page.conversations) {
               conversations.push_back(ConversationJson(c));
@@ -438,23 +447,25 @@ std::string NativeCodec::Encode(const Event& event) const {
             o["nextPageToken"] = View(page.next_page_token);
             return o;
           },
-          [](const Joined& joined) {
-            return ConversationIdEvent("joined", joined.conversation_id);
+          [&storage](const Joined& joined) {
+            return ConversationIdEvent("joined", joined.conversation_id, storage);
           },
-          [](const Left& left) { return ConversationIdEvent("left", left.conversation_id); },
-          [](const StreamReasoning& reasoning) {
-            json::object o = WithType("stream_reasoning");
+          [&storage](const Left& left) {
+            return ConversationIdEvent("left", left.conversation_id, storage);
+          },
+          [&storage](const StreamReasoning& reasoning) {
+            json::object o = WithType("stream_reasoning", storage);
             o["messageId"] = View(reasoning.message_id);
             o["text"] = View(reasoning.text);
             return o;
           },
-          [](const MessageAdded& added) {
-            json::object o = ConversationIdEvent("message_added", added.conversation_id);
+          [&storage](const MessageAdded& added) {
+            json::object o = ConversationIdEvent("message_added", added.conversation_id, storage);
             o["message"] = MessageJson(added.message);
             return o;
           },
-          [](const TypingRelay& typing) {
-            json::object o = ConversationIdEvent("typing", typing.conversation_id);
+          [&storage](const TypingRelay& typing) {
+            json::object o = ConversationIdEvent("typing", typing.conversation_id, storage);
             o["isTyping"] = typing.is_typing;
             return o;
           },
