@@ -364,6 +364,7 @@ FakePersistence::WriteMessageStream(grpc::CallbackServerContext* /*context*/) {
 }
 
 void FakeInference::Reset() {
+  ReleaseHeldCalls();
   absl::MutexLock lock(&mutex_);
   script_ = Script();
   requests_.clear();
@@ -382,8 +383,8 @@ std::vector<inference_pb::GenerateRequest> FakeInference::Requests() {
 // Writes the scripted chunks one after another, then finishes.
 class GenerateReactor final : public grpc::ServerWriteReactor<inference_pb::GenerateResponse> {
  public:
-  GenerateReactor(const FakeInference::Script& script, bool accepts_end)
-      : status_(script.fail_with) {
+  GenerateReactor(FakeInference* owner, const FakeInference::Script& script, bool accepts_end)
+      : owner_(owner), status_(script.fail_with), hold_status_(script.hold_status) {
     for (const std::string& delta : script.deltas) {
       chunks_.emplace_back().mutable_text_delta()->set_text(delta);
     }
@@ -415,26 +416,62 @@ class GenerateReactor final : public grpc::ServerWriteReactor<inference_pb::Gene
     WriteNext();
   }
 
+  void OnCancel() override {
+    if (owner_->Unhold(this)) {
+      Finish(grpc::Status::CANCELLED);
+    }
+  }
+
   void OnDone() override { delete this; }
 
  private:
   void WriteNext() {
     if (chunks_.empty()) {
+      if (hold_status_ && status_.ok()) {
+        owner_->Hold(this);  // Ended by FakeInference::ReleaseHeldCalls or OnCancel.
+        return;
+      }
       Finish(ToGrpc(status_));
       return;
     }
     StartWrite(&chunks_.front());
   }
 
+  FakeInference* const owner_;
   std::deque<inference_pb::GenerateResponse> chunks_;
   absl::Status status_;
+  const bool hold_status_;
 };
+
+void FakeInference::Hold(GenerateReactor* call) {
+  absl::MutexLock lock(&mutex_);
+  held_.push_back(call);
+}
+
+bool FakeInference::Unhold(GenerateReactor* call) {
+  absl::MutexLock lock(&mutex_);
+  auto it = std::find(held_.begin(), held_.end(), call);
+  if (it == held_.end()) {
+    return false;
+  }
+  held_.erase(it);
+  return true;
+}
+
+void FakeInference::ReleaseHeldCalls() {
+  absl::MutexLock lock(&mutex_);
+  // Finished under the lock, so that no OnCancel finishes one of them too.
+  for (GenerateReactor* call : held_) {
+    call->Finish(grpc::Status::OK);
+  }
+  held_.clear();
+}
 
 grpc::ServerWriteReactor<inference_pb::GenerateResponse>* FakeInference::Generate(
     grpc::CallbackServerContext* /*context*/, const inference_pb::GenerateRequest* request) {
   absl::MutexLock lock(&mutex_);
   requests_.push_back(*request);
-  return new GenerateReactor(script_, request->accepts_end());
+  return new GenerateReactor(this, script_, request->accepts_end());
 }
 
 grpc::ServerUnaryReactor* FakeInference::ListModels(grpc::CallbackServerContext* context,

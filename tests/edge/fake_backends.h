@@ -94,6 +94,8 @@ class FakePersistence final : public persistence_pb::ConversationService::Callba
   int next_id_ ABSL_GUARDED_BY(mutex_) = 1;
 };
 
+class GenerateReactor;
+
 // An InferenceService that replies with a scripted list of text deltas, then
 // usage and finish, or fails after them with `fail_with`. Like the real one, it puts usage and
 // finish in `end` on the last delta for a caller that accepts it.
@@ -104,11 +106,16 @@ class FakeInference final : public inference_pb::InferenceService::CallbackServi
     absl::Status fail_with;  // OK: finish normally.
     // Answers as a service that predates `end`: usage and finish as chunks of their own.
     bool predates_end = false;
+    // After its last chunk a call that succeeds waits for ReleaseHeldCalls (or its cancel)
+    // before it ends OK, as a status still on its way would.
+    bool hold_status = false;
   };
   void SetScript(Script script);
   // Back to the default script, with no requests seen.
   void Reset();
   std::vector<inference_pb::GenerateRequest> Requests();
+  // Ends every call that hold_status keeps waiting, OK.
+  void ReleaseHeldCalls();
 
   grpc::ServerWriteReactor<inference_pb::GenerateResponse>* Generate(
       grpc::CallbackServerContext* context, const inference_pb::GenerateRequest* request) override;
@@ -117,9 +124,15 @@ class FakeInference final : public inference_pb::InferenceService::CallbackServi
                                        inference_pb::ListModelsResponse* response) override;
 
  private:
+  friend class GenerateReactor;
+  void Hold(GenerateReactor* call);
+  // True if `call` was held (it is no longer).
+  bool Unhold(GenerateReactor* call);
+
   absl::Mutex mutex_;
   Script script_ ABSL_GUARDED_BY(mutex_);
   std::vector<inference_pb::GenerateRequest> requests_ ABSL_GUARDED_BY(mutex_);
+  std::vector<GenerateReactor*> held_ ABSL_GUARDED_BY(mutex_);
 };
 
 // Both fakes behind one in-process server on a free port.

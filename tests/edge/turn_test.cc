@@ -383,6 +383,36 @@ TEST_P(TurnTest, ACancelFromTheClientIsAnsweredWithTheLastStoredSeq) {
   EXPECT_EQ(stored[1].status(), persistence_pb::MESSAGE_STATUS_CANCELLED);
 }
 
+// A cancel that arrives once the model's finish has, while the call's status is still on its way,
+// comes too late to cut anything: the reply is stored whole, as complete, and the client hears so.
+TEST_P(TurnTest, ACancelAfterTheModelFinishedLeavesTheReplyWholeAndComplete) {
+  testing::FakeInference::Script script;
+  script.hold_status = true;
+  backends_->inference.SetScript(script);
+  auto sink = std::make_shared<RecordingSink>();
+  std::shared_ptr<Turn> turn = StartTurn(Message("c-late", "Hi"), sink);
+  // The last token came with the finish; the call has not ended.
+  ASSERT_TRUE(RunUntil([&] { return sink->All<StreamToken>().size() == 3; }));
+  turn->Cancel(/*notify=*/true);
+  // Time for the cancel to reach the turn, and for a call it cancelled to end.
+  for (int i = 0; i < 10; ++i) {
+    io_.run_one_for(std::chrono::milliseconds(20));
+  }
+  backends_->inference.ReleaseHeldCalls();
+  ASSERT_TRUE(RunUntil([&] { return tracker_.running() == 0; }));
+
+  EXPECT_TRUE(sink->All<StreamCancelled>().empty());
+  const std::vector<StreamComplete> complete = sink->All<StreamComplete>();
+  ASSERT_EQ(complete.size(), 1u);
+  EXPECT_EQ(complete[0].last_seq, 3);
+  const std::vector<persistence_pb::Message> stored =
+      backends_->persistence.Messages(sink->All<Ack>().at(0).conversation_id);
+  ASSERT_EQ(stored.size(), 2u);
+  EXPECT_EQ(stored[1].content(), "Hello there");
+  EXPECT_EQ(stored[1].status(), persistence_pb::MESSAGE_STATUS_COMPLETE);
+  EXPECT_EQ(TurnsWithOutcome("complete"), 1);
+}
+
 TEST_P(TurnTest, ATurnTakesOnePersistenceCallBeforeTheModelWhenPersistenceCanStartIt) {
   std::shared_ptr<RecordingSink> sink = RunTurn(Message("c10", "Hi"));
   ASSERT_EQ(sink->All<StreamComplete>().size(), 1u);
