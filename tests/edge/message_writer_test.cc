@@ -55,6 +55,24 @@ class MessageWriterTest : public ::testing::Test {
     ASSERT_NE(server_, nullptr);
   }
 
+  // A writer of a new assistant message in conversation "c1", and its end once it comes.
+  struct Writing {
+    absl::Notification done;
+    MessageWriter::Result result;
+    std::shared_ptr<MessageWriter> writer;
+  };
+  std::unique_ptr<Writing> StartWriting() {
+    auto writing = std::make_unique<Writing>();
+    const std::string id =
+        persistence_.Seed("alice", "c1", persistence_pb::ROLE_ASSISTANT, /*content=*/"");
+    writing->writer = client_->OpenWriter("alice", id, common::NewTraceContext(),
+                                          [writing = writing.get()](MessageWriter::Result r) {
+                                            writing->result = std::move(r);
+                                            writing->done.Notify();
+                                          });
+    return writing;
+  }
+
   const std::string path_;
   testing::FakePersistence persistence_;
   std::unique_ptr<grpc::Server> server_;
@@ -62,15 +80,9 @@ class MessageWriterTest : public ::testing::Test {
 };
 
 TEST_F(MessageWriterTest, DeltasQueuedBehindAWriteGoOutInOneMessageAndALoneOneAtOnce) {
-  const std::string id =
-      persistence_.Seed("alice", "c1", persistence_pb::ROLE_ASSISTANT, /*content=*/"");
-  absl::Notification done;
-  MessageWriter::Result result;
-  std::shared_ptr<MessageWriter> writer =
-      client_->OpenWriter("alice", id, common::NewTraceContext(), [&](MessageWriter::Result r) {
-        result = std::move(r);
-        done.Notify();
-      });
+  std::unique_ptr<Writing> writing = StartWriting();
+  const std::shared_ptr<MessageWriter>& writer = writing->writer;
+  const MessageWriter::Result& result = writing->result;
   std::string expected;
   for (int seq = 1; seq <= 50; ++seq) {
     writer->Append(seq, absl::StrCat("t", seq, " "));
@@ -89,7 +101,7 @@ TEST_F(MessageWriterTest, DeltasQueuedBehindAWriteGoOutInOneMessageAndALoneOneAt
   EXPECT_THAT(persistence_.DeltasPerFrame(), ElementsAre(50, 1));
 
   writer->Finish(persistence_pb::MESSAGE_STATUS_COMPLETE, "stop", 1, 51);
-  ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+  ASSERT_TRUE(writing->done.WaitForNotificationWithTimeout(absl::Seconds(30)));
   EXPECT_TRUE(result.status.ok()) << result.status;
   EXPECT_TRUE(result.finished);
   EXPECT_EQ(result.durable_seq, 51);
@@ -120,19 +132,12 @@ TEST_F(MessageWriterTest, AReplysLastDeltaAndItsFinishGoInOneMessageWherePersist
     SCOPED_TRACE(takes_last ? "a persistence that takes `last`" : "one that predates it");
     persistence_.Reset();
     persistence_.TakeLast(takes_last);
-    const std::string id =
-        persistence_.Seed("alice", "c1", persistence_pb::ROLE_ASSISTANT, /*content=*/"");
-    absl::Notification done;
-    MessageWriter::Result result;
-    std::shared_ptr<MessageWriter> writer =
-        client_->OpenWriter("alice", id, common::NewTraceContext(), [&](MessageWriter::Result r) {
-          result = std::move(r);
-          done.Notify();
-        });
-    writer->Append(1, "Hello, ");
-    ASSERT_TRUE(AwaitAcked(*writer));
-    writer->AppendLast(2, "world.", persistence_pb::MESSAGE_STATUS_COMPLETE, "stop", 3, 2);
-    ASSERT_TRUE(done.WaitForNotificationWithTimeout(absl::Seconds(30)));
+    std::unique_ptr<Writing> writing = StartWriting();
+    const MessageWriter::Result& result = writing->result;
+    writing->writer->Append(1, "Hello, ");
+    ASSERT_TRUE(AwaitAcked(*writing->writer));
+    writing->writer->AppendLast(2, "world.", persistence_pb::MESSAGE_STATUS_COMPLETE, "stop", 3, 2);
+    ASSERT_TRUE(writing->done.WaitForNotificationWithTimeout(absl::Seconds(30)));
     EXPECT_TRUE(result.status.ok()) << result.status;
     EXPECT_TRUE(result.finished);
     EXPECT_EQ(result.durable_seq, 2);
