@@ -3,6 +3,7 @@
 // and its upgrade from long-polling included) and the --echo_path endpoint. After each case the
 // edge must still serve another client.
 #include <memory>
+#include <ostream>
 #include <string>
 #include <vector>
 
@@ -42,6 +43,9 @@ struct WsPath {
   // A request target that opens a WebSocket on this path (may need a request first).
   std::string (*target)(const std::string& address);
 };
+
+// Names the path in test listings (gtest would print the struct's bytes).
+void PrintTo(const WsPath& path, std::ostream* out) { *out << path.name; }
 
 std::string SocketIoUpgradeTarget(const std::string& address) {
   // A long-polling session first; its WebSocket upgrade is carried by other code.
